@@ -1,0 +1,66 @@
+"""The leaderboard: a store of runs and results, their scoring, and the web page.
+
+Imports nothing else of PretrainBench: the runner converts its runs into ``RunRecord``s.
+"""
+
+from ._records import FinalRecord, MetricSpec, RunRecord, TestRecord
+from ._schema import MIGRATIONS, SCHEMA_VERSION, SchemaTooNewError, migrate
+from ._scoring import (
+    Anchor,
+    ComparableGroup,
+    NoiseBand,
+    RunResult,
+    ScoredRun,
+    TaskScores,
+    geometric_mean_eps,
+    normalise,
+    score_task,
+)
+from ._stats import SeedStats, WelchResult, seed_stats, t_ppf, welch_t_test
+from ._store import DEFAULT_URL, Store, TaskData, TaskInfo
+from ._views import (
+    NotFoundError,
+    TaskTable,
+    build_task_table,
+    cross_task_ranking,
+    export_csv,
+    scores_json,
+)
+from ._web import create_app, serve
+
+__all__ = [
+    "DEFAULT_URL",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Anchor",
+    "ComparableGroup",
+    "FinalRecord",
+    "MetricSpec",
+    "NoiseBand",
+    "NotFoundError",
+    "RunRecord",
+    "RunResult",
+    "SchemaTooNewError",
+    "ScoredRun",
+    "SeedStats",
+    "Store",
+    "TaskData",
+    "TaskInfo",
+    "TaskScores",
+    "TaskTable",
+    "TestRecord",
+    "WelchResult",
+    "build_task_table",
+    "create_app",
+    "cross_task_ranking",
+    "export_csv",
+    "geometric_mean_eps",
+    "migrate",
+    "normalise",
+    "score_task",
+    "scores_json",
+    "seed_stats",
+    "serve",
+    "t_ppf",
+    "welch_t_test",
+]

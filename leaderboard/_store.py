@@ -1,0 +1,444 @@
+"""The leaderboard store: SQLite by default (WAL, busy timeout), PostgreSQL by URL.
+
+Writes are idempotent per ``run_id``: recording the same record again changes nothing; a
+changed record replaces the old one in a single transaction (readers see the old or the new
+run, never a mix). Concurrent writers — threads or processes — lose nothing: SQLite write
+transactions start with ``BEGIN IMMEDIATE`` and wait on the busy timeout instead of failing
+when they would have to upgrade a read lock, and races on the same new ``run_id`` retry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from ._records import (
+    FinalRecord,
+    MetricSpec,
+    RunRecord,
+    TestRecord,
+    decode_metrics,
+    decode_number,
+    encode_curve,
+    encode_metrics,
+    encode_number,
+)
+from ._schema import RunRow, TaskRow, TestRow, migrate
+from ._scoring import ComparableGroup, RunResult
+
+DEFAULT_URL = "sqlite:///pretrainbench.db"
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+RecordOutcome = Literal["inserted", "replaced", "unchanged"]
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """A task as the store knows it."""
+
+    task_id: str
+    title: str | None
+    description: str | None
+    n_runs: int
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """Everything a task page needs, without curves, diffs or transcripts."""
+
+    task: TaskInfo
+    results: list[RunResult]
+    started_at: dict[str, datetime]
+    run_specs: dict[str, list[MetricSpec]]
+
+    def specs_for(self, group: ComparableGroup) -> list[MetricSpec]:
+        """The metric specs of a group's runs (the latest run's version of each metric)."""
+        specs: dict[str, MetricSpec] = {}
+        for res in self.results:  # in start order: later runs win
+            if group.admits(res):
+                for spec in self.run_specs.get(res.run_id, []):
+                    specs.pop(spec.key, None)
+                    specs[spec.key] = spec
+        return list(specs.values())
+
+    def groups(self) -> list[ComparableGroup]:
+        """Comparable groups with at least one run, the most populated first."""
+        counts: dict[ComparableGroup, int] = {}
+        anchor_keys_with_runs = set()
+        for res in self.results:
+            if res.type != "baseline":
+                counts[res.group()] = counts.get(res.group(), 0) + 1
+                anchor_keys_with_runs.add(res.anchor_key)
+        for res in self.results:
+            if res.type == "baseline" and res.anchor_key not in anchor_keys_with_runs:
+                counts[res.group()] = counts.get(res.group(), 0) + 1
+        return sorted(counts, key=lambda g: (-counts[g], g.slug()))
+
+
+class Store:
+    """Runs, tests, final results and transcripts in a SQL database.
+
+    ``url`` is any SQLAlchemy URL: ``sqlite:///path.db`` (default, created with its folder),
+    ``postgresql://user@host:port/db`` (driven by psycopg 3). The schema is migrated on open.
+    """
+
+    def __init__(self, url: str = DEFAULT_URL, *, echo: bool = False) -> None:
+        self.url = url
+        self.engine = _make_engine(url, echo=echo)
+        migrate(self.engine)
+
+    def close(self) -> None:
+        """Release all connections."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ── writing ─────────────────────────────────────────────────────────────
+    def record(self, run: RunRecord) -> RecordOutcome:
+        """Store ``run``; returns whether it was new, replaced an older version, or unchanged."""
+        payload = run.model_dump_json()
+        digest = hashlib.sha256(payload.encode()).hexdigest()
+        attempts = 8
+        for attempt in range(attempts):
+            try:
+                return self._record_once(run, digest)
+            except (IntegrityError, OperationalError) as exc:
+                # A concurrent writer inserted the same run or task first (or SQLite stayed
+                # busy past its timeout): the next attempt sees its row and updates it.
+                if attempt == attempts - 1:
+                    raise RuntimeError(f"could not record run {run.run_id}: {exc}") from exc
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _record_once(self, run: RunRecord, digest: str) -> RecordOutcome:
+        now = datetime.now(UTC)
+        with Session(self._write_engine) as session, session.begin():
+            existing = session.execute(
+                select(RunRow.content_hash).where(RunRow.run_id == run.run_id)
+            ).first()
+            if existing is not None and existing[0] == digest:
+                return "unchanged"
+            self._upsert_task(session, run, now)
+            if existing is not None:
+                session.execute(delete(TestRow).where(TestRow.run_id == run.run_id))
+                session.execute(delete(RunRow).where(RunRow.run_id == run.run_id))
+            session.execute(insert(RunRow).values(**_run_columns(run, digest, now)))
+            rows = [_test_columns(run.run_id, t, False) for t in run.tests]
+            if run.final is not None:
+                rows += [_test_columns(run.run_id, t, True) for t in run.final.per_seed]
+            if rows:
+                session.execute(insert(TestRow), rows)
+            return "replaced" if existing is not None else "inserted"
+
+    def _upsert_task(self, session: Session, run: RunRecord, now: datetime) -> None:
+        task = session.get(TaskRow, run.task_id)
+        if task is None:
+            session.add(
+                TaskRow(
+                    task_id=run.task_id,
+                    title=run.task_title,
+                    description=run.task_description,
+                    updated_at=now,
+                )
+            )
+            session.flush()
+        elif run.task_title is not None or run.task_description is not None:
+            task.title = run.task_title if run.task_title is not None else task.title
+            if run.task_description is not None:
+                task.description = run.task_description
+            task.updated_at = now
+
+    def delete_run(self, run_id: str) -> bool:
+        """Remove a run and its tests; returns whether it existed."""
+        with Session(self._write_engine) as session, session.begin():
+            session.execute(delete(TestRow).where(TestRow.run_id == run_id))
+            gone = session.execute(delete(RunRow).where(RunRow.run_id == run_id))
+            return bool(gone.rowcount)  # type: ignore[attr-defined]
+
+    # ── reading ─────────────────────────────────────────────────────────────
+    def get_run(self, run_id: str) -> RunRecord | None:
+        """The recorded run, rebuilt exactly as it was recorded, or ``None``."""
+        with Session(self.engine) as session:
+            row = session.get(RunRow, run_id)
+            if row is None:
+                return None
+            tests = session.scalars(
+                select(TestRow).where(TestRow.run_id == run_id).order_by(TestRow.id)
+            ).all()
+            return _run_from_rows(row, list(tests))
+
+    def run_ids(self, task_id: str | None = None) -> list[str]:
+        """All run ids (of one task), in id order."""
+        stmt = select(RunRow.run_id).order_by(RunRow.run_id)
+        if task_id is not None:
+            stmt = stmt.where(RunRow.task_id == task_id)
+        with Session(self.engine) as session:
+            return list(session.scalars(stmt))
+
+    def count_results(self, task_id: str | None = None) -> int:
+        """The number of stored per-seed results (test and final rows)."""
+        stmt = select(func.count(TestRow.id))
+        if task_id is not None:
+            stmt = stmt.join(RunRow, RunRow.run_id == TestRow.run_id).where(
+                RunRow.task_id == task_id
+            )
+        with Session(self.engine) as session:
+            return int(session.execute(stmt).scalar_one())
+
+    def task_revision(self, task_id: str) -> tuple[int, str]:
+        """Changes whenever a run of the task is recorded, replaced or deleted (cheap query)."""
+        with Session(self.engine) as session:
+            count, last = session.execute(
+                select(func.count(RunRow.run_id), func.max(RunRow.recorded_at)).where(
+                    RunRow.task_id == task_id
+                )
+            ).one()
+        return int(count), str(last)
+
+    def list_tasks(self) -> list[TaskInfo]:
+        """Every task with at least one run, by id."""
+        with Session(self.engine) as session:
+            counts = dict(
+                session.execute(
+                    select(RunRow.task_id, func.count(RunRow.run_id)).group_by(RunRow.task_id)
+                ).all()
+            )
+            tasks = session.scalars(select(TaskRow).order_by(TaskRow.task_id)).all()
+            return [
+                TaskInfo(t.task_id, t.title, t.description, int(counts.get(t.task_id, 0)))
+                for t in tasks
+                if counts.get(t.task_id)
+            ]
+
+    def task_data(self, task_id: str) -> TaskData | None:
+        """The scoring view of every run of a task (one light query), or ``None``."""
+        cols = (
+            RunRow.run_id,
+            RunRow.type,
+            RunRow.method,
+            RunRow.profile,
+            RunRow.codebase_version,
+            RunRow.dataset_source,
+            RunRow.max_steps,
+            RunRow.max_tests,
+            RunRow.result_status,
+            RunRow.results,
+            RunRow.reference,
+            RunRow.agent,
+            RunRow.model,
+            RunRow.started_at,
+            RunRow.metric_specs,
+        )
+        with Session(self.engine) as session:
+            task = session.get(TaskRow, task_id)
+            if task is None:
+                return None
+            rows = session.execute(
+                select(*cols).where(RunRow.task_id == task_id).order_by(RunRow.started_at)
+            ).all()
+        results: list[RunResult] = []
+        started: dict[str, datetime] = {}
+        run_specs: dict[str, list[MetricSpec]] = {}
+        parsed_specs: dict[str, list[MetricSpec]] = {}
+        for r in rows:
+            values = {
+                k: [x if type(x) is float else float(decode_number(x)) for x in v]
+                for k, v in r.results.items()
+            }
+            results.append(
+                RunResult(
+                    run_id=r.run_id,
+                    task_id=task_id,
+                    type=r.type,
+                    method=r.method,
+                    profile=r.profile,
+                    codebase_version=r.codebase_version,
+                    dataset_source=r.dataset_source,
+                    max_steps=r.max_steps,
+                    max_tests=r.max_tests,
+                    status=r.result_status,
+                    values=values,
+                    reference=r.reference,
+                    agent=r.agent,
+                    model=r.model,
+                )
+            )
+            started[r.run_id] = _as_utc(r.started_at)
+            # Runs of one codebase share their specs' text: parse each distinct text once.
+            if r.metric_specs not in parsed_specs:
+                parsed_specs[r.metric_specs] = [
+                    MetricSpec.model_validate(s) for s in json.loads(r.metric_specs)
+                ]
+            run_specs[r.run_id] = parsed_specs[r.metric_specs]
+        info = TaskInfo(task.task_id, task.title, task.description, len(results))
+        return TaskData(info, results, started, run_specs)
+
+    def iter_runs(self, task_id: str | None = None) -> Iterator[RunRecord]:
+        """Every recorded run (of one task), in run id order."""
+        for run_id in self.run_ids(task_id):
+            run = self.get_run(run_id)
+            if run is not None:
+                yield run
+
+    @property
+    def _write_engine(self) -> Engine:
+        return self.engine.execution_options(pb_write=True)
+
+
+def _make_engine(url: str, *, echo: bool) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3, not psycopg2
+        return create_engine(parsed, echo=echo, pool_pre_ping=True)
+    if parsed.get_backend_name() != "sqlite":
+        raise ValueError(f"unsupported store URL {url!r}: use sqlite:///… or postgresql://…")
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        parsed, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; safe with WAL
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # A write transaction takes the write lock up front: a deferred one that later
+        # upgrades can fail with SQLITE_BUSY without waiting on the busy timeout.
+        immediate = conn.get_execution_options().get("pb_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _run_columns(run: RunRecord, digest: str, now: datetime) -> dict[str, Any]:
+    scoring = RunResult.from_record(run)
+    return {
+        "run_id": run.run_id,
+        "task_id": run.task_id,
+        "agent": run.agent,
+        "model": run.model,
+        "type": run.type,
+        "method": run.method,
+        "reference": run.reference,
+        "profile": run.profile,
+        "max_steps": run.max_steps,
+        "max_tests": run.max_tests,
+        "codebase_version": run.codebase_version,
+        "dataset_source": run.dataset_source,
+        "hardware": run.hardware,
+        "library_versions": run.library_versions,
+        "git_commit": run.git_commit,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "status": run.status,
+        "result_status": run.result_status(),
+        "final_test_number": run.final.test_number if run.final else None,
+        "final_status": run.final.status if run.final else None,
+        "final_reason": run.final.reason if run.final else None,
+        "regions": run.regions,
+        "diff": run.diff,
+        "transcript": run.transcript,
+        "transcript_ref": run.transcript_ref,
+        "metric_specs": json.dumps([s.model_dump() for s in run.metric_specs], sort_keys=True),
+        "results": {k: [encode_number(x) for x in v] for k, v in scoring.values.items()},
+        "task_title": run.task_title,
+        "task_description": run.task_description,
+        "content_hash": digest,
+        "recorded_at": now,
+    }
+
+
+def _test_columns(run_id: str, test: TestRecord, is_final: bool) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "is_final": is_final,
+        "number": test.number,
+        "setting": test.setting,
+        "seed": test.seed,
+        "status": test.status,
+        "reason": test.reason,
+        "metrics": encode_metrics(test.metrics),
+        "elapsed_s": test.elapsed_s,
+        "curve": encode_curve(test.curve),
+    }
+
+
+def _test_from_row(row: TestRow) -> TestRecord:
+    return TestRecord(
+        number=row.number,
+        setting=row.setting,
+        seed=row.seed,
+        status=row.status,  # type: ignore[arg-type]
+        reason=row.reason,
+        metrics=decode_metrics(row.metrics),
+        elapsed_s=row.elapsed_s,
+        curve=row.curve,
+    )
+
+
+def _run_from_rows(row: RunRow, tests: list[TestRow]) -> RunRecord:
+    final = None
+    if row.final_test_number is not None:
+        final = FinalRecord(
+            test_number=row.final_test_number,
+            status=row.final_status,  # type: ignore[arg-type]
+            reason=row.final_reason,
+            per_seed=[_test_from_row(t) for t in tests if t.is_final],
+        )
+    return RunRecord(
+        run_id=row.run_id,
+        task_id=row.task_id,
+        task_title=row.task_title,
+        task_description=row.task_description,
+        agent=row.agent,
+        model=row.model,
+        type=row.type,  # type: ignore[arg-type]
+        method=row.method,
+        reference=row.reference,
+        profile=row.profile,
+        max_steps=row.max_steps,
+        max_tests=row.max_tests,
+        codebase_version=row.codebase_version,
+        dataset_source=row.dataset_source,
+        hardware=row.hardware,
+        library_versions=row.library_versions,
+        git_commit=row.git_commit,
+        started_at=_as_utc(row.started_at),
+        finished_at=_as_utc(row.finished_at) if row.finished_at else None,
+        status=row.status,  # type: ignore[arg-type]
+        tests=[_test_from_row(t) for t in tests if not t.is_final],
+        final=final,
+        regions=row.regions,
+        diff=row.diff,
+        transcript=row.transcript,
+        transcript_ref=row.transcript_ref,
+        metric_specs=[MetricSpec.model_validate(s) for s in json.loads(row.metric_specs)],
+    )

@@ -1,0 +1,186 @@
+"""Headless Chromium against a live leaderboard server (loopback uvicorn, realistic run set).
+
+Loads every page, clicks a sort, a filter and a transcript expander, checks that hostile
+transcript text is shown literally and never executed, and saves screenshots under
+docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests._fixtures.leaderboard import XSS_MARKER, LiveServer
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+LR = "llm-pretrain-lr-schedule"
+NORM = "llm-pretrain-normalization"
+HOSTILE_RUN = f"{LR}.gpt-5.4.agent"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        try:
+            b = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        except Exception as exc:  # a Chromium that cannot start here is an environment limit
+            pytest.skip(f"Chromium did not launch: {exc}")
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.errors = errors
+    yield pg
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def shots(repo_root: Path) -> Path:
+    out = repo_root / "docs" / "screenshots"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _no_external_requests(pg: Any, base: str) -> list[str]:
+    seen: list[str] = []
+    pg.on("request", lambda r: seen.append(r.url) if not r.url.startswith(base) else None)
+    return seen
+
+
+def test_home_lists_tasks_and_ranking(page: Any, lb_server: LiveServer, shots: Path) -> None:
+    external = _no_external_requests(page, lb_server.url)
+    resp = page.goto(lb_server.url + "/")
+    assert resp.status == 200
+    assert page.locator("#tasks a", has_text=LR).count() == 1
+    assert page.locator("#tasks a", has_text=NORM).count() == 1
+    ranking = page.locator("#ranking tbody tr")
+    assert ranking.count() >= 10
+    page.screenshot(path=str(shots / "home.png"), full_page=True)
+    assert external == []
+    assert page.errors == []
+
+
+def test_task_page_sort_and_filter(page: Any, lb_server: LiveServer, shots: Path) -> None:
+    page.goto(f"{lb_server.url}/tasks/{LR}")
+    rows = page.locator("#results tbody tr")
+    assert rows.count() == 16  # 4 baselines + 5 × (vanilla, agent) + incomplete + infra error
+    # Best val_loss is highlighted direction-aware: the lowest value among ok rows.
+    best_cells = page.locator("#results tbody td.best")
+    assert best_cells.count() >= 7
+    page.screenshot(path=str(shots / "task.png"), full_page=True)
+
+    # Click the val_loss header: sorted ascending (lower is better), missing values last.
+    page.locator('#results th a.sort[data-key="val_loss_gpt-345m"]').click()
+    page.wait_for_load_state()
+    assert "sort=val_loss_gpt-345m" in page.url
+    col = (
+        page.locator("#results thead tr")
+        .first.locator("th")
+        .evaluate_all("ths => ths.findIndex(th => th.classList.contains('sorted'))")
+    )
+    texts = page.locator(f"#results tbody tr td:nth-child({col + 1})").all_inner_texts()
+    values = [float(t.split("±")[0].strip(" ≈*\n")) for t in texts if t.strip() != "—"]
+    assert values == sorted(values) and len(values) >= 14
+    assert texts[-1].strip() == "—"  # the run without a result sorts last
+    page.screenshot(path=str(shots / "task_sorted.png"), full_page=True)
+
+    # Click again: descending.
+    page.locator('#results th a.sort[data-key="val_loss_gpt-345m"]').click()
+    page.wait_for_load_state()
+    assert "order=desc" in page.url
+
+    # Filter to agents only.
+    page.locator("#type-filter a", has_text="agent").click()
+    page.wait_for_load_state()
+    badges = page.locator("#results tbody .badge").all_inner_texts()
+    assert badges and set(badges) == {"agent"}
+    page.screenshot(path=str(shots / "task_agents.png"), full_page=True)
+
+    # Profile filter: the tiny group (baselines only) never mixes with the full one; the
+    # type filter is kept, so first show all types again.
+    page.locator("#profile-filter a", has_text="tiny").click()
+    page.wait_for_load_state()
+    assert page.locator("#results tbody tr.empty").count() == 1
+    page.locator("#type-filter a", has_text="all").click()
+    page.wait_for_load_state()
+    assert "profile" not in page.url or "tiny" in page.url
+    assert page.locator("#results tbody tr").count() == 3
+    assert set(page.locator("#results tbody .badge").all_inner_texts()) == {"baseline"}
+    assert page.errors == []
+
+
+def test_run_page_shows_plots_diff_and_escaped_transcript(
+    page: Any, lb_server: LiveServer, shots: Path
+) -> None:
+    page.goto(f"{lb_server.url}/runs/{HOSTILE_RUN}")
+    assert page.locator("svg.plot").count() == 3  # lr, train loss, val loss
+    assert page.locator("pre.diff .diff-add").count() > 3
+    assert page.locator("#seed-metrics tbody tr").count() == 7
+    # The hostile text is visible literally and did not run.
+    assert page.get_by_text(XSS_MARKER, exact=False).count() >= 1
+    assert page.evaluate("window.__pwned") is None
+    assert page.title() != "pwned"
+    assert page.locator("#transcript img").count() == 0
+    assert page.locator("#transcript b").count() == 0
+
+    # Expand a collapsed tool call.
+    call = page.locator("#transcript details.tool-call").nth(1)
+    assert call.evaluate("d => d.open") is False
+    call.locator("summary").click()
+    assert call.evaluate("d => d.open") is True
+    assert "start_line" in call.locator("pre").first.inner_text()
+    assert "decay_start = int(0.8 * lr_decay_iters)" in call.locator("pre.arg-block").inner_text()
+    page.screenshot(path=str(shots / "run.png"), full_page=True)
+    assert page.errors == []
+
+
+@pytest.mark.parametrize(
+    "run_id",
+    [
+        f"{LR}.baseline.cosine",
+        f"{LR}.llama-4.agent",
+        f"{LR}.mistral-large.agent",
+        f"{NORM}.gpt-5.4.vanilla",
+        f"{NORM}.deepseek-reasoner.agent",
+    ],
+)
+def test_every_kind_of_run_page_loads(page: Any, lb_server: LiveServer, run_id: str) -> None:
+    resp = page.goto(f"{lb_server.url}/runs/{run_id}")
+    assert resp.status == 200
+    assert page.locator("h1").inner_text().strip()
+    assert page.errors == []
+
+
+def test_normalization_task_and_not_found(page: Any, lb_server: LiveServer, shots: Path) -> None:
+    resp = page.goto(f"{lb_server.url}/tasks/{NORM}")
+    assert resp.status == 200
+    assert page.locator("#results tbody tr").count() == 14
+    # The diverged vanilla run is listed, scored 0 and marked failed.
+    failed = page.locator("#results tbody tr", has_text="failed")
+    assert failed.count() == 1
+    page.screenshot(path=str(shots / "task_normalization.png"), full_page=True)
+    resp = page.goto(f"{lb_server.url}/tasks/no-such-task")
+    assert resp.status == 404

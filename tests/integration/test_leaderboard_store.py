@@ -1,0 +1,204 @@
+"""The store against a real SQLite file and, when one can be started, a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from leaderboard import (
+    SCHEMA_VERSION,
+    FinalRecord,
+    MetricSpec,
+    RunRecord,
+    RunResult,
+    SchemaTooNewError,
+    Store,
+    TestRecord,
+    migrate,
+)
+from leaderboard._schema import SchemaVersion
+
+pytestmark = pytest.mark.integration
+
+WRITERS = 8
+RESULTS_PER_WRITER = 1000
+RUNS_PER_WRITER = 100  # 100 runs × (5 tests × 2 seeds) = 1,000 results per writer
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    server = request.getfixturevalue("postgres_url")
+    name = "t_" + uuid.uuid4().hex[:12]
+    admin = create_engine(
+        server.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    yield server.rsplit("/", 1)[0] + "/" + name
+
+
+def small_run(
+    run_id: str, *, tests: int = 5, seeds: int = 2, val: float = 2.25, task_id: str = "task-a"
+) -> RunRecord:
+    rows = [
+        TestRecord(
+            number=n,
+            setting="gpt-tiny",
+            seed=40 + s,
+            status="ok",
+            metrics={"val_loss_gpt-tiny": val + 0.01 * n + 0.001 * s},
+            elapsed_s=1.5,
+            curve=[
+                {"step": 0, "lr": 1e-3, "train_loss": 10.0},
+                {"step": 10, "lr": 5e-4, "train_loss": 4.0},
+            ],
+        )
+        for n in range(1, tests + 1)
+        for s in range(seeds)
+    ]
+    return RunRecord(
+        run_id=run_id,
+        task_id=task_id,
+        task_title="Task A",
+        agent="baseline:wsd",
+        model=None,
+        type="baseline",
+        method="wsd",
+        profile="tiny",
+        max_steps=20,
+        max_tests=3,
+        codebase_version="v1",
+        dataset_source="offline",
+        hardware={"cpus": 2},
+        library_versions={"torch": "2.13.0"},
+        git_commit="abc",
+        status="finished",
+        started_at=datetime(2026, 11, 1, tzinfo=UTC),
+        tests=rows,
+        final=FinalRecord(test_number=1, status="ok", per_seed=[r for r in rows if r.number == 1]),
+        regions={"get_lr": "def get_lr(...): ..."},
+        diff="--- a\n+++ b\n",
+        transcript=[{"role": "user", "content": "hi"}],
+        metric_specs=[MetricSpec(name="val_loss", setting="gpt-tiny", direction="lower", bound=0)],
+    )
+
+
+def test_round_trip_of_the_realistic_run_set(store_url: str, lb_runs: list[RunRecord]) -> None:
+    with Store(store_url) as store:
+        for run in lb_runs:
+            assert store.record(run) == "inserted"
+        for run in lb_runs:
+            back = store.get_run(run.run_id)
+            assert back is not None
+            if any(
+                p.get("train_loss") is not None and not math.isfinite(p["train_loss"])
+                for t in run.tests
+                for p in t.curve
+            ):
+                continue  # non-finite curve points are stored as gaps; checked below
+            assert back.model_dump(exclude={"tests", "final"}) == run.model_dump(
+                exclude={"tests", "final"}
+            )
+            assert back.model_dump_json() == run.model_dump_json()
+        diverged = store.get_run("llm-pretrain-normalization.gpt-5.4.vanilla")
+        assert diverged is not None
+        assert math.isnan(diverged.tests[0].metrics["val_loss_gpt-345m"])
+        assert diverged.tests[0].curve[-1]["train_loss"] is None
+        assert store.count_results() == sum(
+            len(r.tests) + (len(r.final.per_seed) if r.final else 0) for r in lb_runs
+        )
+        data = store.task_data("llm-pretrain-lr-schedule")
+        assert data is not None
+        by_id = {r.run_id: r for r in data.results}
+        for run in lb_runs:
+            if run.task_id == "llm-pretrain-lr-schedule":
+                assert by_id[run.run_id] == RunResult.from_record(run)
+        assert [t.task_id for t in store.list_tasks()] == [
+            "llm-pretrain-lr-schedule",
+            "llm-pretrain-normalization",
+        ]
+
+
+def test_recording_is_idempotent_and_replaces_atomically(store_url: str) -> None:
+    with Store(store_url) as store:
+        run = small_run("r1")
+        assert store.record(run) == "inserted"
+        assert store.record(run) == "unchanged"
+        assert store.record(RunRecord.model_validate_json(run.model_dump_json())) == "unchanged"
+        assert store.count_results() == 12  # 10 tests + 2 final rows
+        changed = small_run("r1", tests=2, val=2.0)
+        assert store.record(changed) == "replaced"
+        back = store.get_run("r1")
+        assert back == changed
+        assert store.count_results() == 6  # old rows are gone, none duplicated
+        assert store.run_ids() == ["r1"]
+        assert store.delete_run("r1") and store.get_run("r1") is None
+
+
+def test_schema_version_and_migration_path(store_url: str) -> None:
+    with Store(store_url) as store:
+        assert migrate(store.engine) == 0  # already current: nothing applied twice
+        with store.engine.connect() as conn:
+            versions = [r[0] for r in conn.execute(text("SELECT version FROM pb_schema_version"))]
+        assert versions == list(range(1, SCHEMA_VERSION + 1))
+        with store.engine.begin() as conn:
+            conn.execute(
+                SchemaVersion.__table__.insert().values(  # type: ignore[attr-defined]
+                    version=SCHEMA_VERSION + 1,
+                    description="from the future",
+                    applied_at=datetime.now(UTC),
+                )
+            )
+    with pytest.raises(SchemaTooNewError):
+        Store(store_url)
+
+
+def _writer(url: str, writer: int) -> int:
+    store = Store(url)
+    try:
+        for i in range(RUNS_PER_WRITER):
+            store.record(small_run(f"w{writer}-r{i:03d}", task_id=f"task-{writer % 2}"))
+        # Every writer also records one shared run with the same content: one row results.
+        store.record(small_run("shared", tests=1, seeds=1))
+        return writer
+    finally:
+        store.close()
+
+
+def test_concurrent_writers_lose_nothing(store_url: str) -> None:
+    Store(store_url).close()  # create the schema once; writers race on data, not DDL
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(WRITERS) as pool:
+        done = pool.starmap(_writer, [(store_url, w) for w in range(WRITERS)])
+    assert sorted(done) == list(range(WRITERS))
+    with Store(store_url) as store:
+        expected_runs = WRITERS * RUNS_PER_WRITER + 1
+        assert len(store.run_ids()) == expected_runs
+        per_run = 5 * 2 + 2  # test rows + final rows of small_run
+        assert RESULTS_PER_WRITER == RUNS_PER_WRITER * 5 * 2
+        assert store.count_results() == WRITERS * RUNS_PER_WRITER * per_run + 2
+        for w in range(WRITERS):
+            run = store.get_run(f"w{w}-r{RUNS_PER_WRITER - 1:03d}")
+            assert run is not None and len(run.tests) == 10
+
+
+def test_bad_urls_fail_clearly(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unsupported store URL"):
+        Store("mysql://nobody@localhost/db")
+    nested = tmp_path / "a" / "b" / "lb.db"
+    with Store(f"sqlite:///{nested}") as store:
+        assert store.run_ids() == []
+    assert nested.exists()
+    with Store(f"sqlite:///{nested}") as store, store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"

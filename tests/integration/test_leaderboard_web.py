@@ -1,0 +1,156 @@
+"""The web app over HTTP on loopback: pages, JSON API, CSV export and authenticated writes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from typing import Any
+
+import httpx
+import pytest
+
+from leaderboard import Store, create_app, export_csv
+from tests._fixtures.leaderboard import XSS_MARKER, LiveServer, realistic_runs
+
+pytestmark = pytest.mark.integration
+
+LR = "llm-pretrain-lr-schedule"
+
+
+def _get(server: LiveServer, path: str, **kw: Any) -> httpx.Response:
+    return httpx.get(server.url + path, timeout=30, **kw)
+
+
+def test_pages_are_served_escaped_and_offline(lb_server: LiveServer) -> None:
+    for path in ["/", f"/tasks/{LR}", f"/runs/{LR}.gpt-5.4.agent", "/static/style.css"]:
+        r = _get(lb_server, path)
+        assert r.status_code == 200, path
+        assert "script-src 'none'" in r.headers["content-security-policy"]
+        # No CDN: every referenced URL is local.
+        assert not re.search(r'(src|href)="(https?:)?//', r.text), path
+    page = _get(lb_server, f"/runs/{LR}.gpt-5.4.agent").text
+    assert XSS_MARKER not in page
+    assert "&lt;script&gt;window.__pwned = 1;" in page
+    assert "<img src=x" not in page
+
+
+def test_task_page_sorting_and_filters_by_query(lb_server: LiveServer) -> None:
+    page = _get(lb_server, f"/tasks/{LR}", params={"sort": "val_loss_gpt-345m"}).text
+    order = re.findall(r'data-run="([^"]+)"', page)
+    data = httpx.get(f"{lb_server.url}/api/tasks/{LR}", timeout=30).json()
+    means = {r["run_id"]: r["metrics"]["val_loss_gpt-345m"] for r in data["rows"]}
+    vals = [means[rid]["mean"] for rid in order if means[rid]]
+    assert vals == sorted(vals)  # lower is better: ascending by default
+    desc = _get(lb_server, f"/tasks/{LR}", params={"sort": "arc_easy_lm-eval-345m"}).text
+    order = re.findall(r'data-run="([^"]+)"', desc)
+    accs = [
+        data_row["metrics"]["arc_easy_lm-eval-345m"]["mean"]
+        for rid in order
+        for data_row in data["rows"]
+        if data_row["run_id"] == rid and data_row["metrics"]["arc_easy_lm-eval-345m"]
+    ]
+    assert accs == sorted(accs, reverse=True)  # higher is better: descending by default
+    only_baselines = _get(lb_server, f"/tasks/{LR}", params={"type": "baseline"}).text
+    assert only_baselines.count('class="badge badge-baseline"') == 4
+    assert 'class="badge badge-agent"' not in only_baselines
+    tiny = _get(lb_server, f"/tasks/{LR}", params={"profile": "tiny"}).text
+    assert len(re.findall(r'data-run="', tiny)) == 3
+    assert _get(lb_server, f"/tasks/{LR}", params={"profile": "huge"}).status_code == 404
+    assert _get(lb_server, f"/tasks/{LR}", params={"group": "bad"}).status_code == 404
+    assert _get(lb_server, "/runs/nope").status_code == 404
+
+
+def test_best_value_highlight_is_direction_aware(lb_server: LiveServer) -> None:
+    data = _get(lb_server, f"/api/tasks/{LR}").json()
+    ok = [r for r in data["rows"] if r["status"] == "ok"]
+    best_loss = min(r["metrics"]["val_loss_gpt-345m"]["mean"] for r in ok)
+    best_acc = max(r["metrics"]["arc_easy_lm-eval-345m"]["mean"] for r in ok)
+    page = _get(lb_server, f"/tasks/{LR}").text
+    best_cells = re.findall(r'class="num best"[^>]*>\s*([0-9.]+)', page)
+    assert f"{best_loss:.4f}" in best_cells
+    assert f"{best_acc:.2f}" in best_cells
+
+
+def test_json_api_and_csv_export(lb_server: LiveServer) -> None:
+    tasks = _get(lb_server, "/api/tasks").json()
+    assert {t["task_id"] for t in tasks} == {LR, "llm-pretrain-normalization"}
+    data = _get(lb_server, f"/api/tasks/{LR}").json()
+    assert data["group"]["profile"] == "full"
+    assert data["anchors"]["val_loss_gpt-345m"]["best_run_id"].endswith("wsd_sqrt")
+    assert "cosine" not in data["anchors"]["val_loss_gpt-345m"]["best_run_id"]
+    run = _get(lb_server, f"/api/runs/{LR}.gpt-5.4.agent").json()
+    assert run["transcript"][2]["content"].count("<script>") == 1
+    r = _get(lb_server, f"/api/tasks/{LR}/export.csv")
+    assert r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert len(rows) == 16 + 3  # the full group and the tiny group
+    assert {row["profile"] for row in rows} == {"full", "tiny"}
+    assert r.text == export_csv(lb_server.store, LR)
+    assert _get(lb_server, "/api/tasks/nope").status_code == 404
+
+
+def test_writes_need_the_bearer_token_and_valid_bodies(lb_server: LiveServer) -> None:
+    run = realistic_runs()[5].model_copy(update={"run_id": "posted-run"})
+    body = run.model_dump_json()
+    url = lb_server.url + "/api/runs"
+    headers = {"content-type": "application/json"}
+    assert httpx.post(url, content=body, headers=headers).status_code == 401
+    bad = {**headers, "authorization": "Bearer wrong"}
+    assert httpx.post(url, content=body, headers=bad).status_code == 401
+    auth = {**headers, "authorization": f"Bearer {lb_server.write_token}"}
+    r = httpx.post(url, content=body, headers=auth, timeout=30)
+    assert r.status_code == 201 and r.json() == {"run_id": "posted-run", "outcome": "inserted"}
+    r = httpx.post(url, content=body, headers=auth, timeout=30)
+    assert r.status_code == 200 and r.json()["outcome"] == "unchanged"
+    assert _get(lb_server, "/api/runs/posted-run").json() == json.loads(body)
+
+    for broken, where in [
+        ("{not json", "(body)"),
+        (json.dumps({**json.loads(body), "type": "wizard"}), "type"),
+        (json.dumps({**json.loads(body), "surprise": 1}), "surprise"),
+        (json.dumps({**json.loads(body), "run_id": "../../etc"}), "run_id"),
+        (json.dumps({k: v for k, v in json.loads(body).items() if k != "task_id"}), "task_id"),
+        (json.dumps([1, 2, 3]), "(body)"),
+        ("", "(body)"),
+    ]:
+        r = httpx.post(url, content=broken, headers=auth, timeout=30)
+        assert r.status_code == 422, broken[:40]
+        err = r.json()
+        assert err["error"].startswith("invalid run record")
+        assert any(d["loc"] == where or d["loc"].startswith(where) for d in err["detail"]), err
+    dup = json.loads(body)
+    dup["tests"] = dup["tests"] + dup["tests"][:1]
+    r = httpx.post(url, content=json.dumps(dup), headers=auth, timeout=30)
+    assert r.status_code == 422 and "duplicate test result" in r.text
+
+
+def test_read_only_app_refuses_writes(tmp_path: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    store = Store(f"sqlite:///{tmp_path / 'ro.db'}")
+    client = TestClient(create_app(store))
+    r = client.post("/api/runs", content=b"{}", headers={"authorization": "Bearer x"})
+    assert r.status_code == 403
+    assert client.get("/").status_code == 200  # an empty store still renders
+    store.close()
+
+
+def test_text_table_rows_for_the_command_line(lb_store: Store, lb_runs: list[Any]) -> None:
+    from leaderboard import build_task_table
+
+    for run in lb_runs:
+        lb_store.record(run)
+    table = build_task_table(lb_store, LR)
+    headers, cells = table.text_rows()
+    assert headers[:4] == ["#", "method", "type", "score"]
+    assert "val_loss_gpt-345m" in headers
+    assert len(cells) == 16 and all(len(c) == len(headers) for c in cells)
+    assert cells[0][0] == "1"
+    methods = [c[1] for c in cells]
+    assert "cosine (reference)" in methods
+    infra = next(c for c in cells if c[1] == "mistral-large")
+    assert infra[0] == "" and infra[3] == "—" and "infra error" in infra[-1]
+    page2 = build_task_table(lb_store, LR, limit=5, page=2)
+    assert [r.rank for r in page2.rows] == [6, 7, 8, 9, 10] and page2.pages == 4

@@ -1,0 +1,275 @@
+"""Scoring: direction, anchors, clipping, geometric mean, missing metrics, seeds and intervals.
+
+Expected values are worked out by hand from the formulas in ``leaderboard/_scoring.py`` and
+``leaderboard/_stats.py`` (the arithmetic is written next to each number).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from leaderboard import (
+    Anchor,
+    ComparableGroup,
+    MetricSpec,
+    RunResult,
+    geometric_mean_eps,
+    normalise,
+    score_task,
+    seed_stats,
+    t_ppf,
+    welch_t_test,
+)
+from leaderboard._stats import betainc, t_cdf
+
+LOSS = MetricSpec(
+    name="val_loss", setting="gpt", direction="lower", bound=0, weight=2, primary=True
+)
+PPL = MetricSpec(name="ppl", setting="gpt", direction="lower", bound=1)
+ACC = MetricSpec(name="acc", setting="eval", direction="higher", bound=100)
+
+
+def result(
+    run_id: str,
+    values: dict[str, list[float]],
+    *,
+    type: str = "agent",
+    status: str = "ok",
+    reference: bool = False,
+    profile: str = "full",
+    steps: int = 20,
+) -> RunResult:
+    return RunResult(
+        run_id=run_id,
+        task_id="t",
+        type=type,
+        method=run_id,
+        profile=profile,  # type: ignore[arg-type]
+        codebase_version="v1",
+        dataset_source="d",
+        max_steps=steps,
+        max_tests=3,
+        status=status,
+        values=values,
+        reference=reference,
+    )  # type: ignore[arg-type]
+
+
+# ── one metric ──────────────────────────────────────────────────────────────
+LOSS_ANCHOR = Anchor(
+    "val_loss_gpt", "lower", worst=2.30, best=2.25, bound=0.0, best_run_id="b", gamma=None
+)
+
+
+def test_lower_is_better_anchors_map_to_0_half_1() -> None:
+    assert normalise(2.30, LOSS_ANCHOR) == 0.0
+    assert normalise(2.25, LOSS_ANCHOR) == pytest.approx(0.5)
+    assert normalise(0.0, LOSS_ANCHOR) == 1.0
+
+
+def test_lower_is_better_power_curve_between_anchors() -> None:
+    # goodness: w=-2.30, b=-2.25, B=0 → r = 0.05/2.30 = 0.0217391; gamma = ln .5 / ln r = 0.181043
+    # x=2.275: u = 0.025/2.30 = 0.0108696; score = u**gamma = exp(0.181043 · (−4.521789)) = 0.441033
+    assert normalise(2.275, LOSS_ANCHOR) == pytest.approx(0.441033, abs=1e-6)
+    # better than the best baseline: x=2.20, u = 0.10/2.30 = 0.0434783 → exp(0.181043 · (−3.135494)) = 0.566851
+    assert normalise(2.20, LOSS_ANCHOR) == pytest.approx(0.566851, abs=1e-6)
+
+
+def test_clipping_below_worst_and_beyond_bound() -> None:
+    assert normalise(2.40, LOSS_ANCHOR) == 0.0
+    assert normalise(-0.5, LOSS_ANCHOR) == 1.0
+    assert normalise(math.nan, LOSS_ANCHOR) == 0.0
+
+
+def test_higher_is_better_direction() -> None:
+    anchor = Anchor(
+        "acc", "higher", worst=50.0, best=60.0, bound=100.0, best_run_id="b", gamma=None
+    )
+    # r = 10/50 = 0.2; gamma = ln .5 / ln .2 = 0.430677; x=80: u = 30/50 = 0.6 → 0.6**0.430677
+    assert normalise(50.0, anchor) == 0.0
+    assert normalise(60.0, anchor) == pytest.approx(0.5)
+    assert normalise(80.0, anchor) == pytest.approx(0.6**0.430677, abs=1e-6)
+    assert normalise(40.0, anchor) == 0.0
+    assert normalise(100.0, anchor) == 1.0
+    # The same numbers read as a loss would score the other way round.
+    flipped = Anchor("acc", "lower", worst=60.0, best=50.0, bound=0.0, best_run_id="b", gamma=None)
+    assert normalise(50.0, flipped) == pytest.approx(0.5)
+    assert normalise(60.0, flipped) == 0.0
+
+
+def test_degenerate_anchors() -> None:
+    single = Anchor("l", "lower", worst=2.0, best=2.0, bound=0.0, best_run_id="b", gamma=None)
+    assert normalise(2.0, single) == 0.5
+    assert normalise(2.1, single) == 0.0
+    assert normalise(1.0, single) == pytest.approx(0.75)  # 0.5 + 0.5 · (1.0 / 2.0)
+    unbounded = Anchor("l", "lower", worst=3.0, best=2.0, bound=None, best_run_id="b", gamma=None)
+    assert normalise(2.5, unbounded) == pytest.approx(0.25)
+    assert normalise(1.0, unbounded) == 1.0
+
+
+# ── aggregation ─────────────────────────────────────────────────────────────
+def test_geometric_mean_with_eps() -> None:
+    assert geometric_mean_eps([0.5, 0.5]) == pytest.approx(0.5)
+    # sqrt(1.01 · 0.01) − 0.01 = 0.1004988 − 0.01
+    assert geometric_mean_eps([1.0, 0.0]) == pytest.approx(0.0904988, abs=1e-7)
+    assert geometric_mean_eps([0.0, 0.0]) == 0.0
+    with pytest.raises(ValueError):
+        geometric_mean_eps([])
+
+
+def _two_setting_task() -> list[RunResult]:
+    return [
+        result(
+            "worst",
+            {"val_loss_gpt": [2.30], "ppl_gpt": [50.0], "acc_eval": [50.0]},
+            type="baseline",
+        ),
+        result(
+            "best", {"val_loss_gpt": [2.25], "ppl_gpt": [40.0], "acc_eval": [60.0]}, type="baseline"
+        ),
+        result("agent", {"val_loss_gpt": [2.25], "ppl_gpt": [50.0], "acc_eval": [80.0]}),
+    ]
+
+
+def test_task_score_weighted_mean_then_geometric_mean() -> None:
+    scores = score_task(_two_setting_task(), [LOSS, PPL, ACC])
+    row = scores.by_run()["agent"]
+    # gpt: (2 · 0.5 [val_loss at best] + 1 · 0 [ppl at worst]) / 3 = 1/3
+    assert row.setting_scores["gpt"] == pytest.approx(1 / 3)
+    # eval: acc 80 → 0.6**0.430677 = exp(0.430677 · (−0.510826)) = 0.802518
+    assert row.setting_scores["eval"] == pytest.approx(0.802518, abs=1e-6)
+    # task: exp((ln(1/3 + .01) + ln(0.802518 + .01)) / 2) − .01
+    expected = math.exp((math.log(1 / 3 + 0.01) + math.log(0.802518 + 0.01)) / 2) - 0.01
+    assert row.score == pytest.approx(expected, abs=1e-6)
+    assert scores.by_run()["best"].score == pytest.approx(0.5)
+    assert scores.by_run()["worst"].score == pytest.approx(0.0)
+    assert [r.run_id for r in scores.rows] == ["agent", "best", "worst"]
+
+
+def test_missing_metric_failed_incomplete_and_infra_rows() -> None:
+    runs = [
+        *_two_setting_task(),
+        result("no-acc", {"val_loss_gpt": [2.0], "ppl_gpt": [30.0]}),
+        result("nan", {"val_loss_gpt": [math.nan], "ppl_gpt": [30.0], "acc_eval": [90.0]}),
+        result("failed", {"val_loss_gpt": [2.0]}, status="failed"),
+        result("incomplete", {}, status="incomplete"),
+        result("infra", {}, status="infra_error"),
+    ]
+    scores = score_task(runs, [LOSS, PPL, ACC]).by_run()
+    assert scores["no-acc"].score == 0.0 and scores["no-acc"].note
+    assert scores["nan"].score == 0.0
+    assert scores["failed"].score == 0.0 and scores["failed"].note == "failed"
+    assert scores["incomplete"].score == 0.0 and scores["incomplete"].note == "no final result"
+    assert scores["infra"].score is None  # labelled, kept out of the ranking
+    # Every row stays visible.
+    assert len(scores) == 8
+
+
+def test_no_anchors_means_no_scores() -> None:
+    scores = score_task([result("a", {"val_loss_gpt": [2.0]})], [LOSS])
+    assert scores.rows[0].score is None
+    assert "anchor" in (scores.rows[0].note or "")
+
+
+def test_reference_row_is_not_an_anchor_unless_configured() -> None:
+    runs = [
+        *_two_setting_task(),
+        result(
+            "cosine",
+            {"val_loss_gpt": [2.40], "ppl_gpt": [60.0], "acc_eval": [45.0]},
+            type="baseline",
+            reference=True,
+        ),
+    ]
+    default = score_task(runs, [LOSS, PPL, ACC])
+    assert default.anchors["val_loss_gpt"].worst == 2.30
+    assert default.by_run()["cosine"].score == 0.0  # shown, scored, below the worst anchor
+    configured = score_task(runs, [LOSS, PPL, ACC], reference_as_anchor=True)
+    assert configured.anchors["val_loss_gpt"].worst == 2.40
+
+
+def test_comparable_groups_never_mix() -> None:
+    runs = [
+        result("b1", {"val_loss_gpt": [2.3]}, type="baseline"),
+        result("b2", {"val_loss_gpt": [2.2]}, type="baseline"),
+        result("a20", {"val_loss_gpt": [2.1]}, steps=20),
+        result("a40", {"val_loss_gpt": [2.0]}, steps=40),
+        result("tiny", {"val_loss_gpt": [5.0]}, profile="tiny"),
+    ]
+    with pytest.raises(ValueError, match="several comparable groups"):
+        score_task(runs, [LOSS])
+    with pytest.raises(ValueError, match="several comparable groups"):
+        score_task(runs[:4], [LOSS])  # same profile, different budgets
+    g20 = ComparableGroup("t", "full", "v1", "d", 20, 3)
+    ids = {r.run_id for r in score_task(runs, [LOSS], group=g20).rows}
+    assert ids == {"b1", "b2", "a20"}  # baselines join every budget group of their key
+    assert ComparableGroup.from_slug("t", g20.slug()) == g20
+
+
+# ── seeds ───────────────────────────────────────────────────────────────────
+def test_seed_stats_mean_std_and_t_interval() -> None:
+    s = seed_stats([1.0, 2.0, 3.0])
+    assert s.mean == 2.0 and s.std == pytest.approx(1.0)
+    # t(0.975, df=2) = 4.302653; half-width = 4.302653 / sqrt(3) = 2.484138
+    assert s.ci_low == pytest.approx(2.0 - 2.484138, abs=1e-6)
+    assert s.ci_high == pytest.approx(2.0 + 2.484138, abs=1e-6)
+    one = seed_stats([2.5])
+    assert one.std is None and one.ci_low is None
+
+
+def test_t_quantiles_and_cdf() -> None:
+    assert t_ppf(0.975, 1) == pytest.approx(12.706205, abs=1e-5)
+    assert t_ppf(0.975, 2) == pytest.approx(4.302653, abs=1e-6)
+    assert t_ppf(0.975, 10) == pytest.approx(2.228139, abs=1e-6)
+    assert t_ppf(0.025, 10) == pytest.approx(-2.228139, abs=1e-6)
+    assert t_cdf(0.0, 5) == pytest.approx(0.5)
+    # df=1 is the Cauchy distribution: P(T <= 1) = 1/2 + atan(1)/pi = 0.75
+    assert t_cdf(1.0, 1) == pytest.approx(0.75)
+    assert betainc(1.0, 1.0, 0.3) == pytest.approx(0.3)
+
+
+def test_welch_t_test_by_hand() -> None:
+    # a=[1,2,3], b=[4,5,6]: var 1 each, se² = 1/3 + 1/3; t = −3 / sqrt(2/3) = −3.674235
+    # df = (2/3)² / ((1/3)²/2 + (1/3)²/2) = 4; two-sided p = 0.021312 (Student t, df 4)
+    res = welch_t_test([1.0, 2.0, 3.0], [4.0, 5.0, 6.0])
+    assert res is not None
+    assert res.t == pytest.approx(-3.674235, abs=1e-6)
+    assert res.df == pytest.approx(4.0)
+    assert res.p_value == pytest.approx(0.021312, abs=1e-5)
+    assert welch_t_test([1.0], [2.0, 3.0]) is None
+    assert welch_t_test([1.0, 1.0], [1.0, 1.0]).p_value == 1.0  # type: ignore[union-attr]
+
+
+def test_welch_matches_scipy_when_available() -> None:
+    stats = pytest.importorskip("scipy.stats")
+    a, b = [2.2451, 2.2460, 2.2440], [2.2474, 2.2490, 2.2468, 2.2481]
+    ours = welch_t_test(a, b)
+    ref = stats.ttest_ind(a, b, equal_var=False)
+    assert ours is not None
+    assert ours.t == pytest.approx(float(ref.statistic), rel=1e-9)
+    assert ours.p_value == pytest.approx(float(ref.pvalue), rel=1e-7)
+
+
+def test_significance_and_seed_noise_marking() -> None:
+    runs = [
+        result("worst", {"val_loss_gpt": [2.300, 2.302, 2.298]}, type="baseline"),
+        result("best", {"val_loss_gpt": [2.250, 2.252, 2.248]}, type="baseline"),
+        result("clear-win", {"val_loss_gpt": [2.200, 2.201, 2.199]}),
+        result("noise", {"val_loss_gpt": [2.251, 2.249, 2.253]}),
+        result("one-seed-in-band", {"val_loss_gpt": [2.251]}),
+        result("one-seed-out", {"val_loss_gpt": [2.240]}),
+    ]
+    scores = score_task(runs, [LOSS])
+    by = scores.by_run()
+    # pooled seed std of the baselines = 0.002 → band = 2.25 ± 0.004
+    band = scores.noise["val_loss_gpt"]
+    assert band.center == pytest.approx(2.25) and band.half_width == pytest.approx(0.004)
+    assert by["clear-win"].metrics["val_loss_gpt"].significant is True
+    assert by["clear-win"].metrics["val_loss_gpt"].within_noise is False
+    assert by["noise"].metrics["val_loss_gpt"].within_noise is True
+    assert by["one-seed-in-band"].metrics["val_loss_gpt"].within_noise is True
+    assert by["one-seed-out"].metrics["val_loss_gpt"].within_noise is False
+    stats = by["clear-win"].metrics["val_loss_gpt"].stats
+    assert stats is not None and stats.n == 3 and stats.std == pytest.approx(0.001)
