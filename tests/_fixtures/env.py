@@ -1,1 +1,303 @@
-"""Shared pytest fixtures of the env area."""
+"""Shared pytest fixtures of the env area: a small synthetic codebase with named regions and
+task folders built in a temporary task root (``PRETRAINBENCH_TASKS_DIR``)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+# A small nanoGPT-shaped file: the four regions of the real codebase, frozen code around them,
+# a training loop under `if __name__ == "__main__":` (whose names are run-time state).
+MINI_CODEBASE = '''"""Mini pretraining script (test fixture)."""
+
+import math
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+# ── EDITABLE REGION START: layernorm ──
+class LayerNorm(nn.Module):
+    """LayerNorm but with an optional bias."""
+
+    def __init__(self, ndim, bias):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ndim))
+        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
+
+    def forward(self, input):
+        return F.layer_norm(input, self.weight.shape, self.weight, self.bias, 1e-5)
+# ── EDITABLE REGION END: layernorm ──
+
+
+class MLP(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.fc = nn.Linear(config.n_embd, 4 * config.n_embd)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+# ── EDITABLE REGION START: block ──
+class Block(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x):
+        x = x + self.mlp(self.ln_1(x))
+        return x
+# ── EDITABLE REGION END: block ──
+
+
+def get_batch(split):
+    return split
+
+
+# ── EDITABLE REGION START: get_lr ──
+def get_lr(it, warmup_iters, lr_decay_iters, learning_rate, min_lr):
+    # 1) linear warmup for warmup_iters steps
+    if it < warmup_iters:
+        return learning_rate * (it + 1) / (warmup_iters + 1)
+    # 2) if it > lr_decay_iters, return min learning rate
+    if it > lr_decay_iters:
+        return min_lr
+    # 3) in between, use cosine decay down to min learning rate
+    decay_ratio = (it - warmup_iters) / (lr_decay_iters - warmup_iters)
+    coeff = 0.5 * (1.0 + math.cos(math.pi * decay_ratio))
+    return min_lr + coeff * (learning_rate - min_lr)
+# ── EDITABLE REGION END: get_lr ──
+
+# ── EDITABLE REGION START: config_overrides ──
+CONFIG_OVERRIDES = {}
+# ── EDITABLE REGION END: config_overrides ──
+
+ALLOWED_OVERRIDES = ("learning_rate", "min_lr", "warmup_iters", "weight_decay", "grad_clip")
+
+
+if __name__ == "__main__":
+    out_dir = os.environ["PB_OUT_DIR"]
+    model = Block(None)
+    optimizer = torch.optim.AdamW(model.parameters())
+    for iter_num in range(10):
+        lr = get_lr(iter_num, 2, 10, 1e-3, 1e-4)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+'''
+
+DESCRIPTION = """# Mini task
+
+Edit `get_lr` in `{file}` (lines {lines[get_lr]}). Budget: {max_steps} steps, {max_tests} tests.
+Profile `{profile}`, model {recipe[model]}.
+
+{settings_table}
+"""
+
+BASE_TASK: dict[str, Any] = {
+    "id": "mini-lr",
+    "title": "Mini: learning-rate schedule",
+    "description": "description.md",
+    "codebase": "mini",
+    "package": "nanoGPT",
+    "editable_files": [{"path": "custom_pretrain.py", "regions": ["get_lr", "config_overrides"]}],
+    "read_only_files": ["train_notes.py"],
+    "allow_create": False,
+    "invariants": [
+        {
+            "kind": "signature",
+            "file": "custom_pretrain.py",
+            "function": "get_lr",
+            "params": ["it", "warmup_iters", "lr_decay_iters", "learning_rate", "min_lr"],
+        }
+    ],
+    "code_policy": {"allowed_imports": ["math"]},
+    "profiles": {
+        "tiny": {
+            "settings": [
+                {
+                    "label": "gpt-tiny",
+                    "script": "scripts/gpt_tiny.sh",
+                    "kind": "train",
+                    "gpus": 0,
+                    "time_limit": "0:10:00",
+                    "group": 1,
+                },
+                {
+                    "label": "lm-eval-tiny",
+                    "script": "scripts/lm_eval_tiny.sh",
+                    "kind": "lm_eval",
+                    "gpus": 0,
+                    "time_limit": "0:10:00",
+                    "group": 2,
+                    "hidden": True,
+                    "needs": "gpt-tiny",
+                },
+            ],
+            "seeds": {"test": [42], "final": [42, 43]},
+            "recipe": {"model": "2L/2H/32D", "max_iters": 10},
+        },
+        "full": {
+            "settings": [
+                {
+                    "label": "gpt-345m",
+                    "script": "scripts/gpt_tiny.sh",
+                    "kind": "train",
+                    "gpus": 2,
+                    "time_limit": "12:00:00",
+                },
+                {
+                    "label": "lm-eval-345m",
+                    "script": "scripts/lm_eval_tiny.sh",
+                    "kind": "lm_eval",
+                    "gpus": 1,
+                    "time_limit": "1:00:00",
+                    "group": 2,
+                    "hidden": True,
+                    "needs": "gpt-345m",
+                },
+            ],
+        },
+    },
+    "metrics": [
+        {
+            "name": "val_loss",
+            "kind": "train",
+            "direction": "lower",
+            "primary": True,
+            "bound": 0,
+            "weight": 2,
+        },
+        {"name": "wikitext2_ppl", "kind": "train", "direction": "lower", "bound": 1},
+        {"name": "arc_easy", "kind": "lm_eval", "direction": "higher", "bound": 100},
+        {"name": "piqa", "kind": "lm_eval", "direction": "higher", "bound": 100, "hidden": True},
+    ],
+    "budgets": {"max_steps": 20, "max_tests": 3},
+    "seeds": {"test": [42], "final": [42, 43, 44]},
+    "baselines": ["cosine", "wsd"],
+    "reference_baseline": "cosine",
+}
+
+NORM_TASK_CHANGES: dict[str, Any] = {
+    "id": "mini-norm",
+    "editable_files": [
+        {"path": "custom_pretrain.py", "regions": ["layernorm", "block", "config_overrides"]}
+    ],
+    "invariants": [
+        {
+            "kind": "class",
+            "file": "custom_pretrain.py",
+            "name": "LayerNorm",
+            "methods": {"__init__": ["self", "ndim", "bias"]},
+        },
+        {
+            "kind": "class",
+            "file": "custom_pretrain.py",
+            "name": "Block",
+            "methods": {"__init__": ["self", "config"], "forward": ["self", "x"]},
+        },
+    ],
+    "code_policy": {"allowed_imports": ["math", "torch", "torch.nn", "torch.nn.functional"]},
+    "baselines": [],
+    "reference_baseline": None,
+}
+
+TaskFactory = Callable[..., Path]
+
+
+def write_task_root(root: Path) -> None:
+    """The codebase, its scripts and a read-only context file under ``root/codebases/mini``."""
+    codebase = root / "codebases" / "mini"
+    (codebase / "scripts").mkdir(parents=True, exist_ok=True)
+    (codebase / "custom_pretrain.py").write_text(MINI_CODEBASE, encoding="utf-8")
+    (codebase / "train_notes.py").write_text("# read-only context\nNOTES = 1\n", encoding="utf-8")
+    for script in ("gpt_tiny.sh", "lm_eval_tiny.sh"):
+        (codebase / "scripts" / script).write_text("#!/bin/bash\nexit 0\n", encoding="utf-8")
+
+
+@pytest.fixture
+def env_tasks_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temporary task root (tasks + codebases + baselines) set as PRETRAINBENCH_TASKS_DIR."""
+    root = tmp_path / "tasks"
+    write_task_root(root)
+    monkeypatch.setenv("PRETRAINBENCH_TASKS_DIR", str(root))
+    monkeypatch.setenv("PRETRAINBENCH_BASELINES_DIR", str(tmp_path / "baselines"))
+    return root
+
+
+@pytest.fixture
+def make_env_task(env_tasks_root: Path) -> TaskFactory:
+    """Write a task folder: ``make_env_task(changes={...}, description=..., baselines=[...])``.
+
+    ``changes`` are merged over the mini learning-rate task; a value of ``...`` deletes a key.
+    Returns the task folder.
+    """
+
+    def make(
+        changes: dict[str, Any] | None = None,
+        *,
+        description: str | None = DESCRIPTION,
+        baselines: list[str] | None = None,
+        raw_yaml: str | None = None,
+    ) -> Path:
+        data = copy.deepcopy(BASE_TASK)
+        for key, value in (changes or {}).items():
+            if value is ...:
+                data.pop(key, None)
+            else:
+                data[key] = value
+        folder = env_tasks_root / str(data.get("id", "unnamed"))
+        folder.mkdir(parents=True, exist_ok=True)
+        text = raw_yaml if raw_yaml is not None else yaml.safe_dump(data, sort_keys=False)
+        (folder / "task.yaml").write_text(text, encoding="utf-8")
+        if description is not None:
+            (folder / "description.md").write_text(description, encoding="utf-8")
+        names = data.get("baselines", []) if baselines is None else baselines
+        bdir = env_tasks_root.parent / "baselines" / str(data.get("id"))
+        bdir.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            (bdir / f"{name}.py").write_text(f'"""{name}"""\n', encoding="utf-8")
+        return folder
+
+    return make
+
+
+@pytest.fixture
+def lr_task(make_env_task: TaskFactory) -> Any:
+    """The mini learning-rate task (regions get_lr + config_overrides), loaded."""
+    from env._spec import load_task
+
+    return load_task(make_env_task())
+
+
+@pytest.fixture
+def norm_task(make_env_task: TaskFactory) -> Any:
+    """The mini normalisation task (regions layernorm + block + config_overrides), loaded."""
+    from env._spec import load_task
+
+    return load_task(make_env_task(NORM_TASK_CHANGES, description="# {file}\n"))
+
+
+@pytest.fixture
+def lr_workspace(lr_task: Any, tmp_path: Path) -> Any:
+    """A fresh workspace of the mini learning-rate task under ``tmp_path/run/workspace``."""
+    from env._workspace import Workspace
+
+    return Workspace.create(lr_task, tmp_path / "run" / "workspace")
+
+
+@pytest.fixture
+def norm_workspace(norm_task: Any, tmp_path: Path) -> Any:
+    """A fresh workspace of the mini normalisation task."""
+    from env._workspace import Workspace
+
+    return Workspace.create(norm_task, tmp_path / "run" / "workspace")
