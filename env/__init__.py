@@ -1,0 +1,38 @@
+"""The agent's world: task specs, the workspace with its editable regions, the tools, budgets,
+session state, baselines and the initial observation. Pure Python (no torch).
+
+`runner → env → sandbox`: env calls the sandbox to run tests and imports nothing else of ours.
+"""
+
+from env._baselines import Baseline, BaselineError, load_baselines
+from env._errors import EditError, IntegrityError, TaskSpecError
+from env._observation import ObservationError, render_observation
+from env._session import Session, SessionError
+from env._spec import TaskSpec, list_tasks, load_task, validate_task_dir
+from env._state import Budgets, SessionState, TestRecord, ToolResult
+from env._tools import TOOL_NAMES, tool_schemas
+from env._workspace import Workspace
+
+__all__ = [
+    "TOOL_NAMES",
+    "Baseline",
+    "BaselineError",
+    "Budgets",
+    "EditError",
+    "IntegrityError",
+    "ObservationError",
+    "Session",
+    "SessionError",
+    "SessionState",
+    "TaskSpec",
+    "TaskSpecError",
+    "TestRecord",
+    "ToolResult",
+    "Workspace",
+    "list_tasks",
+    "load_baselines",
+    "load_task",
+    "render_observation",
+    "tool_schemas",
+    "validate_task_dir",
+]

@@ -1,0 +1,254 @@
+"""The agent-facing tools: one pydantic argument model per tool, parsing, and JSON schemas.
+
+The argument models are the single source of truth: `parse_tool_call` validates against them
+and `tool_schemas` generates the OpenAI and MCP schemas from them, so what an agent is told and
+what is enforced cannot drift apart. Texts follow MLS-Bench so that agents transfer.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = [
+    "TOOL_NAMES",
+    "EditArgs",
+    "SubmitArgs",
+    "TestArgs",
+    "ToolCallError",
+    "UndoArgs",
+    "ViewArgs",
+    "parse_tool_call",
+    "tool_schemas",
+]
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ViewArgs(_Args):
+    """Show numbered lines of a file; editable lines are marked."""
+
+    filename: str = Field(
+        description="Package-relative path of the file, e.g. 'nanoGPT/custom_pretrain.py'."
+    )
+    start_line: int | None = Field(
+        default=None, description="First line to show (1-indexed). Default: the first line."
+    )
+    end_line: int | None = Field(
+        default=None, description="Last line to show (inclusive). Default: the last line."
+    )
+
+
+class EditArgs(_Args):
+    """Edit the editable lines of a file."""
+
+    op: Literal["replace", "insert", "create"] = Field(
+        description=(
+            "'replace' replaces lines start_line..end_line (inclusive) with content; "
+            "'insert' inserts content after line after_line; "
+            "'create' creates a new file (only when the task allows it)."
+        )
+    )
+    filename: str = Field(
+        description="Package-relative path of the file, e.g. 'nanoGPT/custom_pretrain.py'."
+    )
+    content: str = Field(description="The new text (one or more lines).")
+    start_line: int | None = Field(
+        default=None, description="replace: first line to replace (1-indexed)."
+    )
+    end_line: int | None = Field(
+        default=None, description="replace: last line to replace (inclusive)."
+    )
+    after_line: int | None = Field(
+        default=None, description="insert: the new lines go after this line (0 = file start)."
+    )
+
+    @model_validator(mode="after")
+    def _op_needs_its_lines(self) -> EditArgs:
+        # Said here rather than by the Workspace so the message names the missing field.
+        if self.op == "replace":
+            missing = [f for f in ("start_line", "end_line") if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"op='replace' requires {' and '.join(missing)}")
+        if self.op == "insert" and self.after_line is None:
+            raise ValueError("op='insert' requires after_line")
+        return self
+
+
+class UndoArgs(_Args):
+    """Undo the last n edits (restores file contents and editable ranges)."""
+
+    n: int = Field(default=1, ge=1, description="How many edits to undo (default 1).")
+
+
+class TestArgs(_Args):
+    """Run a full test of the current code: training plus evaluation."""
+
+    __test__ = False  # not a pytest class
+
+
+class SubmitArgs(_Args):
+    """Choose which test result is your final result."""
+
+    n: int | None = Field(
+        default=None,
+        description="The test number to submit (n <= 0 or omitted: the latest test).",
+    )
+
+
+_MODELS: dict[str, type[_Args]] = {
+    "view": ViewArgs,
+    "edit": EditArgs,
+    "undo": UndoArgs,
+    "test": TestArgs,
+    "submit": SubmitArgs,
+}
+TOOL_NAMES: tuple[str, ...] = tuple(_MODELS)
+
+_SIGNATURES = {
+    "view": "view(filename, start_line?, end_line?)",
+    "edit": "edit(op, filename, content, start_line?, end_line?, after_line?)",
+    "undo": "undo(n=1)",
+    "test": "test()",
+    "submit": "submit(n)",
+}
+
+# What the agent reads about each tool; budget rules are stated where they apply.
+_DESCRIPTIONS = {
+    "view": (
+        "Show numbered lines of a file (editable lines are marked). Costs one step."
+    ),
+    "edit": (
+        "Edit a file. Only the editable lines may change; all line numbers are 1-indexed and "
+        "refer to the current file. op='replace' replaces lines start_line..end_line "
+        "(inclusive) with content; op='insert' inserts content after line after_line; "
+        "op='create' creates a new file (only if the task allows it). Editable ranges shift "
+        "when a region grows or shrinks, so edit the bottom-most region first. The result "
+        "shows the new editable ranges and the edited region. Costs one step."
+    ),
+    "undo": (
+        "Undo the last n edits, restoring both the file contents and the editable ranges. "
+        "Costs one step."
+    ),
+    "test": (
+        "Train the model with the current code and evaluate it (takes a long time). Returns "
+        "the training log tail and the metrics. Costs one step and one test; a test rejected "
+        "before training (the code does not import or crashes in a few CPU steps) or lost to "
+        "an infrastructure failure costs no test."
+    ),
+    "submit": (
+        "Choose test #n as your final result (n <= 0: the latest test); its code is then "
+        "evaluated once more with more seeds. Allowed after at least two tests (one if the test "
+        "budget is one), and only once: it ends the session. Costs no step."
+    ),
+}
+
+
+class ToolCallError(Exception):
+    """A tool call the agent got wrong; ``str()`` is the full ``ERROR: …`` observation."""
+
+
+def parse_tool_call(name: str, arguments: dict[str, Any] | str | None) -> BaseModel:
+    """Validate a tool call; return its argument model or raise `ToolCallError`.
+
+    `arguments` may be a dict or a JSON string (as OpenAI function calling delivers them);
+    empty or missing arguments mean ``{}``.
+    """
+    model = _MODELS.get(name) if isinstance(name, str) else None
+    if model is None:
+        raise ToolCallError(
+            f"ERROR: Unknown tool {name!r}. Available tools: {', '.join(TOOL_NAMES)}."
+        )
+    prefix = f"ERROR: Invalid arguments for {name!r}:"
+    usage = f"Usage: {_SIGNATURES[name]}"
+    if arguments is None:
+        arguments = {}
+    if isinstance(arguments, str):
+        if not arguments.strip():
+            arguments = {}
+        else:
+            try:
+                arguments = json.loads(arguments)
+            except json.JSONDecodeError as e:
+                raise ToolCallError(f"{prefix} arguments are not valid JSON ({e}). {usage}") from e
+    if not isinstance(arguments, dict):
+        raise ToolCallError(
+            f"{prefix} arguments must be a JSON object, got {type(arguments).__name__}. {usage}"
+        )
+    try:
+        return model.model_validate(arguments)
+    except ValidationError as e:
+        raise ToolCallError(f"{prefix} {_describe(e)}. {usage}") from e
+
+
+def _describe(error: ValidationError) -> str:
+    parts: list[str] = []
+    for item in error.errors(include_url=False):
+        field = ".".join(str(x) for x in item["loc"])
+        kind = item["type"]
+        if kind == "missing":
+            parts.append(f"missing required argument {field!r}")
+        elif kind == "extra_forbidden":
+            parts.append(f"unexpected argument {field!r}")
+        elif not field:
+            # A model-level rule, e.g. "op='replace' requires start_line".
+            parts.append(str(item["msg"]).removeprefix("Value error, "))
+        else:
+            got = _short(item.get("input"))
+            parts.append(f"argument {field!r}: {item['msg']} (got {got})")
+    return "; ".join(parts)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def tool_schemas(dialect: Literal["openai", "mcp"] = "openai") -> list[dict[str, Any]]:
+    """The tools as OpenAI function-calling dicts or MCP ``name/description/inputSchema`` dicts.
+
+    Generated from the argument models, with pydantic's ``title`` noise removed and optional
+    fields written as their plain type (LLM providers handle that best).
+    """
+    if dialect not in ("openai", "mcp"):
+        raise ValueError(f"unknown tool schema dialect {dialect!r}; use 'openai' or 'mcp'")
+    out: list[dict[str, Any]] = []
+    for name, model in _MODELS.items():
+        schema = _clean(model.model_json_schema())
+        schema.setdefault("properties", {})
+        schema.setdefault("required", [])
+        schema["additionalProperties"] = False
+        description = _DESCRIPTIONS[name]
+        if dialect == "openai":
+            out.append(
+                {
+                    "type": "function",
+                    "function": {"name": name, "description": description, "parameters": schema},
+                }
+            )
+        else:
+            out.append({"name": name, "description": description, "inputSchema": schema})
+    return out
+
+
+def _clean(schema: dict[str, Any]) -> dict[str, Any]:
+    schema = copy.deepcopy(schema)
+    schema.pop("title", None)
+    schema.pop("description", None)  # the tool's description is said once, at the top
+    for prop in schema.get("properties", {}).values():
+        prop.pop("title", None)
+        options = prop.pop("anyOf", None)
+        if options is not None:
+            non_null = [o for o in options if o.get("type") != "null"]
+            if len(non_null) == 1:
+                prop.update(non_null[0])
+            else:
+                prop["anyOf"] = non_null
+        if prop.get("default", 0) is None:
+            del prop["default"]
+    return schema
