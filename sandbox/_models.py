@@ -138,7 +138,9 @@ class TestResult(_Model):
 
         Only settings whose every seed finished ``ok`` contribute metric values.
         """
-        labels = [s.label for s in settings] if settings else _unique(r.setting for r in self.results)
+        labels = (
+            [s.label for s in settings] if settings else _unique(r.setting for r in self.results)
+        )
         out: dict[str, float] = {}
         for label in labels:
             rows = self.for_setting(label)

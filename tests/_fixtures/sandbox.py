@@ -1,1 +1,325 @@
-"""Shared pytest fixtures of the sandbox area."""
+"""Shared pytest fixtures of the sandbox area: a fake codebase with the real contract.
+
+The fake codebase follows docs/INTERFACES.md section 1 (env variables, ``curve.jsonl``,
+``TRAIN_METRICS``/``PB_PROGRESS`` lines, ``failure.json``, a trusted ``evaluate.py`` writing
+``metrics.json``) with numpy instead of torch, so sandbox tests run real subprocesses in
+about a second each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+FAKE_TRAIN = textwrap.dedent(
+    '''
+    """Fake training: a few steps of a decaying loss (the file submissions edit)."""
+    import json, math, os, sys, time
+    import pb_config
+
+    # ── EDITABLE REGION START: get_lr ──
+    def get_lr(it, warmup_iters, lr_decay_iters, learning_rate, min_lr):
+        if it < warmup_iters:
+            return learning_rate * (it + 1) / (warmup_iters + 1)
+        if it > lr_decay_iters:
+            return min_lr
+        ratio = (it - warmup_iters) / max(1, lr_decay_iters - warmup_iters)
+        return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
+    # ── EDITABLE REGION END: get_lr ──
+
+    def loss_at(step, lr):
+        return 5.0 / (1.0 + 0.1 * step) + lr
+    # ── EDITABLE REGION START: train_hook ──
+    # ── EDITABLE REGION END: train_hook ──
+
+    if __name__ == "__main__":
+        cfg = pb_config.resolve_run_config(os.environ)
+        out = os.environ["PB_OUT_DIR"]
+        seed = cfg["seed"]
+        n = cfg["max_iters"]
+        with open(os.path.join(out, "curve.jsonl"), "w") as curve:
+            for step in range(n):
+                lr = get_lr(step, cfg["warmup_iters"], cfg["lr_decay_iters"], cfg["learning_rate"], cfg["min_lr"])
+                loss = loss_at(step, lr) + seed * 1e-3
+                if not math.isfinite(loss):
+                    with open(os.path.join(out, "failure.json"), "w") as fh:
+                        json.dump({"reason": f"non-finite loss at step {step} (lr={lr})"}, fh)
+                    print(f"non-finite loss at step {step}", flush=True)
+                    sys.exit(3)
+                curve.write(json.dumps({"step": step, "train_loss": loss, "lr": lr, "tokens": step * 64}) + "\\n")
+                print(f"TRAIN_METRICS: step={step}, train_loss={loss:.4f}, val_loss={loss + 0.1:.4f}", flush=True)
+                print("PB_PROGRESS " + json.dumps({"step": step + 1, "max_steps": n, "loss": loss, "tokens_per_s": 1000.0}), flush=True)
+                time.sleep(float(os.environ.get("PB_FAKE_STEP_S", "0.01")))
+        with open(os.path.join(out, "ckpt.json"), "w") as fh:
+            json.dump({"final_loss": loss, "seed": seed}, fh)
+        with open(os.path.join(out, ".training_complete"), "w") as fh:
+            json.dump({"iters": n}, fh)
+    '''
+)
+
+FAKE_EVALUATE = textwrap.dedent(
+    '''
+    """Fake trusted evaluator: reads the checkpoint, writes metrics.json."""
+    import json, os, sys
+    kind = sys.argv[sys.argv.index("--kind") + 1]
+    out = os.environ["PB_OUT_DIR"]
+    src = os.environ.get("PB_CKPT_DIR", out)
+    with open(os.path.join(src, "ckpt.json")) as fh:
+        ckpt = json.load(fh)
+    loss = ckpt["final_loss"]
+    if kind == "train":
+        metrics = {"val_loss": loss + 0.1, "wikitext2_ppl": 2.718 ** (loss + 0.2), "lambada_ppl": 2.718 ** (loss + 0.3)}
+    else:
+        metrics = {"arc_easy": 30.0 - loss, "hellaswag": 26.0 - loss, "piqa": 55.5 - loss, "winogrande": 50.25 - loss}
+    print("evaluation done", flush=True)
+    doc = {"schema_version": 1, "kind": kind, "profile": os.environ.get("PB_PROFILE", "tiny"),
+           "seed": int(os.environ["PB_SEED"]), "metrics": metrics, "dataset_source": "offline"}
+    with open(os.path.join(out, "metrics.json"), "w") as fh:
+        json.dump(doc, fh)
+    '''
+)
+
+FAKE_CONFIG = textwrap.dedent(
+    '''
+    """Fake profiles: the same keys as the real pb_config."""
+    PROFILES = {
+        "micro": dict(n_layer=1, n_head=1, n_embd=8, block_size=8, vocab_size=64, max_iters=3,
+                      batch_size=2, grad_accum=1, learning_rate=1e-3, min_lr=1e-4, warmup_iters=1,
+                      lr_decay_iters=3, weight_decay=0.1, grad_clip=1.0, eval_interval=1, val_windows=2),
+        "tiny": dict(n_layer=2, n_head=2, n_embd=16, block_size=16, vocab_size=64, max_iters=20,
+                     batch_size=4, grad_accum=1, learning_rate=1e-3, min_lr=1e-4, warmup_iters=2,
+                     lr_decay_iters=20, weight_decay=0.1, grad_clip=1.0, eval_interval=5, val_windows=4),
+        "full": dict(n_layer=24, n_head=16, n_embd=1024, block_size=1024, vocab_size=50304, max_iters=12030,
+                     batch_size=16, grad_accum=6, learning_rate=3e-4, min_lr=3e-5, warmup_iters=481,
+                     lr_decay_iters=12030, weight_decay=0.1, grad_clip=1.0, eval_interval=250, val_windows=200),
+    }
+
+    def resolve_run_config(environ):
+        profile = environ.get("PB_PROFILE", "tiny")
+        cfg = dict(PROFILES[profile])
+        cfg["profile"] = profile
+        cfg["seed"] = int(environ.get("PB_SEED", "42"))
+        if "PB_MAX_ITERS" in environ:
+            cfg["max_iters"] = int(environ["PB_MAX_ITERS"])
+        cfg["tokens_per_iter"] = cfg["batch_size"] * cfg["grad_accum"] * cfg["block_size"]
+        return cfg
+    '''
+)
+
+FAKE_DATA = textwrap.dedent(
+    '''
+    """Fake shard format (uint16 tokens after a small header)."""
+    import numpy as np
+
+    def write_shard(path, tokens):
+        np.asarray(tokens, dtype=np.uint16).tofile(path)
+
+    def read_shard(path):
+        return np.fromfile(path, dtype=np.uint16)
+    '''
+)
+
+TRAIN_SCRIPT = "set -e\npython custom_pretrain.py\npython evaluate.py --kind train\n"
+LM_EVAL_SCRIPT = "set -e\npython evaluate.py --kind lm_eval\n"
+
+
+def write_fake_codebase(root: Path) -> Path:
+    """Write the fake codebase into ``root`` and return it."""
+    (root / "scripts").mkdir(parents=True, exist_ok=True)
+    (root / "custom_pretrain.py").write_text(FAKE_TRAIN)
+    (root / "evaluate.py").write_text(FAKE_EVALUATE)
+    (root / "pb_config.py").write_text(FAKE_CONFIG)
+    (root / "pb_data.py").write_text(FAKE_DATA)
+    (root / "scripts" / "gpt_tiny.sh").write_text(TRAIN_SCRIPT)
+    (root / "scripts" / "lm_eval_tiny.sh").write_text(LM_EVAL_SCRIPT)
+    return root
+
+
+@pytest.fixture
+def fake_codebase(tmp_path: Path) -> Path:
+    """A fresh fake codebase directory (numpy only) following the codebase contract."""
+    return write_fake_codebase(tmp_path / "codebase")
+
+
+@pytest.fixture
+def fake_data(tmp_path: Path) -> Path:
+    """A data directory with one tiny train and val shard."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train_000000.bin").write_bytes(bytes(range(64)) * 4)
+    (data / "val_000000.bin").write_bytes(bytes(range(64)))
+    return data
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    found: set[int] = set()
+    stack = [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found
+
+
+@pytest.fixture
+def no_leftover_processes() -> Iterator[None]:
+    """Fail the test if any process started during it (a descendant of pytest) is left running."""
+    before = _descendants(os.getpid())
+    yield
+    left = _descendants(os.getpid()) - before
+    # zombies reaped late are not running processes
+    running = set()
+    for pid in left:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                state = fh.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            running.add(pid)
+    for pid in running:
+        os.kill(pid, signal.SIGKILL)
+    assert not running, f"processes left running after the test: {sorted(running)}"
+
+
+# -- daemons: Docker and a one-node Slurm cluster, started here when the machine allows ---------
+
+SANDBOX_STATE = Path(
+    os.environ.get("PB_SANDBOX_TEST_STATE", "/var/lib/pretrainbench-sandbox-tests")
+)
+
+
+@pytest.fixture(scope="session")
+def docker_daemon() -> Iterator[object]:
+    """A Docker SDK client; starts ``dockerd`` when none runs (root only), else skips."""
+    from sandbox._backend import BackendError
+    from sandbox._docker import docker_client, start_docker_daemon
+
+    try:
+        proc = start_docker_daemon(Path("/var/lib/pretrainbench-docker"))
+        client = docker_client()
+    except BackendError as exc:
+        pytest.skip(f"no Docker daemon: {exc}")
+    yield client
+    if proc is not None:  # only a daemon this session started is stopped again
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def docker_cpu_image(docker_daemon: object) -> str:
+    """The CPU sandbox image (built once and cached by tag; the first build takes minutes)."""
+    from sandbox._backend import BackendError
+    from sandbox.images import build_cpu_image
+
+    try:
+        return build_cpu_image(client=docker_daemon, log=lambda _line: None)
+    except BackendError as exc:
+        pytest.skip(f"cannot build the CPU sandbox image here: {exc}")
+
+
+_SLURM_CONF = """ClusterName=pbtest
+SlurmctldHost={host}
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SlurmUser=slurm
+SlurmctldPort=6817
+SlurmdPort=6818
+StateSaveLocation={state}/slurmctld
+SlurmdSpoolDir={state}/slurmd
+SlurmctldPidFile={state}/slurmctld.pid
+SlurmdPidFile={state}/slurmd.pid
+SlurmctldLogFile={state}/slurmctld.log
+SlurmdLogFile={state}/slurmd.log
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+ReturnToService=2
+EnforcePartLimits=ALL
+MinJobAge=300
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+MpiDefault=none
+{node} RealMemory={memory} State=UNKNOWN
+PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+def _run(args: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=60, check=False, **kw)  # type: ignore[call-overload, no-any-return]
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[None]:
+    """A Slurm controller to submit to: an existing one, or a one-node cluster started here."""
+    import shutil
+    import socket
+    import time
+
+    from sandbox._slurm import slurm_available
+
+    if slurm_available() is None:
+        yield
+        return
+    tools = ("munged", "slurmctld", "slurmd", "sbatch", "munge")
+    missing = [t for t in tools if shutil.which(t) is None and not Path(f"/usr/sbin/{t}").exists()]
+    if missing or os.geteuid() != 0:
+        pytest.skip(f"cannot start a Slurm cluster here: missing {missing or 'root'}")
+    state = SANDBOX_STATE / "slurm"
+    state.mkdir(parents=True, exist_ok=True)
+    host = socket.gethostname().split(".")[0]
+    node = _run(["slurmd", "-C"]).stdout.splitlines()
+    node_line = next((line for line in node if line.startswith("NodeName=")), "")
+    if not node_line:
+        pytest.skip("slurmd -C did not describe this node")
+    node_line = " ".join(
+        tok for tok in node_line.split() if not tok.startswith(("RealMemory=", "UpTime="))
+    )
+    conf = state / "slurm.conf"
+    conf.write_text(_SLURM_CONF.format(host=host, state=state, node=node_line, memory=4096))
+    for sub in ("slurmctld", "slurmd"):
+        (state / sub).mkdir(exist_ok=True)
+    _run(["chown", "-R", "slurm:slurm", str(state / "slurmctld")])
+    os.environ["SLURM_CONF"] = str(conf)
+    started: list[Path] = []
+    if _run(["sh", "-c", "munge -n | unmunge"]).returncode != 0:
+        Path("/run/munge").mkdir(parents=True, exist_ok=True)
+        _run(["chown", "munge:munge", "/run/munge"])
+        _run(["su", "-s", "/bin/sh", "munge", "-c", "/usr/sbin/munged"])
+        if _run(["sh", "-c", "munge -n | unmunge"]).returncode != 0:
+            pytest.skip("munged could not be started")
+        started.append(Path("/run/munge/munged.pid"))
+    for daemon in ("slurmctld", "slurmd"):
+        proc = _run([daemon])
+        if proc.returncode != 0:
+            pytest.skip(f"{daemon} failed to start: {proc.stderr.strip()[:300]}")
+        started.append(state / f"{daemon}.pid")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and slurm_available() is not None:
+        time.sleep(0.5)
+    _run(["scontrol", "update", f"NodeName={host}", "State=RESUME"])
+    if slurm_available() is not None:
+        pytest.skip(f"the Slurm cluster did not come up: {slurm_available()}")
+    yield
+    for pidfile in reversed(started):  # only the daemons this session started
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)

@@ -1,0 +1,123 @@
+"""Reading what a finished job left behind: trusted metrics, curves, logs, failure reasons."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from sandbox._models import EvaluationSetting
+
+METRICS_FILE = "metrics.json"
+CURVE_FILE = "curve.jsonl"
+FAILURE_FILE = "failure.json"
+LOG_FILE = "log.txt"
+
+_MAX_CURVE_POINTS = 20000
+_MAX_JSON_BYTES = 64 * 1024 * 1024  # a curve or metrics file beyond this is not read
+_ERROR_LINE = re.compile(
+    r"^\s*([A-Za-z_][\w.]*(Error|Exception|Interrupt)|AssertionError|Killed)\b.*"
+)
+
+
+class MetricsError(ValueError):
+    """``metrics.json`` is missing or not what the trusted evaluator writes."""
+
+
+def read_metrics(
+    out_dir: Path, setting: EvaluationSetting, seed: int, profile: str
+) -> tuple[dict[str, float], str | None]:
+    """The metrics the trusted evaluator wrote for this (setting, seed), and their data source.
+
+    Only this file counts: nothing the job printed is ever read as a metric.
+    """
+    path = out_dir / METRICS_FILE
+    if path.is_symlink() or not path.is_file():
+        raise MetricsError("the trusted evaluator wrote no metrics.json")
+    if path.stat().st_size > _MAX_JSON_BYTES:
+        raise MetricsError("metrics.json is implausibly large")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MetricsError(f"metrics.json is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict) or doc.get("schema_version") != 1:
+        raise MetricsError("metrics.json lacks schema_version 1")
+    if doc.get("kind") != setting.kind:
+        raise MetricsError(
+            f"metrics.json is of kind {doc.get('kind')!r}, expected {setting.kind!r}"
+        )
+    if "seed" in doc and doc["seed"] != seed:
+        raise MetricsError(f"metrics.json is for seed {doc['seed']!r}, expected {seed}")
+    if "profile" in doc and doc["profile"] != profile:
+        raise MetricsError(f"metrics.json is for profile {doc['profile']!r}, expected {profile!r}")
+    raw = doc.get("metrics")
+    if not isinstance(raw, dict) or not raw:
+        raise MetricsError("metrics.json has no metrics")
+    metrics: dict[str, float] = {}
+    for name, value in raw.items():
+        if (
+            not isinstance(name, str)
+            or isinstance(value, bool)
+            or not isinstance(value, int | float)
+        ):
+            raise MetricsError(f"metrics.json value {name!r} is not a number")
+        if not math.isfinite(value):
+            raise MetricsError(f"metric {name} is not finite ({value})")
+        metrics[name] = float(value)
+    source = doc.get("dataset_source")
+    return metrics, source if isinstance(source, str) else None
+
+
+def read_curve(out_dir: Path) -> list[dict[str, Any]]:
+    """The logged training curve (display only), skipping malformed lines."""
+    path = out_dir / CURVE_FILE
+    points: list[dict[str, Any]] = []
+    if path.is_symlink() or not path.is_file() or path.stat().st_size > _MAX_JSON_BYTES:
+        return points
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            try:
+                point = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(point, dict):
+                points.append(point)
+            if len(points) >= _MAX_CURVE_POINTS:
+                break
+    return points
+
+
+def read_failure(out_dir: Path) -> str | None:
+    """The reason training gave for stopping itself (``failure.json``), if any."""
+    path = out_dir / FAILURE_FILE
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    reason = doc.get("reason") if isinstance(doc, dict) else None
+    return str(reason)[:500] if reason else None
+
+
+def tail_text(path: Path, lines: int = 40, max_chars: int = 4000) -> str:
+    """The last ``lines`` lines of a text file, at most ``max_chars`` characters."""
+    if path.is_symlink() or not path.is_file():
+        return ""
+    with path.open("rb") as fh:
+        fh.seek(0, 2)
+        size = fh.tell()
+        fh.seek(max(0, size - 64 * 1024))
+        data = fh.read().decode("utf-8", "replace")
+    text = "\n".join(data.splitlines()[-lines:])
+    return text[-max_chars:]
+
+
+def last_error_line(log_tail: str) -> str | None:
+    """The last line of a log that names an exception (the most useful one-line reason)."""
+    for line in reversed(log_tail.splitlines()):
+        if _ERROR_LINE.match(line):
+            return line.strip()[:300]
+    return None

@@ -1,0 +1,79 @@
+"""Fresh copies of the codebase with a submission's files laid over them."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path, PurePosixPath
+
+# Build outputs and caches never belong to the copy a submission runs in.
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".mypy_cache")
+
+
+class OverlayError(ValueError):
+    """An overlay path would land outside the codebase copy."""
+
+
+def safe_relative(path: str) -> PurePosixPath:
+    """``path`` as a relative POSIX path that stays inside its root, else ``OverlayError``."""
+    rel = PurePosixPath(path.replace("\\", "/"))
+    if (
+        not path
+        or rel.is_absolute()
+        or any(part in ("..", "") for part in rel.parts)
+        or str(rel) == "."
+    ):
+        raise OverlayError(f"file path {path!r} must be relative and stay inside the codebase")
+    return rel
+
+
+def make_copy(codebase_dir: Path, files: dict[str, str], dest: Path) -> Path:
+    """Copy ``codebase_dir`` to ``dest`` and overlay ``files`` (relative path → full text)."""
+    if not codebase_dir.is_dir():
+        raise FileNotFoundError(f"codebase directory {codebase_dir} does not exist")
+    shutil.copytree(codebase_dir, dest, ignore=_IGNORED, symlinks=False)
+    for name, text in files.items():
+        target = dest / safe_relative(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    return dest
+
+
+def hash_tree(root: Path) -> str:
+    """``sha256:…`` of every file's relative path and content under ``root`` (the codebase version)."""
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in ("__pycache__", ".pytest_cache"))
+        for name in sorted(filenames):
+            if name.endswith(".pyc"):
+                continue
+            path = Path(dirpath) / name
+            digest.update(str(path.relative_to(root)).encode() + b"\0")
+            with path.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+            digest.update(b"\0")
+    return "sha256:" + digest.hexdigest()
+
+
+def fingerprint_dir(root: Path | None) -> str:
+    """A cheap identity of a data directory: names, sizes and mtimes, plus small files' content.
+
+    Shards can be gigabytes, so they are identified by size and mtime; a re-prepared dataset
+    gets new mtimes and therefore a new fingerprint (a cache miss, never a wrong hit).
+    """
+    if root is None:
+        return "none"
+    if not root.exists():
+        return f"missing:{root}"
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            st = path.stat()
+            digest.update(f"{path.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+            if st.st_size <= 1 << 16:
+                digest.update(path.read_bytes())
+    return "sha256:" + digest.hexdigest()

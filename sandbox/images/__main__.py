@@ -1,0 +1,42 @@
+"""``python -m sandbox.images build-cpu|build-gpu [--tag T] [--rebuild] [--start-daemon DIR]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sandbox._backend import BackendError
+from sandbox._docker import CPU_IMAGE, GPU_IMAGE, start_docker_daemon
+from sandbox.images._build import build_cpu_image, build_gpu_image
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sandbox.images", description=__doc__)
+    parser.add_argument("command", choices=["build-cpu", "build-gpu"])
+    parser.add_argument("--tag")
+    parser.add_argument("--base", help="build-gpu: the CUDA PyTorch base image")
+    parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument(
+        "--start-daemon",
+        type=Path,
+        metavar="DIR",
+        help="start dockerd with this data directory when none is running",
+    )
+    args = parser.parse_args(argv)
+    try:
+        if args.start_daemon:
+            start_docker_daemon(args.start_daemon)
+        if args.command == "build-cpu":
+            tag = build_cpu_image(args.tag or CPU_IMAGE, rebuild=args.rebuild)
+        else:
+            tag = build_gpu_image(args.tag or GPU_IMAGE, base=args.base)
+    except BackendError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(tag)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Pure parts of the sandbox: overlays, cache keys, progress lines, metrics validation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sandbox import EvaluationSetting, parse_progress
+from sandbox._cache import cache_key
+from sandbox._results import MetricsError, last_error_line, read_metrics
+from sandbox._workdir import OverlayError, fingerprint_dir, hash_tree, make_copy, safe_relative
+
+TRAIN = EvaluationSetting(
+    label="gpt-tiny", script="scripts/gpt_tiny.sh", kind="train", time_limit="0:10:00"
+)
+
+
+@pytest.mark.parametrize("bad", ["", "/etc/passwd", "../x.py", "a/../../x", "."])
+def test_overlay_paths_must_stay_inside(bad: str) -> None:
+    with pytest.raises(OverlayError):
+        safe_relative(bad)
+
+
+def test_make_copy_overlays_and_hash_tree_tracks_content(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "pkg").mkdir(parents=True)
+    (src / "a.py").write_text("a = 1\n")
+    (src / "pkg" / "__pycache__").mkdir()
+    (src / "pkg" / "__pycache__" / "x.pyc").write_bytes(b"junk")
+    dest = make_copy(src, {"a.py": "a = 2\n", "pkg/new.py": "n = 1\n"}, tmp_path / "copy")
+    assert (dest / "a.py").read_text() == "a = 2\n" and (dest / "pkg" / "new.py").is_file()
+    assert not (dest / "pkg" / "__pycache__").exists()
+    assert (src / "a.py").read_text() == "a = 1\n"
+    before = hash_tree(src)
+    (src / "pkg" / "__pycache__" / "x.pyc").write_bytes(b"other junk")
+    assert hash_tree(src) == before
+    (src / "a.py").write_text("a = 3\n")
+    assert hash_tree(src) != before
+
+
+def test_fingerprint_dir_changes_with_data(tmp_path: Path) -> None:
+    (tmp_path / "train_0.bin").write_bytes(b"1234")
+    first = fingerprint_dir(tmp_path)
+    assert first == fingerprint_dir(tmp_path)
+    (tmp_path / "train_0.bin").write_bytes(b"12345")
+    assert fingerprint_dir(tmp_path) != first
+    assert fingerprint_dir(None) == "none"
+
+
+def _key(**over: object) -> str:
+    args: dict[str, object] = dict(
+        files={"custom_pretrain.py": "x"},
+        setting=TRAIN,
+        seed=42,
+        profile="tiny",
+        codebase_version="sha256:a",
+        data_fingerprint="sha256:b",
+        env={},
+        needs_key=None,
+    )
+    args.update(over)
+    return cache_key(**args)  # type: ignore[arg-type]
+
+
+def test_cache_key_covers_every_input() -> None:
+    base = _key()
+    assert base == _key()
+    variants = [
+        _key(files={"custom_pretrain.py": "y"}),
+        _key(seed=43),
+        _key(profile="full"),
+        _key(codebase_version="sha256:c"),
+        _key(data_fingerprint="sha256:d"),
+        _key(env={"PB_MAX_ITERS": "3"}),
+        _key(needs_key="k"),
+        _key(setting=TRAIN.model_copy(update={"script": "scripts/other.sh"})),
+    ]
+    assert base not in variants and len(set(variants)) == len(variants)
+    # who may see a result does not change the result
+    assert _key(setting=TRAIN.model_copy(update={"hidden": True, "group": 3})) == base
+
+
+def test_parse_progress_lines() -> None:
+    event = parse_progress(
+        'PB_PROGRESS {"step": 10, "max_steps": 100, "loss": 3.5, "tokens_per_s": 900}',
+        "gpt-tiny",
+        42,
+        started=0.0,
+    )
+    assert event is not None and event.step == 10 and event.max_steps == 100 and event.loss == 3.5
+    assert event.eta_s is not None and event.eta_s > 0
+    assert parse_progress("TRAIN_METRICS: step=1", "gpt-tiny", 42, 0.0) is None
+    assert parse_progress("PB_PROGRESS {not json", "gpt-tiny", 42, 0.0) is None
+    assert (
+        parse_progress('PB_PROGRESS {"step": true, "loss": "x"}', "gpt-tiny", 42, 0.0) is not None
+    )
+
+
+def _metrics(tmp_path: Path, doc: object) -> Path:
+    (tmp_path / "metrics.json").write_text(json.dumps(doc))
+    return tmp_path
+
+
+GOOD = {
+    "schema_version": 1,
+    "kind": "train",
+    "profile": "tiny",
+    "seed": 42,
+    "metrics": {"val_loss": 3.2, "wikitext2_ppl": 800.0},
+    "dataset_source": "offline",
+}
+
+
+def test_read_metrics_accepts_the_evaluator_format(tmp_path: Path) -> None:
+    metrics, source = read_metrics(_metrics(tmp_path, GOOD), TRAIN, 42, "tiny")
+    assert metrics == {"val_loss": 3.2, "wikitext2_ppl": 800.0} and source == "offline"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"schema_version": 2},
+        {"kind": "lm_eval"},
+        {"seed": 43},
+        {"profile": "full"},
+        {"metrics": {}},
+        {"metrics": {"val_loss": "low"}},
+        {"metrics": {"val_loss": True}},
+    ],
+)
+def test_read_metrics_rejects_anything_else(tmp_path: Path, change: dict[str, object]) -> None:
+    with pytest.raises(MetricsError):
+        read_metrics(_metrics(tmp_path, {**GOOD, **change}), TRAIN, 42, "tiny")
+
+
+def test_read_metrics_rejects_nan_and_missing(tmp_path: Path) -> None:
+    (tmp_path / "metrics.json").write_text(json.dumps(GOOD).replace("3.2", "NaN"))
+    with pytest.raises(MetricsError, match="not finite"):
+        read_metrics(tmp_path, TRAIN, 42, "tiny")
+    with pytest.raises(MetricsError, match=r"no metrics\.json"):
+        read_metrics(tmp_path / "nowhere", TRAIN, 42, "tiny")
+
+
+def test_last_error_line() -> None:
+    tail = (
+        "step 1\nTraceback (most recent call last):\n  File x\nValueError: bad shape\nmore output\n"
+    )
+    assert last_error_line(tail) == "ValueError: bad shape"
+    assert last_error_line("all good\n") is None
