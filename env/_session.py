@@ -18,6 +18,7 @@ skips finished (setting, seed) pairs) and charges it once, when it completes.
 from __future__ import annotations
 
 import fnmatch
+import re
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -352,7 +353,7 @@ class Session:
             kept = _set_aside(out_dir, "infra")
             self._uncounted("infra_error", result.reason or "infrastructure failure", kept)
             text = (
-                f"[Test not counted] Infrastructure failure: {result.reason or 'unknown'}. "
+                f"[Test not counted] Infrastructure failure: {self._agent_safe(result.reason)}. "
                 f"This was not caused by your code. No test was used ({self._remaining()}); "
                 "you may call test again."
             )
@@ -379,7 +380,7 @@ class Session:
         said = bool(seed_reasons) and all(reason in feedback for reason in seed_reasons)
         if record.status == "failed" and result.reason and not said:
             # The overall reason, when the per-setting sections do not already say it.
-            parts.append(f"[STATUS: FAILED] {result.reason}")
+            parts.append(f"[STATUS: FAILED] {self._agent_safe(result.reason)}")
         parts += [feedback, self._results_saved(result)]
         if left == 0:
             parts.append(
@@ -452,7 +453,7 @@ class Session:
         if final.status == "infra_error":
             parts.append(
                 f"[NOTE] The final evaluation hit an infrastructure failure "
-                f"({final.reason or 'unknown'}); the harness will retry it."
+                f"({self._agent_safe(final.reason)}); the harness will retry it."
             )
         else:
             parts += [self._feedback(final), self._results_saved(final)]
@@ -502,6 +503,21 @@ class Session:
                 status="infra_error",
                 reason=f"executor raised {type(e).__name__}: {e} (run {st.run_id}, {out_dir})",
             )
+
+    def _agent_safe(self, reason: str | None) -> str:
+        """A harness reason fit for the agent: hidden settings and metrics are not named.
+
+        Reasons come from the executor and may name the (setting, seed) that failed, which in a
+        final evaluation can be a hidden setting.
+        """
+        text = reason or "unknown"
+        for setting in self.settings:
+            if setting.hidden:
+                text = text.replace(setting.script, "<hidden>").replace(setting.label, "<hidden>")
+        for metric in self.task.metrics:
+            if metric.hidden:
+                text = re.sub(rf"\b{re.escape(metric.name)}\w*", "<hidden>", text)
+        return text
 
     def _feedback(self, result: TestResult) -> str:
         text = sandbox.render_feedback(result, self.visible_settings, self.hidden_metric_patterns)

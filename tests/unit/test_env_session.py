@@ -10,7 +10,7 @@ import pytest
 
 from env import Budgets, Session, SessionError, load_task
 from env._spec import SeedSpec, TaskSpec
-from sandbox import DataPaths
+from sandbox import DataPaths, TestResult
 from tests.unit._inprocess_executor import (
     InProcessExecutor,
     Outcome,
@@ -470,3 +470,24 @@ def test_a_leftover_test_folder_is_never_reused(task: TaskSpec, tmp_path: Path) 
     assert ("run-1/test-1", "gpt-tiny", 42) in executor.pairs_run
     assert session.tests[0].result.metrics()["val_loss_gpt-tiny"] > 1
     assert (session.run_dir / "tests" / "1.stale-1" / "gpt-tiny" / "seed_42").is_dir()
+
+
+def test_infra_failure_of_a_hidden_setting_is_not_named_to_the_agent(
+    task: TaskSpec, tmp_path: Path
+) -> None:
+    session, executor = make_session(task, tmp_path, max_tests=1)
+    edit_lr(session)
+    assert session.call("test").ok
+
+    def lose_the_hidden_setting(request: Any, progress: Any = None) -> TestResult:
+        return TestResult(
+            status="infra_error",
+            reason="lm-eval-tiny seed 42: infrastructure: node lost running "
+            "scripts/lm_eval_tiny.sh while scoring piqa_lm-eval-tiny",
+        )
+
+    executor.run = lose_the_hidden_setting  # type: ignore[method-assign]
+    result = session.call("submit", {"n": 1})
+    assert "infrastructure failure" in result.text
+    assert not any(w in result.text for w in HIDDEN_WORDS), result.text
+    assert "<hidden>" in result.text
