@@ -103,7 +103,11 @@ def read_failure(out_dir: Path) -> str | None:
 
 
 def tail_text(path: Path, lines: int = 40, max_chars: int = 4000) -> str:
-    """The last ``lines`` lines of a text file, at most ``max_chars`` characters."""
+    """The last ``lines`` lines of a log, at most ``max_chars`` characters.
+
+    Machine-readable ``PB_PROGRESS`` lines are left out: each repeats the human-readable
+    progress line before it and would halve what the agent sees of the log.
+    """
     if path.is_symlink() or not path.is_file():
         return ""
     with path.open("rb") as fh:
@@ -111,8 +115,8 @@ def tail_text(path: Path, lines: int = 40, max_chars: int = 4000) -> str:
         size = fh.tell()
         fh.seek(max(0, size - 64 * 1024))
         data = fh.read().decode("utf-8", "replace")
-    text = "\n".join(data.splitlines()[-lines:])
-    return text[-max_chars:]
+    kept = [line for line in data.splitlines() if not line.startswith("PB_PROGRESS ")]
+    return "\n".join(kept[-lines:])[-max_chars:]
 
 
 def last_error_line(log_tail: str) -> str | None:

@@ -9,7 +9,7 @@ import pytest
 
 from sandbox import EvaluationSetting, parse_progress
 from sandbox._cache import cache_key
-from sandbox._results import MetricsError, last_error_line, read_metrics
+from sandbox._results import MetricsError, last_error_line, read_metrics, tail_text
 from sandbox._workdir import OverlayError, fingerprint_dir, hash_tree, make_copy, safe_relative
 
 TRAIN = EvaluationSetting(
@@ -149,3 +149,19 @@ def test_last_error_line() -> None:
     )
     assert last_error_line(tail) == "ValueError: bad shape"
     assert last_error_line("all good\n") is None
+
+
+def test_tail_text_leaves_out_progress_lines(tmp_path: Path) -> None:
+    log = tmp_path / "log.txt"
+    lines = []
+    for step in range(1, 61):
+        lines.append(f"iter {step}/60: loss {10 - step / 10:.4f}")
+        lines.append("PB_PROGRESS " + json.dumps({"step": step, "max_steps": 60}))
+    lines.append("Traceback (most recent call last):")
+    lines.append("ValueError: boom")
+    log.write_text("\n".join(lines) + "\n")
+    tail = tail_text(log, lines=10)
+    assert "PB_PROGRESS" not in tail
+    assert tail.splitlines()[-1] == "ValueError: boom"
+    assert tail.splitlines()[0] == "iter 53/60: loss 4.7000"
+    assert len(tail.splitlines()) == 10
