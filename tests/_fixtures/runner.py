@@ -1,1 +1,362 @@
-"""Shared pytest fixtures of the runner area."""
+"""Shared pytest fixtures of the runner area.
+
+`fake_task_root` builds a task root with a torch-free stand-in of the nanoGPT codebase: the same
+regions, environment variables and output files (``curve.jsonl``, ``metrics.json``,
+``PB_PROGRESS`` lines), but "training" is arithmetic on the learning-rate schedule. Everything
+else is real: env sessions, sandbox preflight, the Executor and its LocalBackend subprocesses.
+`runner_env` points PRETRAINBENCH_* at it (and at a home with a valid tokenizer stand-in).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+TASK_ID = "fake-lr"
+
+CUSTOM_PRETRAIN = '''\
+"""Stand-in for custom_pretrain.py: the regions of the real file, no torch."""
+import json
+import math
+import os
+import time
+
+import pb_config
+
+# ── EDITABLE REGION START: get_lr ──
+def get_lr(it, warmup_iters, lr_decay_iters, learning_rate, min_lr):
+    if it < warmup_iters:
+        return learning_rate * (it + 1) / (warmup_iters + 1)
+    ratio = min(1.0, (it - warmup_iters) / max(1, lr_decay_iters - warmup_iters))
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
+# ── EDITABLE REGION END: get_lr ──
+
+# ── EDITABLE REGION START: config_overrides ──
+CONFIG_OVERRIDES = {}
+# ── EDITABLE REGION END: config_overrides ──
+
+
+if __name__ == "__main__":
+    cfg = pb_config.resolve_run_config(dict(os.environ))
+    out = os.environ["PB_OUT_DIR"]
+    lr0, lr1 = CONFIG_OVERRIDES.get("learning_rate", cfg["learning_rate"]), cfg["min_lr"]
+    loss, n = 5.0, cfg["max_iters"]
+    with open(os.path.join(out, "curve.jsonl"), "w") as curve:
+        for it in range(n):
+            lr = get_lr(it, cfg["warmup_iters"], n, lr0, lr1)
+            loss = loss - 40.0 * lr * (1.0 - it / (2.0 * n)) + 0.001 * (cfg["seed"] % 5)
+            curve.write(json.dumps({"step": it, "train_loss": loss, "lr": lr}) + "\\n")
+            curve.flush()
+            print("PB_PROGRESS " + json.dumps({"step": it + 1, "max_steps": n, "loss": loss}), flush=True)
+            time.sleep(cfg["sleep_s"])
+    with open(os.path.join(out, "ckpt.json"), "w") as fh:
+        json.dump({"final_loss": loss}, fh)
+    print(f"TRAIN_METRICS: step={n}, train_loss={loss:.4f}, val_loss={loss + 0.05:.4f}", flush=True)
+'''
+
+PB_CONFIG = '''\
+"""Stand-in for pb_config.py."""
+import json
+import os
+
+SLEEP_S = {sleep_s!r}
+PROFILES = {{"micro": 3, "tiny": 12, "small": 12, "full": 12}}
+
+
+def resolve_run_config(environ):
+    profile = environ.get("PB_PROFILE", "tiny")
+    n = PROFILES[profile]
+    return {{"profile": profile, "seed": int(environ.get("PB_SEED", "42")), "n_layer": 1,
+            "n_head": 1, "n_embd": 8, "block_size": 8, "vocab_size": 64, "max_iters": n,
+            "batch_size": 1, "grad_accum": 1, "tokens_per_iter": 8, "learning_rate": 0.01,
+            "min_lr": 0.001, "warmup_iters": 2, "lr_decay_iters": n, "weight_decay": 0.1,
+            "grad_clip": 1.0, "eval_interval": n, "val_windows": 2,
+            "sleep_s": 0.0 if profile == "micro" else SLEEP_S}}
+'''
+
+PB_DATA = '''\
+"""Stand-in for pb_data.py (the preflight driver writes synthetic shards through it)."""
+import numpy as np
+
+
+def write_shard(path, tokens):
+    np.asarray(tokens, dtype=np.uint16).tofile(path)
+'''
+
+EVALUATE = '''\
+"""Stand-in for the trusted evaluator: metrics from the trained "checkpoint"."""
+import json
+import os
+import sys
+
+kind = sys.argv[sys.argv.index("--kind") + 1]
+out = os.environ["PB_OUT_DIR"]
+src = os.environ.get("PB_CKPT_DIR") or out
+loss = json.load(open(os.path.join(src, "ckpt.json")))["final_loss"]
+if kind == "train":
+    metrics = {"val_loss": loss + 0.05, "wikitext2_ppl": 2.0 ** (loss + 1), "lambada_ppl": 3.0 ** loss}
+else:
+    metrics = {"arc_easy": 60 - loss, "hellaswag": 40 - loss, "piqa": 70 - loss, "winogrande": 55 - loss}
+doc = {"schema_version": 1, "kind": kind, "profile": os.environ.get("PB_PROFILE", "tiny"),
+       "seed": int(os.environ.get("PB_SEED", "42")), "metrics": metrics,
+       "dataset_source": "offline", "data_fingerprint": "sha256:fake", "elapsed_s": 0.1}
+json.dump(doc, open(os.path.join(out, "metrics.json"), "w"))
+'''
+
+TASK_YAML = f"""\
+id: {TASK_ID}
+title: "Fake learning-rate task (runner tests)"
+description: description.md
+codebase: fakegpt
+package: nanoGPT
+editable_files:
+  - path: custom_pretrain.py
+    regions: [get_lr, config_overrides]
+read_only_files: []
+allow_create: false
+invariants:
+  - kind: signature
+    file: custom_pretrain.py
+    function: get_lr
+    params: [it, warmup_iters, lr_decay_iters, learning_rate, min_lr]
+code_policy:
+  allowed_imports: [math]
+profiles:
+  tiny:
+    settings:
+      - {{label: gpt-tiny, script: scripts/train.sh, kind: train, gpus: 0, time_limit: "0:05:00", group: 1}}
+      - {{label: lm-eval-tiny, script: scripts/lm_eval.sh, kind: lm_eval, gpus: 0, time_limit: "0:05:00", group: 2, hidden: true, needs: gpt-tiny}}
+    seeds: {{test: [42], final: [42]}}
+    recipe: {{model: "fake", hardware: "CPU"}}
+  full:
+    settings:
+      - {{label: gpt-345m, script: scripts/train.sh, kind: train, gpus: 2, time_limit: "0:05:00", group: 1}}
+      - {{label: lm-eval-345m, script: scripts/lm_eval.sh, kind: lm_eval, gpus: 1, time_limit: "0:05:00", group: 2, hidden: true, needs: gpt-345m}}
+    recipe: {{model: "fake", hardware: "2 GPUs"}}
+metrics:
+  - {{name: val_loss, kind: train, direction: lower, primary: true, bound: 0, weight: 2}}
+  - {{name: wikitext2_ppl, kind: train, direction: lower, bound: 1}}
+  - {{name: lambada_ppl, kind: train, direction: lower, bound: 1}}
+  - {{name: arc_easy, kind: lm_eval, direction: higher, bound: 100}}
+  - {{name: hellaswag, kind: lm_eval, direction: higher, bound: 100}}
+  - {{name: piqa, kind: lm_eval, direction: higher, bound: 100, hidden: true}}
+  - {{name: winogrande, kind: lm_eval, direction: higher, bound: 100, hidden: true}}
+budgets: {{max_steps: 8, max_tests: 2}}
+seeds: {{test: [42], final: [42]}}
+baselines: [cosine, constant]
+reference_baseline: cosine
+"""
+
+DESCRIPTION = """\
+# Fake learning-rate task
+
+Change `get_lr` in `{file}` (lines {lines[get_lr]}) and `CONFIG_OVERRIDES`
+(lines {lines[config_overrides]}). Budget: {max_steps} steps, {max_tests} tests. Profile {profile}.
+
+{settings_table}
+"""
+
+BASELINE_COSINE = '''"""cosine — the unmodified default (reference)."""
+'''
+
+BASELINE_CONSTANT = '''"""constant — warmup then a constant learning rate (test baseline)."""
+
+# ── EDITABLE REGION START: get_lr ──
+def get_lr(it, warmup_iters, lr_decay_iters, learning_rate, min_lr):
+    if it < warmup_iters:
+        return learning_rate * (it + 1) / (warmup_iters + 1)
+    return learning_rate
+# ── EDITABLE REGION END: get_lr ──
+'''
+
+
+@dataclass(frozen=True)
+class FakeTaskRoot:
+    """Where the fake task, its codebase, baselines and a prepared home live."""
+
+    tasks_dir: Path
+    baselines_dir: Path
+    home: Path
+    codebase: Path
+    task_id: str = TASK_ID
+
+
+def build_fake_task_root(root: Path, *, sleep_s: float = 0.0) -> FakeTaskRoot:
+    """Write the fake task root under ``root``; ``sleep_s`` per training iteration."""
+    tasks = root / "tasks"
+    codebase = tasks / "codebases" / "fakegpt"
+    (codebase / "scripts").mkdir(parents=True)
+    (codebase / "custom_pretrain.py").write_text(CUSTOM_PRETRAIN)
+    (codebase / "pb_config.py").write_text(PB_CONFIG.format(sleep_s=sleep_s))
+    (codebase / "pb_data.py").write_text(PB_DATA)
+    (codebase / "evaluate.py").write_text(EVALUATE)
+    (codebase / "scripts" / "train.sh").write_text(
+        "set -e\npython custom_pretrain.py\npython evaluate.py --kind train\n"
+    )
+    (codebase / "scripts" / "lm_eval.sh").write_text("set -e\npython evaluate.py --kind lm_eval\n")
+    task = tasks / TASK_ID
+    task.mkdir(parents=True)
+    (task / "task.yaml").write_text(TASK_YAML)
+    (task / "description.md").write_text(DESCRIPTION)
+    baselines = root / "baselines" / TASK_ID
+    baselines.mkdir(parents=True)
+    (baselines / "cosine.py").write_text(BASELINE_COSINE)
+    (baselines / "constant.py").write_text(BASELINE_CONSTANT)
+    home = root / "home"
+    prepare_fake_home(home)
+    return FakeTaskRoot(
+        tasks_dir=tasks, baselines_dir=root / "baselines", home=home, codebase=codebase
+    )
+
+
+def prepare_fake_home(home: Path) -> None:
+    """A home that `runner._setup.setup_ready` accepts: the real tokenizer file if this machine
+    has it, and a one-shard stand-in corpus (the fake codebase reads no data)."""
+    tok = home / "tokenizer"
+    tok.mkdir(parents=True, exist_ok=True)
+    real = Path.home() / ".cache" / "pretrainbench" / "tokenizer" / "gpt2.tiktoken"
+    if real.is_file():
+        shutil.copy(real, tok / "gpt2.tiktoken")
+    data = home / "data" / "offline"
+    data.mkdir(parents=True, exist_ok=True)
+    shards = {}
+    for name in ("train_000000.bin", "val_000000.bin"):
+        payload = bytes(range(64)) * 4
+        (data / name).write_bytes(payload)
+        shards[name] = {"bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
+    (data / "meta.json").write_text(json.dumps({"shards": shards}))
+
+
+@pytest.fixture
+def fake_task_root(tmp_path: Path) -> FakeTaskRoot:
+    """A fresh fake task root with an instant "training" run."""
+    return build_fake_task_root(tmp_path / "root")
+
+
+@pytest.fixture
+def runner_env(
+    fake_task_root: FakeTaskRoot, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> FakeTaskRoot:
+    """PRETRAINBENCH_* variables pointing at the fake task root; cwd is a fresh directory."""
+    monkeypatch.setenv("PRETRAINBENCH_TASKS_DIR", str(fake_task_root.tasks_dir))
+    monkeypatch.setenv("PRETRAINBENCH_BASELINES_DIR", str(fake_task_root.baselines_dir))
+    monkeypatch.setenv("PRETRAINBENCH_HOME", str(fake_task_root.home))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return fake_task_root
+
+
+# ── a chat-completions server on loopback that replays a script ─────────────────────────────
+
+
+def tool_call(name: str, arguments: str | dict, call_id: str | None = None) -> dict:
+    """One scripted tool call; ``arguments`` may be a (possibly malformed) JSON string."""
+    text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    return {
+        "id": call_id or f"call_{hashlib.sha1(f'{name}{text}'.encode()).hexdigest()[:8]}",
+        "type": "function",
+        "function": {"name": name, "arguments": text},
+    }
+
+
+class ScriptedChatServer:
+    """An OpenAI-compatible ``POST /v1/chat/completions`` on 127.0.0.1:<random port>.
+
+    Each request takes the next item of ``script``: ``{"status": 429}`` (or any HTTP error
+    status) answers with that error; otherwise ``{"content": str, "tool_calls": [...]}`` is the
+    assistant message. Every request body is kept in ``requests``.
+    """
+
+    def __init__(self, script: list[dict]) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.script = list(script)
+        self.requests: list[dict] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:  # keep test output clean
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                server.requests.append(body)
+                if not self.path.endswith("/chat/completions"):
+                    return self._send(404, {"error": {"message": f"no route {self.path}"}})
+                if not server.script:
+                    return self._send(500, {"error": {"message": "script exhausted"}})
+                item = server.script.pop(0)
+                if "status" in item:
+                    return self._send(
+                        item["status"],
+                        {"error": {"message": "rate limited", "type": "rate_limit"}},
+                        {"retry-after": "0.01"},
+                    )
+                message = {"role": "assistant", "content": item.get("content")}
+                if item.get("tool_calls"):
+                    message["tool_calls"] = item["tool_calls"]
+                n = len(server.requests)
+                self._send(
+                    200,
+                    {
+                        "id": f"chatcmpl-{n}",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": body.get("model", "scripted"),
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": message,
+                                "finish_reason": "tool_calls" if item.get("tool_calls") else "stop",
+                            }
+                        ],
+                        "usage": {
+                            "prompt_tokens": 100 + n,
+                            "completion_tokens": 10 + n,
+                            "total_tokens": 110 + 2 * n,
+                        },
+                    },
+                )
+
+            def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop serving."""
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@pytest.fixture
+def chat_server():
+    """A factory of ScriptedChatServers, closed after the test."""
+    servers: list[ScriptedChatServer] = []
+
+    def make(script: list[dict]) -> ScriptedChatServer:
+        server = ScriptedChatServer(script)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.close()

@@ -1,0 +1,286 @@
+"""Agents: the baseline replayer and the LLM tool-calling loop (agent and vanilla modes).
+
+Control flow follows mini-swe-agent: the loop fits on a screen, and it ends by exceptions
+that carry their reason (`Submitted`, `LimitsExceeded`). Every tool call goes through a
+`ToolBox`, which records the call and its result in the transcript as they happen.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from runner._llm import ChatClient, LLMError, Reply
+from runner._transcript import Transcript
+
+SYSTEM_PROMPT = """\
+You are an AI research agent working on a language-model pretraining science task.
+You act only through the tools: view, edit, undo, test and submit. Every tool call but submit
+costs one step; test also costs one test. Edit only the editable lines, test your ideas, and
+finally call submit(n) with the number of the test you choose as your final result."""
+
+VANILLA_INSTRUCTION = """\
+This is a single-shot run: reply ONCE with all the edit tool calls that implement your method.
+The harness then runs one test of the edited code and submits it; no further turns follow."""
+
+REMINDER = (
+    "[Reminder] Only {left} step(s) remain and you have not run a test yet. "
+    "Call test() now, then submit(n)."
+)
+NO_TOOL_NUDGE = (
+    "[Harness] Your reply contained no tool call. Act through the tools "
+    "(view, edit, undo, test, submit)."
+)
+MAX_REPLIES_WITHOUT_TOOL = 3
+
+
+class Submitted(Exception):
+    """The agent submitted a test; the message is the submit observation."""
+
+
+class LimitsExceeded(Exception):
+    """The step budget is spent, or the agent stopped calling tools."""
+
+
+@dataclass
+class BudgetView:
+    """How much of the budget is used, as the session reports it."""
+
+    steps_used: int
+    max_steps: int
+    tests_used: int
+    max_tests: int
+    submitted: bool
+
+    @property
+    def steps_left(self) -> int:
+        return max(0, self.max_steps - self.steps_used)
+
+
+class ToolBox:
+    """Calls session tools and records each call and result in the transcript."""
+
+    def __init__(
+        self,
+        session: Any,
+        transcript: Transcript,
+        budget: Callable[[Any], BudgetView],
+        edited_files: Callable[[Any], dict[str, str]] | None = None,
+        on_tool: Callable[[str, dict[str, Any] | str | None, BudgetView], None] | None = None,
+    ) -> None:
+        self.session = session
+        self.transcript = transcript
+        self._budget = budget
+        self._edited_files = edited_files
+        self._on_tool = on_tool
+
+    def budget(self) -> BudgetView:
+        """The session's current budget use."""
+        return self._budget(self.session)
+
+    def call(
+        self,
+        name: str,
+        arguments: dict[str, Any] | str | None = None,
+        *,
+        call_id: str | None = None,
+    ) -> Any:
+        """Run one tool; the result is in the transcript before this returns."""
+        before = self.budget()
+        if self._on_tool:
+            self._on_tool(name, arguments, before)
+        self.transcript.append(
+            "tool_call", name=name, arguments=arguments, call_id=call_id, step=before.steps_used + 1
+        )
+        start = time.monotonic()
+        result = self.session.call(name, arguments if arguments is not None else {})
+        after = self.budget()
+        self.transcript.append(
+            "tool_result",
+            name=name,
+            call_id=call_id,
+            text=result.text,
+            ok=bool(result.ok),
+            cost_step=getattr(result, "cost_step", None),
+            cost_test=getattr(result, "cost_test", None),
+            elapsed_s=round(time.monotonic() - start, 3),
+            steps_used=after.steps_used,
+            tests_used=after.tests_used,
+        )
+        if name in ("edit", "undo") and result.ok and self._edited_files is not None:
+            files = self._edited_files(self.session)
+            event_files = {}
+            for path, text in files.items():
+                event_files[path] = str(self.transcript.snapshot(after.steps_used, path, text))
+            self.transcript.append("snapshot", step=after.steps_used, files=event_files)
+        return result
+
+    # Baseline.apply(session) edits through the same path an agent uses; handing it the
+    # ToolBox (which forwards everything else to the session) records those edits too.
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self.session, item)
+
+
+class Agent(Protocol):
+    """Something that drives a session through a ToolBox until it submits or stops."""
+
+    def run(self, tools: ToolBox) -> None: ...
+
+
+class BaselineAgent:
+    """Applies a baseline's regions through the edit path, runs one test, submits it."""
+
+    def __init__(self, baseline: Any) -> None:
+        self.baseline = baseline
+
+    def run(self, tools: ToolBox) -> None:
+        """Idempotent on resume: re-applying a baseline rewrites the same region bodies."""
+        if tools.budget().submitted:
+            raise Submitted("already submitted")
+        if tools.budget().tests_used == 0:
+            self.baseline.apply(tools)
+            result = tools.call("test")
+            if tools.budget().tests_used == 0:
+                raise LimitsExceeded(f"the baseline's test was not run: {result.text[:2000]}")
+        result = tools.call("submit", {})
+        if not result.ok:
+            raise LimitsExceeded(f"baseline submit failed: {result.text[:2000]}")
+        raise Submitted(result.text)
+
+
+class LLMAgent:
+    """The tool-calling loop over an OpenAI-compatible chat endpoint.
+
+    ``messages`` is the conversation so far (rebuilt from the transcript on resume).
+    """
+
+    def __init__(
+        self,
+        client: ChatClient,
+        tools_schema: list[dict[str, Any]],
+        messages: list[dict[str, Any]],
+        *,
+        mode: str = "agent",
+        on_text: Callable[[str], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.tools_schema = tools_schema
+        self.messages = messages
+        self.mode = mode
+        self.on_text = on_text
+
+    def run(self, tools: ToolBox) -> None:
+        """Loop until Submitted or LimitsExceeded is raised."""
+        self._finish_pending(tools)
+        if self.mode == "vanilla":
+            return self._run_vanilla(tools)
+        replies_without_tool = 0
+        reminded = any(
+            m.get("role") == "user" and str(m.get("content", "")).startswith("[Reminder]")
+            for m in self.messages
+        )
+        while True:
+            budget = tools.budget()
+            if budget.submitted:
+                raise Submitted("already submitted")
+            if budget.steps_left <= 0:
+                raise LimitsExceeded(f"step budget spent ({budget.steps_used}/{budget.max_steps})")
+            if budget.steps_left <= 2 and budget.tests_used == 0 and not reminded:
+                self._say(tools, REMINDER.format(left=budget.steps_left))
+                reminded = True
+            reply = self._query(tools)
+            if not reply.tool_calls:
+                replies_without_tool += 1
+                if replies_without_tool >= MAX_REPLIES_WITHOUT_TOOL:
+                    raise LimitsExceeded(f"{MAX_REPLIES_WITHOUT_TOOL} replies without a tool call")
+                self._say(tools, NO_TOOL_NUDGE)
+                continue
+            replies_without_tool = 0
+            for call in reply.tool_calls:
+                self._execute(tools, call)
+
+    def _run_vanilla(self, tools: ToolBox) -> None:
+        budget = tools.budget()
+        if budget.tests_used == 0:
+            if not any(m.get("role") == "assistant" for m in self.messages):
+                reply = self._query(tools)
+                for call in reply.tool_calls:
+                    if call["function"]["name"] in ("edit", "view", "undo"):
+                        self._execute(tools, call)
+                    else:
+                        tools.transcript.append(
+                            "skipped_call",
+                            call_id=call["id"],
+                            reason="vanilla mode: the harness tests and submits",
+                        )
+            tools.call("test")
+        result = tools.call("submit", {})
+        raise Submitted(result.text)
+
+    def _query(self, tools: ToolBox) -> Reply:
+        try:
+            reply = self.client.complete(
+                self.messages, self.tools_schema, on_event=tools.transcript.append
+            )
+        except LLMError as e:
+            tools.transcript.append("llm_error", error=str(e))
+            raise
+        self.messages.append(reply.message)
+        tools.transcript.append(
+            "message",
+            message=reply.message,
+            prompt_tokens=reply.usage.prompt_tokens,
+            completion_tokens=reply.usage.completion_tokens,
+            cost_usd=reply.usage.cost_usd,
+            latency_s=reply.latency_s,
+            attempts=reply.attempts,
+            model=self.client.model,
+        )
+        if self.on_text and reply.message.get("content"):
+            self.on_text(str(reply.message["content"]))
+        return reply
+
+    def _execute(self, tools: ToolBox, call: dict[str, Any]) -> None:
+        name = call["function"]["name"]
+        result = tools.call(name, call["function"]["arguments"], call_id=call["id"])
+        self.messages.append({"role": "tool", "tool_call_id": call["id"], "content": result.text})
+        if name == "submit" and result.ok:
+            raise Submitted(result.text)
+
+    def _say(self, tools: ToolBox, text: str) -> None:
+        message = {"role": "user", "content": text}
+        self.messages.append(message)
+        tools.transcript.append("message", message=message)
+
+    def _finish_pending(self, tools: ToolBox) -> None:
+        """After a resume: run tool calls of the last assistant message that have no result."""
+        if not self.messages or self.messages[-1].get("role") not in ("assistant", "tool"):
+            return
+        last_assistant = next(
+            (m for m in reversed(self.messages) if m.get("role") == "assistant"), None
+        )
+        if last_assistant is None:
+            return
+        answered = {m.get("tool_call_id") for m in self.messages if m.get("role") == "tool"}
+        pending = [c for c in last_assistant.get("tool_calls", []) if c["id"] not in answered]
+        if pending:
+            tools.transcript.append("resume_pending_calls", call_ids=[c["id"] for c in pending])
+        for call in pending:
+            if self.mode == "vanilla" and call["function"]["name"] not in ("edit", "view", "undo"):
+                continue
+            self._execute(tools, call)
+
+
+def conversation_from_transcript(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rebuild the chat messages from transcript events (for resume)."""
+    messages: list[dict[str, Any]] = []
+    for event in events:
+        if event["kind"] == "message":
+            messages.append(event["message"])
+        elif event["kind"] == "tool_result" and event.get("call_id"):
+            messages.append(
+                {"role": "tool", "tool_call_id": event["call_id"], "content": event["text"]}
+            )
+    return messages

@@ -1,0 +1,217 @@
+"""The runner's touch points with env, sandbox and leaderboard, each one small function.
+
+Everything here imports lazily, so that `runner --help` never pays for them, and so that a
+change in another package's API is fixed in one place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import weakref
+from pathlib import Path
+from typing import Any, Literal
+
+from runner._agents import BudgetView
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def pretrainbench_home() -> Path:
+    """$PRETRAINBENCH_HOME, default ~/.cache/pretrainbench."""
+    return Path(os.environ.get("PRETRAINBENCH_HOME") or Path.home() / ".cache" / "pretrainbench")
+
+
+def default_db_url() -> str:
+    """$PRETRAINBENCH_DB, or a SQLite file ``pretrainbench.db`` in the current directory."""
+    value = os.environ.get("PRETRAINBENCH_DB")
+    if value:
+        return value if "://" in value else f"sqlite:///{Path(value).resolve()}"
+    return f"sqlite:///{Path('pretrainbench.db').resolve()}"
+
+
+def load_task(task: str) -> Any:
+    """`env.load_task` (a task id or a task folder)."""
+    import env
+
+    return env.load_task(task)
+
+
+def codebase_dir(task: Any) -> Path:
+    """The codebase folder a task trains (tasks/codebases/<name>)."""
+    return Path(task.codebase_dir)
+
+
+def codebase_version(path: Path) -> str:
+    """sha256 over the codebase's files (relative path + bytes, sorted); caches excluded."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = file.relative_to(path).as_posix()
+        if "__pycache__" in rel or rel.endswith(".pyc"):
+            continue
+        digest.update(rel.encode() + b"\0" + file.read_bytes() + b"\0")
+    return "sha256:" + digest.hexdigest()
+
+
+def data_paths(home: Path, *, source: str = "offline") -> Any:
+    """The DataPaths of the prepared data under $PRETRAINBENCH_HOME."""
+    from sandbox import DataPaths
+
+    if source == "fineweb":
+        return DataPaths(
+            data_dir=home / "data" / "fineweb",
+            tokenizer_dir=home / "tokenizer",
+            eval_source="hf",
+            hf_home=home / "hf",
+        )
+    return DataPaths(
+        data_dir=home / "data" / "offline", tokenizer_dir=home / "tokenizer", eval_source="offline"
+    )
+
+
+_LIVE_EXECUTORS: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def make_executor(sandbox: str, cache_dir: Path | None) -> Any:
+    """A sandbox Executor on the named backend."""
+    import sandbox as sb
+
+    backends = {"local": "LocalBackend", "docker": "DockerBackend", "slurm": "SlurmBackend"}
+    if sandbox not in backends:
+        raise ValueError(f"unknown sandbox {sandbox!r}; choose one of {', '.join(backends)}")
+    backend_class = getattr(sb, backends[sandbox], None)
+    if backend_class is None:
+        raise ValueError(f"the {sandbox} sandbox backend is not available in this installation")
+    executor = sb.Executor(backend_class(), cache_dir=cache_dir)
+    _LIVE_EXECUTORS.add(executor)
+    return executor
+
+
+def cancel_running_tests() -> None:
+    """Stop every job of every executor made here (Ctrl-C / SIGTERM): a test in flight ends
+    as an uncharged infrastructure failure and is re-run by `runner resume`."""
+    for executor in list(_LIVE_EXECUTORS):
+        with contextlib.suppress(Exception):
+            executor.cancel()
+
+
+def open_session(
+    task: Any,
+    run_dir: Path,
+    *,
+    executor: Any,
+    profile: str,
+    data: Any,
+    max_steps: int,
+    max_tests: int,
+    seeds: list[int] | None,
+    progress: Any = None,
+    preflight: Any = None,
+) -> Any:
+    """A new env.Session in ``run_dir``; ``seeds`` (if given) for tests and the final."""
+    import env
+
+    budgets = env.Budgets(max_steps=max_steps, max_tests=max_tests)
+    plan = (
+        task.seeds(profile).model_copy(update={"test": list(seeds), "final": list(seeds)})
+        if seeds
+        else None
+    )
+    return env.Session(
+        task,
+        run_dir,
+        executor=executor,
+        profile=profile,
+        data=data,
+        budgets=budgets,
+        seeds=plan,
+        progress=progress,
+        preflight=preflight,
+    )
+
+
+def resume_session(
+    run_dir: Path, *, executor: Any, data: Any, progress: Any = None, preflight: Any = None
+) -> Any:
+    """env.Session.resume: the state of ``run_dir/session.json`` (work in flight stays pending)."""
+    import env
+
+    return env.Session.resume(
+        run_dir, executor=executor, data=data, progress=progress, preflight=preflight
+    )
+
+
+def session_state(session: Any) -> Any:
+    """The session's SessionState."""
+    return session.state
+
+
+def budget_view(session: Any) -> BudgetView:
+    """Steps and tests used, and whether the session has a submission."""
+    state = session_state(session)
+    return BudgetView(
+        steps_used=state.steps_used,
+        max_steps=state.budgets.max_steps,
+        tests_used=state.tests_used,
+        max_tests=state.budgets.max_tests,
+        submitted=state.submission is not None,
+    )
+
+
+def edited_files(session: Any) -> dict[str, str]:
+    """The current text of the files the agent may edit (codebase-relative path → text)."""
+    workspace = getattr(session, "workspace", None)
+    if workspace is None:
+        return {}
+    files: dict[str, str] = workspace.edited_files()
+    return files
+
+
+def initial_observation(session: Any, task: Any) -> str:
+    """The agent's first observation: description, numbered file, baselines, budgets."""
+    import env
+
+    text: str = env.render_observation(
+        task,
+        session.workspace,
+        session.profile,
+        budgets=session.budgets,
+        baselines=load_baselines(task),
+    )
+    return text
+
+
+def observation_for_task(task_id: str, profile: str) -> str:
+    """The initial observation of a task at a profile, from a throw-away workspace."""
+    import tempfile
+
+    import env
+
+    task = env.load_task(task_id)
+    with tempfile.TemporaryDirectory(prefix="pb-show-") as tmp:
+        workspace = env.Workspace.create(task, Path(tmp) / "workspace")
+        text: str = env.render_observation(task, workspace, profile, baselines=load_baselines(task))
+    return text
+
+
+def tool_schemas(dialect: Literal["openai", "mcp"]) -> list[dict[str, Any]]:
+    """The tools' JSON schemas, generated by env from its argument models."""
+    import env
+
+    schemas: list[dict[str, Any]] = env.tool_schemas(dialect)
+    return schemas
+
+
+def load_baselines(task: Any) -> list[Any]:
+    """The task's baselines (reference default included)."""
+    import env
+
+    return list(env.load_baselines(task))
+
+
+def open_store(url: str) -> Any:
+    """The leaderboard Store at ``url``."""
+    from leaderboard import Store
+
+    return Store(url)

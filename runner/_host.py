@@ -1,0 +1,150 @@
+"""Runs driven from outside the runner (an MCP client, an HTTP API client).
+
+A `HostedRun` is an `ActiveRun` whose tool calls arrive one at a time from the network; it
+serialises them, fans progress out to listeners, and records the run on submit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from pathlib import Path
+from typing import Any
+
+from runner._display import Display
+from runner._run import ActiveRun, RunConfig
+
+
+class BusyError(Exception):
+    """Another tool call of the same session is still running."""
+
+
+class _FanOut(Display):
+    """A Display that forwards progress and tool events to subscribed queues."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._queues: list[queue.Queue[dict[str, Any]]] = []
+
+    def subscribe(self) -> queue.Queue[dict[str, Any]]:
+        q: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=10_000)
+        with self._lock:
+            self._queues.append(q)
+        return q
+
+    def unsubscribe(self, q: queue.Queue[dict[str, Any]]) -> None:
+        with self._lock:
+            if q in self._queues:
+                self._queues.remove(q)
+
+    def publish(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            targets = list(self._queues)
+        for q in targets:
+            # A reader that stopped reading loses events, not the run.
+            with contextlib.suppress(queue.Full):
+                q.put_nowait(event)
+
+    def on_tool(self, name: str, arguments: Any, budget: Any) -> None:
+        self.publish(
+            {
+                "event": "tool",
+                "tool": name,
+                "steps_used": budget.steps_used,
+                "tests_used": budget.tests_used,
+            }
+        )
+
+    def on_progress(self, event: Any) -> None:
+        self.publish({"event": "progress", **event.model_dump(mode="json")})
+
+
+class HostedRun:
+    """One session served to an external agent; tool calls are serialised."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        runs_dir: Path,
+        *,
+        run_id: str | None = None,
+        executor: Any = None,
+        preflight: Any = None,
+    ) -> None:
+        self.events = _FanOut()
+        self.active = ActiveRun.create(
+            config, runs_dir, self.events, run_id=run_id, executor=executor, preflight=preflight
+        )
+        self._lock = threading.Lock()
+        self.finished = False
+        self.busy_with: str | None = None
+
+    @classmethod
+    def reopen(cls, run_dir: Path, *, executor: Any = None, preflight: Any = None) -> HostedRun:
+        """Serve an existing (killed) hosted run again; work in flight is finished first."""
+        from runner._run import reconcile
+
+        self = cls.__new__(cls)
+        self.events = _FanOut()
+        self.active = ActiveRun.reopen(run_dir, self.events, executor=executor, preflight=preflight)
+        self._lock = threading.Lock()
+        self.finished = False
+        self.busy_with = None
+        reconcile(self.active.session, self.active.transcript)
+        return self
+
+    @property
+    def run_id(self) -> str:
+        """The run's id (also its directory name)."""
+        return self.active.info.run_id
+
+    def observation(self) -> str:
+        """The agent's initial observation."""
+        from runner import _components as comp
+
+        return comp.initial_observation(self.active.session, self.active.task)
+
+    def call(self, name: str, arguments: dict[str, Any] | str | None, *, wait: bool = True) -> Any:
+        """Run one tool call; raises BusyError when ``wait`` is false and one is running."""
+        if not self._lock.acquire(blocking=wait):
+            raise BusyError(f"session {self.run_id} is running {self.busy_with}; try again later")
+        try:
+            self.busy_with = name
+            result = self.active.tools.call(name, arguments)
+            self.events.publish(
+                {"event": "result", "tool": name, "ok": bool(result.ok), "done": bool(result.done)}
+            )
+            if result.done and not self.finished:
+                self.finish(
+                    "finished",
+                    "submitted" if self.active.session.submission else "budget exhausted",
+                )
+            return result
+        finally:
+            self.busy_with = None
+            self._lock.release()
+
+    def budget(self) -> dict[str, Any]:
+        """Budget use and whether the session is over."""
+        from runner import _components as comp
+
+        view = comp.budget_view(self.active.session)
+        submission = self.active.session.submission
+        return {
+            "steps_used": view.steps_used,
+            "max_steps": view.max_steps,
+            "tests_used": view.tests_used,
+            "max_tests": view.max_tests,
+            "submitted_test": submission.test_number if submission else None,
+            "done": bool(self.active.session.done),
+        }
+
+    def finish(self, status: Any, reason: str) -> None:
+        """Record the run (once)."""
+        if self.finished:
+            return
+        self.finished = True
+        self.active.finish(status, reason)
+        self.events.publish({"event": "end", "status": self.active.info.status})

@@ -1,0 +1,173 @@
+"""A chat-completions client with native tool calling, retries and token accounting.
+
+Speaks the OpenAI chat-completions protocol through the ``openai`` SDK, so any compatible
+endpoint works (OPENAI_BASE_URL / OPENAI_API_KEY). Rate limits (429), server errors (5xx)
+and connection failures are retried with exponential backoff; every retry is reported to
+``on_event`` so the transcript shows it, but none of it costs the agent a step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+# USD per million tokens (input, output). Only models whose public price we know; others
+# get no cost figure rather than a wrong one.
+PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
+    "gpt-4o": (2.5, 10.0),
+    "gpt-4o-mini": (0.15, 0.6),
+    "gpt-4.1": (2.0, 8.0),
+    "gpt-4.1-mini": (0.4, 1.6),
+    "gpt-5": (1.25, 10.0),
+    "gpt-5-mini": (0.25, 2.0),
+}
+
+EventSink = Callable[..., Any]
+
+
+class LLMError(Exception):
+    """The model endpoint failed for good (after retries, or a non-retryable error)."""
+
+
+@dataclass
+class Usage:
+    """Token counts of one call, and its cost when the price table knows the model."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None
+
+
+@dataclass
+class Reply:
+    """One assistant reply: the message as it goes back into the conversation, and usage."""
+
+    message: dict[str, Any]
+    usage: Usage
+    latency_s: float
+    attempts: int
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+
+
+def price(model: str, usage: Usage) -> float | None:
+    """Cost in USD of ``usage`` on ``model``, or None when the model is not in the table."""
+    entry = PRICES_PER_MTOK.get(model)
+    if entry is None:
+        return None
+    return round((usage.prompt_tokens * entry[0] + usage.completion_tokens * entry[1]) / 1e6, 6)
+
+
+class ChatClient:
+    """Calls ``model`` on an OpenAI-compatible endpoint, retrying transient failures."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        max_retries: int = 6,
+        backoff_s: float = 2.0,
+        max_backoff_s: float = 60.0,
+        timeout_s: float = 600.0,
+        temperature: float | None = None,
+    ) -> None:
+        import openai  # deferred: keeps `runner --help` fast
+
+        self.model = model
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.temperature = temperature
+        self._openai = openai
+        self._client = openai.OpenAI(
+            base_url=base_url or os.environ.get("OPENAI_BASE_URL") or None,
+            api_key=api_key or os.environ.get("OPENAI_API_KEY") or "unset",
+            max_retries=0,  # we retry ourselves, so that every retry is recorded
+            timeout=timeout_s,
+        )
+
+    def complete(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        on_event: EventSink | None = None,
+    ) -> Reply:
+        """One chat completion; retries 429/5xx/connection errors with exponential backoff."""
+        openai = self._openai
+        kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "tools": tools}
+        if self.temperature is not None:
+            kwargs["temperature"] = self.temperature
+        attempt = 0
+        start = time.monotonic()
+        while True:
+            attempt += 1
+            try:
+                response = self._client.chat.completions.create(**kwargs)
+                break
+            except (
+                openai.RateLimitError,
+                openai.InternalServerError,
+                openai.APIConnectionError,
+                openai.APITimeoutError,
+            ) as e:
+                status = getattr(e, "status_code", None)
+                if attempt > self.max_retries:
+                    raise LLMError(
+                        f"model endpoint failed after {attempt} attempts: {type(e).__name__}: {e}"
+                    ) from e
+                delay = self._delay(attempt, e)
+                if on_event:
+                    on_event(
+                        "llm_retry",
+                        attempt=attempt,
+                        status=status,
+                        error=f"{type(e).__name__}: {str(e)[:500]}",
+                        delay_s=delay,
+                    )
+                time.sleep(delay)
+            except openai.APIStatusError as e:
+                raise LLMError(
+                    f"model endpoint refused the request (HTTP {e.status_code}): {str(e)[:1000]}"
+                ) from e
+        if not response.choices:
+            raise LLMError("model endpoint returned no choices")
+        choice = response.choices[0].message
+        tool_calls = [
+            {
+                "id": tc.id,
+                "type": "function",
+                "function": {"name": tc.function.name, "arguments": tc.function.arguments or ""},
+            }
+            for tc in (choice.tool_calls or [])
+            if getattr(tc, "function", None) is not None
+        ]
+        message: dict[str, Any] = {"role": "assistant", "content": choice.content or ""}
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        usage = Usage()
+        if response.usage is not None:
+            usage.prompt_tokens = response.usage.prompt_tokens or 0
+            usage.completion_tokens = response.usage.completion_tokens or 0
+        usage.cost_usd = price(self.model, usage)
+        return Reply(
+            message=message,
+            usage=usage,
+            latency_s=round(time.monotonic() - start, 3),
+            attempts=attempt,
+            tool_calls=tool_calls,
+        )
+
+    def _delay(self, attempt: int, error: Exception) -> float:
+        """The server's Retry-After when it gives one (capped), else exponential backoff."""
+        response = getattr(error, "response", None)
+        retry_after = response.headers.get("retry-after") if response is not None else None
+        if retry_after:
+            # An HTTP-date Retry-After is ignored: the exponential delay is good enough.
+            with contextlib.suppress(ValueError):
+                return min(self.max_backoff_s, max(0.0, float(retry_after)))
+        return min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))

@@ -1,0 +1,142 @@
+"""`runner mcp`: one task session's tools over the Model Context Protocol.
+
+Built on the official SDK's low-level ``Server`` so that the tool list is exactly
+``env.tool_schemas("mcp")`` (the same names, descriptions and JSON schemas as the OpenAI
+dialect) and every call goes through the same `env.Session` — same texts, same budgets.
+The initial observation is the server's ``instructions`` and the ``task://observation``
+resource.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from runner._host import HostedRun
+from runner._run import RunConfig
+
+OBSERVATION_URI = "task://observation"
+
+
+def create_mcp_server(run: HostedRun) -> Any:
+    """An MCP low-level Server exposing ``run``'s tools."""
+    import anyio
+    import mcp_types as types
+    from mcp.server import Server
+
+    from runner import _components as comp
+
+    schemas = comp.tool_schemas("mcp")
+    observation = run.observation()
+
+    async def list_tools(ctx: Any, params: Any) -> Any:
+        return types.ListToolsResult(
+            tools=[
+                types.Tool(
+                    name=s["name"], description=s["description"], input_schema=s["inputSchema"]
+                )
+                for s in schemas
+            ]
+        )
+
+    async def call_tool(ctx: Any, params: Any) -> Any:
+        # Unknown tools and bad arguments reach the session too: it answers them with the
+        # MLS-Bench ``ERROR: …`` texts and charges them like any other client's calls.
+        name = params.name
+        arguments = params.arguments if params.arguments is not None else {}
+        result = await anyio.to_thread.run_sync(lambda: run.call(name, arguments))
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=result.text)], is_error=not result.ok
+        )
+
+    async def list_resources(ctx: Any, params: Any) -> Any:
+        return types.ListResourcesResult(
+            resources=[
+                types.Resource(
+                    uri=OBSERVATION_URI,
+                    name="observation",
+                    mime_type="text/markdown",
+                    description="The task: description, the numbered editable file, budgets.",
+                )
+            ]
+        )
+
+    async def read_resource(ctx: Any, params: Any) -> Any:
+        if str(params.uri) != OBSERVATION_URI:
+            from mcp.shared.exceptions import MCPError
+
+            raise MCPError(code=-32602, message=f"unknown resource {params.uri}")
+        return types.ReadResourceResult(
+            contents=[
+                types.TextResourceContents(
+                    uri=OBSERVATION_URI, mime_type="text/markdown", text=observation
+                )
+            ]
+        )
+
+    return Server(
+        "pretrainbench",
+        version="1",
+        instructions=observation,
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+        on_list_resources=list_resources,
+        on_read_resource=read_resource,
+    )
+
+
+def serve_mcp(
+    *,
+    task: str,
+    transport: str,
+    profile: str,
+    run_dir: Path | None,
+    sandbox: str,
+    max_steps: int | None,
+    max_tests: int | None,
+    host: str,
+    port: int,
+    db: str | None,
+) -> None:
+    """Create a session and serve it until the client disconnects (stdio) or Ctrl-C (http)."""
+    import anyio
+
+    if run_dir is not None and (run_dir / "run.json").exists():
+        run = HostedRun.reopen(run_dir)  # the same session again, after a restart
+    else:
+        runs_dir, run_id = (run_dir.parent, run_dir.name) if run_dir else (Path("runs"), None)
+        config = RunConfig(
+            task=task,
+            agent="mcp:client",
+            profile=profile,
+            sandbox=sandbox,  # type: ignore[arg-type]
+            max_steps=max_steps,
+            max_tests=max_tests,
+            db=db,
+        )
+        run = HostedRun(config, runs_dir, run_id=run_id)
+    print(f"[runner mcp] run {run.run_id} in {run.active.run_dir}", file=sys.stderr)
+    server = create_mcp_server(run)
+    # SIGTERM ends the server like Ctrl-C, so that the run is recorded in `finally` below
+    # (uvicorn re-raises the signals it captured once it has shut down).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    try:
+        if transport == "stdio":
+            from mcp.server.stdio import stdio_server
+
+            async def main() -> None:
+                async with stdio_server() as (read, write):
+                    await server.run(read, write, server.create_initialization_options())
+
+            anyio.run(main)
+        else:
+            import uvicorn
+
+            app = server.streamable_http_app(host=host)
+            print(f"[runner mcp] streamable HTTP at http://{host}:{port}/mcp", file=sys.stderr)
+            uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        if not run.finished:
+            run.finish("incomplete", "the MCP client disconnected before submitting")

@@ -1,0 +1,166 @@
+"""`runner setup`: prepare $PRETRAINBENCH_HOME (tokenizer, offline corpus, online data).
+
+Each step runs the codebase's own trusted script in a subprocess (the runner never imports
+torch or tiktoken) and is skipped when its output is already valid, so setup is idempotent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+GPT2_TIKTOKEN_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
+
+
+class SetupError(Exception):
+    """A preparation step failed; the message names the command and the log tail."""
+
+
+@dataclass
+class SetupStep:
+    """One thing setup checked: what, where, and whether it was done now or already there."""
+
+    name: str
+    path: Path
+    action: str  # "present" | "prepared" | "skipped"
+    detail: str = ""
+
+
+def tokenizer_ready(home: Path) -> bool:
+    """True when home/tokenizer/gpt2.tiktoken exists with the expected sha256."""
+    path = home / "tokenizer" / "gpt2.tiktoken"
+    return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == GPT2_TIKTOKEN_SHA256
+
+
+def shards_ready(data_dir: Path) -> bool:
+    """True when data_dir has a meta.json listing shards that all exist with their sizes."""
+    meta_path = data_dir / "meta.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return False
+    shards = meta.get("shards") if isinstance(meta, dict) else None
+    if not isinstance(shards, dict) or not shards:
+        return False
+    for name, info in shards.items():
+        path = data_dir / name
+        if not path.is_file():
+            return False
+        size = info.get("bytes") if isinstance(info, dict) else None
+        if isinstance(size, int) and path.stat().st_size != size:
+            return False
+    return any(n.startswith("train") for n in shards) and any(n.startswith("val") for n in shards)
+
+
+def setup_ready(home: Path) -> bool:
+    """Whether the offline quick start has what it needs."""
+    return tokenizer_ready(home) and shards_ready(home / "data" / "offline")
+
+
+def run_setup(
+    home: Path,
+    codebase: Path,
+    *,
+    fineweb: bool = False,
+    eval_datasets: bool = False,
+    force: bool = False,
+    say: Callable[[str], None] = print,
+) -> list[SetupStep]:
+    """Prepare what is missing under ``home``; returns what was found or done."""
+    home.mkdir(parents=True, exist_ok=True)
+    logs = home / "logs"
+    steps: list[SetupStep] = []
+
+    tok_dir = home / "tokenizer"
+    if tokenizer_ready(home) and not force:
+        steps.append(SetupStep("tokenizer", tok_dir / "gpt2.tiktoken", "present", "sha256 ok"))
+    else:
+        say(f"fetching the GPT-2 tokenizer into {tok_dir} …")
+        _run(
+            [sys.executable, str(codebase / "pb_tokenizer.py"), "--fetch", str(tok_dir)],
+            codebase,
+            logs / "tokenizer.log",
+        )
+        if not tokenizer_ready(home):
+            raise SetupError(
+                f"{tok_dir / 'gpt2.tiktoken'} is missing or has the wrong sha256 "
+                f"after pb_tokenizer.py --fetch (log: {logs / 'tokenizer.log'})"
+            )
+        steps.append(SetupStep("tokenizer", tok_dir / "gpt2.tiktoken", "prepared", "sha256 ok"))
+
+    offline = home / "data" / "offline"
+    if shards_ready(offline) and not force:
+        steps.append(SetupStep("offline corpus", offline, "present"))
+    else:
+        say(f"building the offline English corpus into {offline} …")
+        _run(
+            [
+                sys.executable,
+                str(codebase / "offline_corpus.py"),
+                "--out",
+                str(offline),
+                "--tokenizer-dir",
+                str(tok_dir),
+            ],
+            codebase,
+            logs / "offline_corpus.log",
+        )
+        if not shards_ready(offline):
+            raise SetupError(
+                f"{offline} has no valid shards after offline_corpus.py "
+                f"(log: {logs / 'offline_corpus.log'})"
+            )
+        steps.append(SetupStep("offline corpus", offline, "prepared"))
+
+    if fineweb:
+        target = home / "data" / "fineweb"
+        if shards_ready(target) and not force:
+            steps.append(SetupStep("fineweb shards", target, "present"))
+        else:
+            say(f"downloading and tokenizing FineWeb into {target} (needs network) …")
+            _run(
+                [
+                    sys.executable,
+                    str(codebase / "prepare_data.py"),
+                    "--out",
+                    str(target),
+                    "--tokenizer-dir",
+                    str(tok_dir),
+                    "--quiet",
+                ],
+                codebase,
+                logs / "fineweb.log",
+            )
+            steps.append(SetupStep("fineweb shards", target, "prepared"))
+    if eval_datasets:
+        hf_home = home / "hf"
+        say(f"downloading the lm-eval datasets into {hf_home} (needs network) …")
+        _run(
+            [sys.executable, str(codebase / "prepare_eval.py"), "--hf-home", str(hf_home)],
+            codebase,
+            logs / "eval_datasets.log",
+            env_extra={"HF_HOME": str(hf_home)},
+        )
+        steps.append(SetupStep("lm-eval datasets", hf_home, "prepared"))
+    return steps
+
+
+def _run(cmd: list[str], cwd: Path, log: Path, env_extra: dict[str, str] | None = None) -> None:
+    import os
+
+    if not Path(cmd[1]).is_file():
+        raise SetupError(f"{cmd[1]} does not exist; is the codebase complete?")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **(env_extra or {})}
+    with log.open("w") as out:
+        proc = subprocess.run(
+            cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env, check=False
+        )
+    if proc.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+        raise SetupError(f"`{' '.join(cmd)}` exited with {proc.returncode} (log: {log}):\n{tail}")

@@ -1,0 +1,491 @@
+"""The `runner` command line: run, resume, setup, tasks, leaderboard, mcp, serve.
+
+Heavy modules (env, sandbox, leaderboard, openai, mcp, fastapi) are imported inside the
+commands, so `runner --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+app = typer.Typer(
+    help="PretrainBench: evaluate AI research agents on LLM-pretraining science.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+tasks_app = typer.Typer(help="List, show and validate tasks.", no_args_is_help=True)
+board_app = typer.Typer(help="Show, serve or export the leaderboard.", no_args_is_help=True)
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(board_app, name="leaderboard")
+
+# Piped output (scripts, CI logs) gets a wide table instead of rich's 80-column default.
+out = Console() if sys.stdout.isatty() else Console(width=200)
+err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=200)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db", help="Store URL or SQLite file (default: $PRETRAINBENCH_DB or ./pretrainbench.db)."
+    ),
+]
+
+
+def _db_url(db: str | None) -> str:
+    from runner._components import default_db_url
+
+    if db is None:
+        return default_db_url()
+    return db if "://" in db else f"sqlite:///{Path(db).resolve()}"
+
+
+def _stop_cleanly_on_signals() -> None:
+    """Ctrl-C and SIGTERM stop the sandbox jobs first, then unwind as KeyboardInterrupt, so
+    the run is left resumable instead of waiting for a training job to finish."""
+    import signal
+
+    from runner._components import cancel_running_tests
+
+    def handler(signum: int, frame: Any) -> None:
+        cancel_running_tests()
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@app.command()
+def run(
+    task: Annotated[str, typer.Option("--task", "-t", help="Task id or task folder.")],
+    agent: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--agent",
+            "-a",
+            help="baseline:<name>, baseline:all or openai:<model>; repeatable. "
+            "Default: all the task's baselines.",
+        ),
+    ] = None,
+    mode: Annotated[str, typer.Option(help="agent (tool loop) or vanilla (one shot).")] = "agent",
+    profile: Annotated[str, typer.Option(help="auto, tiny, small or full.")] = "auto",
+    sandbox: Annotated[str, typer.Option(help="local, docker or slurm.")] = "local",
+    seeds: Annotated[
+        str | None, typer.Option(help="Comma-separated test seeds, e.g. 42,43.")
+    ] = None,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Step budget.")] = None,
+    max_tests: Annotated[int | None, typer.Option(min=1, help="Test budget.")] = None,
+    run_dir: Annotated[Path, typer.Option(help="Directory of run directories.")] = Path("runs"),
+    db: DbOption = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="offline (local corpus) or fineweb; default offline for tiny, else fineweb."
+        ),
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL).")
+    ] = None,
+    api_key: Annotated[str | None, typer.Option(help="API key (default $OPENAI_API_KEY).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")] = False,
+) -> None:
+    """Run agents (or, by default, the task's baselines) on a task and record the results."""
+    from runner._components import codebase_dir, load_baselines, load_task, pretrainbench_home
+    from runner._display import LiveDisplay, QuietDisplay
+    from runner._hardware import choose_profile, visible_gpus
+    from runner._run import AGENT_SPEC, RunConfig, RunError, start_run
+    from runner._setup import SetupError, run_setup, setup_ready, shards_ready
+
+    for item in agent or []:
+        if item != "baseline:all" and not re.match(AGENT_SPEC, item):
+            raise _fail(
+                f"unknown agent {item!r}; use baseline:<name>, baseline:all or openai:<model>"
+            )
+    if mode not in ("agent", "vanilla"):
+        raise _fail(f"--mode must be agent or vanilla, not {mode!r}")
+    if sandbox not in ("local", "docker", "slurm"):
+        raise _fail(f"--sandbox must be local, docker or slurm, not {sandbox!r}")
+    if data not in (None, "offline", "fineweb"):
+        raise _fail(f"--data must be offline or fineweb, not {data!r}")
+    if profile not in ("auto", "tiny", "small", "full"):
+        raise _fail(f"--profile must be auto, tiny, small or full, not {profile!r}")
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()] if seeds else None
+    except ValueError as e:
+        raise _fail(f"--seeds must be comma-separated integers: {e}") from e
+    try:
+        spec = load_task(task)
+    except Exception as e:
+        raise _fail(f"cannot load task {task!r}: {e}") from e
+    baselines = [b.name for b in load_baselines(spec)]
+    agents: list[str] = []
+    for item in agent or ["baseline:all"]:
+        if item == "baseline:all":
+            agents += [f"baseline:{name}" for name in baselines]
+        elif item.startswith("baseline:") and item.partition(":")[2] not in baselines:
+            raise _fail(
+                f"task {spec.id} has no baseline {item.partition(':')[2]!r}; "
+                f"it has: {', '.join(baselines) or 'none'}"
+            )
+        else:
+            agents.append(item)
+    gpus = visible_gpus() if profile == "auto" else None
+    full_gpus = (
+        max((s.gpus for s in spec.settings("full")), default=1)
+        if profile == "auto" and "full" in spec.profiles
+        else 10**6
+    )
+    chosen, why = choose_profile(profile, full_gpus, gpus)
+    if chosen not in spec.profiles:
+        raise _fail(
+            f"task {spec.id} has no profile {chosen!r} "
+            f"(profiles: {', '.join(sorted(spec.profiles))})"
+        )
+    err.print(why, highlight=False)
+    data_source = data or ("offline" if chosen == "tiny" else "fineweb")
+    home = pretrainbench_home()
+    if data_source == "offline" and not setup_ready(home):
+        err.print(f"preparing {home} (first run) …", highlight=False)
+        try:
+            for step in run_setup(
+                home, codebase_dir(spec), say=lambda t: err.print(t, highlight=False)
+            ):
+                err.print(f"  {step.name}: {step.action} ({step.path})", highlight=False)
+        except SetupError as e:
+            raise _fail(str(e)) from e
+    if data_source == "fineweb" and not shards_ready(home / "data" / "fineweb"):
+        raise _fail(
+            f"profile {chosen} trains on FineWeb, which is not prepared in "
+            f"{home / 'data' / 'fineweb'}: run `runner setup --fineweb` (needs network) "
+            "or pass --data offline"
+        )
+    display = QuietDisplay(err) if quiet else LiveDisplay(err)
+    records: list[Any] = []
+    failures = 0
+    _stop_cleanly_on_signals()
+    for item in agents:
+        # Validated from plain values: mode, sandbox and data were checked above.
+        config = RunConfig.model_validate(
+            {
+                "task": task,
+                "agent": item,
+                "mode": mode,
+                "profile": chosen,
+                "sandbox": sandbox,
+                "seeds": seed_list,
+                "max_steps": max_steps,
+                "max_tests": max_tests,
+                "base_url": base_url,
+                "db": _db_url(db),
+                "home": str(home),
+                "data_source": data_source,
+            }
+        )
+        try:
+            outcome = start_run(config, run_dir, display, gpus=gpus, api_key=api_key)
+        except KeyboardInterrupt as e:
+            where = getattr(e, "run_dir", None) or f"{run_dir}/<run-id>"
+            raise _fail(f"interrupted; continue with `runner resume {where}`", 130) from None
+        except RunError as e:
+            failures += 1
+            err.print(f"[red]{item}: {escape(str(e))}[/]", highlight=False)
+            continue
+        except Exception as e:  # the run could not even start (session, sandbox, store)
+            failures += 1
+            err.print(f"[red]{item}: {type(e).__name__}: {escape(str(e))}[/]", highlight=False)
+            continue
+        records += outcome.records
+        if outcome.info.status != "finished":
+            failures += 1
+    _print_results(records)
+    out.print(
+        f"\nOpen the leaderboard: [bold]runner leaderboard serve --db {_db_url(db)}[/]",
+        highlight=False,
+    )
+    raise typer.Exit(1 if failures else 0)
+
+
+@app.command()
+def resume(
+    run_dir: Annotated[Path, typer.Argument(help="The run directory to continue.")],
+    api_key: Annotated[str | None, typer.Option(help="API key (default $OPENAI_API_KEY).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Continue a killed run from its directory (nothing finished is re-run or re-charged)."""
+    from runner._display import LiveDisplay, QuietDisplay
+    from runner._run import RunError, resume_run
+
+    display = QuietDisplay(err) if quiet else LiveDisplay(err)
+    _stop_cleanly_on_signals()
+    try:
+        outcome = resume_run(run_dir, display, api_key=api_key)
+    except KeyboardInterrupt:
+        raise _fail(f"interrupted; continue with `runner resume {run_dir}`", 130) from None
+    except RunError as e:
+        raise _fail(str(e)) from e
+    _print_results(outcome.records)
+    raise typer.Exit(0 if outcome.info.status == "finished" else 1)
+
+
+@app.command()
+def setup(
+    fineweb: Annotated[
+        bool, typer.Option(help="Also download and tokenize FineWeb (network).")
+    ] = False,
+    eval_datasets: Annotated[
+        bool,
+        typer.Option(
+            "--eval-datasets",
+            help="Also download the lm-eval datasets into the HF cache (network).",
+        ),
+    ] = False,
+    force: Annotated[bool, typer.Option(help="Redo steps whose output is already valid.")] = False,
+) -> None:
+    """Prepare $PRETRAINBENCH_HOME: tokenizer and offline corpus (idempotent)."""
+    from runner._components import REPO_ROOT, pretrainbench_home
+    from runner._setup import SetupError, run_setup
+
+    home = pretrainbench_home()
+    try:
+        steps = run_setup(
+            home,
+            REPO_ROOT / "tasks" / "codebases" / "nanogpt",
+            fineweb=fineweb,
+            eval_datasets=eval_datasets,
+            force=force,
+            say=lambda t: err.print(t, highlight=False),
+        )
+    except SetupError as e:
+        raise _fail(str(e)) from e
+    for step in steps:
+        out.print(f"{step.name}: {step.action}  {step.path}  {step.detail}", highlight=False)
+    out.print(f"ready: {home}", highlight=False)
+
+
+@tasks_app.command("list")
+def tasks_list() -> None:
+    """List the tasks."""
+    from rich.table import Table
+
+    import env
+
+    table = Table("id", "title", "regions", "baselines")
+    for task_id in env.list_tasks():
+        try:
+            spec = env.load_task(task_id)
+        except Exception as e:  # a broken task is listed with its problem, not fatal
+            table.add_row(task_id, f"[red]invalid: {escape(str(e).splitlines()[0])}[/]", "", "")
+            continue
+        regions = ", ".join(r for f in spec.editable_files for r in f.regions)
+        table.add_row(spec.id, escape(spec.title), regions, ", ".join(spec.baselines))
+    out.print(table)
+
+
+@tasks_app.command("show")
+def tasks_show(
+    task_id: Annotated[str, typer.Argument(help="Task id or folder.")],
+    profile: Annotated[str, typer.Option(help="Scale profile to describe.")] = "tiny",
+) -> None:
+    """Print the agent's initial observation for a task."""
+    from runner._components import observation_for_task
+
+    try:
+        text = observation_for_task(task_id, profile)
+    except Exception as e:
+        raise _fail(f"cannot show {task_id!r}: {e}") from e
+    out.print(text, markup=False, highlight=False)
+
+
+@tasks_app.command("validate")
+def tasks_validate(task_dir: Annotated[Path, typer.Argument(help="A task folder.")]) -> None:
+    """Check a task folder; prints every problem and exits 1 when there is one."""
+    import env
+
+    problems = env.validate_task_dir(task_dir)
+    if problems:
+        for problem in problems:
+            err.print(f"- {problem}", markup=False, highlight=False)
+        raise typer.Exit(1)
+    out.print(f"{task_dir}: OK", highlight=False)
+
+
+@board_app.command("show")
+def leaderboard_show(
+    task: Annotated[str | None, typer.Option("--task", "-t", help="Only this task.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Print the stored runs as tables, one per task and profile."""
+    from runner._board import board_records
+
+    records = board_records(_db_url(db), task)
+    if not records:
+        out.print("no runs stored yet: try `runner run --task llm-pretrain-lr-schedule`")
+        return
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for record in records:  # results of different tasks or profiles never share a table
+        groups.setdefault((record.task_id, record.profile), []).append(record)
+    for (task_id, profile), group in sorted(groups.items()):
+        _print_results(group, title=f"{task_id} · profile {profile}")
+
+
+@board_app.command("serve")
+def leaderboard_serve(
+    db: DbOption = None,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    token: Annotated[
+        str | None, typer.Option(help="Bearer token for writes (default $PRETRAINBENCH_API_TOKEN).")
+    ] = None,
+) -> None:
+    """Serve the leaderboard web page."""
+    import uvicorn
+
+    from leaderboard import Store, create_app
+
+    web = create_app(
+        Store(_db_url(db)), write_token=token or os.environ.get("PRETRAINBENCH_API_TOKEN")
+    )
+    out.print(f"leaderboard at http://{host}:{port}/", highlight=False)
+    uvicorn.run(web, host=host, port=port, log_level="warning")
+
+
+@board_app.command("export")
+def leaderboard_export(
+    db: DbOption = None,
+    task: Annotated[str | None, typer.Option("--task", "-t")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--out", "-o", help="File (default stdout).")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
+) -> None:
+    """Export stored runs (one JSON record per line, or a CSV of result rows)."""
+    from runner._board import board_records, export_text
+
+    if fmt not in ("jsonl", "csv"):
+        raise _fail("--format must be jsonl or csv")
+    text = export_text(board_records(_db_url(db), task), fmt)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        err.print(f"wrote {output}", highlight=False)
+
+
+@app.command()
+def mcp(
+    task: Annotated[str, typer.Option("--task", "-t", help="Task id or folder.")],
+    transport: Annotated[str, typer.Option(help="stdio or http (streamable HTTP).")] = "stdio",
+    profile: Annotated[str, typer.Option(help="tiny, small or full.")] = "tiny",
+    run_dir: Annotated[
+        Path | None, typer.Option(help="Run directory (default runs/<new id>).")
+    ] = None,
+    sandbox: Annotated[str, typer.Option(help="local, docker or slurm.")] = "local",
+    max_steps: Annotated[int | None, typer.Option(min=1)] = None,
+    max_tests: Annotated[int | None, typer.Option(min=1)] = None,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8765,
+    db: DbOption = None,
+) -> None:
+    """Serve one task session's tools over MCP (stdio or streamable HTTP)."""
+    from runner._mcp import serve_mcp
+
+    if transport not in ("stdio", "http"):
+        raise _fail("--transport must be stdio or http")
+    serve_mcp(
+        task=task,
+        transport=transport,
+        profile=profile,
+        run_dir=run_dir,
+        sandbox=sandbox,
+        max_steps=max_steps,
+        max_tests=max_tests,
+        host=host,
+        port=port,
+        db=_db_url(db),
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8080,
+    runs: Annotated[Path, typer.Option("--run-dir", help="Directory of run directories.")] = Path(
+        "runs"
+    ),
+    token: Annotated[
+        str | None,
+        typer.Option(help="Bearer token for write calls (default $PRETRAINBENCH_API_TOKEN)."),
+    ] = None,
+    sandbox: Annotated[str, typer.Option(help="local, docker or slurm.")] = "local",
+    db: DbOption = None,
+) -> None:
+    """Serve the HTTP API: sessions, tool calls, test progress (SSE), transcripts."""
+    import uvicorn
+
+    from runner._api import create_api
+
+    secret = token or os.environ.get("PRETRAINBENCH_API_TOKEN")
+    if not secret:
+        raise _fail("set a write token: --token or $PRETRAINBENCH_API_TOKEN")
+    api = create_api(runs_dir=runs, token=secret, sandbox=sandbox, db=_db_url(db))
+    out.print(f"API at http://{host}:{port}/ (OpenAPI: /openapi.json)", highlight=False)
+    uvicorn.run(api, host=host, port=port, log_level="warning")
+
+
+def _print_results(records: list[Any], title: str = "Results") -> None:
+    from rich.table import Table
+
+    from runner._run import summary_rows
+
+    if not records:
+        out.print("no results")
+        return
+    rows = summary_rows(records)
+    keys: list[str] = []
+    primary = next((r["primary"] for r in rows if r["primary"]), None)
+    if primary:
+        keys.append(primary)
+    for row in rows:
+        keys += [k for k in row["metrics"] if k not in keys]
+    table = Table(title=escape(title), show_lines=False)
+    notes = any(row["note"] for row in rows)
+    headers = {k: v for row in rows for k, v in row["headers"].items()}
+    for column in ("method", "type", *keys, "status", *(["note"] if notes else [])):
+        table.add_column(
+            headers.get(column, column),
+            justify="right" if column in keys else "left",
+            style="bold" if column == primary else None,
+        )
+    for row in rows:
+        method = row["method"] + (" (reference)" if row["reference"] else "")
+        values = [f"{row['metrics'][k]:.4g}" if k in row["metrics"] else "—" for k in keys]
+        # Reasons can quote logs of agent-written code: never let them be read as markup.
+        table.add_row(
+            escape(method),
+            row["type"],
+            *values,
+            row["status"],
+            *([escape(row["note"])] if notes else []),
+        )
+    out.print(table)
+
+
+def main() -> None:
+    """Entry point of the `runner` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

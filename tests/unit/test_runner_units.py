@@ -1,0 +1,186 @@
+"""Fast, pure tests of the runner's parts: transcript, retries, pricing, profile choice,
+setup checks, conversation rebuild, the CLI's import cost."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from runner._agents import conversation_from_transcript
+from runner._hardware import choose_profile
+from runner._llm import ChatClient, Usage, price
+from runner._setup import GPT2_TIKTOKEN_SHA256, shards_ready, tokenizer_ready
+from runner._transcript import (
+    TRANSCRIPT_FORMAT_VERSION,
+    Transcript,
+    TranscriptError,
+    read_transcript,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_transcript_header_events_and_flush(tmp_path: Path) -> None:
+    with Transcript(tmp_path, header={"run_id": "r1"}) as t:
+        t.append("message", message={"role": "user", "content": "hi"})
+        # written before close: another reader sees it at once
+        assert len(read_transcript(tmp_path)) == 2
+        t.snapshot(3, "custom_pretrain.py", "x = 1\n")
+    events = read_transcript(tmp_path)
+    assert events[0] == {
+        **events[0],
+        "kind": "header",
+        "format_version": TRANSCRIPT_FORMAT_VERSION,
+        "run_id": "r1",
+    }
+    assert events[1]["message"]["content"] == "hi" and "t" in events[1]
+    assert (tmp_path / "snapshots" / "003_custom_pretrain.py").read_text() == "x = 1\n"
+
+
+def test_transcript_survives_a_torn_last_line_and_appends(tmp_path: Path) -> None:
+    Transcript(tmp_path).append("a").get("kind")
+    path = tmp_path / "transcript.jsonl"
+    with path.open("a") as f:
+        f.write('{"kind": "tool_res')  # killed mid-write
+    assert [e["kind"] for e in read_transcript(path)] == ["header", "a"]
+    t = Transcript(tmp_path)  # reopening repairs the tail; no second header
+    t.append("b")
+    t.close()
+    assert [e["kind"] for e in read_transcript(path)] == ["header", "a", "b"]
+
+
+def test_transcript_rejects_foreign_files(tmp_path: Path) -> None:
+    path = tmp_path / "transcript.jsonl"
+    path.write_text('{"kind": "header", "format_version": 999}\n')
+    with pytest.raises(TranscriptError, match="format 999"):
+        read_transcript(path)
+    path.write_text('not json\n{"kind": "x"}\n')
+    with pytest.raises(TranscriptError, match="not JSON"):
+        read_transcript(path)
+    with pytest.raises(TranscriptError, match="no transcript"):
+        read_transcript(tmp_path / "missing")
+
+
+def test_conversation_rebuilt_from_events() -> None:
+    events = [
+        {"kind": "header", "format_version": 1},
+        {"kind": "message", "message": {"role": "system", "content": "s"}},
+        {
+            "kind": "message",
+            "message": {"role": "assistant", "content": "", "tool_calls": [{"id": "c1"}]},
+        },
+        {"kind": "tool_call", "name": "view", "call_id": "c1"},
+        {"kind": "tool_result", "name": "view", "call_id": "c1", "text": "OK"},
+        {"kind": "tool_result", "name": "test", "call_id": None, "text": "baseline call"},
+        {"kind": "llm_retry", "attempt": 1},
+    ]
+    messages = conversation_from_transcript(events)
+    assert messages == [
+        {"role": "system", "content": "s"},
+        {"role": "assistant", "content": "", "tool_calls": [{"id": "c1"}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "OK"},
+    ]
+
+
+def test_price_table() -> None:
+    assert price("gpt-4o", Usage(prompt_tokens=1_000_000, completion_tokens=100_000)) == 3.5
+    assert price("some-local-model", Usage(10, 10)) is None
+
+
+def test_backoff_uses_retry_after_then_exponential() -> None:
+    import httpx
+    import openai
+
+    client = ChatClient(
+        "m", base_url="http://127.0.0.1:9/v1", api_key="k", backoff_s=1.0, max_backoff_s=8.0
+    )
+
+    def error(headers: dict[str, str]) -> openai.RateLimitError:
+        request = httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
+        response = httpx.Response(429, headers=headers, request=request)
+        return openai.RateLimitError("rate limited", response=response, body=None)
+
+    assert client._delay(1, error({"retry-after": "0.5"})) == 0.5
+    assert client._delay(1, error({"retry-after": "600"})) == 8.0  # capped
+    assert [client._delay(n, error({})) for n in (1, 2, 3, 4, 5)] == [1.0, 2.0, 4.0, 8.0, 8.0]
+
+
+def test_connection_errors_are_retried_then_fail_clearly() -> None:
+    from runner._llm import LLMError
+
+    client = ChatClient(
+        "m",
+        base_url="http://127.0.0.1:9/v1",
+        api_key="k",
+        max_retries=2,
+        backoff_s=0.0,
+        timeout_s=2.0,
+    )
+    seen: list[dict] = []
+    with pytest.raises(LLMError, match="after 3 attempts"):
+        client.complete(
+            [{"role": "user", "content": "x"}],
+            [],
+            on_event=lambda kind, **data: seen.append({"kind": kind, **data}),
+        )
+    assert [e["attempt"] for e in seen] == [1, 2]
+
+
+def test_choose_profile() -> None:
+    assert choose_profile("small", 2, [])[0] == "small"
+    assert choose_profile("auto", 2, ["H200", "H200"])[0] == "full"
+    profile, why = choose_profile("auto", 2, ["H100"])
+    assert profile == "tiny" and "1 GPU(s) visible" in why and "needs 2" in why
+    assert choose_profile("auto", 2, [])[0] == "tiny"
+
+
+def test_setup_checks(tmp_path: Path) -> None:
+    assert not tokenizer_ready(tmp_path)
+    (tmp_path / "tokenizer").mkdir()
+    (tmp_path / "tokenizer" / "gpt2.tiktoken").write_bytes(b"not the ranks")
+    assert not tokenizer_ready(tmp_path)  # wrong sha256
+    assert GPT2_TIKTOKEN_SHA256.startswith("306cd27f")
+    data = tmp_path / "data"
+    data.mkdir()
+    assert not shards_ready(data)
+    for name in ("train_000000.bin", "val_000000.bin"):
+        (data / name).write_bytes(b"\0" * 8)
+    meta = {
+        "shards": {
+            n: {"bytes": 8, "sha256": hashlib.sha256(b"\0" * 8).hexdigest()}
+            for n in ("train_000000.bin", "val_000000.bin")
+        }
+    }
+    (data / "meta.json").write_text(json.dumps(meta))
+    assert shards_ready(data)
+    (data / "val_000000.bin").write_bytes(b"\0" * 4)  # truncated shard
+    assert not shards_ready(data)
+
+
+def test_cli_help_is_fast_and_imports_nothing_heavy() -> None:
+    code = (
+        "import sys, runner.cli; heavy = [m for m in ('torch', 'env', 'sandbox', 'leaderboard',"
+        " 'openai', 'mcp', 'fastapi', 'numpy') if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+    start = time.monotonic()
+    help_out = subprocess.run(
+        [sys.executable, "-m", "runner.cli", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    elapsed = time.monotonic() - start
+    for command in ("run", "resume", "setup", "tasks", "leaderboard", "mcp", "serve"):
+        assert command in help_out.stdout
+    assert elapsed < 10, f"runner --help took {elapsed:.1f}s"
