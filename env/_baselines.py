@@ -56,12 +56,19 @@ class Baseline:
             first, last = span.body
             if last >= first:
                 args: dict[str, object] = {
-                    "op": "replace", "filename": filename, "content": body,
-                    "start_line": first, "end_line": last,
+                    "op": "replace",
+                    "filename": filename,
+                    "content": body,
+                    "start_line": first,
+                    "end_line": last,
                 }
             else:  # an empty region: nothing to replace, insert after its START marker
-                args = {"op": "insert", "filename": filename, "content": body,
-                        "after_line": span.start_marker}
+                args = {
+                    "op": "insert",
+                    "filename": filename,
+                    "content": body,
+                    "after_line": span.start_marker,
+                }
             result = session.call("edit", args)
             if not result.ok:
                 raise BaselineError(

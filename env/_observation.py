@@ -45,7 +45,9 @@ def settings_table(settings: Sequence[EvaluationSetting]) -> str:
         if s.hidden:
             continue
         gpus = str(s.gpus) if s.gpus else "0 (CPU)"
-        rows.append(f"| `bash {s.script}` ({s.label}) | {gpus} | {format_duration(s.time_limit_s)} |")
+        rows.append(
+            f"| `bash {s.script}` ({s.label}) | {gpus} | {format_duration(s.time_limit_s)} |"
+        )
     return "\n".join(rows)
 
 

@@ -22,9 +22,17 @@ ScheduleFn = Callable[[int, int, int, float, float], float]
 
 
 def _compile_get_lr(source: str, where: str) -> ScheduleFn:
-    namespace: dict[str, object] = {"math": math, "__builtins__": {"max": max, "min": min,
-                                                                     "int": int, "float": float,
-                                                                     "abs": abs, "round": round}}
+    namespace: dict[str, object] = {
+        "math": math,
+        "__builtins__": {
+            "max": max,
+            "min": min,
+            "int": int,
+            "float": float,
+            "abs": abs,
+            "round": round,
+        },
+    }
     try:
         exec(compile(source, where, "exec"), namespace)
     except Exception as e:  # a broken baseline file is a task-definition error
@@ -69,4 +77,6 @@ def sample_schedule(
     """(iteration, learning rate) pairs covering ``0..max_iters`` (``lr_decay_iters = max_iters``)."""
     stride = max(1, max_iters // points)
     its = sorted({*range(0, max_iters + 1, stride), warmup_iters, max_iters})
-    return [(float(it), float(fn(it, warmup_iters, max_iters, learning_rate, min_lr))) for it in its]
+    return [
+        (float(it), float(fn(it, warmup_iters, max_iters, learning_rate, min_lr))) for it in its
+    ]

@@ -408,9 +408,7 @@ class Session:
     def _check_submit(self, n: int | None) -> int:
         st = self._state
         if not st.tests:
-            raise ToolCallError(
-                "ERROR: No test results yet. Call test() first, then submit(n=N)."
-            )
+            raise ToolCallError("ERROR: No test results yet. Call test() first, then submit(n=N).")
         if len(st.tests) < 2 and st.budgets.max_tests >= 2 and self.tests_left > 0:
             raise ToolCallError(
                 "ERROR: You must iterate at least once (edit → test → review → edit → test) "

@@ -120,9 +120,7 @@ _SIGNATURES = {
 
 # What the agent reads about each tool; budget rules are stated where they apply.
 _DESCRIPTIONS = {
-    "view": (
-        "Show numbered lines of a file (editable lines are marked). Costs one step."
-    ),
+    "view": ("Show numbered lines of a file (editable lines are marked). Costs one step."),
     "edit": (
         "Edit a file. Only the editable lines may change; all line numbers are 1-indexed and "
         "refer to the current file. op='replace' replaces lines start_line..end_line "

@@ -77,7 +77,11 @@ def _start(tmp_path: Path, task_dir: Path, run_dir: Path, delay: float) -> subpr
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.Popen(
         [sys.executable, str(driver), str(task_dir), str(run_dir), str(delay)],
-        cwd=REPO_ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        cwd=REPO_ROOT,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -104,9 +108,14 @@ def _normalised(run_dir: Path) -> dict[str, Any]:
 def _reference(tmp_path: Path, task_dir: Path, upto: int) -> dict[str, Any]:
     """The state after SCRIPT[:upto] in a run that never died."""
     run_dir = tmp_path / f"reference-{upto}" / "run"
-    session = Session(load_task(task_dir), run_dir, executor=InProcessExecutor(), profile="tiny",
-                      data=DataPaths(data_dir=run_dir.parent / "data"),
-                      preflight=passing_preflight)
+    session = Session(
+        load_task(task_dir),
+        run_dir,
+        executor=InProcessExecutor(),
+        profile="tiny",
+        data=DataPaths(data_dir=run_dir.parent / "data"),
+        preflight=passing_preflight,
+    )
     for index in range(upto):
         run_script_call(session, index)
     return _normalised(run_dir)

@@ -28,9 +28,11 @@ def _snapshot_task(root: Path) -> tuple[TaskSpec, Path]:
     """A private copy of the task, its codebase and baselines: the run takes minutes, and a
     resumed workspace rightly refuses a codebase that changed underneath it."""
     shutil.copytree(REPO_ROOT / "tasks" / TASK_ID, root / "tasks" / TASK_ID)
-    shutil.copytree(REPO_ROOT / "tasks" / "codebases" / "nanogpt",
-                    root / "tasks" / "codebases" / "nanogpt",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO_ROOT / "tasks" / "codebases" / "nanogpt",
+        root / "tasks" / "codebases" / "nanogpt",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     shutil.copytree(REPO_ROOT / "baselines" / TASK_ID, root / "baselines" / TASK_ID)
     try:
         return load_task(root / "tasks" / TASK_ID), root / "baselines"
@@ -41,9 +43,15 @@ def _snapshot_task(root: Path) -> tuple[TaskSpec, Path]:
 def test_real_tiny_test_resume_and_submit(tmp_path: Path, pb_data_paths: DataPaths) -> None:
     task, baselines_root = _snapshot_task(tmp_path / "src")
     run_dir = tmp_path / "run"
-    session = Session(task, run_dir, executor=Executor(LocalBackend()), profile="tiny",
-                      data=pb_data_paths, budgets=Budgets(max_steps=6, max_tests=1),
-                      env=FAST)
+    session = Session(
+        task,
+        run_dir,
+        executor=Executor(LocalBackend()),
+        profile="tiny",
+        data=pb_data_paths,
+        budgets=Budgets(max_steps=6, max_tests=1),
+        env=FAST,
+    )
     wsd = next(b for b in load_baselines(task, baselines_root) if b.name == "wsd")
     wsd.apply(session)
 

@@ -22,11 +22,22 @@ CASES = [
     (task_id, name)
     for task_id, names in [
         ("llm-pretrain-lr-schedule", ["cosine", "trapezoidal", "wsd", "wsd_sqrt"]),
-        ("llm-pretrain-normalization", ["layernorm", "rmsnorm", "rmsnorm_parallel", "rmsnorm_post"]),
+        (
+            "llm-pretrain-normalization",
+            ["layernorm", "rmsnorm", "rmsnorm_parallel", "rmsnorm_post"],
+        ),
     ]
     for name in names
 ]
-ALL_METRICS = ["val_loss", "wikitext2_ppl", "lambada_ppl", "arc_easy", "hellaswag", "piqa", "winogrande"]
+ALL_METRICS = [
+    "val_loss",
+    "wikitext2_ppl",
+    "lambada_ppl",
+    "arc_easy",
+    "hellaswag",
+    "piqa",
+    "winogrande",
+]
 
 
 @pytest.fixture(scope="module")

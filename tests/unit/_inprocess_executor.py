@@ -65,9 +65,15 @@ class InProcessExecutor:
                 if metrics_file.exists():
                     saved = json.loads(metrics_file.read_text())
                     results.append(
-                        SeedResult(setting=setting.label, seed=seed, status="ok",
-                                   metrics=saved["metrics"], elapsed_s=1.0, cached=True,
-                                   log_path=str(out / "log.txt"))
+                        SeedResult(
+                            setting=setting.label,
+                            seed=seed,
+                            status="ok",
+                            metrics=saved["metrics"],
+                            elapsed_s=1.0,
+                            cached=True,
+                            log_path=str(out / "log.txt"),
+                        )
                     )
                     continue
                 out.mkdir(parents=True, exist_ok=True)
@@ -78,9 +84,14 @@ class InProcessExecutor:
                 if outcome == "failed":
                     (out / "log.txt").write_text("Traceback: boom\n")
                     results.append(
-                        SeedResult(setting=setting.label, seed=seed, status="failed",
-                                   reason="exit code 1: boom", log_tail="Traceback: boom",
-                                   log_path=str(out / "log.txt"))
+                        SeedResult(
+                            setting=setting.label,
+                            seed=seed,
+                            status="failed",
+                            reason="exit code 1: boom",
+                            log_tail="Traceback: boom",
+                            log_path=str(out / "log.txt"),
+                        )
                     )
                     continue
                 metrics = fake_metrics(request.files, setting.kind, seed)
@@ -89,12 +100,22 @@ class InProcessExecutor:
                 )
                 metrics_file.write_text(json.dumps({"metrics": metrics}))
                 results.append(
-                    SeedResult(setting=setting.label, seed=seed, status="ok", metrics=metrics,
-                               elapsed_s=1.0, log_path=str(out / "log.txt"))
+                    SeedResult(
+                        setting=setting.label,
+                        seed=seed,
+                        status="ok",
+                        metrics=metrics,
+                        elapsed_s=1.0,
+                        log_path=str(out / "log.txt"),
+                    )
                 )
         status = "failed" if outcome == "failed" else "ok"
-        return TestResult(status=status, reason="training crashed" if status == "failed" else None,
-                          results=results, elapsed_s=1.0)
+        return TestResult(
+            status=status,
+            reason="training crashed" if status == "failed" else None,
+            results=results,
+            elapsed_s=1.0,
+        )
 
 
 def passing_preflight(codebase_dir: Path, files: dict[str, str]) -> PreflightResult:

@@ -28,9 +28,15 @@ def mini(tmp_path: Path) -> tuple[TaskSpec, Path]:
 
 
 def _session(task: TaskSpec, tmp_path: Path) -> Session:
-    return Session(task, tmp_path / "run", executor=InProcessExecutor(), profile="tiny",
-                   data=DataPaths(data_dir=tmp_path), budgets=Budgets(max_steps=20, max_tests=3),
-                   preflight=passing_preflight)
+    return Session(
+        task,
+        tmp_path / "run",
+        executor=InProcessExecutor(),
+        profile="tiny",
+        data=DataPaths(data_dir=tmp_path),
+        budgets=Budgets(max_steps=20, max_tests=3),
+        preflight=passing_preflight,
+    )
 
 
 def test_load_in_task_order(mini: tuple[TaskSpec, Path]) -> None:
@@ -42,7 +48,7 @@ def test_load_in_task_order(mini: tuple[TaskSpec, Path]) -> None:
     assert cosine.doc.startswith("cosine — the unmodified default.")
     assert flat.regions == {
         "get_lr": "def get_lr(it, warmup_iters, lr_decay_iters, learning_rate, min_lr):\n"
-                  "    return learning_rate",
+        "    return learning_rate",
         "config_overrides": 'CONFIG_OVERRIDES = {"min_lr": 1e-5}',
     }
 
@@ -60,8 +66,10 @@ def test_missing_file(mini: tuple[TaskSpec, Path]) -> None:
         ("x = 1\n", "needs a module docstring"),
         ('"""d"""\ndef (:\n', "not valid Python"),
         ('"""d"""\n# ── EDITABLE REGION START: get_lr ──\nx = 1\n', "has no END marker"),
-        ('"""d"""\n# ── EDITABLE REGION START: block ──\nx = 1\n# ── EDITABLE REGION END: block ──\n',
-         "region 'block' is not an editable region"),
+        (
+            '"""d"""\n# ── EDITABLE REGION START: block ──\nx = 1\n# ── EDITABLE REGION END: block ──\n',
+            "region 'block' is not an editable region",
+        ),
     ],
 )
 def test_bad_baseline_files(text: str, message: str) -> None:
@@ -70,8 +78,10 @@ def test_bad_baseline_files(text: str, message: str) -> None:
 
 
 def test_empty_region_body() -> None:
-    text = ('"""d"""\n# ── EDITABLE REGION START: config_overrides ──\n'
-            "# ── EDITABLE REGION END: config_overrides ──\n")
+    text = (
+        '"""d"""\n# ── EDITABLE REGION START: config_overrides ──\n'
+        "# ── EDITABLE REGION END: config_overrides ──\n"
+    )
     assert parse_baseline("b", text, OPEN).regions == {"config_overrides": ""}
 
 

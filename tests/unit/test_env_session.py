@@ -60,8 +60,13 @@ def edit_lr(session: Session, body: str = "    return learning_rate * 0.5") -> A
     content = "def get_lr(it, warmup_iters, lr_decay_iters, learning_rate, min_lr):\n" + body
     return session.call(
         "edit",
-        {"op": "replace", "filename": FILE, "start_line": first, "end_line": last,
-         "content": content},
+        {
+            "op": "replace",
+            "filename": FILE,
+            "start_line": first,
+            "end_line": last,
+            "content": content,
+        },
     )
 
 
@@ -83,7 +88,9 @@ def test_invalid_and_unknown_calls_cost_a_step(task: TaskSpec, tmp_path: Path) -
     session, _ = make_session(task, tmp_path)
     bad = session.call("edit", {"filename": FILE, "content": "x", "start_line": 1, "end_line": 2})
     assert not bad.ok and bad.cost_step == 1
-    assert bad.text.startswith("ERROR: Invalid arguments for 'edit': missing required argument 'op'")
+    assert bad.text.startswith(
+        "ERROR: Invalid arguments for 'edit': missing required argument 'op'"
+    )
     unknown = session.call("read", {"filename": FILE})
     assert unknown.text.startswith("ERROR: Unknown tool 'read'") and unknown.cost_step == 1
     refused = session.call(
@@ -100,10 +107,19 @@ def test_arguments_as_json_string_and_undo(task: TaskSpec, tmp_path: Path) -> No
     session, _ = make_session(task, tmp_path)
     original = session.workspace.text(FILE)
     first, last = get_lr_range(session)
-    result = session.call("edit", json.dumps({
-        "op": "replace", "filename": FILE, "start_line": first, "end_line": last,
-        "content": "def get_lr(it, warmup_iters, lr_decay_iters, learning_rate, min_lr):\n"
-                   "    return min_lr"}))
+    result = session.call(
+        "edit",
+        json.dumps(
+            {
+                "op": "replace",
+                "filename": FILE,
+                "start_line": first,
+                "end_line": last,
+                "content": "def get_lr(it, warmup_iters, lr_decay_iters, learning_rate, min_lr):\n"
+                "    return min_lr",
+            }
+        ),
+    )
     assert result.ok
     assert session.workspace.text(FILE) != original
     undo = session.call("undo", {})
@@ -226,7 +242,9 @@ def test_submit_requires_iterating_while_tests_remain(task: TaskSpec, tmp_path: 
 def test_submit_after_one_test_when_budget_allows_one(task: TaskSpec, tmp_path: Path) -> None:
     session, _ = make_session(task, tmp_path, max_tests=1)
     session.call("test")
-    assert session.call("submit", {"n": 1}).text.startswith("[submit] Submitting result from test #1")
+    assert session.call("submit", {"n": 1}).text.startswith(
+        "[submit] Submitting result from test #1"
+    )
 
 
 def test_submit_invalid_n_and_arguments(task: TaskSpec, tmp_path: Path) -> None:
@@ -335,8 +353,9 @@ def test_resume_restores_exactly_and_continues(task: TaskSpec, tmp_path: Path) -
     session.call("test")
     edit_lr(session, "    return min_lr")
     before = (session.run_dir / "session.json").read_text()
-    resumed = Session.resume(session.run_dir, executor=InProcessExecutor(), task=task,
-                             preflight=passing_preflight)
+    resumed = Session.resume(
+        session.run_dir, executor=InProcessExecutor(), task=task, preflight=passing_preflight
+    )
     assert resumed.state == session.state
     assert resumed.workspace.text(FILE) == session.workspace.text(FILE)
     assert (session.run_dir / "session.json").read_text() == before
@@ -411,9 +430,16 @@ def test_final_in_flight_is_finished_on_resume(task: TaskSpec, tmp_path: Path) -
 
 def test_custom_seeds_and_harness_env(task: TaskSpec, tmp_path: Path) -> None:
     executor = InProcessExecutor()
-    session = Session(task, tmp_path / "r", executor=executor, profile="tiny",
-                      data=DataPaths(data_dir=tmp_path), seeds=SeedSpec(test=[7], final=[7, 8]),
-                      preflight=passing_preflight, env={"PB_MAX_ITERS": "20"})
+    session = Session(
+        task,
+        tmp_path / "r",
+        executor=executor,
+        profile="tiny",
+        data=DataPaths(data_dir=tmp_path),
+        seeds=SeedSpec(test=[7], final=[7, 8]),
+        preflight=passing_preflight,
+        env={"PB_MAX_ITERS": "20"},
+    )
     session.call("test")
     assert executor.requests[0].seeds == [7]
     assert executor.requests[0].env == {"PB_MAX_ITERS": "20"}

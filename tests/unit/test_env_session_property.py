@@ -25,8 +25,12 @@ CALLS = st.one_of(
     st.sampled_from(["0.5", "0.25", "0.1"]).map(
         lambda k: ("edit-lr", {"content": HEAD + f"    return learning_rate * {k}"})
     ),
-    st.just(("edit", {"op": "replace", "filename": FILE, "start_line": 1, "end_line": 1,
-                      "content": "x"})),  # refused: frozen line
+    st.just(
+        (
+            "edit",
+            {"op": "replace", "filename": FILE, "start_line": 1, "end_line": 1, "content": "x"},
+        )
+    ),  # refused: frozen line
     st.just(("undo", {})),
     st.just(("test", {})),
     st.integers(-1, 4).map(lambda n: ("submit", {"n": n})),
@@ -44,13 +48,20 @@ def task(tmp_path_factory: pytest.TempPathFactory) -> TaskSpec:
 def _call(session: Session, tool: str, arguments: Any) -> Any:
     if tool == "edit-lr":
         first, last = session.workspace.editable_ranges(FILE)[0]
-        arguments = {**arguments, "op": "replace", "filename": FILE, "start_line": first,
-                     "end_line": last}
+        arguments = {
+            **arguments,
+            "op": "replace",
+            "filename": FILE,
+            "start_line": first,
+            "end_line": last,
+        }
         tool = "edit"
     return session.call(tool, arguments)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     calls=st.lists(CALLS, min_size=1, max_size=14),
     outcomes=OUTCOMES,
@@ -62,9 +73,15 @@ def test_budgets_add_up(
 ) -> None:
     with tempfile.TemporaryDirectory() as root:
         run_dir = Path(root) / "run"
-        session = Session(task, run_dir, executor=InProcessExecutor(outcomes), profile="tiny",
-                          data=DataPaths(data_dir=Path(root)), preflight=passing_preflight,
-                          budgets=Budgets(max_steps=max_steps, max_tests=max_tests))
+        session = Session(
+            task,
+            run_dir,
+            executor=InProcessExecutor(outcomes),
+            profile="tiny",
+            data=DataPaths(data_dir=Path(root)),
+            preflight=passing_preflight,
+            budgets=Budgets(max_steps=max_steps, max_tests=max_tests),
+        )
         step_calls = 0
         for tool, arguments in calls:
             was_done = session.done
@@ -83,8 +100,10 @@ def test_budgets_add_up(
             assert session.done == (state.submission is not None or state.steps_used == max_steps)
             if state.submission is not None:
                 assert state.final is not None
-                assert state.submission.auto or len(state.tests) >= min(2, max_tests) or (
-                    state.tests_used == max_tests
+                assert (
+                    state.submission.auto
+                    or len(state.tests) >= min(2, max_tests)
+                    or (state.tests_used == max_tests)
                 )
             elif session.done:
                 assert not state.tests  # steps ran out before any test completed

@@ -32,22 +32,27 @@ def test_unknown_tool_lists_the_tools() -> None:
 
 
 def test_edit_missing_op_names_the_field() -> None:
-    text = _error("edit", {"filename": "nanoGPT/custom_pretrain.py", "content": "x",
-                           "start_line": 1, "end_line": 2})
+    text = _error(
+        "edit",
+        {"filename": "nanoGPT/custom_pretrain.py", "content": "x", "start_line": 1, "end_line": 2},
+    )
     assert text.startswith("ERROR: Invalid arguments for 'edit': ")
     assert "missing required argument 'op'" in text
     assert "Traceback" not in text
 
 
 def test_edit_wrong_type_names_the_field_and_value() -> None:
-    text = _error("edit", {"op": "replace", "filename": "f", "content": "x",
-                           "start_line": "abc", "end_line": 2})
+    text = _error(
+        "edit",
+        {"op": "replace", "filename": "f", "content": "x", "start_line": "abc", "end_line": 2},
+    )
     assert "argument 'start_line'" in text and "'abc'" in text
 
 
 def test_edit_unknown_field_is_refused() -> None:
-    text = _error("edit", {"op": "insert", "filename": "f", "content": "x", "after_line": 3,
-                           "line": 4})
+    text = _error(
+        "edit", {"op": "insert", "filename": "f", "content": "x", "after_line": 3, "line": 4}
+    )
     assert "unexpected argument 'line'" in text
 
 
@@ -75,8 +80,9 @@ def test_edit_content_must_be_text() -> None:
 
 
 def test_arguments_as_json_string() -> None:
-    args = parse_tool_call("edit", json.dumps({"op": "insert", "filename": "f", "content": "x",
-                                               "after_line": 4}))
+    args = parse_tool_call(
+        "edit", json.dumps({"op": "insert", "filename": "f", "content": "x", "after_line": 4})
+    )
     assert isinstance(args, EditArgs) and args.after_line == 4
 
 

@@ -20,7 +20,16 @@ ALLOWED = {
     "runner": {"runner", "env", "sandbox", "leaderboard"},
 }
 # What sandboxed code may import besides the standard library and its own sibling modules.
-CODEBASE_THIRD_PARTY = {"torch", "numpy", "tiktoken", "tiktoken_ext", "lm_eval", "pyarrow", "datasets", "tqdm"}
+CODEBASE_THIRD_PARTY = {
+    "torch",
+    "numpy",
+    "tiktoken",
+    "tiktoken_ext",
+    "lm_eval",
+    "pyarrow",
+    "datasets",
+    "tqdm",
+}
 
 
 def _imported_top_levels(path: Path) -> set[str]:
@@ -53,10 +62,6 @@ def test_codebase_imports_only_its_runtime() -> None:
     for path in files:
         siblings = {p.stem for p in path.parent.glob("*.py")}
         for name in _imported_top_levels(path):
-            ok = (
-                name in sys.stdlib_module_names
-                or name in CODEBASE_THIRD_PARTY
-                or name in siblings
-            )
+            ok = name in sys.stdlib_module_names or name in CODEBASE_THIRD_PARTY or name in siblings
             assert ok, f"{path.relative_to(ROOT)} imports {name!r}"
             assert name not in OURS - siblings, f"{path.relative_to(ROOT)} imports our {name!r}"

@@ -22,7 +22,9 @@ PROFILES = ["tiny", "small", "full"]
 
 
 def _load_pb_config() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("_pb_config_under_test", CODEBASE / "pb_config.py")
+    spec = importlib.util.spec_from_file_location(
+        "_pb_config_under_test", CODEBASE / "pb_config.py"
+    )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -40,9 +42,21 @@ def test_both_tasks_are_listed_and_valid() -> None:
 def test_recipe_matches_the_codebase_profile(task_id: str, profile: str) -> None:
     cfg = _load_pb_config().resolve_run_config({"PB_PROFILE": profile})
     recipe = env.load_task(task_id).recipe(profile)
-    for key in ("max_iters", "batch_size", "grad_accum", "block_size", "tokens_per_iter",
-                "warmup_iters", "learning_rate", "min_lr", "weight_decay", "grad_clip"):
-        assert recipe[key] == cfg[key], f"{task_id} {profile}: recipe {key}={recipe[key]} != {cfg[key]}"
+    for key in (
+        "max_iters",
+        "batch_size",
+        "grad_accum",
+        "block_size",
+        "tokens_per_iter",
+        "warmup_iters",
+        "learning_rate",
+        "min_lr",
+        "weight_decay",
+        "grad_clip",
+    ):
+        assert recipe[key] == cfg[key], (
+            f"{task_id} {profile}: recipe {key}={recipe[key]} != {cfg[key]}"
+        )
     assert f"{cfg['n_layer']}L/{cfg['n_head']}H/{cfg['n_embd']}D" in str(recipe["model"])
 
 
@@ -70,12 +84,16 @@ def test_description_template_has_no_hard_coded_numbers(task_id: str) -> None:
     template = env.load_task(task_id).description_template
     without_slots = re.sub(r"\{[^{}]*\}", "", template)
     numbers = set(re.findall(r"\d+(?:\.\d+)?", without_slots))
-    assert numbers <= _LITERAL_NUMBERS, f"hard-coded numbers in description.md: {numbers - _LITERAL_NUMBERS}"
+    assert numbers <= _LITERAL_NUMBERS, (
+        f"hard-coded numbers in description.md: {numbers - _LITERAL_NUMBERS}"
+    )
 
 
 @pytest.mark.parametrize("task_id", TASKS)
 @pytest.mark.parametrize("profile", PROFILES)
-def test_rendered_description_agrees_with_the_spec(task_id: str, profile: str, tmp_path: Path) -> None:
+def test_rendered_description_agrees_with_the_spec(
+    task_id: str, profile: str, tmp_path: Path
+) -> None:
     task = env.load_task(task_id)
     ws = env.Workspace.create(task, tmp_path / "ws")
     text = env.render_observation(task, ws, profile, task.budgets, env.load_baselines(task))
@@ -129,7 +147,9 @@ def test_cosine_default_breakpoints() -> None:
     assert _lr(fn, W - 1) == pytest.approx(LR * W / (W + 1))
     assert _lr(fn, W) == pytest.approx(LR)
     mid = W + (T - W) // 2
-    assert _lr(fn, mid) == pytest.approx(MIN + 0.5 * (1 + math.cos(math.pi * (mid - W) / (T - W))) * (LR - MIN))
+    assert _lr(fn, mid) == pytest.approx(
+        MIN + 0.5 * (1 + math.cos(math.pi * (mid - W) / (T - W))) * (LR - MIN)
+    )
     assert _lr(fn, T) == pytest.approx(MIN)
 
 
@@ -217,8 +237,9 @@ def _tiny(module: ModuleType):
     import torch
 
     torch.manual_seed(0)
-    config = module.GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=64,
-                              dropout=0.0, bias=False)
+    config = module.GPTConfig(
+        n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=64, dropout=0.0, bias=False
+    )
     block = module.Block(config).eval()
     x = torch.randn(2, 8, 16) * 3 + 1
     return torch, block, x
