@@ -54,7 +54,12 @@ def _default_get_lr_source(task: TaskSpec) -> str:
 
 
 def baseline_schedules(task: TaskSpec, baselines: Sequence[Baseline]) -> dict[str, ScheduleFn]:
-    """``get_lr`` of each baseline (the codebase's own for a baseline that opens no region)."""
+    """``get_lr`` of each baseline (the codebase's own for a baseline that opens no region).
+
+    Empty for a task that does not open the ``get_lr`` region: its baselines share one schedule.
+    """
+    if not any("get_lr" in entry.regions for entry in task.editable_files):
+        return {}
     default = _default_get_lr_source(task)
     out: dict[str, ScheduleFn] = {}
     for baseline in baselines:

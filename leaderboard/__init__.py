@@ -3,6 +3,7 @@
 Imports nothing else of PretrainBench: the runner converts its runs into ``RunRecord``s.
 """
 
+from ._plots import Series, line_plot
 from ._records import FinalRecord, MetricSpec, RunRecord, TestRecord
 from ._schema import MIGRATIONS, SCHEMA_VERSION, SchemaTooNewError, migrate
 from ._scoring import (
@@ -43,6 +44,7 @@ __all__ = [
     "SchemaTooNewError",
     "ScoredRun",
     "SeedStats",
+    "Series",
     "Store",
     "TaskData",
     "TaskInfo",
@@ -55,6 +57,7 @@ __all__ = [
     "cross_task_ranking",
     "export_csv",
     "geometric_mean_eps",
+    "line_plot",
     "migrate",
     "normalise",
     "score_task",

@@ -215,3 +215,50 @@ def open_store(url: str) -> Any:
     from leaderboard import Store
 
     return Store(url)
+
+
+# Standalone SVGs (docs) carry their own style; on the web page the stylesheet provides it.
+_SVG_STYLE = (
+    "<style>.plot-title{font:600 13px sans-serif}.plot-frame{fill:none;stroke:#c9ced8}"
+    ".plot-grid{stroke:#eef0f4}.plot-tick{font:10.5px sans-serif;fill:#555}"
+    ".plot-axis,.plot-legend{font:11.5px sans-serif}</style>"
+)
+
+
+def schedule_svg(task_id: str, profile: str) -> str:
+    """The learning rate of every baseline of `task_id` against the iteration, as an SVG.
+
+    Each curve is what the baseline's own ``get_lr`` returns with the profile's recipe.
+    """
+    import env
+    from leaderboard import Series, line_plot
+
+    task = env.load_task(task_id)
+    recipe = task.recipe(profile)
+    schedules = env.baseline_schedules(task, env.load_baselines(task))
+    if not schedules:
+        raise ValueError(f"task {task.id} has no baseline with a learning-rate schedule")
+    series = [
+        Series(
+            name=name,
+            points=env.sample_schedule(
+                fn,
+                max_iters=int(recipe["max_iters"]),
+                warmup_iters=int(recipe["warmup_iters"]),
+                learning_rate=float(recipe["learning_rate"]),
+                min_lr=float(recipe["min_lr"]),
+            ),
+            dashed=name == task.reference_baseline,
+        )
+        for name, fn in schedules.items()
+    ]
+    svg = line_plot(
+        series,
+        title=f"{task.id}: baseline schedules ({profile} profile)",
+        x_label="iteration",
+        y_label="learning rate",
+        width=720,
+        height=320,
+    )
+    head, sep, rest = svg.partition(">")
+    return head + sep + _SVG_STYLE + rest + "\n"

@@ -308,6 +308,25 @@ def tasks_show(
     out.print(text, markup=False, highlight=False)
 
 
+@tasks_app.command("schedules")
+def tasks_schedules(
+    task_id: Annotated[str, typer.Argument(help="Task id or folder.")],
+    profile: Annotated[str, typer.Option(help="Scale profile whose recipe to plot.")] = "full",
+    output: Annotated[Path, typer.Option("--out", help="Where to write the SVG.")] = Path(
+        "lr_schedules.svg"
+    ),
+) -> None:
+    """Plot the learning rate of each baseline against the iteration, from their own get_lr."""
+    from runner._components import schedule_svg
+
+    try:
+        svg = schedule_svg(task_id, profile)
+    except Exception as e:
+        raise _fail(f"cannot plot the schedules of {task_id!r}: {e}") from e
+    output.write_text(svg, encoding="utf-8")
+    out.print(f"wrote {output}", highlight=False)
+
+
 @tasks_app.command("validate")
 def tasks_validate(task_dir: Annotated[Path, typer.Argument(help="A task folder.")]) -> None:
     """Check a task folder; prints every problem and exits 1 when there is one."""

@@ -285,3 +285,15 @@ def test_rmsnorm_post_block_normalises_the_residual_stream(tmp_path: Path) -> No
     torch.testing.assert_close(out, _rms_normalised(torch, h + block.mlp(h)))
     rms = out.pow(2).mean(-1).sqrt()
     torch.testing.assert_close(rms, torch.ones_like(rms), atol=1e-4, rtol=0)
+
+
+def test_schedule_plot_is_drawn_from_each_baselines_code() -> None:
+    from runner._components import schedule_svg
+
+    svg = schedule_svg("llm-pretrain-lr-schedule", "full")
+    assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
+    assert svg.count("<polyline") == 4
+    for name in ("cosine", "trapezoidal", "wsd", "wsd_sqrt"):
+        assert f">{name}<" in svg
+    with pytest.raises(ValueError, match="no baseline with a learning-rate schedule"):
+        schedule_svg("llm-pretrain-normalization", "full")
