@@ -1,35 +1,4 @@
 #!/usr/bin/env bash
 # Evaluation setting lm-eval-345m: GPT-2 Medium checkpoint of gpt-345m, one GPU.
-# Runs the trusted evaluator on the checkpoint of the training setting (PB_CKPT_DIR): zero-shot
-# ARC-Easy, HellaSwag, PIQA and WinoGrande through lm-evaluation-harness, written to
-# PB_OUT_DIR/metrics.json. PB_EVAL_SOURCE=offline (default) uses eval_data/ and lm_eval_tasks/;
-# hf uses lm-eval's own tasks from the Hugging Face cache in HF_HOME (see prepare_eval.py).
-# Never touches the network. Run from anywhere; variables as in docs/INTERFACES.md section 1.
-set -euo pipefail
-
-export PB_PROFILE="${PB_PROFILE:-full}"
-if [[ "$PB_PROFILE" != "full" ]]; then
-    echo "error: $(basename "$0") evaluates the full profile, but PB_PROFILE=$PB_PROFILE" >&2
-    exit 2
-fi
-: "${PB_OUT_DIR:?PB_OUT_DIR must name the output directory}"
-: "${PB_CKPT_DIR:?PB_CKPT_DIR must name the output directory of the training setting}"
-PYTHON="${PYTHON:-python}"
-
-# the codebase folder is the working directory; directories given relative to the caller's stay valid
-for var in PB_OUT_DIR PB_DATA_DIR PB_TOKENIZER_DIR PB_EVAL_DATA_DIR PB_CKPT_DIR HF_HOME; do
-    if [[ -n "${!var:-}" ]]; then
-        export "$var=$(realpath -m -- "${!var}")"
-    fi
-done
-cd "$(dirname "$0")/.."
-
-# lm-eval and the Hugging Face libraries must never reach the network
-export HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-# one GPU: the first visible one
-if [[ -n "${CUDA_VISIBLE_DEVICES:-}" ]]; then
-    export CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES%%,*}"
-fi
-mkdir -p "$PB_OUT_DIR"
-echo "[$(date -u +%H:%M:%S)] lm-eval: profile $PB_PROFILE, checkpoint $PB_CKPT_DIR/ckpt.pt, datasets ${PB_EVAL_SOURCE:-offline}, device ${PB_DEVICE:-auto}"
-"$PYTHON" evaluate.py --kind lm_eval
+# Runs the trusted evaluator's lm-eval part on the training setting's checkpoint: see _lm_eval.sh.
+exec bash "$(dirname "$0")/_lm_eval.sh" full "$(basename "$0")" gpu
