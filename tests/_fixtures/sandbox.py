@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from sandbox import DataPaths, EvaluationSetting, TestRequest
+
 FAKE_TRAIN = textwrap.dedent(
     '''
     """Fake training: a few steps of a decaying loss (the file submissions edit)."""
@@ -323,3 +325,60 @@ def slurm_cluster() -> Iterator[None]:
     for pidfile in reversed(started):  # only the daemons this session started
         with contextlib.suppress(OSError, ValueError):
             os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
+
+
+# -- requests against the fake codebase, shared by the local, Docker and Slurm backend tests ----
+
+HOOK = "# ── EDITABLE REGION START: train_hook ──\n"
+
+
+def fake_settings(
+    time_limit: str, train_label: str = "gpt-tiny", lm_eval_label: str = "lm-eval-tiny"
+) -> tuple[EvaluationSetting, EvaluationSetting]:
+    """A training setting and the hidden lm-eval setting that reads its checkpoint."""
+    train = EvaluationSetting.model_validate(
+        {
+            "label": train_label,
+            "script": "scripts/gpt_tiny.sh",
+            "kind": "train",
+            "time_limit": time_limit,
+        }
+    )
+    lm_eval = EvaluationSetting.model_validate(
+        {
+            "label": lm_eval_label,
+            "script": "scripts/lm_eval_tiny.sh",
+            "kind": "lm_eval",
+            "time_limit": time_limit,
+            "group": 2,
+            "hidden": True,
+            "needs": train_label,
+        }
+    )
+    return train, lm_eval
+
+
+def fake_request(
+    codebase: Path,
+    data: DataPaths,
+    out: Path,
+    *,
+    run_id: str,
+    settings: list[EvaluationSetting],
+    seeds: list[int],
+    files: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
+) -> TestRequest:
+    """A tiny-profile `TestRequest` for the fake codebase."""
+    return TestRequest(
+        run_id=run_id,
+        test_id="1",
+        codebase_dir=codebase,
+        files=files or {},
+        settings=settings,
+        seeds=seeds,
+        profile="tiny",
+        out_dir=out,
+        data=data,
+        env=env or {},
+    )

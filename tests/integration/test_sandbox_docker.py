@@ -11,23 +11,11 @@ import pytest
 
 from sandbox import DataPaths, EvaluationSetting, Executor, TestRequest
 from sandbox._docker import DockerBackend
-from tests._fixtures.sandbox import FAKE_TRAIN
+from tests._fixtures.sandbox import FAKE_TRAIN, HOOK, fake_request, fake_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
-HOOK = "# ── EDITABLE REGION START: train_hook ──\n"
-TRAIN = EvaluationSetting(
-    label="gpt-tiny", script="scripts/gpt_tiny.sh", kind="train", time_limit="0:02:00"
-)
-LM_EVAL = EvaluationSetting(
-    label="lm-eval-tiny",
-    script="scripts/lm_eval_tiny.sh",
-    kind="lm_eval",
-    time_limit="0:02:00",
-    group=2,
-    hidden=True,
-    needs="gpt-tiny",
-)
+TRAIN, LM_EVAL = fake_settings("0:02:00")
 
 
 def _request(
@@ -38,17 +26,15 @@ def _request(
     settings: list[EvaluationSetting] | None = None,
     env: dict[str, str] | None = None,
 ) -> TestRequest:
-    return TestRequest(
+    return fake_request(
+        codebase,
+        data,
+        out,
         run_id="docker",
-        test_id="1",
-        codebase_dir=codebase,
-        files=files or {},
+        files=files,
         settings=settings or [TRAIN],
         seeds=[42],
-        profile="tiny",
-        out_dir=out,
-        data=data,
-        env=env or {},
+        env=env,
     )
 
 

@@ -26,24 +26,11 @@ from sandbox import (
     render_feedback,
 )
 from sandbox._local import probe_isolation
-from tests._fixtures.sandbox import FAKE_TRAIN
+from tests._fixtures.sandbox import FAKE_TRAIN, HOOK, fake_request, fake_settings
 
 pytestmark = pytest.mark.integration
 
-HOOK = "# ── EDITABLE REGION START: train_hook ──\n"
-
-TRAIN = EvaluationSetting(
-    label="sbx-train", script="scripts/gpt_tiny.sh", kind="train", time_limit="0:01:00"
-)
-LM_EVAL = EvaluationSetting(
-    label="sbx-lm-eval",
-    script="scripts/lm_eval_tiny.sh",
-    kind="lm_eval",
-    time_limit="0:01:00",
-    group=2,
-    hidden=True,
-    needs="sbx-train",
-)
+TRAIN, LM_EVAL = fake_settings("0:01:00", "sbx-train", "sbx-lm-eval")
 
 
 def _request(
@@ -56,17 +43,15 @@ def _request(
     seeds: list[int] | None = None,
     env: dict[str, str] | None = None,
 ) -> TestRequest:
-    return TestRequest(
+    return fake_request(
+        codebase,
+        DataPaths(data_dir=data),
+        out,
         run_id="run-1",
-        test_id="1",
-        codebase_dir=codebase,
-        files=files or {},
+        files=files,
         settings=settings or [TRAIN],
         seeds=seeds or [42],
-        profile="tiny",
-        out_dir=out,
-        data=DataPaths(data_dir=data),
-        env=env or {},
+        env=env,
     )
 
 
