@@ -637,10 +637,14 @@ def metric_specs(task: Any, profile: str) -> list[Any]:
 
 
 def summary_rows(records: list[Any]) -> list[dict[str, Any]]:
-    """Per record: method, type, status and the visible metric values of its result rows."""
+    """Per record: method, type, status and every metric value of its result rows.
+
+    Researchers see all metrics, hidden ones too (their header carries a dagger): hidden means
+    hidden from the agent during its run, not from the people reading the results.
+    """
     rows = []
     for record in records:
-        visible = [s for s in record.metric_specs if not s.hidden]
+        visible = list(record.metric_specs)
         values: dict[str, float] = {}
         result_rows = record.result_rows()
         for spec in visible:
@@ -662,7 +666,9 @@ def summary_rows(records: list[Any]) -> list[dict[str, Any]]:
                 "status": status,
                 "note": note if len(note) <= 80 else note[:77] + "...",
                 "metrics": values,
-                "headers": {s.key: f"{s.name}\n{s.setting}" for s in visible},
+                "headers": {
+                    s.key: f"{s.name}{'†' if s.hidden else ''}\n{s.setting}" for s in visible
+                },
                 "primary": next((s.key for s in visible if s.primary), None),
             }
         )

@@ -478,7 +478,9 @@ def _print_results(records: list[Any], title: str = "Results") -> None:
         keys.append(primary)
     for row in rows:
         keys += [k for k in row["metrics"] if k not in keys]
-    table = Table(title=escape(title), show_lines=False)
+    hidden = any("†" in header for row in rows for header in row["headers"].values())
+    caption = "† hidden from the agent during its run" if hidden else None
+    table = Table(title=escape(title), caption=caption, show_lines=False)
     notes = any(row["note"] for row in rows)
     headers = {k: v for row in rows for k, v in row["headers"].items()}
     for column in ("method", "type", *keys, "status", *(["note"] if notes else [])):

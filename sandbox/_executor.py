@@ -225,7 +225,7 @@ class Executor:
         if previous is not None:
             emit(
                 ProgressEvent(
-                    setting=label, seed=seed, phase="done", message="already finished (resumed)"
+                    setting=label, seed=seed, phase="done", message="finished earlier, reused"
                 )
             )
             return previous

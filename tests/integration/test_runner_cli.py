@@ -44,6 +44,8 @@ def test_run_default_baselines_then_leaderboard(runner_env: FakeTaskRoot, tmp_pa
     assert "profile tiny (CPU)" in result.output
     assert "cosine (reference)" in result.output and "constant" in result.output
     assert "val_loss" in result.output and "gpt-tiny" in result.output
+    # researchers see the metrics hidden from agents, marked as such
+    assert "piqa†" in result.output and "hidden from the agent during its run" in result.output
     assert "runner leaderboard serve" in result.output
     runs = sorted(Path("runs").iterdir())
     assert len(runs) == 2
