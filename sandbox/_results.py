@@ -66,8 +66,20 @@ def read_metrics(
         if not math.isfinite(value):
             raise MetricsError(f"metric {name} is not finite ({value})")
         metrics[name] = float(value)
-    source = doc.get("dataset_source")
-    return metrics, source if isinstance(source, str) else None
+    return metrics, dataset_identity(doc.get("dataset_source"), doc.get("data_fingerprint"))
+
+
+def dataset_identity(source: object, fingerprint: object) -> str | None:
+    """``offline@d8f66142a1b2``: where the data came from and which tokens exactly.
+
+    Results on different corpora (an offline corpus built by another Python version, another
+    FineWeb sample) must never share a ranking, so the fingerprint is part of the identity.
+    """
+    if not isinstance(source, str):
+        return None
+    if isinstance(fingerprint, str) and fingerprint:
+        return f"{source}@{fingerprint.removeprefix('sha256:')[:12]}"
+    return source
 
 
 def read_curve(out_dir: Path) -> list[dict[str, Any]]:

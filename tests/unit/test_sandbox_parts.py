@@ -116,6 +116,9 @@ GOOD = {
 def test_read_metrics_accepts_the_evaluator_format(tmp_path: Path) -> None:
     metrics, source = read_metrics(_metrics(tmp_path, GOOD), TRAIN, 42, "tiny")
     assert metrics == {"val_loss": 3.2, "wikitext2_ppl": 800.0} and source == "offline"
+    fingerprinted = {**GOOD, "data_fingerprint": "sha256:d8f66142a1b2c3d4e5f6"}
+    _, source = read_metrics(_metrics(tmp_path, fingerprinted), TRAIN, 42, "tiny")
+    assert source == "offline@d8f66142a1b2"  # another corpus is another identity
 
 
 @pytest.mark.parametrize(
