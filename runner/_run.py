@@ -513,46 +513,22 @@ def build_records(run_dir: Path, info: RunInfo, task: Any, session: Any) -> list
         transcript_ref=str(run_dir / "transcript.jsonl"),
     )
     status = info.status
+    run_type: Literal["baseline", "vanilla", "agent"]
+    model: str | None
     if kind == "baseline":
-        return [
-            RunRecord(
-                run_id=info.run_id,
-                type="baseline",
-                method=name,
-                model=None,
-                reference=name == getattr(task, "reference_baseline", None),
-                status=status,
-                tests=tests,
-                final=final,
-                regions=chosen.regions if chosen else {},
-                diff=chosen.diff if chosen else "",
-                transcript=events,
-                **common,
-            )
-        ]
-    model = name or config.agent
-    if config.mode == "vanilla":
-        return [
-            RunRecord(
-                run_id=info.run_id,
-                type="vanilla",
-                method=model,
-                model=model,
-                status=status,
-                tests=tests,
-                final=final,
-                regions=chosen.regions if chosen else {},
-                diff=chosen.diff if chosen else "",
-                transcript=events,
-                **common,
-            )
-        ]
+        run_type, method, model = "baseline", name, None
+        reference = name == getattr(task, "reference_baseline", None)
+    else:
+        method = name or config.agent
+        run_type = "vanilla" if config.mode == "vanilla" else "agent"
+        model, reference = method, False
     records = [
         RunRecord(
             run_id=info.run_id,
-            type="agent",
-            method=model,
+            type=run_type,
+            method=method,
             model=model,
+            reference=reference,
             status=status,
             tests=tests,
             final=final,
@@ -562,14 +538,14 @@ def build_records(run_dir: Path, info: RunInfo, task: Any, session: Any) -> list
             **common,
         )
     ]
-    if state.tests:
+    if run_type == "agent" and state.tests:
         # MLS-Bench "vanilla": the agent's first test, shown beside its submitted result.
         first = min(state.tests, key=lambda t: t.number)
         records.append(
             RunRecord(
                 run_id=f"{info.run_id}:vanilla",
                 type="vanilla",
-                method=model,
+                method=method,
                 model=model,
                 status="finished",
                 tests=_rows(first.number, first.result),
