@@ -175,6 +175,8 @@ class Session:
         self.settings: list[EvaluationSetting] = list(task.settings(profile))
         self.visible_settings = [s for s in self.settings if not s.hidden]
         self.hidden_metric_patterns = task.hidden_metric_patterns(profile)
+        #: labels of the hidden settings: nothing about them may reach an agent-facing stream
+        self.hidden_labels = frozenset(s.label for s in self.settings if s.hidden)
 
     # ── public view of the state ──────────────────────────────────────────────────────────
 
