@@ -22,6 +22,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 CODEBASE_DIR = Path(__file__).resolve().parent.parent / "tasks" / "codebases" / "nanogpt"
+EVAL_SETS_DIR = Path(__file__).resolve().parent.parent / "tasks" / "eval_sets" / "offline"
 MC_TASKS = ["pb_arc_easy", "pb_hellaswag", "pb_piqa", "pb_winogrande"]
 ROLLING_TASKS = ["pb_wikitext"]
 
@@ -33,7 +34,7 @@ def build_requests(names: list[str]) -> dict[str, list[Any]]:
     tm = TaskManager(
         include_path=str(CODEBASE_DIR / "lm_eval_tasks"),
         include_defaults=False,
-        metadata={"pb_eval_data_dir": str(CODEBASE_DIR / "eval_data")},
+        metadata={"pb_eval_data_dir": str(EVAL_SETS_DIR)},
     )
     by_type: dict[str, list[Any]] = {}
     for task in tm.load(names)["tasks"].values():

@@ -19,6 +19,8 @@ import pytest
 from sandbox import DataPaths
 
 CODEBASE_DIR = Path(__file__).resolve().parents[2] / "tasks" / "codebases" / "nanogpt"
+#: the offline evaluation sets: beside the codebase, never in it (training jobs see the codebase)
+EVAL_SETS_DIR = Path(__file__).resolve().parents[2] / "tasks" / "eval_sets" / "offline"
 
 
 def pretrainbench_home() -> Path:
@@ -87,6 +89,6 @@ def pb_data_paths(pb_offline_data_dir: Path, pb_tokenizer_dir: Path) -> DataPath
     return DataPaths(
         data_dir=pb_offline_data_dir,
         tokenizer_dir=pb_tokenizer_dir,
-        eval_data_dir=CODEBASE_DIR / "eval_data",
+        eval_data_dir=EVAL_SETS_DIR,
         eval_source="offline",
     )

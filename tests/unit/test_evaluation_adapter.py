@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tests._fixtures.codebase import CODEBASE_DIR, codebase_module
+from tests._fixtures.codebase import CODEBASE_DIR, EVAL_SETS_DIR, codebase_module
 from tests._fixtures.evaluation import TOY_MODEL_SOURCE, import_source
 
 BLOCK = 16  # a short block so that contexts and documents overflow it
@@ -166,7 +166,7 @@ def offline_results(
     tm = TaskManager(
         include_path=str(CODEBASE_DIR / "lm_eval_tasks"),
         include_defaults=False,
-        metadata={"pb_eval_data_dir": str(CODEBASE_DIR / "eval_data")},
+        metadata={"pb_eval_data_dir": str(EVAL_SETS_DIR)},
     )
     out = lm_eval.simple_evaluate(
         model=lm,
@@ -182,7 +182,7 @@ def offline_results(
 def read_jsonl(name: str) -> list[dict[str, Any]]:
     import json
 
-    path = CODEBASE_DIR / "eval_data" / name
+    path = EVAL_SETS_DIR / name
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 

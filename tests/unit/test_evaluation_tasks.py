@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from tests._fixtures.codebase import CODEBASE_DIR, codebase_module
+from tests._fixtures.codebase import CODEBASE_DIR, EVAL_SETS_DIR, codebase_module
 
 TASKS_DIR = CODEBASE_DIR / "lm_eval_tasks"
-DATA_DIR = CODEBASE_DIR / "eval_data"
+DATA_DIR = EVAL_SETS_DIR
 BUILTIN = ["arc_easy", "hellaswag", "piqa", "winogrande", "wikitext", "lambada_openai"]
 # fields whose meaning must be the built-in task's (the dataset source is what differs)
 SEMANTIC_FIELDS = [

@@ -66,7 +66,6 @@ DETAILS_FILE = "eval_details.json"  # every lm-eval number and item count, for r
 MARKER_FILE = ".training_complete"
 CODEBASE_DIR = Path(__file__).resolve().parent
 TASKS_DIR = CODEBASE_DIR / "lm_eval_tasks"  # the offline (local) task YAMLs
-DEFAULT_EVAL_DATA_DIR = CODEBASE_DIR / "eval_data"  # the offline evaluation sets
 
 # metric name -> (lm-eval task, lm-eval metric key, scale); the local task is "pb_" + task
 TRAIN_LM_EVAL_METRICS = {
@@ -236,7 +235,10 @@ def evaluate(kind, environ):
     source = environ.get("PB_EVAL_SOURCE", "") or "offline"
     if source not in ("offline", "hf"):
         raise EvaluationRefused(f"PB_EVAL_SOURCE={source!r} must be 'offline' or 'hf'")
-    eval_data_dir = Path(environ.get("PB_EVAL_DATA_DIR", "") or DEFAULT_EVAL_DATA_DIR).resolve()
+    eval_data_dir = environ.get("PB_EVAL_DATA_DIR", "")
+    if source == "offline" and not eval_data_dir:
+        raise EvaluationRefused("PB_EVAL_DATA_DIR (the offline evaluation sets) is not set")
+    eval_data_dir = Path(eval_data_dir).resolve() if eval_data_dir else None
     batch_raw = environ.get("PB_EVAL_BATCH_SIZE", "") or str(DEFAULT_LM_EVAL_BATCH)
     if not batch_raw.isdigit() or int(batch_raw) < 1:
         raise EvaluationRefused(f"PB_EVAL_BATCH_SIZE={batch_raw!r} must be a positive integer")

@@ -8,7 +8,9 @@ computes its metric exactly as the built-in task does.
 
 The data directory is resolved when the dataset is loaded, not written in the YAML (relative
 data_files would resolve against the working directory): the evaluator passes it as task
-metadata `pb_eval_data_dir`; else PB_EVAL_DATA_DIR; else ../eval_data beside this folder.
+metadata `pb_eval_data_dir`; else PB_EVAL_DATA_DIR. There is no default: the sets (the answers)
+are not part of the codebase that training jobs see; they live in tasks/eval_sets/offline/ of the
+repository and a job is granted them read-only.
 """
 
 import json
@@ -27,8 +29,6 @@ from lm_eval.tasks.winogrande.preprocess_winogrande import (  # noqa: F401
     doc_to_text as winogrande_doc_to_text,
 )
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent / "eval_data"
-
 # file, split and required fields of each offline set (the fields of the HF dataset)
 DATASETS = {
     "arc_easy": ("arc_easy.jsonl", "test", ("id", "question", "choices", "answerKey")),
@@ -46,7 +46,9 @@ class EvalDataError(ValueError):
 
 def data_dir(metadata=None):
     """The directory of the offline evaluation sets."""
-    chosen = (metadata or {}).get("pb_eval_data_dir") or os.environ.get("PB_EVAL_DATA_DIR") or DEFAULT_DATA_DIR
+    chosen = (metadata or {}).get("pb_eval_data_dir") or os.environ.get("PB_EVAL_DATA_DIR")
+    if not chosen:
+        raise EvalDataError("no offline evaluation sets: pass metadata pb_eval_data_dir or set PB_EVAL_DATA_DIR")
     return Path(chosen)
 
 
