@@ -2,11 +2,18 @@
 
 A `HostedRun` is an `ActiveRun` whose tool calls arrive one at a time from the network; it
 serialises them, fans progress out to listeners, and records the run on submit.
+
+`_FanOut` is the only way from a hosted session's live events to an agent-facing stream (the
+HTTP API's server-sent events, MCP progress notifications): whatever it withholds, no agent
+sees. It withholds every event that names a hidden setting — the final evaluation of a submit
+runs them, and their mere progress would tell the agent what is measured behind its back. (The
+transcript records no progress, only tool results, which the session renders for the agent.)
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import queue
 import threading
 from pathlib import Path
@@ -21,25 +28,48 @@ class BusyError(Exception):
 
 
 class _FanOut(Display):
-    """A Display that forwards progress and tool events to subscribed queues."""
+    """A Display that forwards progress and tool events to subscribed queues.
+
+    Events naming a hidden setting are dropped here, once, for every subscriber.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self._lock = threading.Lock()
         self._queues: list[queue.Queue[dict[str, Any]]] = []
+        # None until `withhold` is called with the session's labels: until then no event
+        # about any setting goes out (fail closed), since none can be told apart.
+        self._hidden: frozenset[str] | None = None
+
+    def withhold(self, hidden_labels: frozenset[str]) -> None:
+        """Drop from now on every event that names one of ``hidden_labels``."""
+        self._hidden = frozenset(hidden_labels)
+
+    def _names_hidden(self, event: dict[str, Any]) -> bool:
+        if self._hidden is None:
+            return "setting" in event
+        # The whole event, not just its "setting": a message or a later field naming a
+        # hidden setting must not slip through either.
+        text = json.dumps(event, default=str)
+        return any(label in text for label in self._hidden)
 
     def subscribe(self) -> queue.Queue[dict[str, Any]]:
+        """A queue that receives every event published from now on."""
         q: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=10_000)
         with self._lock:
             self._queues.append(q)
         return q
 
     def unsubscribe(self, q: queue.Queue[dict[str, Any]]) -> None:
+        """Stop delivering to ``q``."""
         with self._lock:
             if q in self._queues:
                 self._queues.remove(q)
 
     def publish(self, event: dict[str, Any]) -> None:
+        """Give ``event`` to every subscriber, unless it names a hidden setting."""
+        if self._names_hidden(event):
+            return
         with self._lock:
             targets = list(self._queues)
         for q in targets:
@@ -77,6 +107,7 @@ class HostedRun:
         self.active = ActiveRun.create(
             config, runs_dir, self.events, run_id=run_id, executor=executor, preflight=preflight
         )
+        self.events.withhold(self.active.session.hidden_labels)
         self._lock = threading.Lock()
         self.finished = False
         self.busy_with: str | None = None
@@ -89,6 +120,7 @@ class HostedRun:
         self = cls.__new__(cls)
         self.events = _FanOut()
         self.active = ActiveRun.reopen(run_dir, self.events, executor=executor, preflight=preflight)
+        self.events.withhold(self.active.session.hidden_labels)
         self._lock = threading.Lock()
         self.finished = False
         self.busy_with = None
