@@ -1,10 +1,16 @@
 """`runner serve`: the HTTP API — sessions, tool calls, live test progress (SSE), transcripts.
 
-Every write call (POST) needs ``Authorization: Bearer <token>``. Bodies are pydantic models
-with ``extra="forbid"``: a malformed request gets a 4xx that says what is wrong, never a 5xx.
-Tool calls go through the same `env.Session` as every other agent, so texts and budgets are
-identical; an agent mistake is a 200 whose ``ok`` is false and whose ``text`` is the
-``ERROR: …`` observation.
+Every request needs ``Authorization: Bearer <token>`` except ``GET /health`` and the API's
+own description (``/openapi.json``, ``/docs``, ``/redoc``), which say nothing about any
+session. The check is an ASGI middleware in front of routing, so a route added later is
+covered without anyone remembering to, and a request without the token is refused before a
+byte of its body is read. A body over the cap (``MAX_BODY_BYTES``, 1 MiB) is refused with
+413 before it is parsed.
+
+Bodies are pydantic models with ``extra="forbid"``: a malformed request gets a 4xx that says
+what is wrong, never a 5xx. Tool calls go through the same `env.Session` as every other
+agent, so texts and budgets are identical; an agent mistake is a 200 whose ``ok`` is false
+and whose ``text`` is the ``ERROR: …`` observation.
 """
 
 # No `from __future__ import annotations`: FastAPI resolves the closures' annotations at runtime.
@@ -22,8 +28,9 @@ from fastapi import Body, Depends, FastAPI, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runner._host import BusyError, HostedRun
 from runner._run import RunConfig, RunError
@@ -31,6 +38,129 @@ from runner._transcript import TranscriptError, read_transcript
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$"
 _TASK = r"^[a-z0-9][a-z0-9._-]{0,99}$"
+
+#: the largest request body `runner serve` and `runner mcp --transport http` read (1 MiB):
+#: an edit replaces a region, not a data set; a whole training script is about 30 KB.
+MAX_BODY_BYTES = 1 << 20
+#: what `runner serve` answers without the token: liveness and the API's own description.
+OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+
+
+# ── ASGI middleware: the bearer token and the body cap, before any routing or parsing ──────
+
+
+async def _problem(send: Send, status: int, detail: str, headers: dict[str, str]) -> None:
+    """Answer with a JSON problem body ``{"detail": …}`` (the shape of every API error)."""
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *((k.encode(), v.encode()) for k, v in headers.items()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def bearer_token_matches(authorization: bytes | None, token: str) -> bool:
+    """Whether an ``Authorization`` header value is ``Bearer <token>`` (constant-time)."""
+    if authorization is None:
+        return False
+    scheme, _, presented = authorization.partition(b" ")
+    # Bytes on both sides: compare_digest refuses non-ASCII str, and a header may hold any byte.
+    return scheme.lower() == b"bearer" and secrets.compare_digest(presented.strip(), token.encode())
+
+
+class BearerTokenGate:
+    """Refuse every HTTP request without ``Authorization: Bearer <token>`` with 401.
+
+    Pure ASGI, so it runs before routing and before the body is read; paths in
+    ``open_paths`` pass without a token. Lifespan events pass through untouched.
+    """
+
+    def __init__(self, app: ASGIApp, *, token: str, open_paths: frozenset[str] = frozenset()):
+        if not token:
+            raise ValueError("a bearer token gate needs a non-empty token")
+        self.app = app
+        self.token = token
+        self.open_paths = open_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve ``scope`` when it carries the token or asks for an open path."""
+        if scope["type"] in ("http", "websocket") and scope["path"] not in self.open_paths:
+            authorization = dict(scope["headers"]).get(b"authorization")
+            if not bearer_token_matches(authorization, self.token):
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                await _problem(
+                    send, 401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"}
+                )
+                return
+        await self.app(scope, receive, send)
+
+
+class BodySizeLimit:
+    """Refuse request bodies over ``max_bytes`` with 413 before the app reads any of them.
+
+    A declared ``Content-Length`` over the cap is refused without reading a byte; a body
+    without one (chunked) is counted as it arrives and refused the moment it passes the
+    cap. Only a body within the cap is handed on, so nothing larger is ever buffered or
+    parsed.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes must be positive, not {max_bytes}")
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Read the body (at most ``max_bytes``), then serve ``scope`` with it replayed."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = f"request body larger than {self.max_bytes} bytes"
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                await _problem(send, 400, "Content-Length is not a number", {})
+                return
+            if size > self.max_bytes:
+                await _problem(send, 413, too_large, {"Connection": "close"})
+                return
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client left before its body was complete: nobody to answer
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_bytes:
+                await _problem(send, 413, too_large, {"Connection": "close"})
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body: Message | None = {"type": "http.request", "body": b"".join(chunks)}
+
+        async def replay() -> Message:
+            # The whole body once, then the real channel (a streaming response listens on it
+            # for the client's disconnect).
+            nonlocal body
+            if body is not None:
+                message, body = body, None
+                return message
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 class ToolName(StrEnum):
@@ -118,7 +248,6 @@ class Problem(_Body):
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": Problem, "description": "missing or wrong bearer token"},
     404: {"model": Problem, "description": "no such session or task"},
 }
 
@@ -132,31 +261,37 @@ def create_api(
     executor: Any = None,
     preflight: Any = None,
     max_sessions: int = 64,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> FastAPI:
-    """The FastAPI app. ``executor``/``preflight`` replace the sandbox's (tests, embedding)."""
+    """The FastAPI app, behind the bearer-token gate and the body cap.
+
+    ``token`` is required on every request but ``OPEN_PATHS``; bodies over
+    ``max_body_bytes`` get 413 unread. ``executor``/``preflight`` replace the sandbox's
+    (tests, embedding).
+    """
     if not token:
-        raise ValueError("the HTTP API needs a write token")
+        raise ValueError("the HTTP API needs a token")
     app = FastAPI(
         title="PretrainBench runner API",
         version="1",
         description="Drive PretrainBench task sessions over HTTP: the same tools, "
-        "texts and budgets as the CLI, MCP and OpenAI agents.",
+        "texts and budgets as the CLI, MCP and OpenAI agents. Every route but /health "
+        "needs `Authorization: Bearer <token>`.",
     )
+    # add_middleware wraps outside-in in reverse order: the gate runs first, so a caller
+    # without the token cannot even make the server read its body.
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    app.add_middleware(BearerTokenGate, token=token, open_paths=OPEN_PATHS)
+    # BearerTokenGate enforces the token; this dependency only declares the scheme in the
+    # OpenAPI schema (so /docs offers "Authorize"), hence auto_error=False. Routes are kept
+    # flat on the app (no APIRouter) so that `app.routes` lists every one of them.
+    secured = [Depends(HTTPBearer(auto_error=False))]
+    refused: dict[int | str, dict[str, Any]] = {
+        401: {"model": Problem, "description": "missing or wrong bearer token"},
+        413: {"model": Problem, "description": f"body over {max_body_bytes} bytes"},
+    }
     sessions: dict[str, HostedRun] = {}
     lock = threading.Lock()
-    bearer = HTTPBearer(auto_error=False)
-
-    def require_token(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> None:
-        if (
-            credentials is None
-            or credentials.scheme.lower() != "bearer"
-            or not secrets.compare_digest(credentials.credentials.encode(), token.encode())
-        ):
-            raise HTTPException(
-                401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
-            )
 
     def get_run(session_id: str) -> HostedRun:
         run = sessions.get(session_id)
@@ -187,14 +322,14 @@ def create_api(
         """Liveness."""
         return {"status": "ok"}
 
-    @app.get("/tasks")
+    @app.get("/tasks", dependencies=secured, responses=refused)
     def tasks() -> list[str]:
         """Task ids."""
         import env
 
         return list(env.list_tasks())
 
-    @app.get("/tools")
+    @app.get("/tools", dependencies=secured, responses=refused)
     def tools(dialect: Literal["openai", "mcp"] = "openai") -> list[dict[str, Any]]:
         """The tool schemas (OpenAI function-calling or MCP dialect)."""
         from runner import _components as comp
@@ -205,8 +340,12 @@ def create_api(
         "/sessions",
         status_code=201,
         response_model=CreatedSession,
-        dependencies=[Depends(require_token)],
-        responses={**_ERRORS, 429: {"model": Problem, "description": "too many sessions"}},
+        dependencies=secured,
+        responses={
+            **refused,
+            **_ERRORS,
+            429: {"model": Problem, "description": "too many sessions"},
+        },
     )
     def create_session(body: CreateSession) -> dict[str, Any]:
         """Create a session for a task; returns its id and the initial observation."""
@@ -237,17 +376,32 @@ def create_api(
             sessions[run.run_id] = run
         return {**info(run), "observation": run.observation()}
 
-    @app.get("/sessions", response_model=list[SessionInfo])
+    @app.get(
+        "/sessions",
+        response_model=list[SessionInfo],
+        dependencies=secured,
+        responses=refused,
+    )
     def list_sessions() -> list[dict[str, Any]]:
         """The sessions of this server."""
         return [info(run) for run in list(sessions.values())]
 
-    @app.get("/sessions/{session_id}", response_model=SessionInfo, responses=_ERRORS)
+    @app.get(
+        "/sessions/{session_id}",
+        response_model=SessionInfo,
+        dependencies=secured,
+        responses={**refused, **_ERRORS},
+    )
     def get_session(session_id: Annotated[str, PathParam(pattern=_ID)]) -> dict[str, Any]:
         """A session's budget use and state."""
         return info(get_run(session_id))
 
-    @app.get("/sessions/{session_id}/observation", response_model=Observation, responses=_ERRORS)
+    @app.get(
+        "/sessions/{session_id}/observation",
+        response_model=Observation,
+        dependencies=secured,
+        responses={**refused, **_ERRORS},
+    )
     def observation(session_id: Annotated[str, PathParam(pattern=_ID)]) -> dict[str, str]:
         """The agent's initial observation."""
         return {"text": get_run(session_id).observation()}
@@ -255,8 +409,12 @@ def create_api(
     @app.post(
         "/sessions/{session_id}/tools/{tool}",
         response_model=ToolCallResult,
-        dependencies=[Depends(require_token)],
-        responses={**_ERRORS, 409: {"model": Problem, "description": "a call is running"}},
+        dependencies=secured,
+        responses={
+            **refused,
+            **_ERRORS,
+            409: {"model": Problem, "description": "a call is running"},
+        },
     )
     def call_tool(
         session_id: Annotated[str, PathParam(pattern=_ID)],
@@ -285,7 +443,9 @@ def create_api(
 
     @app.get(
         "/sessions/{session_id}/events",
+        dependencies=secured,
         responses={
+            **refused,
             **_ERRORS,
             200: {
                 "content": {"text/event-stream": {}},
@@ -297,7 +457,8 @@ def create_api(
         """Live events of the call in flight (test progress with step, loss and ETA).
 
         The stream starts with the session's state and ends when the call in flight ends
-        (at once when none is running).
+        (at once when none is running). Nothing about a hidden setting is ever sent (the
+        session's event fan-out withholds it), not even during a submit's final evaluation.
         """
         run = get_run(session_id)
         q = run.events.subscribe()
@@ -319,7 +480,11 @@ def create_api(
 
         return StreamingResponse(stream(), media_type="text/event-stream")
 
-    @app.get("/sessions/{session_id}/transcript", responses=_ERRORS)
+    @app.get(
+        "/sessions/{session_id}/transcript",
+        dependencies=secured,
+        responses={**refused, **_ERRORS},
+    )
     def transcript(session_id: Annotated[str, PathParam(pattern=_ID)]) -> list[dict[str, Any]]:
         """Every event of the session so far (transcript.jsonl)."""
         run = get_run(session_id)

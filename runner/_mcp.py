@@ -4,11 +4,18 @@ Built on the official SDK's low-level ``Server`` so that the tool list is exactl
 ``env.tool_schemas("mcp")`` (the same names, descriptions and JSON schemas as the OpenAI
 dialect) and every call goes through the same `env.Session` — same texts, same budgets.
 The initial observation is the server's ``instructions`` and the ``task://observation``
-resource.
+resource. While a tool call runs, the session's progress (the same events as the HTTP API's
+stream, hidden settings withheld by `HostedRun`) goes to the client as MCP progress
+notifications when the call carries a progress token.
+
+Over streamable HTTP every request needs ``Authorization: Bearer <token>``: the server edits
+a session and spends its test budget, so an anonymous client on the network must not reach it.
 """
 
 from __future__ import annotations
 
+import queue
+import secrets
 import signal
 import sys
 from pathlib import Path
@@ -18,6 +25,47 @@ from runner._host import HostedRun
 from runner._run import RunConfig
 
 OBSERVATION_URI = "task://observation"
+#: how often a running tool call looks for progress to forward (seconds)
+_PROGRESS_POLL_S = 0.2
+
+
+def progress_text(event: dict[str, Any]) -> str:
+    """One line for a progress event: setting, seed, phase, step, loss and ETA."""
+    parts = [f"{event.get('setting')} seed {event.get('seed')}: {event.get('phase')}"]
+    if event.get("step") is not None:
+        parts.append(f"step {event['step']}/{event.get('max_steps') or '?'}")
+    if event.get("loss") is not None:
+        parts.append(f"loss {event['loss']:.3f}")
+    if event.get("eta_s") is not None:
+        eta = int(event["eta_s"])
+        parts.append(f"ETA {eta // 60}:{eta % 60:02d}")
+    if event.get("message"):
+        parts.append(str(event["message"])[:60])
+    return "  ".join(parts)
+
+
+async def _forward_progress(ctx: Any, events: queue.Queue[dict[str, Any]]) -> None:
+    """Send each progress event of ``events`` as a notifications/progress of this request.
+
+    A no-op for a client that sent no progress token (the SDK drops them). Runs until
+    cancelled; a notification that cannot be sent ends the forwarding, never the call.
+    """
+    import anyio
+
+    count = 0
+    while True:
+        try:
+            event = events.get_nowait()
+        except queue.Empty:
+            await anyio.sleep(_PROGRESS_POLL_S)
+            continue
+        if event.get("event") != "progress":
+            continue
+        count += 1  # MCP progress must increase with every notification
+        try:
+            await ctx.session.report_progress(count, None, progress_text(event))
+        except Exception:
+            return  # the client went away: the tool call still completes and is recorded
 
 
 def create_mcp_server(run: HostedRun) -> Any:
@@ -46,7 +94,14 @@ def create_mcp_server(run: HostedRun) -> Any:
         # MLS-Bench ``ERROR: …`` texts and charges them like any other client's calls.
         name = params.name
         arguments = params.arguments if params.arguments is not None else {}
-        result = await anyio.to_thread.run_sync(lambda: run.call(name, arguments))
+        events = run.events.subscribe()
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(_forward_progress, ctx, events)
+                result = await anyio.to_thread.run_sync(lambda: run.call(name, arguments))
+                tasks.cancel_scope.cancel()
+        finally:
+            run.events.unsubscribe(events)
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=result.text)], is_error=not result.ok
         )
@@ -99,8 +154,14 @@ def serve_mcp(
     host: str,
     port: int,
     db: str | None,
+    token: str | None = None,
 ) -> None:
-    """Create a session and serve it until the client disconnects (stdio) or Ctrl-C (http)."""
+    """Create a session and serve it until the client disconnects (stdio) or Ctrl-C (http).
+
+    Over HTTP every request needs ``Authorization: Bearer <token>``; without ``token`` one is
+    generated and printed with the URL (as Jupyter does). stdio needs none: whoever can write
+    to the process's stdin started it.
+    """
     import anyio
 
     if run_dir is not None and (run_dir / "run.json").exists():
@@ -134,8 +195,25 @@ def serve_mcp(
         else:
             import uvicorn
 
-            app = server.streamable_http_app(host=host)
-            print(f"[runner mcp] streamable HTTP at http://{host}:{port}/mcp", file=sys.stderr)
+            from runner._api import MAX_BODY_BYTES, BearerTokenGate
+
+            secret = token or secrets.token_urlsafe(32)
+            app = BearerTokenGate(
+                server.streamable_http_app(host=host, max_request_body_size=MAX_BODY_BYTES),
+                token=secret,
+            )
+            print(
+                f"[runner mcp] streamable HTTP at http://{host}:{port}/mcp "
+                '(every request needs "Authorization: Bearer <token>")',
+                file=sys.stderr,
+            )
+            if token is None:
+                print(
+                    f"[runner mcp] token: {secret}  (generated; choose one with --token "
+                    "or $PRETRAINBENCH_MCP_TOKEN)",
+                    file=sys.stderr,
+                )
+            sys.stderr.flush()
             uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
         if not run.finished:

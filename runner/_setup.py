@@ -62,6 +62,36 @@ def setup_ready(home: Path) -> bool:
     return tokenizer_ready(home) and shards_ready(home / "data" / "offline")
 
 
+def setup_codebase() -> Path:
+    """The codebase whose trusted scripts prepare the home (the one `runner setup` runs)."""
+    from runner._components import REPO_ROOT
+
+    return REPO_ROOT / "tasks" / "codebases" / "nanogpt"
+
+
+def ensure_home_ready(
+    home: Path, *, say: Callable[[str], None], codebase: Path | None = None
+) -> bool:
+    """Prepare what the offline quick start still lacks under ``home``; True if anything.
+
+    For servers (`runner mcp`, `runner serve`): an agent's first test must not be the first
+    to find the data missing, with a host path in the error. The preparation is `run_setup`'s,
+    its output going to ``home/logs`` and one line to ``say``. Raises `SetupError`, telling
+    the user to run `runner setup`, when the home cannot be prepared.
+    """
+    if setup_ready(home):
+        return False
+    say(f"preparing {home} (GPT-2 tokenizer, offline corpus; logs in {home / 'logs'}) …")
+    try:
+        run_setup(home, codebase or setup_codebase(), say=lambda _: None)
+    except (SetupError, OSError) as e:
+        raise SetupError(
+            f"{home} is not prepared for tests and preparing it failed: {e}\n"
+            f"Run `runner setup` (PRETRAINBENCH_HOME={home}), then start again."
+        ) from e
+    return True
+
+
 def run_setup(
     home: Path,
     codebase: Path,

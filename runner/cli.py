@@ -416,12 +416,29 @@ def mcp(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8765,
     db: DbOption = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="Bearer token every HTTP request must carry (default $PRETRAINBENCH_MCP_TOKEN; "
+            "generated and printed when neither is set). stdio needs none."
+        ),
+    ] = None,
 ) -> None:
     """Serve one task session's tools over MCP (stdio or streamable HTTP)."""
+    from runner._components import pretrainbench_home
     from runner._mcp import serve_mcp
+    from runner._setup import SetupError, ensure_home_ready
 
     if transport not in ("stdio", "http"):
         raise _fail("--transport must be stdio or http")
+    # Before serving, not at the agent's first test; stderr only, stdout is stdio's channel.
+    try:
+        ensure_home_ready(
+            pretrainbench_home(),
+            say=lambda t: err.print(t, markup=False, highlight=False, soft_wrap=True),
+        )
+    except SetupError as e:
+        raise _fail(str(e)) from e
     serve_mcp(
         task=task,
         transport=transport,
@@ -433,6 +450,7 @@ def mcp(
         host=host,
         port=port,
         db=_db_url(db),
+        token=token or os.environ.get("PRETRAINBENCH_MCP_TOKEN") or None,
     )
 
 
@@ -445,7 +463,10 @@ def serve(
     ),
     token: Annotated[
         str | None,
-        typer.Option(help="Bearer token for write calls (default $PRETRAINBENCH_API_TOKEN)."),
+        typer.Option(
+            help="Bearer token every request but GET /health must carry "
+            "(default $PRETRAINBENCH_API_TOKEN)."
+        ),
     ] = None,
     sandbox: Annotated[str, typer.Option(help="local, docker or slurm.")] = "local",
     db: DbOption = None,
@@ -453,13 +474,26 @@ def serve(
     """Serve the HTTP API: sessions, tool calls, test progress (SSE), transcripts."""
     import uvicorn
 
-    from runner._api import create_api
+    from runner._api import MAX_BODY_BYTES, create_api
+    from runner._components import pretrainbench_home
+    from runner._setup import SetupError, ensure_home_ready
 
     secret = token or os.environ.get("PRETRAINBENCH_API_TOKEN")
     if not secret:
-        raise _fail("set a write token: --token or $PRETRAINBENCH_API_TOKEN")
+        raise _fail("set a token: --token or $PRETRAINBENCH_API_TOKEN")
+    try:
+        ensure_home_ready(
+            pretrainbench_home(),
+            say=lambda t: err.print(t, markup=False, highlight=False, soft_wrap=True),
+        )
+    except SetupError as e:
+        raise _fail(str(e)) from e
     api = create_api(runs_dir=runs, token=secret, sandbox=sandbox, db=_db_url(db))
-    out.print(f"API at http://{host}:{port}/ (OpenAPI: /openapi.json)", highlight=False)
+    out.print(
+        f"API at http://{host}:{port}/ (OpenAPI: /openapi.json); every route but /health needs "
+        f'"Authorization: Bearer <token>"; bodies over {MAX_BODY_BYTES} bytes get 413',
+        highlight=False,
+    )
     uvicorn.run(api, host=host, port=port, log_level="warning")
 
 
