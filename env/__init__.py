@@ -7,6 +7,7 @@ session state, baselines and the initial observation. Pure Python (no torch).
 from env._baselines import Baseline, BaselineError, load_baselines
 from env._errors import EditError, IntegrityError, TaskSpecError
 from env._observation import ObservationError, render_observation
+from env._paths import tasks_dir
 from env._schedules import baseline_schedules, sample_schedule
 from env._session import Session, SessionError
 from env._spec import TaskSpec, list_tasks, load_task, validate_task_dir
@@ -36,6 +37,7 @@ __all__ = [
     "load_task",
     "render_observation",
     "sample_schedule",
+    "tasks_dir",
     "tool_schemas",
     "validate_task_dir",
 ]

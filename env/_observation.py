@@ -1,9 +1,9 @@
 """The initial observation: what an agent reads before its first tool call.
 
 Order (as MLS-Bench): the task text (``description.md`` with its slots filled), the numbered
-editable file(s), each baseline's regions read-only, the compute budget of the visible
-settings, and the agent's budget. Hidden settings and hidden metrics never appear: only visible
-settings are passed to anything rendered here.
+editable file(s), each baseline's regions read-only, the jobs a test runs (what each does,
+where the agent's code runs, its compute), and the agent's budget. Hidden jobs and hidden
+metrics never appear: only visible jobs are passed to anything rendered here.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from env._errors import TaskSpecError
 from env._regions import find_regions, format_range
 from env._spec import BudgetSpec, TaskSpec
 from env._workspace import Workspace
-from sandbox import EvaluationSetting, format_duration
+from sandbox import JobSpec, format_duration
 
-__all__ = ["ObservationError", "render_observation", "settings_table"]
+__all__ = ["ObservationError", "jobs_table", "render_observation"]
 
 
 class ObservationError(TaskSpecError):
@@ -38,17 +38,36 @@ class _Slots(dict[str, Any]):
         raise ObservationError(f"description.md: unknown {self.what} {key!r} (known: {known})")
 
 
-def settings_table(settings: Sequence[EvaluationSetting]) -> str:
-    """A markdown table of the visible settings: Command | GPUs | Time limit."""
-    rows = ["| Command | GPUs | Time limit |", "|---|---|---|"]
-    for s in settings:
-        if s.hidden:
+def jobs_table(task: TaskSpec, jobs: Sequence[JobSpec]) -> str:
+    """A markdown table of the visible jobs of a test, in order, generated from the spec:
+    what each does, whether the agent's code runs in it, its GPUs and time limit."""
+    data = ", ".join(f"`{d.variable}`" for d in task.data_regions.values())
+    rows = [
+        "| Job | What it does | Your code | GPUs | Time limit |",
+        "|---|---|---|---|---|",
+    ]
+    for job in jobs:
+        if job.hidden:
             continue
-        gpus = str(s.gpus) if s.gpus else "0 (CPU)"
+        if job.code == "edited":
+            yours = "runs here"
+        elif job.workers is not None:
+            yours = "runs only in separate sandboxed worker processes"
+        else:
+            yours = "does not run here"
+        when = " (before the test is counted)" if job.stage == "preflight" else ""
+        gpus = str(job.gpus) if job.gpus else "0 (CPU)"
         rows.append(
-            f"| `bash {s.script}` ({s.label}) | {gpus} | {format_duration(s.time_limit_s)} |"
+            f"| `{job.label}`{when} | {job.description or job.script} | {yours} | {gpus} "
+            f"| {format_duration(job.time_limit_s)} |"
         )
-    return "\n".join(rows)
+    notes = [
+        "Each job runs in its own sandbox (no network, unprivileged, only its own inputs); "
+        "metrics come only from the trusted evaluation jobs, never from what your code prints."
+    ]
+    if data:
+        notes.append(f"{data} is read as data (a Python literal) and never run.")
+    return "\n".join(rows) + "\n\n" + " ".join(notes)
 
 
 def render_observation(
@@ -63,7 +82,7 @@ def render_observation(
     Raises `ObservationError` for a slot of ``description.md`` that does not exist.
     """
     budgets = budgets or task.budgets
-    visible = task.visible_settings(profile)
+    visible = task.visible_jobs(profile)
     template = task.description_template
     recipe = task.recipe(profile)
     lines = _region_lines(task, workspace)
@@ -76,7 +95,7 @@ def render_observation(
             "max_tests": budgets.max_tests,
             "profile": profile,
             "recipe": _Slots("recipe key in {recipe[…]}", recipe),
-            "settings_table": settings_table(visible),
+            "jobs_table": jobs_table(task, visible),
             "hardware": recipe.get("hardware", _hardware(visible)),
         },
     )
@@ -95,8 +114,8 @@ def render_observation(
         names = ", ".join(task.agent_path(p) for p in task.read_only_files)
         sections.append(f"Read-only context files (use view to read them): {names}")
     sections += [_render_baseline(task, workspace, b) for b in baselines]
-    if "settings_table" not in used:
-        sections.append("## Compute budget\n\nEach test runs:\n\n" + settings_table(visible))
+    if "jobs_table" not in used:
+        sections.append("## How a test runs\n\n" + jobs_table(task, visible))
     if "## Your budget" not in description:
         sections.append(_budget_text(budgets))
     return "\n\n".join(s.rstrip() for s in sections) + "\n"
@@ -111,8 +130,8 @@ def _region_lines(task: TaskSpec, workspace: Workspace) -> dict[str, str]:
     return out
 
 
-def _hardware(settings: Sequence[EvaluationSetting]) -> str:
-    gpus = max((s.gpus for s in settings), default=0)
+def _hardware(jobs: Sequence[JobSpec]) -> str:
+    gpus = max((j.gpus for j in jobs), default=0)
     return f"{gpus} GPU{'s' if gpus != 1 else ''}" if gpus else "CPU"
 
 

@@ -5,14 +5,15 @@ Budget rules (MLS-Bench compatible, with its leaks and double charges fixed):
 - every call but ``submit`` costs a step, invalid and unknown calls included (as in MLS-Bench,
   where the agent loop counts turns, not successful calls); ``submit`` is free, errors included;
 - ``test`` costs a test only when it completes (``ok`` or ``failed``); a test refused by the
-  workspace checks or by preflight, or lost to an infrastructure failure, costs none;
+  workspace checks or by a preflight job (the task's ``stage: preflight`` jobs, run first in
+  the sandbox), or lost to an infrastructure failure, costs none;
 - when the steps run out without a submission, the latest completed test is submitted for the
   agent (``Submission.auto``).
 
 The state is written atomically to ``run_dir/session.json`` after every call, and before a test
 or final evaluation starts with a ``pending`` marker: a process that dies mid-test is resumed
 with `Session.resume` and `Session.complete_pending`, which re-runs the test (the executor
-skips finished (setting, seed) pairs) and charges it once, when it completes.
+skips finished (job, seed) pairs) and charges it once, when it completes.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from __future__ import annotations
 import fnmatch
 import re
 import shutil
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import sandbox
 from env._baselines import Baseline, load_baselines
+from env._data_regions import DataRegionError, data_region_env
 from env._errors import EditError
 from env._observation import render_observation
 from env._spec import TaskSpec, load_task
@@ -53,8 +56,7 @@ from env._tools import (
 from env._workspace import Workspace
 from sandbox import (
     DataPaths,
-    EvaluationSetting,
-    PreflightResult,
+    JobSpec,
     ProgressCallback,
     TestRequest,
     TestResult,
@@ -65,8 +67,6 @@ __all__ = ["ExecutorLike", "Session", "SessionError"]
 STATE_FILE = "session.json"
 WORKSPACE_DIR = "workspace"
 TESTS_DIR = "tests"
-
-PreflightFn = Callable[[Path, dict[str, str]], PreflightResult]
 
 
 class ExecutorLike(Protocol):
@@ -94,11 +94,10 @@ class Session:
         data: DataPaths,
         budgets: Budgets | None = None,
         seeds: SeedPlan | None = None,
-        preflight: PreflightFn | None = None,
         progress: ProgressCallback | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
-        self._bind(task, run_dir, executor, profile, preflight, progress)
+        self._bind(task, run_dir, executor, profile, progress)
         if (self.run_dir / STATE_FILE).exists():
             raise SessionError(
                 f"{self.run_dir / STATE_FILE} exists: this run has started; use Session.resume"
@@ -128,7 +127,6 @@ class Session:
         executor: ExecutorLike,
         data: DataPaths | None = None,
         task: TaskSpec | None = None,
-        preflight: PreflightFn | None = None,
         progress: ProgressCallback | None = None,
     ) -> Session:
         """Restore the session saved in `run_dir` exactly as it was last written.
@@ -153,7 +151,7 @@ class Session:
         if task.id != state.task_id:
             raise SessionError(f"{path} belongs to task {state.task_id!r}, not {task.id!r}")
         session = cls.__new__(cls)
-        session._bind(task, Path(run_dir), executor, state.profile, preflight, progress)
+        session._bind(task, Path(run_dir), executor, state.profile, progress)
         session._state = state
         session.workspace = Workspace.load(task, session.run_dir / WORKSPACE_DIR, state.workspace)
         return session
@@ -164,19 +162,18 @@ class Session:
         run_dir: Path,
         executor: ExecutorLike,
         profile: str,
-        preflight: PreflightFn | None,
         progress: ProgressCallback | None,
     ) -> None:
         self.task = task
         self.run_dir = Path(run_dir)
         self.executor = executor
         self.progress = progress
-        self._preflight = preflight
-        self.settings: list[EvaluationSetting] = list(task.settings(profile))
-        self.visible_settings = [s for s in self.settings if not s.hidden]
+        self.jobs: list[JobSpec] = task.jobs(profile)
+        self.visible_jobs = [j for j in self.jobs if not j.hidden]
+        self.preflight_jobs = [j for j in self.visible_jobs if j.stage == "preflight"]
         self.hidden_metric_patterns = task.hidden_metric_patterns(profile)
-        #: labels of the hidden settings: nothing about them may reach an agent-facing stream
-        self.hidden_labels = frozenset(s.label for s in self.settings if s.hidden)
+        #: labels of the hidden jobs: nothing about them may reach an agent-facing stream
+        self.hidden_labels = frozenset(j.label for j in self.jobs if j.hidden)
 
     # ── public view of the state ──────────────────────────────────────────────────────────
 
@@ -309,45 +306,56 @@ class Session:
             text = f"{e}\n\n[Test not run] No test was used ({self._remaining()})."
             return self._finish("test", text, ok=False, cost_test=0)
         files = self.workspace.edited_files()
-        try:
-            verdict = self._run_preflight(files)
-        except Exception as e:  # the preflight sandbox itself broke: not the agent's doing
-            reason = f"preflight raised {type(e).__name__}: {e} (run {st.run_id})"
-            self._uncounted("infra_error", reason)
-            text = (
-                f"[Test not counted] Infrastructure failure: {reason}. This was not caused by "
-                f"your code. No test was used ({self._remaining()}); you may call test again."
-            )
-            return self._finish("test", text, ok=False, cost_test=0)
-        if not verdict.ok:
-            self._uncounted("preflight", verdict.error or "preflight failed")
-            text = (
-                f"ERROR: Preflight failed: your code was rejected before training "
-                f"({verdict.elapsed_s:.1f}s). No test was used ({self._remaining()}).\n\n"
-                f"{verdict.error or ''}".rstrip()
-            )
-            return self._finish("test", text, ok=False, cost_test=0)
-        pending = PendingWork(
-            kind="test", number=len(st.tests) + 1, step=st.steps_used, files=files
-        )
+        number = len(st.tests) + 1
         # A folder here can only be left over from outside this session's records; never let
         # its pairs pass for results of this code.
-        _set_aside(self._test_dir(pending.number), "stale")
+        _set_aside(self._test_dir(number), "stale")
+        if self.preflight_jobs:
+            refused = self._preflight(number, files)
+            if refused is not None:
+                return self._finish("test", refused, ok=False, cost_test=0)
+        pending = PendingWork(kind="test", number=number, step=st.steps_used, files=files)
         st.pending = pending
         self.save()
         text, ok, cost_test = self._run_test(pending)
         return self._finish("test", text, ok=ok, cost_test=cost_test)
 
-    def _run_preflight(self, files: dict[str, str]) -> PreflightResult:
-        if self._preflight is not None:
-            return self._preflight(self.task.codebase_dir, files)
-        return sandbox.preflight(self.task.codebase_dir, files)
+    def _preflight(self, number: int, files: dict[str, str]) -> str | None:
+        """Run the task's preflight jobs on ``files``; the refusal text, or None to go on.
+
+        Uncharged either way. A refusal quotes only the failed job's own reason (its
+        ``failure.json``: the agent's exception and traceback), never a log.
+        """
+        st = self._state
+        pending = PendingWork(kind="test", number=number, step=st.steps_used, files=files)
+        out_dir = self._test_dir(number)
+        result = self._execute(pending, self.preflight_jobs, st.seeds.test, out_dir)
+        if result.status == "ok":
+            return None
+        if result.status == "infra_error":
+            kept = _set_aside(out_dir, "infra")
+            self._uncounted("infra_error", result.reason or "infrastructure failure", kept)
+            return (
+                f"[Test not counted] Infrastructure failure: {self._agent_safe(result.reason)}. "
+                f"This was not caused by your code. No test was used ({self._remaining()}); "
+                "you may call test again."
+            )
+        kept = _set_aside(out_dir, "preflight")
+        failed = [r for r in result.results if r.status == "failed"]
+        reasons = "\n\n".join(
+            f"{r.setting}: {self._agent_safe(r.reason)}" for r in failed[:1]
+        )
+        self._uncounted("preflight", reasons, kept)
+        return (
+            f"ERROR: Preflight failed: your code was rejected before training "
+            f"({result.elapsed_s:.1f}s). No test was used ({self._remaining()}).\n\n{reasons}"
+        ).rstrip()
 
     def _run_test(self, pending: PendingWork) -> tuple[str, bool, int]:
-        """Run the visible settings for the test seeds; returns (text, ok, tests charged)."""
+        """Run the visible jobs for the test seeds; returns (text, ok, tests charged)."""
         st = self._state
         out_dir = self._test_dir(pending.number)
-        result = self._execute(pending, self.visible_settings, st.seeds.test, out_dir)
+        result = self._execute(pending, self.visible_jobs, st.seeds.test, out_dir)
         st.pending = None
         if result.status == "infra_error":
             # Keep the logs of the lost attempt beside the test, and start the retry clean so
@@ -433,7 +441,7 @@ class Session:
         return self._run_final(pending)
 
     def _run_final(self, pending: PendingWork) -> str:
-        """The final evaluation: every setting (hidden too) for the final seeds."""
+        """The final evaluation: every job (hidden too) for the final seeds."""
         st = self._state
         record = st.tests[pending.number - 1]
         if record.status == "failed":
@@ -441,7 +449,7 @@ class Session:
             final = record.result
         else:
             final = self._execute(
-                pending, self.settings, st.seeds.final, self._test_dir(pending.number)
+                pending, self.jobs, st.seeds.final, self._test_dir(pending.number)
             )
         record.final = final
         st.final = final
@@ -478,23 +486,27 @@ class Session:
     def _execute(
         self,
         pending: PendingWork,
-        settings: list[EvaluationSetting],
+        jobs: list[JobSpec],
         seeds: list[int],
         out_dir: Path,
     ) -> TestResult:
         st = self._state
         test_id = f"{st.run_id}/test-{pending.number}"
+        try:
+            data_env = data_region_env(self.task, pending.files)
+        except (DataRegionError, OSError) as e:  # edits are checked: only a damaged state
+            return TestResult(status="infra_error", reason=f"cannot read the data regions: {e}")
         request = TestRequest(
             run_id=st.run_id,
             test_id=test_id + "/final" if pending.kind == "final" else test_id,
             codebase_dir=self.task.codebase_dir,
             files=pending.files,
-            settings=settings,
+            jobs=jobs,
             seeds=seeds,
             profile=st.profile,
             out_dir=out_dir,
             data=st.data,
-            env=st.env,
+            env={**st.env, **data_env},
         )
         try:
             return self.executor.run(request, self.progress)
@@ -505,31 +517,44 @@ class Session:
             )
 
     def _agent_safe(self, reason: str | None) -> str:
-        """A harness reason fit for the agent: hidden settings and metrics are not named.
+        """A harness reason fit for the agent: hidden jobs and metrics are not named, and no
+        path of the host is shown.
 
-        Reasons come from the executor and may name the (setting, seed) that failed, which in a
-        final evaluation can be a hidden setting.
+        Reasons come from the executor and may name the (job, seed) that failed, which in a
+        final evaluation can be a hidden job, or quote an OS error with a host path.
         """
         text = reason or "unknown"
-        for setting in self.settings:
-            if setting.hidden:
-                text = text.replace(setting.script, "<hidden>").replace(setting.label, "<hidden>")
+        for root in self._host_roots():
+            text = text.replace(root, "<host>")
+        for job in self.jobs:
+            if job.hidden:
+                text = text.replace(job.script, "<hidden>").replace(job.label, "<hidden>")
         for metric in self.task.metrics:
             if metric.hidden:
                 text = re.sub(rf"\b{re.escape(metric.name)}\w*", "<hidden>", text)
         return text
 
+    def _host_roots(self) -> list[str]:
+        """Host directories that may appear in harness reasons, longest first."""
+        st = self._state
+        paths = [self.run_dir.parent, self.task.codebase_dir, Path(tempfile.gettempdir())]
+        paths += [p for p in (st.data.data_dir, st.data.eval_data_dir, st.data.tokenizer_dir,
+                              st.data.hf_home) if p is not None]
+        paths.append(Path.home())
+        roots = {str(p.resolve()) for p in paths} | {str(p) for p in paths}
+        return sorted((r for r in roots if r not in ("/", "")), key=len, reverse=True)
+
     def _feedback(self, result: TestResult) -> str:
-        text = sandbox.render_feedback(result, self.visible_settings, self.hidden_metric_patterns)
+        text = sandbox.render_feedback(result, self.visible_jobs, self.hidden_metric_patterns)
         return text.strip()
 
     def _results_saved(self, result: TestResult) -> str:
         return f"[Leaderboard] Results saved: {self.visible_metrics(result)!r}"
 
     def visible_metrics(self, result: TestResult) -> dict[str, float]:
-        """The metrics an agent may see: visible settings only, hidden metrics removed."""
+        """The metrics an agent may see: visible jobs only, hidden metrics removed."""
         shown: dict[str, float] = {}
-        for key, value in result.metrics(self.visible_settings).items():
+        for key, value in result.metrics(self.visible_jobs).items():
             if any(fnmatch.fnmatchcase(key, p) for p in self.hidden_metric_patterns):
                 continue
             shown[key] = round(value) if key.startswith("elapsed_") else round(value, 4)

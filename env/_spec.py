@@ -19,13 +19,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, 
 from env._errors import TaskSpecError
 from env._paths import baselines_dir, tasks_dir
 from env._regions import RegionSyntaxError, find_regions
-from sandbox import EvaluationSetting
+from sandbox import JobSpec, job_levels
 
 __all__ = [
     "DEFAULT_ALLOWED_IMPORTS",
     "BudgetSpec",
     "ClassInvariant",
     "CodePolicy",
+    "DataRegion",
     "EditableFile",
     "Invariant",
     "MetricSpec",
@@ -103,6 +104,15 @@ class CodePolicy(_Model):
     forbidden_calls: list[str] = Field(default_factory=list)
 
 
+class DataRegion(_Model):
+    """A region that holds data, not code: ``<variable> = <literal>``, parsed with
+    ``ast.literal_eval`` by the harness and handed to every job as JSON in ``env``; never
+    executed anywhere (e.g. ``CONFIG_OVERRIDES``, whose keys and ranges trusted code checks)."""
+
+    variable: str = Field(pattern=_NAME)
+    env: str = Field(pattern=r"^PB_[A-Z0-9_]+$")
+
+
 class SeedSpec(_Model):
     """Seeds of intermediate tests and of the final evaluation."""
 
@@ -111,18 +121,17 @@ class SeedSpec(_Model):
 
 
 class ProfileSpec(_Model):
-    """One scale profile: its evaluation settings, seeds override and recipe facts."""
+    """One scale profile: its jobs (linked by ``needs``), seeds override and recipe facts."""
 
-    settings: list[EvaluationSetting] = Field(min_length=1)
+    jobs: list[JobSpec] = Field(min_length=1)
     seeds: SeedSpec | None = None
     recipe: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
 
 class MetricSpec(_Model):
-    """A metric of the task, produced by the settings of one kind."""
+    """A metric of the task; in each profile exactly one job reports it (``JobSpec.metrics``)."""
 
     name: str = Field(pattern=r"^[a-z0-9_]+$")
-    kind: Literal["train", "lm_eval"]
     direction: Literal["lower", "higher"]
     hidden: bool = False
     primary: bool = False
@@ -150,6 +159,9 @@ class TaskSpec(_Model):
     allow_create: bool = False
     invariants: list[Invariant] = Field(default_factory=list)
     code_policy: CodePolicy = Field(default_factory=CodePolicy)
+    data_regions: dict[Annotated[str, Field(pattern=_NAME)], DataRegion] = Field(
+        default_factory=dict
+    )
     profiles: dict[Annotated[str, Field(pattern=r"^[a-z0-9_-]+$")], ProfileSpec] = Field(
         min_length=1
     )
@@ -207,13 +219,13 @@ class TaskSpec(_Model):
                 f"task {self.id!r} has no profile {name!r} (profiles: {known})"
             ) from None
 
-    def settings(self, profile: str) -> list[EvaluationSetting]:
-        """All evaluation settings of a profile, hidden ones included, in file order."""
-        return list(self.profile(profile).settings)
+    def jobs(self, profile: str) -> list[JobSpec]:
+        """All jobs of a profile, hidden ones included, in file order."""
+        return list(self.profile(profile).jobs)
 
-    def visible_settings(self, profile: str) -> list[EvaluationSetting]:
-        """The settings the agent may see and that intermediate tests run."""
-        return [s for s in self.settings(profile) if not s.hidden]
+    def visible_jobs(self, profile: str) -> list[JobSpec]:
+        """The jobs the agent may see and that intermediate tests run."""
+        return [j for j in self.jobs(profile) if not j.hidden]
 
     def seeds(self, profile: str) -> SeedSpec:
         """Seeds of a profile: its own ``seeds`` if given, else the task's."""
@@ -237,29 +249,29 @@ class TaskSpec(_Model):
                 return metric
         raise TaskSpecError(f"task {self.id!r} has no metric {name!r}")
 
-    def metric_setting(self, metric: str | MetricSpec, profile: str) -> EvaluationSetting:
-        """The setting that produces a metric in a profile: the first one of the metric's kind."""
+    def metric_job(self, metric: str | MetricSpec, profile: str) -> JobSpec:
+        """The job that reports a metric in a profile."""
         spec = self.metric(metric) if isinstance(metric, str) else metric
-        for setting in self.settings(profile):
-            if setting.kind == spec.kind:
-                return setting
+        for job in self.jobs(profile):
+            if spec.name in job.metrics:
+                return job
         raise TaskSpecError(
-            f"task {self.id!r}: profile {profile!r} has no {spec.kind} setting for {spec.name!r}"
+            f"task {self.id!r}: profile {profile!r} has no job that reports {spec.name!r}"
         )
 
     def metric_key(self, metric: str | MetricSpec, profile: str) -> str:
         """The reported key of a metric: ``val_loss`` → ``val_loss_gpt-tiny``."""
         spec = self.metric(metric) if isinstance(metric, str) else metric
-        return f"{spec.name}_{self.metric_setting(spec, profile).label}"
+        return f"{spec.name}_{self.metric_job(spec, profile).label}"
 
     def hidden_metric_patterns(self, profile: str) -> list[str]:
         """fnmatch patterns of every reported key the agent must not see.
 
-        Hidden metrics (``piqa_*``) and everything a hidden setting reports (``*_lm-eval-tiny``,
+        Hidden metrics (``piqa_*``) and everything a hidden job reports (``*_lm-eval-tiny``,
         including its ``elapsed_`` key).
         """
         patterns = [f"{m.name}_*" for m in self.metrics if m.hidden]
-        patterns += [f"*_{s.label}" for s in self.settings(profile) if s.hidden]
+        patterns += [f"*_{j.label}" for j in self.jobs(profile) if j.hidden]
         return patterns
 
 
@@ -403,33 +415,33 @@ def semantic_problems(spec: TaskSpec, label: str = "task.yaml") -> list[str]:
             problems.append(
                 f"{label}: invariants[{i}].file: {inv.file!r} is not one of the task's files"
             )
+    metric_names = {m.name for m in spec.metrics}
     for pname, profile in spec.profiles.items():
-        where = f"{label}: profiles.{pname}.settings"
-        labels = [s.label for s in profile.settings]
-        groups = {s.label: s.group for s in profile.settings}
-        for i, setting in enumerate(profile.settings):
-            if setting.label in labels[:i]:
-                problems.append(f"{where}[{i}].label: duplicate label {setting.label!r}")
-            if setting.needs is not None:
-                if setting.needs not in groups:
+        where = f"{label}: profiles.{pname}.jobs"
+        try:
+            job_levels(profile.jobs)
+        except ValueError as e:
+            problems.append(f"{where}: {e}")
+        for i, job in enumerate(profile.jobs):
+            for name in job.metrics:
+                if name not in metric_names:
                     problems.append(
-                        f"{where}[{i}].needs: {setting.needs!r} is not a setting label of "
-                        f"profile {pname!r} (labels: {', '.join(labels)})"
+                        f"{where}[{i}].metrics: {name!r} is not one of the task's metrics"
                     )
-                elif groups[setting.needs] >= setting.group:
-                    problems.append(
-                        f"{where}[{i}].needs: {setting.needs!r} runs in group "
-                        f"{groups[setting.needs]}, not before group {setting.group}"
-                    )
-        kinds = {s.kind for s in profile.settings}
         for i, metric in enumerate(spec.metrics):
-            if metric.kind not in kinds:
+            reporters = [j.label for j in profile.jobs if metric.name in j.metrics]
+            if len(reporters) != 1:
                 problems.append(
-                    f"{label}: metrics[{i}].kind: profile {pname!r} has no {metric.kind!r} "
-                    f"setting to produce {metric.name!r}"
+                    f"{label}: metrics[{i}]: in profile {pname!r} exactly one job must report "
+                    f"{metric.name!r}, found {len(reporters)}"
+                    + (f" ({', '.join(reporters)})" if reporters else "")
                 )
-        if all(s.hidden for s in profile.settings):
-            problems.append(f"{where}: every setting is hidden; the agent would see no result")
+        if all(j.hidden for j in profile.jobs if j.metrics):
+            problems.append(f"{where}: every job that reports metrics is hidden")
+    open_regions = {r for f in spec.editable_files for r in f.regions}
+    for name in spec.data_regions:
+        if name not in open_regions:
+            problems.append(f"{label}: data_regions.{name}: not an open region of the task")
     if spec.reference_baseline is not None and spec.reference_baseline not in spec.baselines:
         problems.append(
             f"{label}: reference_baseline: {spec.reference_baseline!r} is not in baselines"
@@ -447,7 +459,7 @@ _SLOTS = {
     "max_tests",
     "profile",
     "recipe",
-    "settings_table",
+    "jobs_table",
     "hardware",
 }
 
@@ -556,13 +568,16 @@ def _file_problems(spec: TaskSpec, label: str) -> list[str]:
                         f"has {name}.{method}({', '.join(actual)})"
                     )
     for pname, profile in spec.profiles.items():
-        for i, setting in enumerate(profile.settings):
-            script = codebase / setting.script
-            if not script.is_file():
-                problems.append(
-                    f"{label}: profiles.{pname}.settings[{i}].script: no file "
-                    f"{setting.script!r} in codebase {spec.codebase!r}"
-                )
+        for i, job in enumerate(profile.jobs):
+            scripts = {"script": job.script}
+            if job.workers is not None:
+                scripts["workers.script"] = job.workers.script
+            for field, script in scripts.items():
+                if not (codebase / script).is_file():
+                    problems.append(
+                        f"{label}: profiles.{pname}.jobs[{i}].{field}: no file "
+                        f"{script!r} in codebase {spec.codebase!r}"
+                    )
     if spec.baselines:
         folder = baselines_dir() / spec.id
         if spec._task_dir is not None and (spec._task_dir.parent.parent / "baselines").is_dir():

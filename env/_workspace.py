@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from env._errors import EditError, IntegrityError
+from env._data_regions import data_region_violations
 from env._invariants import check_invariants, scope_bindings
 from env._policy import Violation, check_policy
 from env._regions import (
@@ -777,6 +778,13 @@ class Workspace:
         )
         if violations:
             return _Problems("policy", violations)
+        for part, start, _ in f.regions():
+            data = self.task.data_regions.get(part.name or "")
+            if data is not None:
+                body = "\n".join(part.lines)
+                violations = data_region_violations(body, data.variable, start)
+                if violations:
+                    return _Problems("policy", violations)
         return _Problems()
 
     def _frozen_problem(self, f: _File) -> str | None:

@@ -259,15 +259,14 @@ def create_api(
     sandbox: str = "local",
     db: str | None = None,
     executor: Any = None,
-    preflight: Any = None,
     max_sessions: int = 64,
     max_body_bytes: int = MAX_BODY_BYTES,
 ) -> FastAPI:
     """The FastAPI app, behind the bearer-token gate and the body cap.
 
     ``token`` is required on every request but ``OPEN_PATHS``; bodies over
-    ``max_body_bytes`` get 413 unread. ``executor``/``preflight`` replace the sandbox's
-    (tests, embedding).
+    ``max_body_bytes`` get 413 unread. ``executor`` replaces the sandbox's (tests,
+    embedding).
     """
     if not token:
         raise ValueError("the HTTP API needs a token")
@@ -369,7 +368,7 @@ def create_api(
             }
         )
         try:
-            run = HostedRun(config, runs_dir, executor=executor, preflight=preflight)
+            run = HostedRun(config, runs_dir, executor=executor)
         except (RunError, ValueError) as e:
             raise HTTPException(422, f"cannot create a session: {e}") from e
         with lock:

@@ -55,7 +55,9 @@ def codebase_version(path: Path) -> str:
 
 
 def data_paths(home: Path, *, source: str = "offline") -> Any:
-    """The DataPaths of the prepared data under $PRETRAINBENCH_HOME."""
+    """The DataPaths of the prepared data under $PRETRAINBENCH_HOME; the offline evaluation
+    sets live beside the tasks (data, outside the codebase that agent jobs get a copy of)."""
+    from env import tasks_dir
     from sandbox import DataPaths
 
     if source == "fineweb":
@@ -66,7 +68,10 @@ def data_paths(home: Path, *, source: str = "offline") -> Any:
             hf_home=home / "hf",
         )
     return DataPaths(
-        data_dir=home / "data" / "offline", tokenizer_dir=home / "tokenizer", eval_source="offline"
+        data_dir=home / "data" / "offline",
+        tokenizer_dir=home / "tokenizer",
+        eval_data_dir=tasks_dir() / "eval_sets" / "offline",
+        eval_source="offline",
     )
 
 
@@ -107,7 +112,6 @@ def open_session(
     max_tests: int,
     seeds: list[int] | None,
     progress: Any = None,
-    preflight: Any = None,
 ) -> Any:
     """A new env.Session in ``run_dir``; ``seeds`` (if given) for tests and the final."""
     import env
@@ -127,18 +131,17 @@ def open_session(
         budgets=budgets,
         seeds=plan,
         progress=progress,
-        preflight=preflight,
     )
 
 
 def resume_session(
-    run_dir: Path, *, executor: Any, data: Any, progress: Any = None, preflight: Any = None
+    run_dir: Path, *, executor: Any, data: Any, progress: Any = None
 ) -> Any:
     """env.Session.resume: the state of ``run_dir/session.json`` (work in flight stays pending)."""
     import env
 
     return env.Session.resume(
-        run_dir, executor=executor, data=data, progress=progress, preflight=preflight
+        run_dir, executor=executor, data=data, progress=progress
     )
 
 

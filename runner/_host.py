@@ -101,11 +101,10 @@ class HostedRun:
         *,
         run_id: str | None = None,
         executor: Any = None,
-        preflight: Any = None,
     ) -> None:
         self.events = _FanOut()
         self.active = ActiveRun.create(
-            config, runs_dir, self.events, run_id=run_id, executor=executor, preflight=preflight
+            config, runs_dir, self.events, run_id=run_id, executor=executor
         )
         self.events.withhold(self.active.session.hidden_labels)
         self._lock = threading.Lock()
@@ -113,13 +112,13 @@ class HostedRun:
         self.busy_with: str | None = None
 
     @classmethod
-    def reopen(cls, run_dir: Path, *, executor: Any = None, preflight: Any = None) -> HostedRun:
+    def reopen(cls, run_dir: Path, *, executor: Any = None) -> HostedRun:
         """Serve an existing (killed) hosted run again; work in flight is finished first."""
         from runner._run import reconcile
 
         self = cls.__new__(cls)
         self.events = _FanOut()
-        self.active = ActiveRun.reopen(run_dir, self.events, executor=executor, preflight=preflight)
+        self.active = ActiveRun.reopen(run_dir, self.events, executor=executor)
         self.events.withhold(self.active.session.hidden_labels)
         self._lock = threading.Lock()
         self.finished = False

@@ -160,7 +160,6 @@ class ActiveRun:
         gpus: list[str] | None = None,
         run_id: str | None = None,
         executor: Any = None,
-        preflight: Any = None,
     ) -> ActiveRun:
         """Make ``runs_dir/<run-id>/`` with run.json and a fresh session."""
         task = comp.load_task(config.task)
@@ -196,7 +195,6 @@ class ActiveRun:
             max_tests=max_tests,
             seeds=config.seeds,
             progress=display.on_progress,
-            preflight=preflight,
         )
         transcript = Transcript(run_dir, header=_header(info))
         transcript.append("start", run_id=run_id)
@@ -204,7 +202,7 @@ class ActiveRun:
 
     @classmethod
     def reopen(
-        cls, run_dir: Path, display: Display, *, executor: Any = None, preflight: Any = None
+        cls, run_dir: Path, display: Display, *, executor: Any = None
     ) -> ActiveRun:
         """Reopen a killed run; `reconcile` then finishes work that was in flight."""
         info = read_run_info(run_dir)
@@ -223,8 +221,7 @@ class ActiveRun:
                 executor=executor or comp.make_executor(config.sandbox, home / "cache"),
                 data=comp.data_paths(home, source=config.data_source),
                 progress=display.on_progress,
-                preflight=preflight,
-            )
+                )
         except Exception as e:
             raise RunError(f"cannot resume {run_dir}: {e}") from e
         transcript = Transcript(run_dir, header=_header(info))
@@ -291,11 +288,10 @@ def start_run(
     api_key: str | None = None,
     run_id: str | None = None,
     executor: Any = None,
-    preflight: Any = None,
 ) -> RunOutcome:
     """Create ``runs_dir/<run-id>/`` and run ``config``'s agent in it to the end."""
     active = ActiveRun.create(
-        config, runs_dir, display, gpus=gpus, run_id=run_id, executor=executor, preflight=preflight
+        config, runs_dir, display, gpus=gpus, run_id=run_id, executor=executor
     )
     return _drive(active, resume=False, api_key=api_key)
 
@@ -306,10 +302,9 @@ def resume_run(
     *,
     api_key: str | None = None,
     executor: Any = None,
-    preflight: Any = None,
 ) -> RunOutcome:
     """Continue a killed run: the session state, the transcript and the conversation."""
-    active = ActiveRun.reopen(run_dir, display, executor=executor, preflight=preflight)
+    active = ActiveRun.reopen(run_dir, display, executor=executor)
     return _drive(active, resume=True, api_key=api_key)
 
 
@@ -589,27 +584,21 @@ def _rows(number: int, result: Any) -> list[Any]:
 
 
 def metric_specs(task: Any, profile: str) -> list[Any]:
-    """The task's metrics bound to the setting of this profile that reports each."""
+    """The task's metrics bound to the job of this profile that reports each."""
     from leaderboard import MetricSpec
 
-    specs = []
-    settings = task.settings(profile)
-    for metric in task.metrics:
-        for setting in settings:
-            if setting.kind != metric.kind:
-                continue
-            specs.append(
-                MetricSpec(
-                    name=metric.name,
-                    setting=setting.label,
-                    direction=metric.direction,
-                    bound=getattr(metric, "bound", None),
-                    weight=getattr(metric, "weight", 1.0) or 1.0,
-                    hidden=bool(getattr(metric, "hidden", False)),
-                    primary=bool(getattr(metric, "primary", False)),
-                )
-            )
-    return specs
+    return [
+        MetricSpec(
+            name=metric.name,
+            setting=task.metric_job(metric, profile).label,
+            direction=metric.direction,
+            bound=metric.bound,
+            weight=metric.weight,
+            hidden=metric.hidden,
+            primary=metric.primary,
+        )
+        for metric in task.metrics
+    ]
 
 
 def summary_rows(records: list[Any]) -> list[dict[str, Any]]:

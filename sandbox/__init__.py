@@ -3,14 +3,17 @@
 This package imports nothing else of PretrainBench.
 """
 
-from sandbox._backend import Backend, BackendError, JobOutcome, SettingJob
+from sandbox._backend import Backend, BackendError, Job, JobOutcome, Workers
 from sandbox._docker import CPU_IMAGE, GPU_IMAGE, DockerBackend, docker_client, start_docker_daemon
+from sandbox._doctor import HostCheck, check_host
 from sandbox._executor import Executor, parse_progress
 from sandbox._feedback import is_hidden_metric, render_feedback
-from sandbox._local import LocalBackend, probe_isolation
+from sandbox._local import JobLimits, LocalBackend, probe_host
 from sandbox._models import (
+    DataInput,
     DataPaths,
-    EvaluationSetting,
+    JobSpec,
+    WorkerSpec,
     PreflightResult,
     ProgressCallback,
     ProgressEvent,
@@ -19,9 +22,9 @@ from sandbox._models import (
     TestRequest,
     TestResult,
     format_duration,
+    job_levels,
     parse_duration,
 )
-from sandbox._preflight import preflight
 from sandbox._slurm import SlurmBackend, slurm_available
 
 __all__ = [
@@ -29,28 +32,34 @@ __all__ = [
     "GPU_IMAGE",
     "Backend",
     "BackendError",
+    "DataInput",
     "DataPaths",
     "DockerBackend",
-    "EvaluationSetting",
     "Executor",
+    "HostCheck",
+    "Job",
+    "JobLimits",
     "JobOutcome",
+    "JobSpec",
     "LocalBackend",
     "PreflightResult",
     "ProgressCallback",
     "ProgressEvent",
     "Resources",
     "SeedResult",
-    "SettingJob",
     "SlurmBackend",
     "TestRequest",
     "TestResult",
+    "WorkerSpec",
+    "Workers",
+    "check_host",
     "docker_client",
     "format_duration",
     "is_hidden_metric",
     "parse_duration",
+    "job_levels",
     "parse_progress",
-    "preflight",
-    "probe_isolation",
+    "probe_host",
     "render_feedback",
     "slurm_available",
     "start_docker_daemon",

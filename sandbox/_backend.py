@@ -12,13 +12,44 @@ from sandbox._models import DataPaths
 LineCallback = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class SettingJob:
-    """One (setting, seed) to run: a setting script in a fresh copy of the codebase.
+#: Where a job finds things inside a sandbox that has its own filesystem view (bubblewrap,
+#: Docker). Backends without one (the weak local mode, Slurm without a container) pass host
+#: paths in the same variables instead.
+SANDBOX_CODE = "/pb/code"
+SANDBOX_OUT = "/pb/out"
+SANDBOX_DATA = "/pb/data"  # /pb/data/<input name>
+SANDBOX_NEEDS = "/pb/needs"  # /pb/needs/<job label>
+SANDBOX_WORKERS = "/pb/workers"  # /pb/workers/<i>: the job's side of worker i's socket dir
+SANDBOX_WORKER = "/pb/worker"  # a worker's own socket dir
+SANDBOX_TMP = "/tmp"
 
-    ``env`` holds only the harness variables that do not name host paths (profile, seed,
-    overrides); each backend adds the path variables (``PB_OUT_DIR``, ``PB_DATA_DIR`` …) as
-    they are seen from inside its sandbox.
+#: The variable that names each data input inside a job.
+INPUT_VARIABLES: dict[str, str] = {
+    "train_data": "PB_DATA_DIR",
+    "eval_data": "PB_EVAL_DATA_DIR",
+    "tokenizer": "PB_TOKENIZER_DIR",
+    "hf_home": "HF_HOME",
+}
+
+
+@dataclass(frozen=True)
+class Workers:
+    """The helper processes of a job (see ``sandbox.WorkerSpec``)."""
+
+    script: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job of a test for one seed: a script in a fresh copy of the codebase.
+
+    ``files`` are laid over the copy (empty for jobs on the original code). ``inputs`` are the
+    data directories the job is granted (name → host path, read-only), ``needs`` the output
+    directories of finished jobs it reads (label → host path, read-only). ``env`` holds only
+    harness variables that name no host path; each backend adds the path variables as they are
+    seen from inside its sandbox (`job_environment`). ``log_path`` is written by the supervisor,
+    never by the job; ``out_dir`` is the only place the job can write that outlives it.
     """
 
     label: str
@@ -28,19 +59,29 @@ class SettingJob:
     files: dict[str, str]
     out_dir: Path
     log_path: Path
-    data: DataPaths
     time_limit_s: float
+    inputs: dict[str, Path] = field(default_factory=dict)
+    needs: dict[str, Path] = field(default_factory=dict)
+    workers: Workers | None = None
     gpus: int = 0
-    ckpt_dir: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+
+    def worker_log(self, index: int) -> Path:
+        """Where the supervisor keeps worker ``index``'s output (never shown to an agent)."""
+        return self.log_path.with_name(f"worker-{index}.log")
 
 
 @dataclass(frozen=True)
 class JobOutcome:
     """What a backend observed about a finished job; the executor turns it into a status.
 
-    ``infra_error`` is set when the environment, not the submission, stopped the job
-    (killed from outside, daemon lost, disk full); ``oom`` when the memory limit killed it.
+    ``infra_error`` is set only for what the supervisor itself observed: the sandbox could not
+    be started, the daemon or node was lost, the supervisor stopped the job for a reason outside
+    it (cancelled, host shutting down), the log could not be written. Whatever the job did —
+    its exit status, signals it sent itself, running out of its own memory limit, what it
+    printed — is the submission's outcome, never an infrastructure failure. ``oom`` when the
+    job's memory limit killed it; ``limit`` names another limit the supervisor enforced
+    (output size, process count) when that is what ended the job.
     """
 
     exit_code: int | None
@@ -51,6 +92,7 @@ class JobOutcome:
     peak_mem_mb: float | None = None
     gpu_type: str | None = None
     notes: tuple[str, ...] = ()
+    limit: str | None = None
 
 
 class BackendError(RuntimeError):
@@ -58,10 +100,11 @@ class BackendError(RuntimeError):
 
 
 class Backend(abc.ABC):
-    """Runs setting jobs somewhere isolated. Lifecycle: construct → ``run_setting``* → ``close``.
+    """Runs jobs somewhere isolated. Lifecycle: construct → ``run_job``* → ``close``.
 
-    ``run_setting`` blocks until the job ends (or its time limit kills it), writes the job's
-    merged stdout/stderr to ``job.log_path`` and calls ``on_line`` for each line. It may be
+    ``run_job`` blocks until the job ends (or its time limit kills it), writes the job's
+    merged stdout/stderr to ``job.log_path`` and calls ``on_line`` for each line; with
+    ``job.workers`` it starts the workers first and stops them when the job ends. It may be
     called from several threads at once. ``cancel`` stops every job in flight (they then
     return with ``infra_error`` set); it is safe to call from another thread.
     """
@@ -74,7 +117,7 @@ class Backend(abc.ABC):
     cpu_slots: int = 1
 
     @abc.abstractmethod
-    def run_setting(self, job: SettingJob, on_line: LineCallback | None = None) -> JobOutcome:
+    def run_job(self, job: Job, on_line: LineCallback | None = None) -> JobOutcome:
         """Run one job to completion and report what happened."""
 
     def cancel(self) -> None:  # noqa: B027 - optional hook
@@ -84,7 +127,7 @@ class Backend(abc.ABC):
         """Release what the backend holds (daemons connections, temp dirs)."""
 
     def describe(self) -> dict[str, str]:
-        """A short description for run records (backend name and isolation in use)."""
+        """A short description for run records (backend name and the guarantees in force)."""
         return {"backend": self.name}
 
     def __enter__(self) -> Backend:
@@ -100,20 +143,22 @@ _PASS_THROUGH = ("LANG", "LC_ALL", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TORCH_
 
 
 def job_environment(
-    job: SettingJob,
+    job: Job,
     *,
     path: str,
     home: str,
     tmpdir: str,
     out_dir: str,
-    data_dir: str,
-    eval_data_dir: str | None,
-    tokenizer_dir: str | None,
-    hf_home: str | None,
-    ckpt_dir: str | None,
+    inputs: dict[str, str],
+    needs_dir: str | None,
+    workers_dir: str | None,
     host_env: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """The complete, scrubbed environment of a job, with paths as seen inside its sandbox."""
+    """The complete, scrubbed environment of a job, with paths as seen inside its sandbox.
+
+    ``inputs`` maps each granted data input to its path inside the sandbox; only those get a
+    variable (`INPUT_VARIABLES`), so a job never even learns where ungranted data lives.
+    """
     source = host_env if host_env is not None else {}
     env = {k: source[k] for k in _PASS_THROUGH if k in source}
     env.setdefault("LANG", "C.UTF-8")
@@ -133,24 +178,37 @@ def job_environment(
     )
     # Harness overrides first, so a request cannot redirect the paths set below.
     env.update({k: v for k, v in job.env.items() if k.startswith("PB_")})
-    env.update(
-        {
-            "PB_SEED": str(job.seed),
-            "PB_OUT_DIR": out_dir,
-            "PB_DATA_DIR": data_dir,
-            "PB_EVAL_SOURCE": job.data.eval_source,
-            "PB_SETTING": job.label,
-        }
-    )
-    if eval_data_dir:
-        env["PB_EVAL_DATA_DIR"] = eval_data_dir
-    if tokenizer_dir:
-        env["PB_TOKENIZER_DIR"] = tokenizer_dir
-    if hf_home:
-        env["HF_HOME"] = hf_home
-    if ckpt_dir:
-        env["PB_CKPT_DIR"] = ckpt_dir
+    for var in (*INPUT_VARIABLES.values(), "PB_NEEDS_DIR", "PB_WORKERS_DIR", "PB_WORKER_DIR"):
+        env.pop(var, None)
+    env.update({"PB_SEED": str(job.seed), "PB_OUT_DIR": out_dir, "PB_JOB": job.label})
+    for name, inside in inputs.items():
+        env[INPUT_VARIABLES[name]] = inside
+    if needs_dir is not None:
+        env["PB_NEEDS_DIR"] = needs_dir
+    if workers_dir is not None and job.workers is not None:
+        env["PB_WORKERS_DIR"] = workers_dir
+        env["PB_WORKERS"] = str(job.workers.count)
     if job.gpus == 0:
         env.setdefault("PB_DEVICE", "cpu")
         env["CUDA_VISIBLE_DEVICES"] = ""
+    return env
+
+
+def worker_environment(
+    job: Job, index: int, *, path: str, tmpdir: str, worker_dir: str, needs_dir: str | None,
+    host_env: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of worker ``index`` of ``job``: its socket dir and the job's needs."""
+    env = job_environment(
+        job,
+        path=path,
+        home=tmpdir,
+        tmpdir=tmpdir,
+        out_dir=worker_dir,
+        inputs={},
+        needs_dir=needs_dir,
+        workers_dir=None,
+        host_env=host_env,
+    )
+    env.update({"PB_WORKER_DIR": worker_dir, "PB_WORKER_INDEX": str(index)})
     return env

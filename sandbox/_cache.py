@@ -1,4 +1,4 @@
-"""The result cache: identical inputs of a (setting, seed) → the finished result, instantly."""
+"""The result cache: identical inputs of a (job, seed) → the finished result, instantly."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sandbox._models import EvaluationSetting, SeedResult
+from sandbox._models import JobSpec, SeedResult
 
 RESULT_FILE = "result.json"
 
@@ -19,31 +19,33 @@ RESULT_FILE = "result.json"
 def cache_key(
     *,
     files: dict[str, str],
-    setting: EvaluationSetting,
+    job: JobSpec,
     seed: int,
     profile: str,
     codebase_version: str,
     data_fingerprint: str,
     env: dict[str, str],
-    needs_key: str | None,
+    needs_keys: list[str],
 ) -> str:
-    """sha256 of everything that decides a (setting, seed)'s outcome.
+    """sha256 of everything that decides a (job, seed)'s outcome.
 
-    ``needs_key`` chains an evaluation to the key of the training run whose checkpoint it reads.
-    ``hidden`` and ``group`` are left out: they change who sees a result, not the result.
+    ``needs_keys`` chain a job to the keys of the jobs whose outputs it reads, so a job on the
+    original code (which ignores ``files``) still misses the cache when its inputs changed.
+    ``hidden``, ``show_log`` and ``description`` are left out: they change who sees a result, not the result.
     """
     identity: dict[str, Any] = {
-        "v": 1,
+        "v": 2,
         "files": {k: hashlib.sha256(v.encode()).hexdigest() for k, v in sorted(files.items())},
-        "setting": setting.model_dump(
-            include={"label", "script", "kind", "gpus", "time_limit_s", "needs"}
+        "job": job.model_dump(
+            mode="json",
+            exclude={"hidden", "show_log", "description"},
         ),
         "seed": seed,
         "profile": profile,
         "codebase": codebase_version,
         "data": data_fingerprint,
         "env": dict(sorted(env.items())),
-        "needs": needs_key,
+        "needs": needs_keys,
     }
     blob = json.dumps(identity, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()
@@ -73,7 +75,7 @@ def link_tree(src: Path, dest: Path) -> None:
 
 
 class ResultCache:
-    """A directory of finished (setting, seed) outputs keyed by :func:`cache_key`."""
+    """A directory of finished (job, seed) outputs keyed by :func:`cache_key`."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -89,13 +91,15 @@ class ResultCache:
             return None
         return result, entry / "out"
 
-    def store(self, key: str, result: SeedResult, out_dir: Path) -> None:
-        """Keep a finished result; infrastructure failures are never stored."""
+    def store(self, key: str, result: SeedResult, out_dir: Path, log_path: Path) -> None:
+        """Keep a finished result, its outputs and its log; infrastructure failures never."""
         if result.status == "infra_error" or (self.root / key / RESULT_FILE).is_file():
             return
         staging = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=self.root))
         try:
             link_tree(out_dir, staging / "out")
+            if log_path.is_file():
+                shutil.copyfile(log_path, staging / "log.txt")
             (staging / RESULT_FILE).write_text(result.model_dump_json(indent=1))
             # rename is atomic: a reader sees a whole entry or none
             os.rename(staging, self.root / key)

@@ -1,4 +1,4 @@
-"""The executor: every (setting, seed) of a test, in group order, with resume and cache."""
+"""The executor: every (job, seed) of a test, in ``needs`` order, with resume and cache."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from sandbox._backend import Backend, JobOutcome, SettingJob
+from sandbox._backend import Backend, Job, JobOutcome, Workers
 from sandbox._cache import ResultCache, cache_key, link_tree
 from sandbox._models import (
-    EvaluationSetting,
+    DataPaths,
+    JobSpec,
     ProgressCallback,
     ProgressEvent,
     Resources,
@@ -25,6 +26,7 @@ from sandbox._models import (
     TestRequest,
     TestResult,
     format_duration,
+    job_levels,
 )
 from sandbox._results import (
     LOG_FILE,
@@ -63,11 +65,10 @@ def parse_progress(line: str, setting: str, seed: int, started: float) -> Progre
     eta = num("eta_s")
     if eta is None and step and max_steps and step > 0:
         eta = (time.monotonic() - started) / step * max(0.0, max_steps - step)
-    phase: Literal["train", "eval"] = "eval" if doc.get("phase") == "eval" else "train"
     return ProgressEvent(
         setting=setting,
         seed=seed,
-        phase=phase,
+        phase="running",
         step=int(step) if step is not None else None,
         max_steps=int(max_steps) if max_steps is not None else None,
         loss=num("loss"),
@@ -77,7 +78,7 @@ def parse_progress(line: str, setting: str, seed: int, started: float) -> Progre
 
 
 def pair_dir(out_dir: Path, label: str, seed: int) -> Path:
-    """Where a (setting, seed)'s outputs live inside a test directory."""
+    """Where a (job, seed)'s outputs live inside a test directory."""
     return out_dir / label / f"seed_{seed}"
 
 
@@ -124,14 +125,14 @@ class Executor:
     def run(self, request: TestRequest, progress: ProgressCallback | None = None) -> TestResult:
         """Run (or resume, or serve from the cache) every (setting, seed) of ``request``."""
         start = time.monotonic()
-        _check_settings(request.settings)
+        levels = job_levels(request.jobs)
         try:
             request.out_dir.mkdir(parents=True, exist_ok=True)
             codebase_version = hash_tree(request.codebase_dir)
         except OSError as exc:
             return TestResult(
                 status="infra_error",
-                reason=f"cannot prepare {request.out_dir}: {exc}",
+                reason=f"cannot prepare the test directory: {exc.strerror or exc}",
                 elapsed_s=time.monotonic() - start,
             )
         data_fp = (
@@ -148,41 +149,32 @@ class Executor:
         )
         keys: dict[tuple[str, int], str] = {}
         results: dict[tuple[str, int], SeedResult] = {}
-        by_label = {s.label: s for s in request.settings}
-        # in group order, so that a setting's `needs` key exists before its own is made
-        for setting in sorted(request.settings, key=lambda s: s.group):
+        # in level order, so that the keys of a job's needs exist before its own is made
+        for job in sorted(request.jobs, key=lambda j: levels[j.label]):
             for seed in request.seeds:
-                needs = keys.get((setting.needs, seed)) if setting.needs else None
-                keys[(setting.label, seed)] = cache_key(
-                    files=request.files,
-                    setting=setting,
+                keys[(job.label, seed)] = cache_key(
+                    files=request.files if job.code == "edited" else {},
+                    job=job,
                     seed=seed,
                     profile=request.profile,
                     codebase_version=codebase_version,
                     data_fingerprint=data_fp,
                     env=request.env,
-                    needs_key=needs,
+                    needs_keys=[keys[(n, seed)] for n in job.needs],
                 )
-        for group in sorted({s.group for s in request.settings}):
+        for level in sorted(set(levels.values())):
             pairs = [
-                (s, seed) for s in request.settings if s.group == group for seed in request.seeds
+                (j, seed) for j in request.jobs if levels[j.label] == level for seed in request.seeds
             ]
             workers = self.max_parallel or max(
                 1, self.backend.cpu_slots + self.backend.gpu_capacity
             )
             with ThreadPoolExecutor(max_workers=min(workers, len(pairs)) or 1) as pool:
                 futures = {
-                    (s.label, seed): pool.submit(
-                        self._run_pair,
-                        request,
-                        s,
-                        seed,
-                        keys[(s.label, seed)],
-                        results,
-                        by_label,
-                        progress,
+                    (j.label, seed): pool.submit(
+                        self._run_pair, request, j, seed, keys[(j.label, seed)], results, progress
                     )
-                    for s, seed in pairs
+                    for j, seed in pairs
                 }
                 for pair, fut in futures.items():
                     try:
@@ -193,9 +185,9 @@ class Executor:
                             setting=pair[0],
                             seed=pair[1],
                             status="infra_error",
-                            reason=f"executor error: {exc}",
+                            reason=f"executor error: {type(exc).__name__}",
                         )
-        ordered = [results[(s.label, seed)] for s in request.settings for seed in request.seeds]
+        ordered = [results[(j.label, seed)] for j in request.jobs for seed in request.seeds]
         status, reason = _overall(ordered)
         return TestResult(
             status=status,
@@ -209,14 +201,13 @@ class Executor:
     def _run_pair(
         self,
         request: TestRequest,
-        setting: EvaluationSetting,
+        spec: JobSpec,
         seed: int,
         key: str,
         results: dict[tuple[str, int], SeedResult],
-        by_label: dict[str, EvaluationSetting],
         progress: ProgressCallback | None,
     ) -> SeedResult:
-        label = setting.label
+        label = spec.label
         out = pair_dir(request.out_dir, label, seed)
         record = record_path(request.out_dir, label, seed)
         emit = _safe(progress)
@@ -233,7 +224,10 @@ class Executor:
             cached, cached_out = hit
             shutil.rmtree(out, ignore_errors=True)
             link_tree(cached_out, out)
-            result = cached.model_copy(update={"cached": True, "log_path": str(out / LOG_FILE)})
+            log_path = request.out_dir / label / f"seed_{seed}.log"
+            with contextlib.suppress(OSError):
+                shutil.copyfile(cached_out.parent / LOG_FILE, log_path)
+            result = cached.model_copy(update={"cached": True, "log_path": str(log_path)})
             _write_record(record, key, result)
             emit(
                 ProgressEvent(
@@ -242,11 +236,11 @@ class Executor:
             )
             return result
 
-        ckpt_dir: Path | None = None
-        if setting.needs:
-            needed = results.get((setting.needs, seed))
+        needs: dict[str, Path] = {}
+        for need in spec.needs:
+            needed = results.get((need, seed))
             if needed is None:
-                needed = _load_record(record_path(request.out_dir, setting.needs, seed), None)
+                needed = _load_record(record_path(request.out_dir, need, seed), None)
             if needed is None or needed.status != "ok":
                 status: Status = needed.status if needed is not None else "infra_error"
                 why = needed.reason if needed is not None else "it did not run"
@@ -254,9 +248,19 @@ class Executor:
                     setting=label,
                     seed=seed,
                     status=status,
-                    reason=f"needs {setting.needs} (seed {seed}), which did not succeed: {why}",
+                    reason=f"needs {need} (seed {seed}), which did not succeed: {why}",
                 )
-            ckpt_dir = pair_dir(request.out_dir, setting.needs, seed)
+            needs[need] = pair_dir(request.out_dir, need, seed)
+        inputs, missing = _granted_inputs(spec, request.data)
+        if missing:
+            # the harness's data, not the submission: never charged, and no host path is named
+            return SeedResult(
+                setting=label,
+                seed=seed,
+                status="infra_error",
+                reason=f"infrastructure: the prepared {' and '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} missing (run `runner setup`)",
+            )
 
         shutil.rmtree(out, ignore_errors=True)  # a half-finished earlier attempt
         try:
@@ -267,33 +271,39 @@ class Executor:
                 setting=label,
                 seed=seed,
                 status="infra_error",
-                reason=f"infrastructure: cannot create {out}: {exc}",
+                reason=f"infrastructure: cannot create the job's output directory: {exc.strerror}",
             )
         if free_mb < self.min_free_disk_mb:
             return SeedResult(
                 setting=label,
                 seed=seed,
                 status="infra_error",
-                reason=f"infrastructure: disk almost full ({free_mb:.0f} MB free at {out})",
+                reason=f"infrastructure: disk almost full ({free_mb:.0f} MB free)",
             )
-        job = SettingJob(
+        job = Job(
             label=label,
             seed=seed,
-            script=setting.script,
+            script=spec.script,
             codebase_dir=request.codebase_dir,
-            files=request.files,
+            files=request.files if spec.code == "edited" else {},
             out_dir=out,
-            log_path=out / LOG_FILE,
-            data=request.data,
-            time_limit_s=setting.time_limit_s + self.time_grace_s,
-            gpus=setting.gpus,
-            ckpt_dir=ckpt_dir,
-            env={**request.env, "PB_PROFILE": request.profile},
+            log_path=request.out_dir / label / f"seed_{seed}.log",
+            time_limit_s=spec.time_limit_s + self.time_grace_s,
+            inputs=inputs,
+            needs=needs,
+            workers=Workers(spec.workers.script, spec.workers.count) if spec.workers else None,
+            gpus=spec.gpus,
+            env={
+                **request.env,
+                **spec.env,
+                "PB_PROFILE": request.profile,
+                "PB_EVAL_SOURCE": request.data.eval_source,
+            },
         )
         emit(ProgressEvent(setting=label, seed=seed, phase="queued"))
-        with self._slot(setting.gpus):
+        with self._slot(spec.gpus):
             started = time.monotonic()
-            emit(ProgressEvent(setting=label, seed=seed, phase="train", message="started"))
+            emit(ProgressEvent(setting=label, seed=seed, phase="running", message="started"))
 
             def on_line(line: str) -> None:
                 if (
@@ -303,52 +313,54 @@ class Executor:
                     emit(event)
 
             try:
-                outcome = self.backend.run_setting(job, on_line)
+                outcome = self.backend.run_job(job, on_line)
             except Exception as exc:
                 log.exception("backend %s failed on %s seed %s", self.backend.name, label, seed)
                 outcome = JobOutcome(
-                    None, time.monotonic() - started, infra_error=f"backend error: {exc}"
+                    None,
+                    time.monotonic() - started,
+                    infra_error=f"the {self.backend.name} backend failed ({type(exc).__name__})",
                 )
-        result = self._classify(request, setting, seed, out, outcome)
+        result = self._classify(request, spec, seed, job, outcome)
         try:
             _write_record(record, key, result)
         except OSError as exc:
-            reason = "disk full" if exc.errno == errno.ENOSPC else str(exc)
+            reason = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or "I/O error")
             result = result.model_copy(
                 update={"status": "infra_error", "reason": f"cannot record the result: {reason}"}
             )
         if self.cache is not None and result.status != "infra_error" and not outcome.timed_out:
             with contextlib.suppress(OSError):
-                self.cache.store(key, result, out)
+                self.cache.store(key, result, out, job.log_path)
         emit(ProgressEvent(setting=label, seed=seed, phase="done", message=result.status))
         return result
 
     def _classify(
-        self,
-        request: TestRequest,
-        setting: EvaluationSetting,
-        seed: int,
-        out: Path,
-        outcome: JobOutcome,
+        self, request: TestRequest, spec: JobSpec, seed: int, job: Job, outcome: JobOutcome
     ) -> SeedResult:
-        log_path = out / LOG_FILE
-        tail = tail_text(log_path)
+        """The job's status from what the supervisor observed and the files trusted code wrote.
+
+        A failure's reason is the job's own ``failure.json`` (capped; for a job that runs agent
+        code that is agent text, which only ever goes back to the same agent) or what the
+        supervisor saw; the log is read for a reason only when the job's log may be shown anyway.
+        """
+        out = job.out_dir
+        tail = tail_text(job.log_path) if spec.show_log else ""
         resources = Resources(
             wall_s=round(outcome.wall_s, 3),
-            gpus=setting.gpus,
+            gpus=spec.gpus,
             gpu_type=outcome.gpu_type,
             peak_mem_mb=outcome.peak_mem_mb,
         )
         base: dict[str, Any] = {
-            "setting": setting.label,
+            "setting": spec.label,
             "seed": seed,
             "elapsed_s": round(outcome.wall_s, 3),
-            "log_path": str(log_path),
+            "log_path": str(job.log_path),
             "log_tail": tail,
-            "curve": read_curve(out),
+            "curve": read_curve(out) if spec.show_log else [],
             "resources": resources,
         }
-        notes = "; ".join(outcome.notes)
         if outcome.infra_error:
             return SeedResult(
                 status="infra_error", reason=f"infrastructure: {outcome.infra_error}", **base
@@ -356,20 +368,23 @@ class Executor:
         failure = read_failure(out)
         reason: str | None = None
         if outcome.timed_out:
-            reason = f"timeout: exceeded the time limit of {format_duration(setting.time_limit_s)}"
-            if "forks refused" in notes:
-                reason += f" ({notes})"
+            reason = f"timeout: exceeded the time limit of {format_duration(spec.time_limit_s)}"
         elif outcome.oom:
             reason = f"out of memory: the job exceeded the sandbox memory limit (peak {outcome.peak_mem_mb or 0:.0f} MB)"
+        elif outcome.limit:
+            reason = f"limit: {outcome.limit}"
         elif outcome.exit_code != 0:
-            detail = failure or last_error_line(tail) or "no error message in the log"
-            reason = f"exit code {outcome.exit_code}: {detail}"
-            if "forks refused" in notes:
-                reason += f" ({notes})"
+            detail = failure or (last_error_line(tail) if tail else None)
+            reason = f"exit code {outcome.exit_code}: {detail or 'no error message'}"
         if reason is not None:
+            notes = "; ".join(outcome.notes)
+            if notes and not outcome.timed_out and not outcome.oom:
+                reason += f" ({notes})"
             return SeedResult(status="failed", reason=reason, **base)
+        if not spec.metrics:
+            return SeedResult(status="ok", **base)
         try:
-            metrics, source = read_metrics(out, setting, seed, request.profile)
+            metrics, source = read_metrics(out, spec, seed, request.profile)
         except MetricsError as exc:
             return SeedResult(status="failed", reason=f"no valid metrics: {exc}", **base)
         return SeedResult(status="ok", metrics=metrics, dataset_source=source, **base)
@@ -396,21 +411,37 @@ class Executor:
                 self._slots.notify_all()
 
 
-def _check_settings(settings: list[EvaluationSetting]) -> None:
-    labels = [s.label for s in settings]
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"duplicate setting labels in {labels}")
-    by_label = {s.label: s for s in settings}
-    for s in settings:
-        if s.needs is not None:
-            if s.needs not in by_label:
-                raise ValueError(
-                    f"setting {s.label} needs {s.needs!r}, which is not in the request"
-                )
-            if by_label[s.needs].group >= s.group:
-                raise ValueError(
-                    f"setting {s.label} needs {s.needs}, which must be in an earlier group"
-                )
+_INPUT_NAMES = {
+    "train_data": "training data",
+    "eval_data": "evaluation data",
+    "tokenizer": "tokenizer",
+    "hf_home": "Hugging Face cache",
+}
+
+
+def _granted_inputs(spec: JobSpec, data: DataPaths) -> tuple[dict[str, Path], list[str]]:
+    """The host directories of the data inputs a job declares, and the names of missing ones.
+
+    ``eval_data`` means the evaluation sets wherever they come from: the offline sets, or the
+    prepared Hugging Face cache (granted as ``hf_home``) when the source is ``hf``.
+    """
+    where: dict[str, Path | None] = {
+        "train_data": data.data_dir,
+        "eval_data": data.eval_data_dir,
+        "tokenizer": data.tokenizer_dir,
+        "hf_home": data.hf_home,
+    }
+    granted: dict[str, Path] = {}
+    missing: list[str] = []
+    for name in spec.inputs:
+        if name == "eval_data" and data.eval_source == "hf":
+            name = "hf_home"
+        path = where[name]
+        if path is None or not path.is_dir():
+            missing.append(_INPUT_NAMES[name])
+        else:
+            granted[name] = path.resolve()
+    return granted, missing
 
 
 def _overall(results: list[SeedResult]) -> tuple[Status, str | None]:

@@ -6,7 +6,7 @@ import re
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from sandbox._models import EvaluationSetting, SeedResult, TestResult
+from sandbox._models import JobSpec, SeedResult, TestResult
 
 SECTION_CAP = 6000
 _TRAIN_LINE = "TRAIN_METRICS"
@@ -63,47 +63,55 @@ def _fmt(value: float) -> str:
     return f"{value:.4f}"
 
 
-def render_feedback(
-    result: TestResult, settings: list[EvaluationSetting], hidden_metrics: list[str]
-) -> str:
-    """Per visible setting: ``### <label> (<script>)``, the last TRAIN_METRICS lines, the final
-    metrics (4 decimals) or ``[STATUS: FAILED …]`` with reason and a capped log tail.
+def render_feedback(result: TestResult, jobs: list[JobSpec], hidden_metrics: list[str]) -> str:
+    """What the agent reads about a test, built from trusted outputs only.
 
-    Hidden settings and metrics matching ``hidden_metrics`` (fnmatch) never appear.
+    Per visible job that ran, ``### <label> (<script>)`` and: for a job whose log may be shown
+    (``show_log``, a training run) its last ``TRAIN_METRICS`` lines, or on failure its reason and
+    a quoted log tail; for a job that reports metrics, the values its trusted ``metrics.json``
+    holds (4 decimals), or its failure reason; for any other job, its failure reason only.
+    Hidden jobs and metrics matching ``hidden_metrics`` (fnmatch) never appear, and nothing
+    printed by a job that may not show its log (an evaluation, a worker) is ever included.
     """
     sections: list[str] = []
-    for setting in settings:
-        if setting.hidden:
+    for job in jobs:
+        if job.hidden:
             continue
-        rows = result.for_setting(setting.label)
+        rows = result.for_setting(job.label)
         if not rows:
             continue
-        label = setting.label
-        parts = [f"### {label} ({setting.script})"]
+        label = job.label
+        if not job.show_log and not job.metrics and all(r.status == "ok" for r in rows):
+            continue  # a preflight or helper job that passed says nothing
+        parts = [f"### {label} ({job.script})"]
         for row in rows:
             seed_tag = f", seed {row.seed}" if len(rows) > 1 else ""
-            train = _train_lines(row)
-            if train:
-                parts.append(f"Training metrics (last steps{seed_tag}):")
-                parts.extend(train)
+            if job.show_log:
+                train = _train_lines(row)
+                if train:
+                    parts.append(f"Training metrics (last steps{seed_tag}):")
+                    parts.extend(train)
             if row.status == "ok":
-                shown = [
-                    (k, v)
-                    for k, v in row.metrics.items()
-                    if not is_hidden_metric(k, label, hidden_metrics)
-                ]
-                values = ", ".join(f"{k}_{label}={_fmt(v)}" for k, v in shown)
-                cached = " [cached]" if row.cached else ""
-                parts.append(f"Final metrics ({label}{seed_tag}): {values}{cached}")
+                if job.metrics:
+                    shown = [
+                        (k, v)
+                        for k, v in row.metrics.items()
+                        if not is_hidden_metric(k, label, hidden_metrics)
+                    ]
+                    values = ", ".join(f"{k}_{label}={_fmt(v)}" for k, v in shown)
+                    cached = " [cached]" if row.cached else ""
+                    parts.append(f"Final metrics ({label}{seed_tag}): {values}{cached}")
+                elif row.cached:
+                    parts.append(f"[cached{seed_tag}]")
             else:
                 kind = "FAILED" if row.status == "failed" else "INFRASTRUCTURE ERROR (not charged)"
                 parts.append(f"[STATUS: {kind}{seed_tag}] {row.reason or ''}".rstrip())
-                if row.log_tail:
+                if job.show_log and row.log_tail:
                     # Quoted, so lines the submission printed cannot pass for harness lines.
                     parts.append("Last lines of the log:")
                     parts.extend(f"  | {line}" for line in row.log_tail.splitlines())
-        if len(rows) > 1 and all(r.status == "ok" for r in rows):
-            means = result.metrics([setting])
+        if job.metrics and len(rows) > 1 and all(r.status == "ok" for r in rows):
+            means = result.metrics([job])
             shown_means = [
                 f"{k}={_fmt(v)}"
                 for k, v in means.items()

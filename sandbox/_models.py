@@ -6,9 +6,9 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 from statistics import fmean
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _DURATION = re.compile(r"^(?:(\d+)-)?(\d+):(\d{2}):(\d{2})$")
 
@@ -41,17 +41,52 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class EvaluationSetting(_Model):
-    """One command of a test: a training run or an evaluation of its checkpoint."""
+#: The prepared data a job may be granted, each read-only. A job sees exactly the inputs it
+#: declares: a training job gets ``train_data`` and never ``eval_data`` (the answers).
+DataInput = Literal["train_data", "eval_data", "tokenizer", "hf_home"]
+
+
+class WorkerSpec(_Model):
+    """Helper processes started beside a job, each in a sandbox of its own.
+
+    A worker sees what its job ``needs`` (read-only) and a private socket directory; no data
+    inputs, no network, nothing of the other workers. The job reaches worker ``i`` through
+    ``$PB_WORKERS_DIR/<i>/``. The trusted evaluator uses them to run agent model code apart.
+    """
+
+    script: str
+    count: int = Field(default=1, ge=1, le=16)
+
+
+class JobSpec(_Model):
+    """One job of a test: a script run in a fresh sandbox, once per seed.
+
+    ``code``: ``edited`` runs in a codebase copy with the agent's files laid over it;
+    ``original`` in a copy of the untouched codebase. ``needs``: jobs whose outputs this one
+    reads (read-only, at ``$PB_NEEDS_DIR/<label>``); it starts when they succeeded.
+    ``metrics``: the names this job's ``metrics.json`` reports, keyed ``<name>_<label>`` in
+    results; only jobs on ``original`` code may report metrics (agent code never runs in a
+    process that decides a result). ``stage: preflight`` jobs run before a test is charged: if
+    one fails the test is refused, uncharged, with the job's own error. ``show_log``: the job's
+    log lines may be shown to the agent (a training run's progress); no other job's output is.
+    """
 
     label: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]*$")
     script: str
-    kind: Literal["train", "lm_eval"]
+    description: str = ""  # one line for the agent: what the job does (task.yaml is data)
+    stage: Literal["preflight", "test"] = "test"
+    code: Literal["edited", "original"] = "original"
+    inputs: list[DataInput] = Field(default_factory=list)
+    needs: list[str] = Field(default_factory=list)
+    workers: WorkerSpec | None = None
+    metrics: list[Annotated[str, Field(pattern=r"^[a-z0-9_]+$")]] = Field(default_factory=list)
+    show_log: bool = False
     gpus: int = Field(default=0, ge=0)
     time_limit_s: int = Field(gt=0, validation_alias="time_limit")
-    group: int = Field(default=1, ge=1)
     hidden: bool = False
-    needs: str | None = None
+    env: dict[Annotated[str, Field(pattern=r"^PB_[A-Z0-9_]+$")], str] = Field(
+        default_factory=dict
+    )
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -60,13 +95,58 @@ class EvaluationSetting(_Model):
     def _parse_time_limit(cls, value: Any) -> int:
         return parse_duration(value)
 
+    @model_validator(mode="after")
+    def _trusted_results_only(self) -> JobSpec:
+        if self.metrics and self.code != "original":
+            raise ValueError(
+                f"job {self.label}: a job that reports metrics must run the original code "
+                "(code: original); agent code never runs where a result is decided"
+            )
+        if self.metrics and self.stage == "preflight":
+            raise ValueError(f"job {self.label}: a preflight job cannot report metrics")
+        if self.label in self.needs:
+            raise ValueError(f"job {self.label} needs itself")
+        return self
+
     @property
     def time_limit(self) -> str:
         return format_duration(self.time_limit_s)
 
+    @property
+    def reports_metrics(self) -> bool:
+        return bool(self.metrics)
+
+
+def job_levels(jobs: list[JobSpec]) -> dict[str, int]:
+    """Each job's level in the ``needs`` graph (0: needs nothing); jobs of a level may run at
+    once. Raises ``ValueError`` for an unknown need, a duplicate label or a cycle."""
+    by_label: dict[str, JobSpec] = {}
+    for job in jobs:
+        if job.label in by_label:
+            raise ValueError(f"duplicate job label {job.label!r}")
+        by_label[job.label] = job
+    for job in jobs:
+        for need in job.needs:
+            if need not in by_label:
+                raise ValueError(f"job {job.label} needs {need!r}, which is not a job here")
+    levels: dict[str, int] = {}
+
+    def level(label: str, path: tuple[str, ...]) -> int:
+        if label in path:
+            raise ValueError("jobs need each other in a cycle: " + " -> ".join((*path, label)))
+        if label not in levels:
+            needs = by_label[label].needs
+            levels[label] = 1 + max((level(n, (*path, label)) for n in needs), default=-1)
+        return levels[label]
+
+    for job in jobs:
+        level(job.label, ())
+    return levels
+
 
 class DataPaths(_Model):
-    """Where the prepared data lives on the host; backends mount or pass these read-only."""
+    """Where the prepared data lives on the host; a job is granted the ones it declares
+    (``JobSpec.inputs``), read-only."""
 
     data_dir: Path
     eval_data_dir: Path | None = None
@@ -76,7 +156,11 @@ class DataPaths(_Model):
 
 
 class TestRequest(_Model):
-    """Everything an executor needs to run one test (or add to a finished one)."""
+    """Everything an executor needs to run one test (or add to a finished one).
+
+    ``files`` overlay the codebase in the copies of ``code: edited`` jobs; ``env`` holds
+    harness variables (``PB_*``) given to every job, e.g. the parsed ``CONFIG_OVERRIDES``.
+    """
 
     __test__ = False  # not a pytest class
 
@@ -84,7 +168,7 @@ class TestRequest(_Model):
     test_id: str
     codebase_dir: Path
     files: dict[str, str] = Field(default_factory=dict)
-    settings: list[EvaluationSetting]
+    jobs: list[JobSpec]
     seeds: list[int]
     profile: str
     out_dir: Path
@@ -103,7 +187,7 @@ Status = Literal["ok", "failed", "infra_error"]
 
 
 class SeedResult(_Model):
-    """The outcome of one evaluation setting for one seed."""
+    """The outcome of one job for one seed (``setting`` is the job's label)."""
 
     setting: str
     seed: int
@@ -133,13 +217,15 @@ class TestResult(_Model):
     def for_setting(self, label: str) -> list[SeedResult]:
         return [r for r in self.results if r.setting == label]
 
-    def metrics(self, settings: list[EvaluationSetting] | None = None) -> dict[str, float]:
+    def metrics(self, jobs: list[JobSpec] | None = None) -> dict[str, float]:
         """Seed-averaged metrics keyed ``<metric>_<label>``, plus ``elapsed_<label>``.
 
-        Only settings whose every seed finished ``ok`` contribute metric values.
+        Only jobs that report metrics and whose every seed finished ``ok`` contribute.
         """
         labels = (
-            [s.label for s in settings] if settings else _unique(r.setting for r in self.results)
+            [j.label for j in jobs if j.reports_metrics]
+            if jobs is not None
+            else _unique(r.setting for r in self.results if r.metrics)
         )
         out: dict[str, float] = {}
         for label in labels:
@@ -160,7 +246,7 @@ class ProgressEvent(_Model):
 
     setting: str
     seed: int
-    phase: Literal["queued", "preflight", "train", "eval", "done"] = "train"
+    phase: Literal["queued", "running", "done"] = "running"
     step: int | None = None
     max_steps: int | None = None
     loss: float | None = None

@@ -8,12 +8,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from sandbox._models import EvaluationSetting
+from sandbox._models import JobSpec
 
 METRICS_FILE = "metrics.json"
 CURVE_FILE = "curve.jsonl"
 FAILURE_FILE = "failure.json"
 LOG_FILE = "log.txt"
+FAILURE_CAP = 2000  # characters of a job's own failure reason that are kept
 
 _MAX_CURVE_POINTS = 20000
 _MAX_JSON_BYTES = 64 * 1024 * 1024  # a curve or metrics file beyond this is not read
@@ -27,11 +28,12 @@ class MetricsError(ValueError):
 
 
 def read_metrics(
-    out_dir: Path, setting: EvaluationSetting, seed: int, profile: str
+    out_dir: Path, job: JobSpec, seed: int, profile: str
 ) -> tuple[dict[str, float], str | None]:
-    """The metrics the trusted evaluator wrote for this (setting, seed), and their data source.
+    """The metrics the trusted evaluator wrote for this (job, seed), and their data source.
 
-    Only this file counts: nothing the job printed is ever read as a metric.
+    Only this file counts, and only the names the job declares: nothing the job printed is
+    ever read as a metric. (Jobs that report metrics run only the original code.)
     """
     path = out_dir / METRICS_FILE
     if path.is_symlink() or not path.is_file():
@@ -44,10 +46,6 @@ def read_metrics(
         raise MetricsError(f"metrics.json is not valid JSON: {exc}") from exc
     if not isinstance(doc, dict) or doc.get("schema_version") != 1:
         raise MetricsError("metrics.json lacks schema_version 1")
-    if doc.get("kind") != setting.kind:
-        raise MetricsError(
-            f"metrics.json is of kind {doc.get('kind')!r}, expected {setting.kind!r}"
-        )
     if "seed" in doc and doc["seed"] != seed:
         raise MetricsError(f"metrics.json is for seed {doc['seed']!r}, expected {seed}")
     if "profile" in doc and doc["profile"] != profile:
@@ -55,13 +53,13 @@ def read_metrics(
     raw = doc.get("metrics")
     if not isinstance(raw, dict) or not raw:
         raise MetricsError("metrics.json has no metrics")
+    missing = [name for name in job.metrics if name not in raw]
+    if missing:
+        raise MetricsError(f"metrics.json lacks {', '.join(missing)}")
     metrics: dict[str, float] = {}
-    for name, value in raw.items():
-        if (
-            not isinstance(name, str)
-            or isinstance(value, bool)
-            or not isinstance(value, int | float)
-        ):
+    for name in job.metrics:
+        value = raw[name]
+        if isinstance(value, bool) or not isinstance(value, int | float):
             raise MetricsError(f"metrics.json value {name!r} is not a number")
         if not math.isfinite(value):
             raise MetricsError(f"metric {name} is not finite ({value})")
@@ -102,16 +100,18 @@ def read_curve(out_dir: Path) -> list[dict[str, Any]]:
 
 
 def read_failure(out_dir: Path) -> str | None:
-    """The reason training gave for stopping itself (``failure.json``), if any."""
+    """The reason a job gave for stopping itself (``failure.json``), if any, capped.
+
+    Written by the job, so only ever shown to the agent whose code ran there."""
     path = out_dir / FAILURE_FILE
-    if path.is_symlink() or not path.is_file():
+    if path.is_symlink() or not path.is_file() or path.stat().st_size > _MAX_JSON_BYTES:
         return None
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     reason = doc.get("reason") if isinstance(doc, dict) else None
-    return str(reason)[:500] if reason else None
+    return str(reason)[:FAILURE_CAP] if reason else None
 
 
 def tail_text(path: Path, lines: int = 40, max_chars: int = 4000) -> str:

@@ -100,8 +100,48 @@ DESCRIPTION = """# Mini task
 Edit `get_lr` in `{file}` (lines {lines[get_lr]}). Budget: {max_steps} steps, {max_tests} tests.
 Profile `{profile}`, model {recipe[model]}.
 
-{settings_table}
+{jobs_table}
 """
+
+SCRIPTS = ("schedule.sh", "train.sh", "eval.sh", "lm_eval.sh")
+
+
+def _jobs(suffix: str, gpus: int, time_limit: str) -> list[dict[str, Any]]:
+    """The mini task's jobs of one profile: schedule (preflight) → train → eval, lm-eval."""
+    return [
+        {
+            "label": "schedule",
+            "script": "scripts/schedule.sh",
+            "stage": "preflight",
+            "code": "edited",
+            "time_limit": "0:01:00",
+        },
+        {
+            "label": f"train-{suffix}",
+            "script": "scripts/train.sh",
+            "inputs": ["train_data"],
+            "needs": ["schedule"],
+            "show_log": True,
+            "gpus": gpus,
+            "time_limit": time_limit,
+        },
+        {
+            "label": f"gpt-{suffix}",
+            "script": "scripts/eval.sh",
+            "needs": [f"train-{suffix}"],
+            "metrics": ["val_loss", "wikitext2_ppl"],
+            "time_limit": "0:10:00",
+        },
+        {
+            "label": f"lm-eval-{suffix}",
+            "script": "scripts/lm_eval.sh",
+            "needs": [f"train-{suffix}"],
+            "metrics": ["arc_easy", "piqa"],
+            "hidden": True,
+            "time_limit": "0:10:00",
+        },
+    ]
+
 
 BASE_TASK: dict[str, Any] = {
     "id": "mini-lr",
@@ -121,65 +161,28 @@ BASE_TASK: dict[str, Any] = {
         }
     ],
     "code_policy": {"allowed_imports": ["math"]},
+    "data_regions": {
+        "config_overrides": {"variable": "CONFIG_OVERRIDES", "env": "PB_CONFIG_OVERRIDES"}
+    },
     "profiles": {
         "tiny": {
-            "settings": [
-                {
-                    "label": "gpt-tiny",
-                    "script": "scripts/gpt_tiny.sh",
-                    "kind": "train",
-                    "gpus": 0,
-                    "time_limit": "0:10:00",
-                    "group": 1,
-                },
-                {
-                    "label": "lm-eval-tiny",
-                    "script": "scripts/lm_eval_tiny.sh",
-                    "kind": "lm_eval",
-                    "gpus": 0,
-                    "time_limit": "0:10:00",
-                    "group": 2,
-                    "hidden": True,
-                    "needs": "gpt-tiny",
-                },
-            ],
+            "jobs": _jobs("tiny", 0, "0:10:00"),
             "seeds": {"test": [42], "final": [42, 43]},
             "recipe": {"model": "2L/2H/32D", "max_iters": 10},
         },
-        "full": {
-            "settings": [
-                {
-                    "label": "gpt-345m",
-                    "script": "scripts/gpt_tiny.sh",
-                    "kind": "train",
-                    "gpus": 2,
-                    "time_limit": "12:00:00",
-                },
-                {
-                    "label": "lm-eval-345m",
-                    "script": "scripts/lm_eval_tiny.sh",
-                    "kind": "lm_eval",
-                    "gpus": 1,
-                    "time_limit": "1:00:00",
-                    "group": 2,
-                    "hidden": True,
-                    "needs": "gpt-345m",
-                },
-            ],
-        },
+        "full": {"jobs": _jobs("345m", 2, "12:00:00")},
     },
     "metrics": [
         {
             "name": "val_loss",
-            "kind": "train",
             "direction": "lower",
             "primary": True,
             "bound": 0,
             "weight": 2,
         },
-        {"name": "wikitext2_ppl", "kind": "train", "direction": "lower", "bound": 1},
-        {"name": "arc_easy", "kind": "lm_eval", "direction": "higher", "bound": 100},
-        {"name": "piqa", "kind": "lm_eval", "direction": "higher", "bound": 100, "hidden": True},
+        {"name": "wikitext2_ppl", "direction": "lower", "bound": 1},
+        {"name": "arc_easy", "direction": "higher", "bound": 100},
+        {"name": "piqa", "direction": "higher", "bound": 100, "hidden": True},
     ],
     "budgets": {"max_steps": 20, "max_tests": 3},
     "seeds": {"test": [42], "final": [42, 43, 44]},
@@ -220,7 +223,7 @@ def write_task_root(root: Path) -> None:
     (codebase / "scripts").mkdir(parents=True, exist_ok=True)
     (codebase / "custom_pretrain.py").write_text(MINI_CODEBASE, encoding="utf-8")
     (codebase / "train_notes.py").write_text("# read-only context\nNOTES = 1\n", encoding="utf-8")
-    for script in ("gpt_tiny.sh", "lm_eval_tiny.sh"):
+    for script in SCRIPTS:
         (codebase / "scripts" / script).write_text("#!/bin/bash\nexit 0\n", encoding="utf-8")
 
 
@@ -293,6 +296,17 @@ def lr_workspace(lr_task: Any, tmp_path: Path) -> Any:
     from env._workspace import Workspace
 
     return Workspace.create(lr_task, tmp_path / "run" / "workspace")
+
+
+@pytest.fixture
+def code_only_workspace(make_env_task: TaskFactory, tmp_path: Path) -> Any:
+    """The mini learning-rate task with ``config_overrides`` as a code region (no data regions):
+    for the mechanics of a region that may be emptied."""
+    from env._spec import load_task
+    from env._workspace import Workspace
+
+    task = load_task(make_env_task({"data_regions": {}}))
+    return Workspace.create(task, tmp_path / "run" / "workspace")
 
 
 @pytest.fixture

@@ -1,9 +1,10 @@
 """Shared pytest fixtures of the runner area.
 
 `fake_task_root` builds a task root with a torch-free stand-in of the nanoGPT codebase: the same
-regions, environment variables and output files (``curve.jsonl``, ``metrics.json``,
-``PB_PROGRESS`` lines), but "training" is arithmetic on the learning-rate schedule. Everything
-else is real: env sessions, sandbox preflight, the Executor and its LocalBackend subprocesses.
+regions, jobs (schedule → train → eval, lm-eval), environment variables and output files
+(``schedule.json``, ``curve.jsonl``, ``metrics.json``, ``PB_PROGRESS`` lines), but "training" is
+arithmetic on the learning-rate table. Everything else is real: env sessions, the preflight job,
+the Executor and its LocalBackend sandboxes.
 `runner_env` points PRETRAINBENCH_* at it (and at a home with a valid tokenizer stand-in).
 """
 
@@ -42,13 +43,16 @@ CONFIG_OVERRIDES = {}
 
 
 if __name__ == "__main__":
+    # training reads the schedule job's table and the overrides as data, never this file's code
     cfg = pb_config.resolve_run_config(dict(os.environ))
     out = os.environ["PB_OUT_DIR"]
-    lr0, lr1 = CONFIG_OVERRIDES.get("learning_rate", cfg["learning_rate"]), cfg["min_lr"]
+    table = os.path.join(os.environ["PB_NEEDS_DIR"], os.environ["PB_LR_SCHEDULE_JOB"], "schedule.json")
+    lrs = json.load(open(table))["lr"]
     loss, n = 5.0, cfg["max_iters"]
+    assert len(lrs) == n
     with open(os.path.join(out, "curve.jsonl"), "w") as curve:
         for it in range(n):
-            lr = get_lr(it, cfg["warmup_iters"], n, lr0, lr1)
+            lr = lrs[it]
             loss = loss - 40.0 * lr * (1.0 - it / (2.0 * n)) + 0.001 * (cfg["seed"] % 5)
             curve.write(json.dumps({"step": it, "train_loss": loss, "lr": lr}) + "\\n")
             curve.flush()
@@ -71,12 +75,42 @@ PROFILES = {{"micro": 3, "tiny": 12, "small": 12, "full": 12}}
 def resolve_run_config(environ):
     profile = environ.get("PB_PROFILE", "tiny")
     n = PROFILES[profile]
-    return {{"profile": profile, "seed": int(environ.get("PB_SEED", "42")), "n_layer": 1,
-            "n_head": 1, "n_embd": 8, "block_size": 8, "vocab_size": 64, "max_iters": n,
-            "batch_size": 1, "grad_accum": 1, "tokens_per_iter": 8, "learning_rate": 0.01,
-            "min_lr": 0.001, "warmup_iters": 2, "lr_decay_iters": n, "weight_decay": 0.1,
-            "grad_clip": 1.0, "eval_interval": n, "val_windows": 2,
-            "sleep_s": 0.0 if profile == "micro" else SLEEP_S}}
+    cfg = {{"profile": profile, "seed": int(environ.get("PB_SEED", "42")), "n_layer": 1,
+           "n_head": 1, "n_embd": 8, "block_size": 8, "vocab_size": 64, "max_iters": n,
+           "batch_size": 1, "grad_accum": 1, "tokens_per_iter": 8, "learning_rate": 0.01,
+           "min_lr": 0.001, "warmup_iters": 2, "lr_decay_iters": n, "weight_decay": 0.1,
+           "grad_clip": 1.0, "eval_interval": n, "val_windows": 2,
+           "sleep_s": 0.0 if profile == "micro" else SLEEP_S}}
+    overrides = json.loads(environ.get("PB_CONFIG_OVERRIDES") or "{{}}")
+    for key, value in overrides.items():
+        if key not in ("learning_rate", "min_lr", "warmup_iters") or type(value) not in (int, float):
+            raise ValueError(f"CONFIG_OVERRIDES[{{key!r}}] = {{value!r}} is not allowed")
+        cfg[key] = value
+    return cfg
+'''
+
+SCHEDULE = '''\
+"""Stand-in for schedule.py: get_lr of the edited file over the run's iterations."""
+import json
+import os
+import traceback
+
+import pb_config
+
+out = os.environ["PB_OUT_DIR"]
+try:
+    import custom_pretrain
+
+    cfg = pb_config.resolve_run_config(dict(os.environ))
+    args = (cfg["warmup_iters"], cfg["lr_decay_iters"], cfg["learning_rate"], cfg["min_lr"])
+    lrs = [float(custom_pretrain.get_lr(it, *args)) for it in range(cfg["max_iters"])]
+    if not all(lr >= 0 for lr in lrs):
+        raise ValueError("get_lr returned a negative learning rate")
+except Exception as e:
+    json.dump({{"reason": traceback.format_exception_only(type(e), e)[-1].strip()}},
+              open(os.path.join(out, "failure.json"), "w"))
+    raise SystemExit(1)
+json.dump({{"lr": lrs}}, open(os.path.join(out, "schedule.json"), "w"))
 '''
 
 PB_DATA = '''\
@@ -96,7 +130,7 @@ import sys
 
 kind = sys.argv[sys.argv.index("--kind") + 1]
 out = os.environ["PB_OUT_DIR"]
-src = os.environ.get("PB_CKPT_DIR") or out
+src = os.path.join(os.environ["PB_NEEDS_DIR"], os.environ["PB_CKPT_JOB"])
 loss = json.load(open(os.path.join(src, "ckpt.json")))["final_loss"]
 if kind == "train":
     metrics = {"val_loss": loss + 0.05, "wikitext2_ppl": 2.0 ** (loss + 1), "lambada_ppl": 3.0 ** loss}
@@ -124,28 +158,34 @@ invariants:
     file: custom_pretrain.py
     function: get_lr
     params: [it, warmup_iters, lr_decay_iters, learning_rate, min_lr]
+data_regions:
+  config_overrides: {{variable: CONFIG_OVERRIDES, env: PB_CONFIG_OVERRIDES}}
 code_policy:
   allowed_imports: [math]
 profiles:
   tiny:
-    settings:
-      - {{label: gpt-tiny, script: scripts/train.sh, kind: train, gpus: 0, time_limit: "0:05:00", group: 1}}
-      - {{label: lm-eval-tiny, script: scripts/lm_eval.sh, kind: lm_eval, gpus: 0, time_limit: "0:05:00", group: 2, hidden: true, needs: gpt-tiny}}
+    jobs:
+      - {{label: schedule, script: scripts/schedule.sh, stage: preflight, code: edited, time_limit: "0:01:00"}}
+      - {{label: train-tiny, script: scripts/train.sh, inputs: [train_data], needs: [schedule], show_log: true, time_limit: "0:05:00", env: {{PB_LR_SCHEDULE_JOB: schedule}}}}
+      - {{label: gpt-tiny, script: scripts/eval.sh, inputs: [eval_data], needs: [train-tiny], metrics: [val_loss, wikitext2_ppl, lambada_ppl], time_limit: "0:05:00", env: {{PB_CKPT_JOB: train-tiny}}}}
+      - {{label: lm-eval-tiny, script: scripts/lm_eval.sh, inputs: [eval_data], needs: [train-tiny], metrics: [arc_easy, hellaswag, piqa, winogrande], hidden: true, time_limit: "0:05:00", env: {{PB_CKPT_JOB: train-tiny}}}}
     seeds: {{test: [42], final: [42]}}
     recipe: {{model: "fake", hardware: "CPU"}}
   full:
-    settings:
-      - {{label: gpt-345m, script: scripts/train.sh, kind: train, gpus: 2, time_limit: "0:05:00", group: 1}}
-      - {{label: lm-eval-345m, script: scripts/lm_eval.sh, kind: lm_eval, gpus: 1, time_limit: "0:05:00", group: 2, hidden: true, needs: gpt-345m}}
+    jobs:
+      - {{label: schedule, script: scripts/schedule.sh, stage: preflight, code: edited, time_limit: "0:01:00"}}
+      - {{label: train-345m, script: scripts/train.sh, inputs: [train_data], needs: [schedule], show_log: true, gpus: 2, time_limit: "0:05:00", env: {{PB_LR_SCHEDULE_JOB: schedule}}}}
+      - {{label: gpt-345m, script: scripts/eval.sh, inputs: [eval_data], needs: [train-345m], gpus: 1, metrics: [val_loss, wikitext2_ppl, lambada_ppl], time_limit: "0:05:00", env: {{PB_CKPT_JOB: train-345m}}}}
+      - {{label: lm-eval-345m, script: scripts/lm_eval.sh, inputs: [eval_data], needs: [train-345m], gpus: 1, metrics: [arc_easy, hellaswag, piqa, winogrande], hidden: true, time_limit: "0:05:00", env: {{PB_CKPT_JOB: train-345m}}}}
     recipe: {{model: "fake", hardware: "2 GPUs"}}
 metrics:
-  - {{name: val_loss, kind: train, direction: lower, primary: true, bound: 0, weight: 2}}
-  - {{name: wikitext2_ppl, kind: train, direction: lower, bound: 1}}
-  - {{name: lambada_ppl, kind: train, direction: lower, bound: 1}}
-  - {{name: arc_easy, kind: lm_eval, direction: higher, bound: 100}}
-  - {{name: hellaswag, kind: lm_eval, direction: higher, bound: 100}}
-  - {{name: piqa, kind: lm_eval, direction: higher, bound: 100, hidden: true}}
-  - {{name: winogrande, kind: lm_eval, direction: higher, bound: 100, hidden: true}}
+  - {{name: val_loss, direction: lower, primary: true, bound: 0, weight: 2}}
+  - {{name: wikitext2_ppl, direction: lower, bound: 1}}
+  - {{name: lambada_ppl, direction: lower, bound: 1}}
+  - {{name: arc_easy, direction: higher, bound: 100}}
+  - {{name: hellaswag, direction: higher, bound: 100}}
+  - {{name: piqa, direction: higher, bound: 100, hidden: true}}
+  - {{name: winogrande, direction: higher, bound: 100, hidden: true}}
 budgets: {{max_steps: 8, max_tests: 2}}
 seeds: {{test: [42], final: [42]}}
 baselines: [cosine, constant]
@@ -158,7 +198,7 @@ DESCRIPTION = """\
 Change `get_lr` in `{file}` (lines {lines[get_lr]}) and `CONFIG_OVERRIDES`
 (lines {lines[config_overrides]}). Budget: {max_steps} steps, {max_tests} tests. Profile {profile}.
 
-{settings_table}
+{jobs_table}
 """
 
 BASELINE_COSINE = '''"""cosine — the unmodified default (reference)."""
@@ -195,9 +235,10 @@ def build_fake_task_root(root: Path, *, sleep_s: float = 0.0) -> FakeTaskRoot:
     (codebase / "pb_config.py").write_text(PB_CONFIG.format(sleep_s=sleep_s))
     (codebase / "pb_data.py").write_text(PB_DATA)
     (codebase / "evaluate.py").write_text(EVALUATE)
-    (codebase / "scripts" / "train.sh").write_text(
-        "set -e\npython custom_pretrain.py\npython evaluate.py --kind train\n"
-    )
+    (codebase / "schedule.py").write_text(SCHEDULE)
+    (codebase / "scripts" / "schedule.sh").write_text("set -e\npython schedule.py\n")
+    (codebase / "scripts" / "train.sh").write_text("set -e\npython custom_pretrain.py\n")
+    (codebase / "scripts" / "eval.sh").write_text("set -e\npython evaluate.py --kind train\n")
     (codebase / "scripts" / "lm_eval.sh").write_text("set -e\npython evaluate.py --kind lm_eval\n")
     task = tasks / TASK_ID
     task.mkdir(parents=True)
@@ -207,6 +248,8 @@ def build_fake_task_root(root: Path, *, sleep_s: float = 0.0) -> FakeTaskRoot:
     baselines.mkdir(parents=True)
     (baselines / "cosine.py").write_text(BASELINE_COSINE)
     (baselines / "constant.py").write_text(BASELINE_CONSTANT)
+    (tasks / "eval_sets" / "offline").mkdir(parents=True)
+    (tasks / "eval_sets" / "offline" / "arc_easy.jsonl").write_text("{}\n")
     home = root / "home"
     prepare_fake_home(home)
     return FakeTaskRoot(

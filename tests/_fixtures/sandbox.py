@@ -1,9 +1,10 @@
 """Shared pytest fixtures of the sandbox area: a fake codebase with the real contract.
 
 The fake codebase follows docs/INTERFACES.md section 1 (env variables, ``curve.jsonl``,
-``TRAIN_METRICS``/``PB_PROGRESS`` lines, ``failure.json``, a trusted ``evaluate.py`` writing
-``metrics.json``) with numpy instead of torch, so sandbox tests run real subprocesses in
-about a second each.
+``TRAIN_METRICS``/``PB_PROGRESS`` lines, ``failure.json``; a training job, and a trusted
+``evaluate.py`` job that reads the training job's output through ``$PB_NEEDS_DIR`` and writes
+``metrics.json``) with the standard library instead of torch, so sandbox tests run real
+subprocesses in about a second each.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox import DataPaths, EvaluationSetting, TestRequest
+from sandbox import DataPaths, JobSpec, TestRequest
 
 FAKE_TRAIN = textwrap.dedent(
     '''
@@ -72,7 +73,7 @@ FAKE_EVALUATE = textwrap.dedent(
     import json, os, sys
     kind = sys.argv[sys.argv.index("--kind") + 1]
     out = os.environ["PB_OUT_DIR"]
-    src = os.environ.get("PB_CKPT_DIR", out)
+    src = os.path.join(os.environ["PB_NEEDS_DIR"], os.environ["PB_CKPT_JOB"])
     with open(os.path.join(src, "ckpt.json")) as fh:
         ckpt = json.load(fh)
     loss = ckpt["final_loss"]
@@ -128,7 +129,8 @@ FAKE_DATA = textwrap.dedent(
     '''
 )
 
-TRAIN_SCRIPT = "set -e\npython custom_pretrain.py\npython evaluate.py --kind train\n"
+TRAIN_SCRIPT = "set -e\npython custom_pretrain.py\n"
+EVAL_SCRIPT = "set -e\npython evaluate.py --kind train\n"
 LM_EVAL_SCRIPT = "set -e\npython evaluate.py --kind lm_eval\n"
 
 
@@ -139,7 +141,8 @@ def write_fake_codebase(root: Path) -> Path:
     (root / "evaluate.py").write_text(FAKE_EVALUATE)
     (root / "pb_config.py").write_text(FAKE_CONFIG)
     (root / "pb_data.py").write_text(FAKE_DATA)
-    (root / "scripts" / "gpt_tiny.sh").write_text(TRAIN_SCRIPT)
+    (root / "scripts" / "train_tiny.sh").write_text(TRAIN_SCRIPT)
+    (root / "scripts" / "eval_tiny.sh").write_text(EVAL_SCRIPT)
     (root / "scripts" / "lm_eval_tiny.sh").write_text(LM_EVAL_SCRIPT)
     return root
 
@@ -332,30 +335,48 @@ def slurm_cluster() -> Iterator[None]:
 HOOK = "# ── EDITABLE REGION START: train_hook ──\n"
 
 
-def fake_settings(
-    time_limit: str, train_label: str = "gpt-tiny", lm_eval_label: str = "lm-eval-tiny"
-) -> tuple[EvaluationSetting, EvaluationSetting]:
-    """A training setting and the hidden lm-eval setting that reads its checkpoint."""
-    train = EvaluationSetting.model_validate(
+def fake_jobs(
+    time_limit: str,
+    train_label: str = "train-tiny",
+    eval_label: str = "gpt-tiny",
+    lm_eval_label: str = "lm-eval-tiny",
+) -> tuple[JobSpec, JobSpec, JobSpec]:
+    """A training job on the edited code, its trusted evaluation, and the hidden lm-eval job
+    that reads the same checkpoint."""
+    train = JobSpec.model_validate(
         {
             "label": train_label,
-            "script": "scripts/gpt_tiny.sh",
-            "kind": "train",
+            "script": "scripts/train_tiny.sh",
+            "code": "edited",
+            "inputs": ["train_data"],
+            "show_log": True,
             "time_limit": time_limit,
         }
     )
-    lm_eval = EvaluationSetting.model_validate(
+    evaluation = JobSpec.model_validate(
+        {
+            "label": eval_label,
+            "script": "scripts/eval_tiny.sh",
+            "inputs": ["train_data", "eval_data"],
+            "needs": [train_label],
+            "metrics": ["val_loss", "wikitext2_ppl", "lambada_ppl"],
+            "env": {"PB_CKPT_JOB": train_label},
+            "time_limit": time_limit,
+        }
+    )
+    lm_eval = JobSpec.model_validate(
         {
             "label": lm_eval_label,
             "script": "scripts/lm_eval_tiny.sh",
-            "kind": "lm_eval",
-            "time_limit": time_limit,
-            "group": 2,
+            "inputs": ["eval_data"],
+            "needs": [train_label],
+            "metrics": ["arc_easy", "hellaswag", "piqa", "winogrande"],
+            "env": {"PB_CKPT_JOB": train_label},
             "hidden": True,
-            "needs": train_label,
+            "time_limit": time_limit,
         }
     )
-    return train, lm_eval
+    return train, evaluation, lm_eval
 
 
 def fake_request(
@@ -364,7 +385,7 @@ def fake_request(
     out: Path,
     *,
     run_id: str,
-    settings: list[EvaluationSetting],
+    jobs: list[JobSpec],
     seeds: list[int],
     files: dict[str, str] | None = None,
     env: dict[str, str] | None = None,
@@ -375,10 +396,120 @@ def fake_request(
         test_id="1",
         codebase_dir=codebase,
         files=files or {},
-        settings=settings,
+        jobs=jobs,
         seeds=seeds,
         profile="tiny",
         out_dir=out,
         data=data,
         env=env or {},
     )
+
+
+# -- Docker: the image jobs run in during tests, and a job builder for backend-level tests -----
+
+from sandbox._backend import Job, Workers  # noqa: E402 - additions below keep the file's head
+
+
+@pytest.fixture(scope="session")
+def docker_host_image(docker_daemon: object) -> tuple[str, tuple[Path, ...]]:
+    """(tag, host runtime binds) of the test image: no runtime of its own, this machine's
+    Python bound read-only. Imported in under a second, so Docker tests run in CI without the
+    self-contained CPU image's ten-minute build; every sandbox guarantee is the same."""
+    from sandbox._backend import BackendError
+    from sandbox.images import build_host_runtime_image, host_runtime_paths
+
+    try:
+        return build_host_runtime_image(docker_daemon, log=lambda _line: None), host_runtime_paths()
+    except BackendError as exc:
+        pytest.skip(f"cannot import the host-runtime test image: {exc}")
+
+
+@pytest.fixture(scope="session")
+def docker_cpu_image_if_built(docker_daemon: object) -> str:
+    """The self-contained CPU image when it is already built, or built here (about ten
+    minutes) when ``PB_BUILD_DOCKER_IMAGE=1``; otherwise the test is skipped at once."""
+    from sandbox._docker import CPU_IMAGE
+    from sandbox.images import image_exists
+
+    if not image_exists(docker_daemon, CPU_IMAGE) and os.environ.get("PB_BUILD_DOCKER_IMAGE") != "1":
+        pytest.skip(
+            f"{CPU_IMAGE} is not built; set PB_BUILD_DOCKER_IMAGE=1 to build it (~10 minutes)"
+        )
+    from sandbox._backend import BackendError
+    from sandbox.images import build_cpu_image
+
+    try:
+        return build_cpu_image(client=docker_daemon, log=lambda _line: None)
+    except BackendError as exc:
+        pytest.skip(f"cannot build the CPU sandbox image here: {exc}")
+
+
+def probe_job(
+    root: Path,
+    codebase: Path,
+    script: str,
+    *,
+    label: str = "probe",
+    time_limit_s: float = 60,
+    files: dict[str, str] | None = None,
+    inputs: dict[str, Path] | None = None,
+    needs: dict[str, Path] | None = None,
+    workers: Workers | None = None,
+    env: dict[str, str] | None = None,
+) -> Job:
+    """A `sandbox.Job` that runs ``script`` (bash text, laid over ``codebase`` as
+    ``probe.sh``) with its output in ``root/run/<label>/seed_1`` and its log beside it."""
+    out = root / "run" / label / "seed_1"
+    out.mkdir(parents=True, exist_ok=True)
+    return Job(
+        label=label,
+        seed=1,
+        script="probe.sh",
+        codebase_dir=codebase,
+        files={"probe.sh": script, **(files or {})},
+        out_dir=out,
+        log_path=out.parent / "seed_1.log",
+        time_limit_s=time_limit_s,
+        inputs=inputs or {},
+        needs=needs or {},
+        workers=workers,
+        env=env or {},
+    )
+
+
+# -- the local bubblewrap backend: what a job left behind -------------------------------------
+
+
+def job_processes(marker: str) -> set[int]:
+    """Host pids of running processes whose command line contains ``marker``."""
+    found: set[int] = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in cmdline and state != "Z":
+            found.add(int(entry))
+    return found
+
+
+def read_outputs(out_dir: Path) -> str:
+    """Every regular file a job left in ``out_dir``, as text (symlinks not followed)."""
+    texts: list[str] = []
+    if out_dir.is_dir():
+        for path in sorted(out_dir.rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                texts.append(path.read_text(errors="replace"))
+    return "\n".join(texts)
+
+
+def sandbox_cgroups(plan: object) -> list[Path]:
+    """Job cgroups this test process made (``pb-<pid>-…``) that still exist."""
+    from sandbox._cgroups import CgroupPlan
+
+    assert isinstance(plan, CgroupPlan)
+    bases = {d for d in (plan.unified, *plan.v1.values()) if d is not None}
+    return sorted(p for base in bases for p in base.glob(f"pb-{os.getpid()}-*"))

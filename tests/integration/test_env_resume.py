@@ -17,7 +17,7 @@ import pytest
 
 from env import Session, load_task
 from sandbox import DataPaths
-from tests.unit._inprocess_executor import InProcessExecutor, passing_preflight, write_mini_task
+from tests.unit._inprocess_executor import InProcessExecutor, write_mini_task
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ DRIVER = textwrap.dedent(
     from pathlib import Path
     from env import Session, load_task
     from sandbox import DataPaths
-    from tests.unit._inprocess_executor import InProcessExecutor, passing_preflight
+    from tests.unit._inprocess_executor import InProcessExecutor
     from tests.integration.test_env_resume import SCRIPT, run_script_call
 
     task_dir, run_dir, delay = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])
@@ -49,8 +49,7 @@ DRIVER = textwrap.dedent(
         print("PROGRESS", event.setting, event.seed, flush=True)
 
     session = Session(load_task(task_dir), run_dir, executor=InProcessExecutor(delay_s=delay),
-                      profile="tiny", data=DataPaths(data_dir=run_dir.parent / "data"),
-                      preflight=passing_preflight, progress=progress)
+                      profile="tiny", data=DataPaths(data_dir=run_dir.parent / "data"),, progress=progress)
     for index in range(len(SCRIPT)):
         run_script_call(session, index)
         print("CALLED", index, flush=True)
@@ -114,7 +113,6 @@ def _reference(tmp_path: Path, task_dir: Path, upto: int) -> dict[str, Any]:
         executor=InProcessExecutor(),
         profile="tiny",
         data=DataPaths(data_dir=run_dir.parent / "data"),
-        preflight=passing_preflight,
     )
     for index in range(upto):
         run_script_call(session, index)
@@ -128,7 +126,7 @@ def task_dir(tmp_path: Path) -> Path:
 
 def _resume(run_dir: Path) -> tuple[Session, InProcessExecutor]:
     executor = InProcessExecutor()
-    return Session.resume(run_dir, executor=executor, preflight=passing_preflight), executor
+    return Session.resume(run_dir, executor=executor), executor
 
 
 def test_killed_between_calls(tmp_path: Path, task_dir: Path) -> None:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Literal
 
 from sandbox import (
-    PreflightResult,
     ProgressCallback,
     ProgressEvent,
     SeedResult,
@@ -26,29 +25,36 @@ from sandbox import (
 
 Outcome = Literal["ok", "failed", "infra_error", "raise"]
 
-METRICS = {
-    "train": ("val_loss", "wikitext2_ppl", "lambada_ppl"),
-    "lm_eval": ("arc_easy", "hellaswag", "piqa", "winogrande"),
-}
 
-
-def fake_metrics(files: dict[str, str], kind: str, seed: int) -> dict[str, float]:
+def fake_metrics(files: dict[str, str], names: list[str], seed: int) -> dict[str, float]:
     """Numbers that depend on the code and the seed, like real ones would."""
     digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).digest()
     base = digest[0] / 255 + seed % 7 / 100
-    return {name: round(3.0 + i + base, 4) for i, name in enumerate(METRICS[kind])}
+    return {name: round(3.0 + i + base, 4) for i, name in enumerate(names)}
 
 
 class InProcessExecutor:
-    """Runs nothing; writes fake results. `outcomes` are consumed one per `run` call."""
+    """Runs nothing; writes fake results. `outcomes` are consumed one per `run` call that runs
+    test jobs; a call with only preflight jobs gets `preflight` ("ok" or "failed") instead."""
 
-    def __init__(self, outcomes: Iterable[Outcome] = (), *, delay_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        outcomes: Iterable[Outcome] = (),
+        *,
+        delay_s: float = 0.0,
+        preflight: Literal["ok", "failed"] = "ok",
+    ) -> None:
         self.outcomes = list(outcomes)
         self.delay_s = delay_s
-        self.requests: list[TestRequest] = []
+        self.preflight = preflight
+        self.requests: list[TestRequest] = []  # the calls that ran test jobs
+        self.preflight_requests: list[TestRequest] = []
         self.pairs_run: list[tuple[str, str, int]] = []
 
     def run(self, request: TestRequest, progress: ProgressCallback | None = None) -> TestResult:
+        if all(job.stage == "preflight" for job in request.jobs):
+            self.preflight_requests.append(request)
+            return self._preflight(request)
         self.requests.append(request)
         outcome = self.outcomes.pop(0) if self.outcomes else "ok"
         if outcome == "raise":
@@ -58,15 +64,15 @@ class InProcessExecutor:
             (request.out_dir / "infra.txt").write_text("node lost\n")
             return TestResult(status="infra_error", reason="node lost (simulated)")
         results: list[SeedResult] = []
-        for setting in request.settings:
+        for job in request.jobs:
             for seed in request.seeds:
-                out = request.out_dir / setting.label / f"seed_{seed}"
-                metrics_file = out / "metrics.json"
-                if metrics_file.exists():
-                    saved = json.loads(metrics_file.read_text())
+                out = request.out_dir / job.label / f"seed_{seed}"
+                done_file = out / "metrics.json"
+                if done_file.exists():
+                    saved = json.loads(done_file.read_text())
                     results.append(
                         SeedResult(
-                            setting=setting.label,
+                            setting=job.label,
                             seed=seed,
                             status="ok",
                             metrics=saved["metrics"],
@@ -78,14 +84,14 @@ class InProcessExecutor:
                     continue
                 out.mkdir(parents=True, exist_ok=True)
                 if progress is not None:
-                    progress(ProgressEvent(setting=setting.label, seed=seed, step=0, max_steps=1))
+                    progress(ProgressEvent(setting=job.label, seed=seed, step=0, max_steps=1))
                 time.sleep(self.delay_s)
-                self.pairs_run.append((request.test_id, setting.label, seed))
-                if outcome == "failed":
+                self.pairs_run.append((request.test_id, job.label, seed))
+                if outcome == "failed" and job.show_log:
                     (out / "log.txt").write_text("Traceback: boom\n")
                     results.append(
                         SeedResult(
-                            setting=setting.label,
+                            setting=job.label,
                             seed=seed,
                             status="failed",
                             reason="exit code 1: boom",
@@ -94,14 +100,24 @@ class InProcessExecutor:
                         )
                     )
                     continue
-                metrics = fake_metrics(request.files, setting.kind, seed)
+                if outcome == "failed":
+                    results.append(
+                        SeedResult(
+                            setting=job.label,
+                            seed=seed,
+                            status="failed",
+                            reason="needs train-tiny, which did not succeed: exit code 1: boom",
+                        )
+                    )
+                    continue
+                metrics = fake_metrics(request.files, job.metrics, seed)
                 (out / "log.txt").write_text(
                     f"TRAIN_METRICS: step=80, train_loss=3.5, val_loss={metrics.get('val_loss', 0)}\n"
                 )
-                metrics_file.write_text(json.dumps({"metrics": metrics}))
+                done_file.write_text(json.dumps({"metrics": metrics}))
                 results.append(
                     SeedResult(
-                        setting=setting.label,
+                        setting=job.label,
                         seed=seed,
                         status="ok",
                         metrics=metrics,
@@ -117,15 +133,22 @@ class InProcessExecutor:
             elapsed_s=1.0,
         )
 
-
-def passing_preflight(codebase_dir: Path, files: dict[str, str]) -> PreflightResult:
-    """A preflight that accepts everything (the real one needs torch)."""
-    return PreflightResult(ok=True, elapsed_s=0.0)
-
-
-def failing_preflight(codebase_dir: Path, files: dict[str, str]) -> PreflightResult:
-    """A preflight that rejects everything, as for code that crashes in its first steps."""
-    return PreflightResult(ok=False, error="NameError: name 'mathh' is not defined", elapsed_s=0.5)
+    def _preflight(self, request: TestRequest) -> TestResult:
+        results = [
+            SeedResult(
+                setting=job.label,
+                seed=seed,
+                status=self.preflight,
+                reason=(
+                    "exit code 1: NameError: name 'mathh' is not defined"
+                    if self.preflight == "failed"
+                    else None
+                ),
+            )
+            for job in request.jobs
+            for seed in request.seeds
+        ]
+        return TestResult(status=self.preflight, results=results, elapsed_s=0.5)
 
 
 # ── a small task folder of our own, so these tests need neither torch nor the real codebase ──
@@ -175,18 +198,22 @@ invariants:
     params: [it, warmup_iters, lr_decay_iters, learning_rate, min_lr]
 code_policy:
   allowed_imports: [math]
+data_regions:
+  config_overrides: {variable: CONFIG_OVERRIDES, env: PB_CONFIG_OVERRIDES}
 profiles:
   tiny:
-    settings:
-      - {label: gpt-tiny, script: scripts/gpt_tiny.sh, kind: train, gpus: 0, time_limit: "0:10:00", group: 1}
-      - {label: lm-eval-tiny, script: scripts/lm_eval_tiny.sh, kind: lm_eval, gpus: 0, time_limit: "0:10:00", group: 2, hidden: true, needs: gpt-tiny}
+    jobs:
+      - {label: schedule, script: scripts/schedule.sh, stage: preflight, code: edited, time_limit: "0:01:00"}
+      - {label: train-tiny, script: scripts/train_tiny.sh, inputs: [train_data], needs: [schedule], show_log: true, time_limit: "0:10:00"}
+      - {label: gpt-tiny, script: scripts/eval_tiny.sh, needs: [train-tiny], metrics: [val_loss, wikitext2_ppl], time_limit: "0:10:00"}
+      - {label: lm-eval-tiny, script: scripts/lm_eval_tiny.sh, needs: [train-tiny], metrics: [arc_easy, piqa], hidden: true, time_limit: "0:10:00"}
     seeds: {test: [42], final: [42, 43]}
     recipe: {model: "4L/4H/128D", max_iters: 80, hardware: "CPU"}
 metrics:
-  - {name: val_loss, kind: train, direction: lower, primary: true, bound: 0, weight: 2}
-  - {name: wikitext2_ppl, kind: train, direction: lower, bound: 1}
-  - {name: arc_easy, kind: lm_eval, direction: higher, bound: 100}
-  - {name: piqa, kind: lm_eval, direction: higher, bound: 100, hidden: true}
+  - {name: val_loss, direction: lower, primary: true, bound: 0, weight: 2}
+  - {name: wikitext2_ppl, direction: lower, bound: 1}
+  - {name: arc_easy, direction: higher, bound: 100}
+  - {name: piqa, direction: higher, bound: 100, hidden: true}
 budgets: {max_steps: 20, max_tests: 3}
 seeds: {test: [42], final: [42, 43, 44]}
 baselines: [cosine, flat]
@@ -199,7 +226,7 @@ Change `get_lr` in `{file}` (lines {lines[get_lr]}) and `CONFIG_OVERRIDES`
 (lines {lines[config_overrides]}). Model: {recipe[model]}, {recipe[max_iters]} iterations,
 profile `{profile}`, hardware {hardware}.
 
-{settings_table}
+{jobs_table}
 
 You have {max_steps} steps and {max_tests} tests.
 """
@@ -227,7 +254,7 @@ def write_mini_task(root: Path) -> tuple[Path, Path]:
     code.mkdir(parents=True)
     (code / "custom_pretrain.py").write_text(MINI_CODE)
     (code / "scripts").mkdir()
-    for script in ("gpt_tiny.sh", "lm_eval_tiny.sh"):
+    for script in ("schedule.sh", "train_tiny.sh", "eval_tiny.sh", "lm_eval_tiny.sh"):
         (code / "scripts" / script).write_text("#!/bin/bash\nexit 1  # never run by these tests\n")
     task_dir = tasks / MINI_TASK_ID
     task_dir.mkdir()

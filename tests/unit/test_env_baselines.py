@@ -13,7 +13,6 @@ from sandbox import DataPaths
 from tests.unit._inprocess_executor import (
     MINI_TASK_ID,
     InProcessExecutor,
-    passing_preflight,
     write_mini_task,
 )
 
@@ -35,7 +34,6 @@ def _session(task: TaskSpec, tmp_path: Path) -> Session:
         profile="tiny",
         data=DataPaths(data_dir=tmp_path),
         budgets=Budgets(max_steps=20, max_tests=3),
-        preflight=passing_preflight,
     )
 
 

@@ -34,7 +34,9 @@ def test_slots_are_filled(mini: tuple[TaskSpec, Path, Workspace]) -> None:
     assert "Model: 4L/4H/128D, 80 iterations" in text
     assert "profile `tiny`, hardware CPU" in text
     assert "You have 12 steps and 2 tests." in text
-    assert "| `bash scripts/gpt_tiny.sh` (gpt-tiny) | 0 (CPU) | 0:10:00 |" in text
+    assert "| `gpt-tiny` | scripts/eval_tiny.sh | does not run here | 0 (CPU) | 0:10:00 |" in text
+    assert "| `schedule` (before the test is counted) | scripts/schedule.sh | runs here |" in text
+    assert "`CONFIG_OVERRIDES` is read as data (a Python literal) and never run." in text
     assert "{" not in text.split("nanoGPT/custom_pretrain.py [EDITABLE")[0].replace("{}", "")
 
 
@@ -46,17 +48,17 @@ def test_numbered_file_and_budget(mini: tuple[TaskSpec, Path, Workspace]) -> Non
     budget = text.split("## Your budget", 1)[1]
     assert "20 steps and 3 tests" in budget
     assert "infrastructure failure use no test" in budget and "submit(n)" in budget
-    # The settings table was a slot of the description, so it is not repeated.
-    assert "## Compute budget" not in text
+    # The jobs table was a slot of the description, so it is not repeated.
+    assert "## How a test runs" not in text
 
 
-def test_compute_budget_added_when_the_description_has_no_table(
+def test_jobs_table_added_when_the_description_has_none(
     mini: tuple[TaskSpec, Path, Workspace],
 ) -> None:
     task, _, ws = mini
     task._description_template = "Improve {file}."
     text = render_observation(task, ws, "tiny")
-    assert "## Compute budget" in text and "`bash scripts/gpt_tiny.sh`" in text
+    assert "## How a test runs" in text and "| `train-tiny` | scripts/train_tiny.sh |" in text
 
 
 def test_baselines_are_shown_read_only(mini: tuple[TaskSpec, Path, Workspace]) -> None:
@@ -104,8 +106,8 @@ def test_real_task_renders() -> None:
         for profile in task.profiles:
             text = render_observation(task, ws, profile, baselines=load_baselines(task))
             assert "[EDITABLE — lines" in text
-            for setting in task.settings(profile):
-                assert (setting.label in text) != setting.hidden
+            for job in task.jobs(profile):
+                assert (f"`{job.label}`" in text) != job.hidden
             for metric in task.metrics:
                 if metric.hidden:
                     assert metric.name not in text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -14,8 +14,6 @@ from sandbox import DataPaths, TestResult
 from tests.unit._inprocess_executor import (
     InProcessExecutor,
     Outcome,
-    failing_preflight,
-    passing_preflight,
     write_mini_task,
 )
 
@@ -36,9 +34,9 @@ def make_session(
     *,
     max_steps: int = 20,
     max_tests: int = 3,
-    preflight: Any = passing_preflight,
+    preflight: Literal["ok", "failed"] = "ok",
 ) -> tuple[Session, InProcessExecutor]:
-    executor = InProcessExecutor(outcomes or [])
+    executor = InProcessExecutor(outcomes or [], preflight=preflight)
     session = Session(
         task,
         tmp_path / "runs" / "run-1",
@@ -46,7 +44,6 @@ def make_session(
         profile="tiny",
         data=DataPaths(data_dir=tmp_path / "data"),
         budgets=Budgets(max_steps=max_steps, max_tests=max_tests),
-        preflight=preflight,
     )
     return session, executor
 
@@ -141,7 +138,8 @@ def test_test_runs_visible_settings_for_test_seeds(task: TaskSpec, tmp_path: Pat
         "as final)"
     )
     request = executor.requests[0]
-    assert [s.label for s in request.settings] == ["gpt-tiny"]
+    assert [j.label for j in request.jobs] == ["schedule", "train-tiny", "gpt-tiny"]
+    assert request.env == {"PB_CONFIG_OVERRIDES": "{}"}  # the data region, parsed, never run
     assert request.seeds == [42]
     assert request.out_dir == session.run_dir / "tests" / "1"
     assert request.files == session.workspace.edited_files()
@@ -175,12 +173,13 @@ def test_one_test_remaining_is_singular(task: TaskSpec, tmp_path: Path) -> None:
 
 
 def test_preflight_rejection_costs_no_test(task: TaskSpec, tmp_path: Path) -> None:
-    session, executor = make_session(task, tmp_path, preflight=failing_preflight)
+    session, executor = make_session(task, tmp_path, preflight="failed")
     result = session.call("test")
     assert not result.ok and result.cost_step == 1 and result.cost_test == 0
     assert result.text.startswith("ERROR: Preflight failed")
     assert "No test was used (3 tests remaining)" in result.text
-    assert "NameError: name 'mathh'" in result.text
+    assert "schedule: exit code 1: NameError: name 'mathh'" in result.text
+    assert [[j.label for j in r.jobs] for r in executor.preflight_requests] == [["schedule"]]
     assert executor.requests == []
     assert session.state.uncounted[0].kind == "preflight"
     assert session.tests_left == 3 and session.steps_left == 19
@@ -269,7 +268,12 @@ def test_submit_runs_the_final_evaluation(task: TaskSpec, tmp_path: Path) -> Non
     assert result.ok and result.cost_step == 0 and result.done
     assert result.text.startswith("[submit] Submitting result from test #1 as final.")
     final_request = executor.requests[-1]
-    assert [s.label for s in final_request.settings] == ["gpt-tiny", "lm-eval-tiny"]
+    assert [j.label for j in final_request.jobs] == [
+        "schedule",
+        "train-tiny",
+        "gpt-tiny",
+        "lm-eval-tiny",
+    ]
     assert final_request.seeds == [42, 43]
     assert final_request.out_dir == session.run_dir / "tests" / "1"
     assert final_request.files == session.tests[0].files != session.tests[1].files
@@ -315,7 +319,7 @@ def test_steps_run_out_latest_test_is_auto_submitted(task: TaskSpec, tmp_path: P
     assert "[NOTE] Step budget exhausted (3/3); your latest test #1 is submitted" in last.text
     assert "[submit] Auto-submitting result from test #1 as final." in last.text
     assert session.submission is not None and session.submission.auto
-    assert [s.label for s in executor.requests[-1].settings] == ["gpt-tiny", "lm-eval-tiny"]
+    assert [j.label for j in executor.requests[-1].jobs][-1] == "lm-eval-tiny"
     over = session.call("test")
     assert over.text.startswith("ERROR: Already submitted") and over.cost_step == 0
 
@@ -354,7 +358,7 @@ def test_resume_restores_exactly_and_continues(task: TaskSpec, tmp_path: Path) -
     edit_lr(session, "    return min_lr")
     before = (session.run_dir / "session.json").read_text()
     resumed = Session.resume(
-        session.run_dir, executor=InProcessExecutor(), task=task, preflight=passing_preflight
+        session.run_dir, executor=InProcessExecutor(), task=task
     )
     assert resumed.state == session.state
     assert resumed.workspace.text(FILE) == session.workspace.text(FILE)
@@ -385,7 +389,11 @@ class _Killed(BaseException):
 
 
 class _DyingExecutor(InProcessExecutor):
+    """Dies while running test jobs (after a passing preflight)."""
+
     def run(self, request: Any, progress: Any = None) -> Any:
+        if all(job.stage == "preflight" for job in request.jobs):
+            return super().run(request, progress)
         self.requests.append(request)
         raise _Killed
 
@@ -400,7 +408,7 @@ def test_test_in_flight_is_rerun_once_and_charged_once(task: TaskSpec, tmp_path:
     assert saved["pending"]["kind"] == "test" and saved["steps_used"] == 2
     assert saved["tests_used"] == 0
     executor = InProcessExecutor()
-    resumed = Session.resume(session.run_dir, executor=executor, preflight=passing_preflight)
+    resumed = Session.resume(session.run_dir, executor=executor)
     assert resumed.pending is not None
     with pytest.raises(SessionError, match="complete_pending"):
         resumed.call("view", {"filename": FILE})
@@ -437,12 +445,11 @@ def test_custom_seeds_and_harness_env(task: TaskSpec, tmp_path: Path) -> None:
         profile="tiny",
         data=DataPaths(data_dir=tmp_path),
         seeds=SeedSpec(test=[7], final=[7, 8]),
-        preflight=passing_preflight,
         env={"PB_MAX_ITERS": "20"},
     )
     session.call("test")
     assert executor.requests[0].seeds == [7]
-    assert executor.requests[0].env == {"PB_MAX_ITERS": "20"}
+    assert executor.requests[0].env == {"PB_MAX_ITERS": "20", "PB_CONFIG_OVERRIDES": "{}"}
 
 
 def test_hidden_results_never_reach_the_agent(task: TaskSpec, tmp_path: Path) -> None:
@@ -469,13 +476,17 @@ def test_final_lost_to_infra_is_retried_by_the_harness(task: TaskSpec, tmp_path:
 
 
 def test_preflight_crash_is_an_infra_failure(task: TaskSpec, tmp_path: Path) -> None:
-    def broken(codebase_dir: Path, files: dict[str, str]) -> Any:
+    session, executor = make_session(task, tmp_path)
+
+    def broken(request: Any, progress: Any = None) -> Any:
         raise RuntimeError("sandbox could not start")
 
-    session, executor = make_session(task, tmp_path, preflight=broken)
+    executor.run = broken  # type: ignore[method-assign]
     result = session.call("test")
-    assert result.text.startswith("[Test not counted] Infrastructure failure: preflight raised")
-    assert session.tests_left == 3 and executor.requests == []
+    assert result.text.startswith(
+        "[Test not counted] Infrastructure failure: executor raised RuntimeError"
+    )
+    assert session.tests_left == 3 and session.tests == []
     assert session.state.uncounted[0].kind == "infra_error"
 
 
@@ -517,3 +528,15 @@ def test_infra_failure_of_a_hidden_setting_is_not_named_to_the_agent(
     assert "infrastructure failure" in result.text
     assert not any(w in result.text for w in HIDDEN_WORDS), result.text
     assert "<hidden>" in result.text
+
+
+def test_no_host_path_reaches_the_agent(task: TaskSpec, tmp_path: Path) -> None:
+    session, executor = make_session(task, tmp_path)
+
+    def broken(request: Any, progress: Any = None) -> Any:
+        raise OSError(28, "No space left on device", str(request.out_dir / "x" / "ckpt.pt"))
+
+    executor.run = broken  # type: ignore[method-assign]
+    result = session.call("test")
+    assert "No space left on device" in result.text
+    assert str(tmp_path) not in result.text and "<host>" in result.text

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from env import Budgets, Session, load_task
 from env._spec import TaskSpec
 from sandbox import DataPaths
-from tests.unit._inprocess_executor import InProcessExecutor, passing_preflight, write_mini_task
+from tests.unit._inprocess_executor import InProcessExecutor, write_mini_task
 
 FILE = "nanoGPT/custom_pretrain.py"
 HEAD = "def get_lr(it, warmup_iters, lr_decay_iters, learning_rate, min_lr):\n"
@@ -79,8 +79,7 @@ def test_budgets_add_up(
             executor=InProcessExecutor(outcomes),
             profile="tiny",
             data=DataPaths(data_dir=Path(root)),
-            preflight=passing_preflight,
-            budgets=Budgets(max_steps=max_steps, max_tests=max_tests),
+                budgets=Budgets(max_steps=max_steps, max_tests=max_tests),
         )
         step_calls = 0
         for tool, arguments in calls:

@@ -16,9 +16,12 @@ def test_load_by_id_and_profile_methods(make_env_task) -> None:
     make_env_task()
     spec = load_task("mini-lr")
     assert spec.id == "mini-lr"
-    assert [s.label for s in spec.settings("tiny")] == ["gpt-tiny", "lm-eval-tiny"]
-    assert [s.label for s in spec.visible_settings("tiny")] == ["gpt-tiny"]
-    assert spec.settings("tiny")[0].time_limit_s == 600
+    labels = ["schedule", "train-tiny", "gpt-tiny", "lm-eval-tiny"]
+    assert [j.label for j in spec.jobs("tiny")] == labels
+    assert [j.label for j in spec.visible_jobs("tiny")] == labels[:3]
+    assert spec.jobs("tiny")[1].time_limit_s == 600
+    assert spec.metric_job("piqa", "tiny").label == "lm-eval-tiny"
+    assert spec.data_regions["config_overrides"].env == "PB_CONFIG_OVERRIDES"
     assert spec.seeds("tiny").final == [42, 43]
     assert spec.seeds("full").final == [42, 43, 44]  # task default when the profile has none
     assert spec.metric_key("val_loss", "tiny") == "val_loss_gpt-tiny"
@@ -30,7 +33,7 @@ def test_load_by_id_and_profile_methods(make_env_task) -> None:
     assert "{lines[get_lr]}" in spec.description_template
     assert list_tasks() == ["mini-lr"]
     with pytest.raises(TaskSpecError, match=r"no profile 'huge'.*full, tiny"):
-        spec.settings("huge")
+        spec.jobs("huge")
 
 
 def test_unknown_task_lists_known_ones(make_env_task) -> None:
@@ -47,65 +50,86 @@ def test_load_refuses_an_invalid_task_with_every_problem(make_env_task) -> None:
     assert "budgets.max_steps" in text and "colour: unknown field" in text
 
 
-def _profile_with(settings) -> dict:
+def _profile_with(jobs) -> dict:
     profiles = {k: dict(v) for k, v in BASE_TASK["profiles"].items()}
-    profiles["tiny"] = {**profiles["tiny"], "settings": settings}
+    profiles["tiny"] = {**profiles["tiny"], "jobs": jobs}
     return profiles
 
 
-def _tiny_settings() -> list[dict]:
-    return [dict(s) for s in BASE_TASK["profiles"]["tiny"]["settings"]]
+def _tiny_jobs() -> list[dict]:
+    return [dict(j) for j in BASE_TASK["profiles"]["tiny"]["jobs"]]
 
 
-def _bad_time() -> dict:
-    s = _tiny_settings()
-    s[1]["time_limit"] = "1:61:00"
-    return {"profiles": _profile_with(s)}
-
-
-def _bad_needs() -> dict:
-    s = _tiny_settings()
-    s[1]["needs"] = "gpt-huge"
-    return {"profiles": _profile_with(s)}
-
-
-def _dup_label() -> dict:
-    s = _tiny_settings()
-    s[1]["label"] = "gpt-tiny"
-    s[1]["needs"] = None
-    return {"profiles": _profile_with(s)}
-
-
-def _missing_script() -> dict:
-    s = _tiny_settings()
-    s[0]["script"] = "scripts/nope.sh"
-    return {"profiles": _profile_with(s)}
+def _changed_job(index: int, **change) -> dict:
+    jobs = _tiny_jobs()
+    jobs[index].update(change)
+    return {"profiles": _profile_with(jobs)}
 
 
 def _no_lm_eval() -> dict:
-    return {"profiles": {"tiny": {"settings": [_tiny_settings()[0]]}}}
+    return {"profiles": {"tiny": {"jobs": _tiny_jobs()[:3]}}}
+
+
+def _two_reporters() -> dict:
+    jobs = _tiny_jobs()
+    jobs[3]["metrics"] = ["arc_easy", "piqa", "val_loss"]
+    return {"profiles": _profile_with(jobs)}
 
 
 MALFORMED = {
-    "time limit minutes": (_bad_time(), "profiles.tiny.settings[1].time_limit", "minutes"),
+    "time limit minutes": (
+        _changed_job(1, time_limit="1:61:00"),
+        "profiles.tiny.jobs[1].time_limit",
+        "minutes",
+    ),
     "unknown field": ({"colour": "red"}, "task.yaml: colour: unknown field", ""),
     "missing field": ({"title": ...}, "task.yaml: title: Field required", ""),
-    "needs unknown label": (_bad_needs(), "profiles.tiny.settings[1].needs", "'gpt-huge'"),
-    "duplicate label": (_dup_label(), "profiles.tiny.settings[1].label", "duplicate"),
-    "missing script": (_missing_script(), "profiles.tiny.settings[0].script", "nope.sh"),
-    "metric kind without setting": (_no_lm_eval(), "metrics[2].kind", "no 'lm_eval' setting"),
+    "needs unknown label": (
+        _changed_job(2, needs=["gpt-huge"]),
+        "profiles.tiny.jobs",
+        "'gpt-huge', which is not a job here",
+    ),
+    "needs in a cycle": (_changed_job(0, needs=["gpt-tiny"]), "profiles.tiny.jobs", "cycle"),
+    "duplicate label": (_changed_job(3, label="gpt-tiny"), "profiles.tiny.jobs", "duplicate"),
+    "missing script": (
+        _changed_job(0, script="scripts/nope.sh"),
+        "profiles.tiny.jobs[0].script",
+        "nope.sh",
+    ),
+    "missing worker script": (
+        _changed_job(2, workers={"script": "scripts/worker.sh", "count": 3}),
+        "profiles.tiny.jobs[2].workers.script",
+        "worker.sh",
+    ),
+    "agent code reports metrics": (
+        _changed_job(2, code="edited"),
+        "profiles.tiny.jobs[2]",
+        "must run the original code",
+    ),
+    "metric without a job": (_no_lm_eval(), "metrics[2]", "exactly one job must report"),
+    "metric with two jobs": (_two_reporters(), "metrics[0]", "found 2"),
+    "job metric unknown": (
+        _changed_job(2, metrics=["val_loss", "wikitext2_ppl", "bleu"]),
+        "profiles.tiny.jobs[2].metrics",
+        "'bleu'",
+    ),
+    "data region not open": (
+        {"data_regions": {"optimizer": {"variable": "OPT", "env": "PB_OPT"}}},
+        "data_regions.optimizer",
+        "not an open region",
+    ),
     "two primaries": (
         {
             "metrics": [
-                {"name": "val_loss", "kind": "train", "direction": "lower", "primary": True},
-                {"name": "wikitext2_ppl", "kind": "train", "direction": "lower", "primary": True},
+                {"name": "val_loss", "direction": "lower", "primary": True},
+                {"name": "wikitext2_ppl", "direction": "lower", "primary": True},
             ]
         },
         "metrics: exactly one metric must be primary",
         "found 2",
     ),
     "no primary": (
-        {"metrics": [{"name": "val_loss", "kind": "train", "direction": "lower"}]},
+        {"metrics": [{"name": "val_loss", "direction": "lower"}]},
         "exactly one metric must be primary",
         "found 0",
     ),
@@ -174,7 +198,7 @@ MALFORMED = {
     ),
     "id differs from folder": ({"id": "other-id"}, "id: 'other-id' differs", ""),
     "bad metric direction": (
-        {"metrics": [{"name": "val_loss", "kind": "train", "direction": "down", "primary": True}]},
+        {"metrics": [{"name": "val_loss", "direction": "down", "primary": True}]},
         "metrics[0].direction",
         "",
     ),

@@ -83,17 +83,48 @@ def test_insert_after_start_marker_and_inside_and_at_end(lr_workspace) -> None:
     ]
 
 
-def test_emptied_region_accepts_insert_after_start(lr_workspace) -> None:
-    _, (s2, e2) = lr_workspace.editable_ranges(F)
-    out = lr_workspace.replace(F, s2, e2, "")
+def test_emptied_region_accepts_insert_after_start(code_only_workspace) -> None:
+    ws = code_only_workspace
+    _, (s2, e2) = ws.editable_ranges(F)
+    out = ws.replace(F, s2, e2, "")
     assert f"Replaced lines {s2}..{e2} with 0 line(s)" in out
     assert f"empty, after line {s2 - 1}" in out
-    assert lr_workspace.editable_ranges(F)[1] == (s2, s2 - 1)
-    msg = _err(lr_workspace.replace, F, s2, s2, "x = 1")
+    assert ws.editable_ranges(F)[1] == (s2, s2 - 1)
+    msg = _err(ws.replace, F, s2, s2, "x = 1")
     assert "region config_overrides is empty: insert after line" in msg
-    out = lr_workspace.insert(F, s2 - 1, "CONFIG_OVERRIDES = {'learning_rate': 1e-3}")
-    assert lr_workspace.editable_ranges(F)[1] == (s2, s2)
+    out = ws.insert(F, s2 - 1, "CONFIG_OVERRIDES = {'learning_rate': 1e-3}")
+    assert ws.editable_ranges(F)[1] == (s2, s2)
     assert "OK: Inserted 1 line(s)" in out
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "",
+        "x = 1",
+        "CONFIG_OVERRIDES = dict(learning_rate=1e-3)",
+        "CONFIG_OVERRIDES = {'learning_rate': 2 * 1e-3}",
+        "CONFIG_OVERRIDES = {'learning_rate': LR}",
+        "CONFIG_OVERRIDES = {}\nCONFIG_OVERRIDES['learning_rate'] = 1e-3",
+        "CONFIG_OVERRIDES = {'learning_rate': float('nan')}",
+        "CONFIG_OVERRIDES = {'learning_rate': 1e999}",
+        "CONFIG_OVERRIDES = {1: 2}",
+        "CONFIG_OVERRIDES = {'a': {1, 2}}",
+        "CONFIG_OVERRIDES: dict = {}",
+        "CONFIG_OVERRIDES = OTHER = {}",
+    ],
+)
+def test_a_data_region_takes_one_literal_assignment_only(lr_workspace, content: str) -> None:
+    _, (s2, e2) = lr_workspace.editable_ranges(F)
+    msg = _err(lr_workspace.replace, F, s2, e2, content)
+    assert msg.startswith("ERROR: The edit breaks the code policy")
+    assert "CONFIG_OVERRIDES" in msg
+
+
+def test_a_data_region_takes_a_literal_dict(lr_workspace) -> None:
+    _, (s2, e2) = lr_workspace.editable_ranges(F)
+    content = "CONFIG_OVERRIDES = {\n    'learning_rate': 1e-3,  # faster\n    'warmup_iters': 2,\n}"
+    assert lr_workspace.replace(F, s2, e2, content).startswith("OK: Replaced")
 
 
 def test_range_errors(lr_workspace) -> None:
@@ -311,14 +342,15 @@ def test_real_codebase(task_id: str, repo_root: Path, tmp_path: Path) -> None:
     assert ws.diff() == ""
 
 
-def test_render_with_an_emptied_region_and_bad_content_types(lr_workspace) -> None:
-    _, (s2, e2) = lr_workspace.editable_ranges(F)
-    lr_workspace.replace(F, s2, e2, "")
-    assert f"an empty region after line {s2 - 1}" in lr_workspace.render_file(F).split("\n")[0]
-    (s1, e1), _ = lr_workspace.editable_ranges(F)
-    assert "Invalid content: a string is required" in _err(lr_workspace.replace, F, s1, e1, None)
-    assert "Invalid content: a string is required" in _err(lr_workspace.insert, F, s1, 3)
-    assert _err(lr_workspace.replace, None, 1, 1, "x").startswith("ERROR: Invalid file name")
+def test_render_with_an_emptied_region_and_bad_content_types(code_only_workspace) -> None:
+    ws = code_only_workspace
+    _, (s2, e2) = ws.editable_ranges(F)
+    ws.replace(F, s2, e2, "")
+    assert f"an empty region after line {s2 - 1}" in ws.render_file(F).split("\n")[0]
+    (s1, e1), _ = ws.editable_ranges(F)
+    assert "Invalid content: a string is required" in _err(ws.replace, F, s1, e1, None)
+    assert "Invalid content: a string is required" in _err(ws.insert, F, s1, 3)
+    assert _err(ws.replace, None, 1, 1, "x").startswith("ERROR: Invalid file name")
 
 
 def test_multi_line_undo_of_several_edits(lr_workspace) -> None:

@@ -1,4 +1,5 @@
-"""render_feedback: MLS-Bench shape, caps, and no hidden setting or metric ever shown."""
+"""render_feedback: MLS-Bench shape, caps, no hidden job or metric ever shown, and nothing
+printed by a job whose log may not be shown (an evaluation, a worker)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,32 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sandbox import EvaluationSetting, SeedResult, TestResult, is_hidden_metric, render_feedback
+from sandbox import JobSpec, SeedResult, TestResult, is_hidden_metric, render_feedback
 from sandbox._feedback import cap_text
 
-TRAIN = EvaluationSetting(
-    label="gpt-345m", script="scripts/gpt_345m.sh", kind="train", time_limit="12:00:00"
+SCHEDULE = JobSpec(
+    label="schedule", script="scripts/schedule.sh", stage="preflight", code="edited", time_limit=60
 )
-LM = EvaluationSetting(
+TRAIN = JobSpec(
+    label="train-345m",
+    script="scripts/train_345m.sh",
+    needs=["schedule"],
+    show_log=True,
+    time_limit="12:00:00",
+)
+EVAL = JobSpec(
+    label="gpt-345m",
+    script="scripts/eval_345m.sh",
+    needs=["train-345m"],
+    metrics=["val_loss", "wikitext2_ppl", "lambada_ppl"],
+    time_limit="1:00:00",
+)
+LM = JobSpec(
     label="lm-eval-345m",
     script="scripts/lm_eval_345m.sh",
-    kind="lm_eval",
+    needs=["train-345m"],
+    metrics=["arc_easy", "hellaswag", "piqa", "winogrande"],
     time_limit="1:00:00",
-    group=2,
-    needs="gpt-345m",
 )
 HIDDEN_LM = LM.model_copy(update={"label": "lm-eval-hidden", "hidden": True})
 PATTERNS = ["piqa_*", "winogrande_*"]
@@ -40,11 +54,18 @@ def _result(tmp_path: Path) -> TestResult:
     return TestResult(
         status="ok",
         results=[
+            SeedResult(setting="schedule", seed=42, status="ok"),
+            SeedResult(
+                setting="train-345m",
+                seed=42,
+                status="ok",
+                log_path=_log(tmp_path, "t.txt", train_log),
+            ),
             SeedResult(
                 setting="gpt-345m",
                 seed=42,
                 status="ok",
-                log_path=_log(tmp_path, "t.txt", train_log),
+                log_path=_log(tmp_path, "e.txt", "TRAIN_METRICS: step=99, forged=1\n"),
                 metrics={"val_loss": 3.21, "wikitext2_ppl": 812.5, "lambada_ppl": 3021.0},
             ),
             SeedResult(
@@ -60,8 +81,11 @@ def _result(tmp_path: Path) -> TestResult:
 
 
 def test_shape_of_visible_sections(tmp_path: Path) -> None:
-    text = render_feedback(_result(tmp_path), [TRAIN, LM, HIDDEN_LM], PATTERNS)
-    assert "### gpt-345m (scripts/gpt_345m.sh)\nTraining metrics (last steps):\n" in text
+    text = render_feedback(_result(tmp_path), [SCHEDULE, TRAIN, EVAL, LM, HIDDEN_LM], PATTERNS)
+    assert "### train-345m (scripts/train_345m.sh)\nTraining metrics (last steps):\n" in text
+    assert "### gpt-345m (scripts/eval_345m.sh)\nFinal metrics" in text
+    assert "schedule" not in text  # a preflight job that passed says nothing
+    assert "forged" not in text  # an evaluation job's log is never shown
     assert (
         "TRAIN_METRICS: step=7" in text and "TRAIN_METRICS: step=2," not in text
     )  # the last 5 only
@@ -76,7 +100,7 @@ def test_shape_of_visible_sections(tmp_path: Path) -> None:
 
 
 def test_hidden_settings_and_metrics_never_appear(tmp_path: Path) -> None:
-    text = render_feedback(_result(tmp_path), [TRAIN, LM, HIDDEN_LM], PATTERNS)
+    text = render_feedback(_result(tmp_path), [SCHEDULE, TRAIN, EVAL, LM, HIDDEN_LM], PATTERNS)
     for secret in ("lm-eval-hidden", "77.7", "piqa", "winogrande", "61.2", "51.0"):
         assert secret not in text, secret
 
@@ -87,7 +111,7 @@ def test_failure_section_quotes_a_capped_log(tmp_path: Path) -> None:
         status="failed",
         results=[
             SeedResult(
-                setting="gpt-345m",
+                setting="train-345m",
                 seed=42,
                 status="failed",
                 reason="exit code 1: RuntimeError: boom",
@@ -99,6 +123,24 @@ def test_failure_section_quotes_a_capped_log(tmp_path: Path) -> None:
     assert "[STATUS: FAILED] exit code 1: RuntimeError: boom" in text
     assert "  | RuntimeError: boom" in text and "characters truncated" in text
     assert len(text) <= 6000
+
+
+def test_a_failed_evaluation_shows_its_reason_never_its_log() -> None:
+    result = TestResult(
+        status="failed",
+        results=[
+            SeedResult(
+                setting="gpt-345m",
+                seed=42,
+                status="failed",
+                reason="exit code 2: the model is not causal",
+                log_tail="worker said: SECRET",
+            ),
+        ],
+    )
+    text = render_feedback(result, [EVAL], [])
+    assert "[STATUS: FAILED] exit code 2: the model is not causal" in text
+    assert "SECRET" not in text
 
 
 def test_infra_errors_are_labelled(tmp_path: Path) -> None:
@@ -115,7 +157,7 @@ def test_infra_errors_are_labelled(tmp_path: Path) -> None:
     )
     assert (
         "[STATUS: INFRASTRUCTURE ERROR (not charged)] infrastructure: node lost"
-        in render_feedback(result, [TRAIN], [])
+        in render_feedback(result, [EVAL], [])
     )
 
 
@@ -127,7 +169,7 @@ def test_multi_seed_shows_each_seed_and_the_mean(tmp_path: Path) -> None:
             for s, v in ((42, 3.0), (43, 3.2))
         ],
     )
-    text = render_feedback(result, [TRAIN], [])
+    text = render_feedback(result, [EVAL], [])
     assert "Final metrics (gpt-345m, seed 43): val_loss_gpt-345m=3.2000" in text
     assert "Final metrics (gpt-345m, mean over 2 seeds): val_loss_gpt-345m=3.1000" in text
 
@@ -189,5 +231,7 @@ def test_no_hidden_metric_name_survives_any_output(
             SeedResult(setting="lm-eval-hidden", seed=42, status="ok", metrics={"arc_easy": 99.0}),
         ],
     )
-    text = render_feedback(result, [LM, HIDDEN_LM], patterns)
+    # a job whose log may be shown: its lines are scrubbed of hidden names too
+    shown = LM.model_copy(update={"show_log": True})
+    text = render_feedback(result, [shown, HIDDEN_LM], patterns)
     assert not re.search(r"piqa|winogrande|secret_metric|lm-eval-hidden", text), text

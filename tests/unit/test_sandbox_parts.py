@@ -7,13 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from sandbox import EvaluationSetting, parse_progress
+from sandbox import JobSpec, job_levels, parse_progress
 from sandbox._cache import cache_key
 from sandbox._results import MetricsError, last_error_line, read_metrics, tail_text
 from sandbox._workdir import OverlayError, fingerprint_dir, hash_tree, make_copy, safe_relative
 
-TRAIN = EvaluationSetting(
-    label="gpt-tiny", script="scripts/gpt_tiny.sh", kind="train", time_limit="0:10:00"
+EVAL = JobSpec(
+    label="gpt-tiny",
+    script="scripts/eval_tiny.sh",
+    needs=["train-tiny"],
+    metrics=["val_loss", "wikitext2_ppl"],
+    time_limit="0:10:00",
 )
 
 
@@ -52,13 +56,13 @@ def test_fingerprint_dir_changes_with_data(tmp_path: Path) -> None:
 def _key(**over: object) -> str:
     args: dict[str, object] = dict(
         files={"custom_pretrain.py": "x"},
-        setting=TRAIN,
+        job=EVAL,
         seed=42,
         profile="tiny",
         codebase_version="sha256:a",
         data_fingerprint="sha256:b",
         env={},
-        needs_key=None,
+        needs_keys=["k-train"],
     )
     args.update(over)
     return cache_key(**args)  # type: ignore[arg-type]
@@ -74,12 +78,36 @@ def test_cache_key_covers_every_input() -> None:
         _key(codebase_version="sha256:c"),
         _key(data_fingerprint="sha256:d"),
         _key(env={"PB_MAX_ITERS": "3"}),
-        _key(needs_key="k"),
-        _key(setting=TRAIN.model_copy(update={"script": "scripts/other.sh"})),
+        _key(needs_keys=["k-other"]),
+        _key(job=EVAL.model_copy(update={"script": "scripts/other.sh"})),
+        _key(job=EVAL.model_copy(update={"env": {"PB_CKPT_JOB": "x"}})),
+        _key(job=EVAL.model_copy(update={"code": "edited", "metrics": []})),
     ]
     assert base not in variants and len(set(variants)) == len(variants)
     # who may see a result does not change the result
-    assert _key(setting=TRAIN.model_copy(update={"hidden": True, "group": 3})) == base
+    changed = {"hidden": True, "show_log": True, "description": "words"}
+    assert _key(job=EVAL.model_copy(update=changed)) == base
+
+
+def test_a_job_that_reports_metrics_runs_only_the_original_code() -> None:
+    with pytest.raises(ValueError, match="original code"):
+        JobSpec(label="gpt-tiny", script="x.sh", code="edited", metrics=["val_loss"], time_limit=60)
+    with pytest.raises(ValueError, match="preflight job cannot report"):
+        JobSpec(label="p", script="x.sh", stage="preflight", metrics=["val_loss"], time_limit=60)
+
+
+def test_job_levels_follow_needs() -> None:
+    def job(label: str, *needs: str) -> JobSpec:
+        return JobSpec(label=label, script="x.sh", needs=list(needs), time_limit=60)
+
+    levels = job_levels([job("a"), job("b", "a"), job("c", "a"), job("d", "b", "c")])
+    assert levels == {"a": 0, "b": 1, "c": 1, "d": 2}
+    with pytest.raises(ValueError, match="cycle"):
+        job_levels([job("a", "b"), job("b", "a")])
+    with pytest.raises(ValueError, match="not a job here"):
+        job_levels([job("a", "zz")])
+    with pytest.raises(ValueError, match="duplicate"):
+        job_levels([job("a"), job("a")])
 
 
 def test_parse_progress_lines() -> None:
@@ -113,11 +141,17 @@ GOOD = {
 }
 
 
+def test_read_metrics_keeps_only_the_declared_names(tmp_path: Path) -> None:
+    extra = {**GOOD, "metrics": {**GOOD["metrics"], "arc_easy": 99.0}}  # type: ignore[dict-item]
+    metrics, _ = read_metrics(_metrics(tmp_path, extra), EVAL, 42, "tiny")
+    assert metrics == {"val_loss": 3.2, "wikitext2_ppl": 800.0}
+
+
 def test_read_metrics_accepts_the_evaluator_format(tmp_path: Path) -> None:
-    metrics, source = read_metrics(_metrics(tmp_path, GOOD), TRAIN, 42, "tiny")
+    metrics, source = read_metrics(_metrics(tmp_path, GOOD), EVAL, 42, "tiny")
     assert metrics == {"val_loss": 3.2, "wikitext2_ppl": 800.0} and source == "offline"
     fingerprinted = {**GOOD, "data_fingerprint": "sha256:d8f66142a1b2c3d4e5f6"}
-    _, source = read_metrics(_metrics(tmp_path, fingerprinted), TRAIN, 42, "tiny")
+    _, source = read_metrics(_metrics(tmp_path, fingerprinted), EVAL, 42, "tiny")
     assert source == "offline@d8f66142a1b2"  # another corpus is another identity
 
 
@@ -125,7 +159,7 @@ def test_read_metrics_accepts_the_evaluator_format(tmp_path: Path) -> None:
     "change",
     [
         {"schema_version": 2},
-        {"kind": "lm_eval"},
+        {"metrics": {"val_loss": 3.2}},
         {"seed": 43},
         {"profile": "full"},
         {"metrics": {}},
@@ -135,15 +169,15 @@ def test_read_metrics_accepts_the_evaluator_format(tmp_path: Path) -> None:
 )
 def test_read_metrics_rejects_anything_else(tmp_path: Path, change: dict[str, object]) -> None:
     with pytest.raises(MetricsError):
-        read_metrics(_metrics(tmp_path, {**GOOD, **change}), TRAIN, 42, "tiny")
+        read_metrics(_metrics(tmp_path, {**GOOD, **change}), EVAL, 42, "tiny")
 
 
 def test_read_metrics_rejects_nan_and_missing(tmp_path: Path) -> None:
     (tmp_path / "metrics.json").write_text(json.dumps(GOOD).replace("3.2", "NaN"))
     with pytest.raises(MetricsError, match="not finite"):
-        read_metrics(tmp_path, TRAIN, 42, "tiny")
+        read_metrics(tmp_path, EVAL, 42, "tiny")
     with pytest.raises(MetricsError, match=r"no metrics\.json"):
-        read_metrics(tmp_path / "nowhere", TRAIN, 42, "tiny")
+        read_metrics(tmp_path / "nowhere", EVAL, 42, "tiny")
 
 
 def test_last_error_line() -> None:

@@ -61,16 +61,47 @@ def test_recipe_matches_the_codebase_profile(task_id: str, profile: str) -> None
 
 
 @pytest.mark.parametrize("task_id", TASKS)
-def test_settings_follow_the_benchmark_layout(task_id: str) -> None:
+def test_jobs_follow_the_benchmark_layout(task_id: str) -> None:
     task = env.load_task(task_id)
-    full = {s.label: s for s in task.settings("full")}
-    assert full["gpt-345m"].gpus == 2 and full["gpt-345m"].time_limit == "12:00:00"
-    assert full["lm-eval-345m"].hidden and full["lm-eval-345m"].needs == "gpt-345m"
-    assert [s.label for s in task.visible_settings("tiny")] == ["gpt-tiny"]
+    full = {j.label: j for j in task.jobs("full")}
+    assert full["train-345m"].gpus == 2 and full["train-345m"].time_limit == "12:00:00"
+    assert full["gpt-345m"].needs == ["train-345m"] and full["gpt-345m"].code == "original"
+    assert full["lm-eval-345m"].hidden and full["lm-eval-345m"].needs == ["train-345m"]
+    visible = [j.label for j in task.visible_jobs("tiny")]
+    assert visible[1:] == ["train-tiny", "gpt-tiny"]
+    assert task.metric_key("val_loss", "tiny") == "val_loss_gpt-tiny"  # MLS-Bench's keys
     assert task.primary_metric.name == "val_loss"
     patterns = task.hidden_metric_patterns("full")
     assert {"piqa_*", "winogrande_*", "*_lm-eval-345m"} <= set(patterns)
     assert task.budgets.max_steps == 20 and task.budgets.max_tests == 3
+
+
+def test_agent_code_runs_only_where_the_task_needs_it() -> None:
+    """The trust structure of the shipped tasks (docs/SECURITY.md): the LR task's agent code
+    runs only in the schedule job; the normalisation task's in training and in logits workers;
+    no job that reports metrics runs it; no job that runs it sees the evaluation data."""
+    lr = env.load_task("llm-pretrain-lr-schedule")
+    norm = env.load_task("llm-pretrain-normalization")
+    for profile in lr.profiles:
+        jobs = lr.jobs(profile)
+        assert [j.label for j in jobs if j.code == "edited"] == ["schedule"]
+        assert all(j.workers is None for j in jobs)
+        train = next(j for j in jobs if j.label.startswith("train-"))
+        assert train.env["PB_LR_SCHEDULE_JOB"] == "schedule" and train.needs == ["schedule"]
+    for profile in norm.profiles:
+        jobs = norm.jobs(profile)
+        edited = [j for j in jobs if j.code == "edited"]
+        assert [j.stage for j in edited] == ["preflight", "test"]
+        for job in jobs:
+            if job.metrics:
+                assert job.code == "original" and job.workers is not None
+                assert job.workers.count >= 2  # one for the main pass, fresh ones for probes
+    for task in (lr, norm):
+        assert set(task.data_regions) == {"config_overrides"}
+        for profile in task.profiles:
+            for job in task.jobs(profile):
+                if job.code == "edited":
+                    assert "eval_data" not in job.inputs and "hf_home" not in job.inputs
 
 
 # Digits a description template may contain literally: "GPT-2", AdamW's betas, numbered
@@ -102,12 +133,12 @@ def test_rendered_description_agrees_with_the_spec(
     assert f"{recipe['max_iters']} iterations" in description
     assert f"micro-batch {recipe['batch_size']} × {recipe['grad_accum']}" in description
     assert f"{task.budgets.max_steps} steps and {task.budgets.max_tests} tests" in description
-    for setting in task.visible_settings(profile):
-        gpus = str(setting.gpus) if setting.gpus else "0 (CPU)"
-        assert f"| {gpus} | {setting.time_limit} |" in description
-    for setting in task.settings(profile):
-        if setting.hidden:
-            assert setting.label not in text and setting.script not in text
+    for job in task.visible_jobs(profile):
+        gpus = str(job.gpus) if job.gpus else "0 (CPU)"
+        assert f"| {gpus} | {job.time_limit} |" in description
+    for job in task.jobs(profile):
+        if job.hidden:
+            assert job.label not in text and job.script not in text
     for metric in task.metrics:
         if metric.hidden:
             assert metric.name not in text.lower()
