@@ -143,7 +143,7 @@ def run(
             agents.append(item)
     gpus = visible_gpus() if profile == "auto" else None
     full_gpus = (
-        max((s.gpus for s in spec.settings("full")), default=1)
+        max((j.gpus for j in spec.jobs("full")), default=1)
         if profile == "auto" and "full" in spec.profiles
         else 10**6
     )
