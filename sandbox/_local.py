@@ -1,227 +1,274 @@
-"""The local backend: a subprocess in a fresh temp copy, as isolated as this OS allows.
+"""The local backend: every job, and every worker of a job, in its own bubblewrap sandbox.
 
-Isolation, strongest first, each probed once per process and logged when missing:
-- Linux namespaces via ``unshare``: a new network namespace (no network, loopback only),
-  a new PID namespace (the job cannot see or signal host processes; when its init dies every
-  process of the job dies), a private mount namespace whose root is remounted read-only
-  except the job's work dir, its output dir and a fresh ``/dev/shm``; all capabilities are
-  dropped (``setpriv``) so the job cannot remount anything writable again.
-- cgroup v1 ``memory`` and ``pids`` controllers: a memory limit whose OOM kills are detected,
-  a process-count limit against fork bombs, peak memory, and a kill of everything left over.
-- Without cgroups: ``ulimit -v`` (generous: torch reserves much virtual memory).
-Every job also runs in its own session/process group that is SIGKILLed on timeout, and its
-temp copy is removed in ``finally``.
+Each sandbox runs as an unprivileged uid with no capabilities (see ``sandbox._bwrap`` for the
+root and user-namespace modes), sees only a minimal filesystem view, has no network, cannot
+create user namespaces (a seccomp filter), and lives in cgroups it joins before it starts (``sandbox._cgroups``: memory, process count and CPU, on v2
+or v1 per controller). The supervisor adds the wall-time limit, the output-size limit (it polls
+the output directory; ``RLIMIT_FSIZE`` bounds any single file) and writes the log itself.
+
+What a job sees::
+
+    /usr, /bin → usr/bin, /lib → usr/lib, …   read-only (as on the host)
+    <the Python runtime's prefixes>           read-only, at their host paths
+    /etc/{passwd,group,hosts,nsswitch.conf}   synthetic; /etc/ld.so.cache, /etc/alternatives
+    /proc (fresh), /dev (minimal)             + /dev/nvidia* and parts of /sys for GPU jobs
+    /tmp, /dev/shm                            private tmpfs, size-capped
+    /pb/code                                  a fresh copy of the codebase (+ job.files), read-only
+    /pb/data/<input>                          each granted input, read-only
+    /pb/needs/<label>                         each needed job's outputs, read-only
+    /pb/workers/<i>                           worker i's socket directory, read-only
+    /pb/out                                   the job's output directory, the one writable place
+
+A job that cannot be isolated or limited does not start (``infra_error``) unless the backend
+was built with ``allow_weak_isolation=True``; ``describe()`` then says what held.
+
+Infrastructure failure is what the supervisor observed, never what the job says: bwrap's
+``--json-status-fd`` reports ``exit-code`` only once the sandbox was set up and its command
+executed. With it, every exit status, signal, OOM kill and printed text is the job's outcome.
+Without it, the sandbox never started (``infra_error``), unless the supervisor itself ended the
+job (time, output size) or the job's own memory limit did.
+
+How far this was tested (tests/integration/test_sandbox_local.py, test_sandbox_cgroup_v2.py):
+root mode on a hybrid cgroup v1 host (memory, pids and cpu on v1; membership and kill through
+the v2 hierarchy; v2 delegation with a real leaf move); user-namespace mode as uid 65534 on the
+same host (no cgroups there, so weak); limits through v2 controllers only where a host has them
+there (CI). GPU jobs (device binds, driver libraries, sysfs for NCCL) were not run on a GPU.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import fcntl
+import json
 import logging
 import os
-import resource
-import shlex
+import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from sandbox._backend import Backend, JobOutcome, LineCallback, SettingJob, job_environment
+from sandbox._backend import (
+    INPUT_VARIABLES,
+    SANDBOX_CODE,
+    SANDBOX_DATA,
+    SANDBOX_NEEDS,
+    SANDBOX_OUT,
+    SANDBOX_TMP,
+    SANDBOX_WORKER,
+    SANDBOX_WORKERS,
+    Backend,
+    Job,
+    JobOutcome,
+    LineCallback,
+    job_environment,
+    worker_environment,
+)
+from sandbox._bwrap import (
+    Bwrap,
+    base_view,
+    command,
+    env_args,
+    find_bwrap,
+    helper,
+    namespace_args,
+    runtime_roots,
+    userns_seccomp,
+    write_etc,
+)
+from sandbox._cgroups import (
+    CONTROLLERS,
+    CgroupError,
+    CgroupLimits,
+    CgroupPlan,
+    JobCgroup,
+    job_cgroup_name,
+    plan_cgroups,
+    sweep_stale_cgroups,
+)
 from sandbox._workdir import make_copy
 
 log = logging.getLogger(__name__)
 
-_CGROUP_ROOT = Path("/sys/fs/cgroup")
-# exit status of the launcher when the sandbox itself could not be set up
-SETUP_FAILED = 199
 # A log larger than this is truncated: a submission printing without end must not fill the disk.
 _MAX_LOG_BYTES = 64 * 1024 * 1024
+# A line longer than this is passed on in pieces (the supervisor's memory is not the job's).
+_MAX_LINE_BYTES = 1 << 20
+# Worker socket directories are for sockets; anything big there is a misuse of the host disk.
+_MAX_WORKER_DIR_BYTES = 64 * 1024 * 1024
+_POLL_S = 0.5
+#: Sandbox uids are taken from here (one per running sandbox, job or worker); the range is
+#: unused by distributions and by systemd's container ranges.
+DEFAULT_UID_BASE = 0x70000000
+_UID_COUNT = 65536
+_SAFE_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+# The launcher joins the cgroups, then becomes the sandbox: `bash -c` with positional args
+# umask, status mode, cgroup.procs files…, --, the command. It is the harness's code and runs
+# before any of the job's. In plain (weak) mode it reports that it reached exec on the status
+# fd itself and closes that fd, so the job never holds it.
+_LAUNCHER = r"""
+umask "$1"; status_fd="$2"; plain="$3"; shift 3
+while [ "$1" != -- ]; do
+    echo $$ 2>/dev/null > "$1" || { echo "pb-sandbox: cannot join cgroup $1" >&2; exit 125; }
+    shift
+done
+shift
+if [ "$plain" = 1 ]; then
+    printf '{ "child-pid": %s }\n{ "exit-code": null }\n' $$ >&"$status_fd"
+    exec {status_fd}>&-
+fi
+exec "$@"
+"""
 
 
 @dataclass(frozen=True)
-class Isolation:
-    """What this machine allows, probed once."""
+class JobLimits:
+    """The limits of one sandbox (a job, or one of its workers)."""
 
-    namespaces: bool
-    network_only: bool
-    network_cmd: tuple[str, ...]
-    memory_cgroup: Path | None
-    pids_cgroup: Path | None
-    notes: tuple[str, ...]
-
-
-_ISOLATION: Isolation | None = None
-_ISOLATION_LOCK = threading.Lock()
+    memory_mb: int
+    max_processes: int
+    cpus: float
+    tmp_mb: int
+    shm_mb: int
+    max_output_mb: int
 
 
-def _own_cgroup(controller: str) -> Path | None:
-    """The directory of this process's cgroup for a v1 controller, if writable."""
+@dataclass(frozen=True)
+class HostSupport:
+    """What this host gives the local backend, probed once per process."""
+
+    bwrap: Bwrap | None
+    mode: str  # "root" (setpriv to a sandbox uid) or "userns" (the invoking uid)
+    sandbox_error: str | None  # why bwrap cannot run a sandbox here (None: it can)
+    cgroups: CgroupPlan
+    prlimit: bool
+
+    def missing(self) -> list[str]:
+        """The guarantees this host cannot give, each with what to do about it."""
+        out: list[str] = []
+        if self.bwrap is None:
+            out.append("bubblewrap is not installed; install it (apt-get install bubblewrap)")
+        elif self.sandbox_error is not None:
+            out.append(f"bubblewrap cannot create a sandbox here: {self.sandbox_error}")
+        for controller in CONTROLLERS:
+            if self.cgroups.version(controller) is None:
+                out.append(
+                    f"no {controller} cgroup (v2 or v1) can be made here"
+                    + (
+                        ""
+                        if os.geteuid() == 0
+                        else "; run as root or in a delegated cgroup "
+                        "(systemd-run --user --scope -p Delegate=yes …)"
+                    )
+                )
+        if not self.prlimit:
+            out.append("prlimit (util-linux) is missing: no per-file size limit")
+        return out
+
+
+_HOST: HostSupport | None = None
+_HOST_LOCK = threading.Lock()
+
+
+def probe_host(refresh: bool = False) -> HostSupport:
+    """Find out (once per process) what isolation this host gives: bubblewrap and its mode,
+    and which cgroup hierarchy carries each controller."""
+    global _HOST
+    with _HOST_LOCK:
+        if _HOST is not None and not refresh:
+            return _HOST
+        bwrap = find_bwrap()
+        mode = "root" if os.geteuid() == 0 else "userns"
+        error: str | None = None
+        if bwrap is not None:
+            error = _try_sandbox(bwrap, mode)
+        plan = plan_cgroups()
+        _HOST = HostSupport(bwrap, mode, error, plan, helper("prlimit") is not None)
+        for note in plan.notes:
+            log.info("local sandbox: %s", note)
+        return _HOST
+
+
+def _try_sandbox(bwrap: Bwrap, mode: str) -> str | None:
+    """Run ``true`` in the kind of sandbox jobs get; ``None`` when that works, else bwrap's error."""
+    if mode == "root" and helper("setpriv") is None:
+        return "setpriv (util-linux) is not installed"
+    true = helper("true") or "/usr/bin/true"
+    argv = [
+        bwrap.path,
+        *namespace_args(bwrap, mode),
+        "--ro-bind", "/usr", "/usr",
+        *_system_links_args(),
+        "--proc", "/proc", "--dev", "/dev",
+        "--",
+        *command(mode, uid=DEFAULT_UID_BASE, gid=DEFAULT_UID_BASE, max_file_bytes=1 << 20,
+                 argv=[true]),
+    ]  # fmt: skip
     try:
-        for line in Path("/proc/self/cgroup").read_text().splitlines():
-            _, controllers, rel = line.split(":", 2)
-            if controller in controllers.split(","):
-                base = _CGROUP_ROOT / controller / rel.lstrip("/")
-                probe = base / f"pb-probe-{uuid.uuid4().hex[:8]}"
-                probe.mkdir()
-                probe.rmdir()
-                return base
-    except (OSError, ValueError):
-        return None
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return str(exc)
+    if proc.returncode != 0:
+        return (
+            proc.stderr.strip().splitlines()[-1]
+            if proc.stderr.strip()
+            else f"exit {proc.returncode}"
+        )
     return None
 
 
-def _run_quiet(argv: list[str]) -> bool:
-    try:
-        return subprocess.run(argv, capture_output=True, timeout=20, check=False).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
+def _system_links_args() -> list[str]:
+    args: list[str] = []
+    for name in ("/bin", "/sbin", "/lib", "/lib64"):
+        if os.path.islink(name):
+            args += ["--symlink", os.readlink(name), name]
+        elif os.path.isdir(name):
+            args += ["--ro-bind", name, name]
+    return args
 
 
-def probe_isolation(refresh: bool = False) -> Isolation:
-    """Find out (once) which isolation mechanisms work on this machine."""
-    global _ISOLATION
-    with _ISOLATION_LOCK:
-        if _ISOLATION is not None and not refresh:
-            return _ISOLATION
-        notes: list[str] = []
-        inner = (
-            "mount --make-rprivate / && mount -o remount,bind,ro / && "
-            "exec setpriv --bounding-set=-all --inh-caps=-all --no-new-privs true"
-        )
-        have_tools = all(shutil.which(t) for t in ("unshare", "setpriv", "mount"))
-        namespaces = have_tools and _run_quiet(
-            [
-                "unshare",
-                "--mount",
-                "--net",
-                "--pid",
-                "--fork",
-                "--kill-child",
-                "--mount-proc",
-                "/bin/sh",
-                "-c",
-                inner,
-            ]
-        )
-        network_cmd: tuple[str, ...] = ()
-        if not namespaces and shutil.which("unshare"):
-            for cmd in (("unshare", "--net"), ("unshare", "--net", "--map-root-user")):
-                if _run_quiet([*cmd, "true"]):
-                    network_cmd = cmd
-                    break
-        network_only = bool(network_cmd)
-        if not namespaces:
-            notes.append(
-                "namespaces unavailable: jobs are not confined to their output directory"
-                + ("" if network_only else " and keep network access")
-            )
-        memory = _own_cgroup("memory")
-        pids = _own_cgroup("pids")
-        if memory is None:
-            notes.append("memory cgroup unavailable: falling back to ulimit -v")
-        if pids is None:
-            notes.append("pids cgroup unavailable: no process-count limit")
-        _ISOLATION = Isolation(namespaces, network_only, network_cmd, memory, pids, tuple(notes))
-        for note in notes:
-            log.warning("local sandbox: %s", note)
-        return _ISOLATION
+class _UidPool:
+    """Sandbox uids, one per running sandbox, so that sandboxes share no uid-keyed state
+    (signals, keyrings, process-count rlimits, files) with each other or with the host."""
+
+    def __init__(self, base: int) -> None:
+        self.base = base
+        self._used: set[int] = set()
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> int:
+        with self._lock:
+            for _ in range(_UID_COUNT):
+                uid = self.base + self._next
+                self._next = (self._next + 1) % _UID_COUNT
+                if uid not in self._used:
+                    self._used.add(uid)
+                    return uid
+        raise RuntimeError("no free sandbox uid")
+
+    def give(self, uid: int) -> None:
+        with self._lock:
+            self._used.discard(uid)
 
 
-class _Cgroups:
-    """The per-job memory and pids cgroups (v1)."""
+_UID_POOLS: dict[int, _UidPool] = {}
+_UID_POOLS_LOCK = threading.Lock()
 
-    def __init__(self, iso: Isolation, name: str, memory_mb: int, max_pids: int) -> None:
-        self.dirs: list[Path] = []
-        self.memory: Path | None = None
-        self.pids: Path | None = None
-        try:
-            if iso.memory_cgroup is not None:
-                self.memory = iso.memory_cgroup / name
-                self.memory.mkdir()
-                self.dirs.append(self.memory)
-                limit = str(memory_mb * 1024 * 1024)
-                (self.memory / "memory.limit_in_bytes").write_text(limit)
-                memsw = self.memory / "memory.memsw.limit_in_bytes"
-                if memsw.exists():
-                    with contextlib.suppress(OSError):
-                        memsw.write_text(limit)
-            if iso.pids_cgroup is not None:
-                self.pids = iso.pids_cgroup / name
-                self.pids.mkdir()
-                self.dirs.append(self.pids)
-                (self.pids / "pids.max").write_text(str(max_pids))
-        except OSError:
-            self.remove()  # no half-made cgroups left behind
-            raise
 
-    def procs_files(self) -> list[Path]:
-        return [d / "cgroup.procs" for d in self.dirs]
-
-    def members(self) -> set[int]:
-        found: set[int] = set()
-        for path in self.procs_files():
-            with contextlib.suppress(OSError, ValueError):
-                found.update(int(x) for x in path.read_text().split())
-        return found
-
-    def kill_all(self) -> None:
-        # New processes can appear while we kill (a fork bomb); repeat until the group is empty.
-        for _ in range(200):
-            pids = self.members()
-            if not pids:
-                return
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.02)
-
-    def oom_killed(self) -> bool:
-        if self.memory is None:
-            return False
-        with contextlib.suppress(OSError, ValueError):
-            for line in (self.memory / "memory.oom_control").read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == "oom_kill" and int(value) > 0:
-                    return True
-        return False
-
-    def peak_mb(self) -> float | None:
-        if self.memory is None:
-            return None
-        try:
-            return int((self.memory / "memory.max_usage_in_bytes").read_text()) / 2**20
-        except (OSError, ValueError):
-            return None
-
-    def forks_refused(self) -> int:
-        if self.pids is None:
-            return 0
-        with contextlib.suppress(OSError, ValueError):
-            for line in (self.pids / "pids.events").read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == "max":
-                    return int(value)
-        return 0
-
-    def remove(self) -> None:
-        self.kill_all()
-        for d in self.dirs:
-            for _ in range(50):
-                try:
-                    d.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.05)
+def _uid_pool(base: int) -> _UidPool:
+    with _UID_POOLS_LOCK:
+        return _UID_POOLS.setdefault(base, _UidPool(base))
 
 
 def _visible_gpus() -> list[tuple[str, str]]:
@@ -242,279 +289,165 @@ def _visible_gpus() -> list[tuple[str, str]]:
     return [(i.strip(), n.strip()) for i, n in rows]
 
 
-class LocalBackend(Backend):
-    """Runs each setting as a sandboxed subprocess on this machine (the default backend).
+# -- one running sandbox -----------------------------------------------------------------------
 
-    ``memory_limit_mb`` bounds each job's memory (cgroup; else virtual memory via ``ulimit``,
-    multiplied by ``virtual_memory_factor`` because torch reserves far more address space than
-    it uses); ``max_processes`` bounds its process count; ``parallel_cpu_jobs`` is how many
-    GPU-less jobs may run at once.
-    """
 
-    name = "local"
+@dataclass
+class _Process:
+    """A launched sandbox: its process, status pipe, log pump and cgroup."""
 
-    def __init__(
-        self,
-        *,
-        memory_limit_mb: int = 8192,
-        max_processes: int = 512,
-        parallel_cpu_jobs: int = 1,
-        virtual_memory_factor: int = 4,
-        tmp_root: Path | None = None,
-        python: str | None = None,
-    ) -> None:
-        self.memory_limit_mb = memory_limit_mb
-        self.max_processes = max_processes
-        self.virtual_memory_factor = virtual_memory_factor
-        self.cpu_slots = max(1, parallel_cpu_jobs)
-        self.tmp_root = tmp_root
-        self.isolation = probe_isolation()
-        self._gpus = _visible_gpus()
-        self.gpu_capacity = len(self._gpus)
-        self._free_gpus = [i for i, _ in self._gpus]
-        self._lock = threading.Lock()
-        self._running: dict[int, tuple[subprocess.Popen[bytes], _Cgroups | None]] = {}
-        self._cancelled = False
-        # The interpreter that runs the harness also runs the jobs (it has torch, lm-eval …).
-        self._bin_dir = str(Path(python or sys.executable).parent)
-        sweep_stale_work_dirs(Path(tmp_root or tempfile.gettempdir()))
+    name: str
+    proc: subprocess.Popen[bytes]
+    status_fd: int
+    cgroup: JobCgroup | None
+    pump: threading.Thread
+    tail: collections.deque[bytes]
+    log_error: list[OSError] = field(default_factory=list)
+    killed: bool = False
+    status: dict[str, int | None] = field(default_factory=dict)
 
-    def describe(self) -> dict[str, str]:
-        iso = self.isolation
-        level = (
-            "namespaces"
-            if iso.namespaces
-            else ("network-namespace" if iso.network_only else "none")
-        )
-        return {
-            "backend": self.name,
-            "isolation": level,
-            "memory_cgroup": str(iso.memory_cgroup is not None),
-            "pids_cgroup": str(iso.pids_cgroup is not None),
-        }
+    def kill(self) -> None:
+        """Kill everything of the sandbox (its cgroup, and bwrap, whose death ends the rest)."""
+        self.killed = True
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.cgroup is not None:
+            self.cgroup.kill()
 
-    # -- GPUs ---------------------------------------------------------------------------
-    def _take_gpus(self, n: int) -> list[str]:
-        if n == 0:
-            return []
-        with self._lock:
-            if n > len(self._free_gpus):
-                raise RuntimeError(f"{n} GPUs requested but {len(self._free_gpus)} free")
-            taken, self._free_gpus = self._free_gpus[:n], self._free_gpus[n:]
-            return taken
+    def finish(self) -> None:
+        """Wait for the process and its log, then read bwrap's status reports."""
+        self.proc.wait()
+        self.pump.join(timeout=10)
+        self.status = _read_status(self.status_fd)
+        os.close(self.status_fd)
 
-    def _give_gpus(self, gpus: list[str]) -> None:
-        with self._lock:
-            self._free_gpus.extend(gpus)
+    def tail_text(self) -> str:
+        text = b"".join(self.tail).decode("utf-8", "replace").strip()
+        return text[-1500:]
 
-    # -- lifecycle ------------------------------------------------------------------------
-    def cancel(self) -> None:
-        with self._lock:
-            self._cancelled = True
-            running = list(self._running.values())
-        for proc, cg in running:
-            _kill(proc, cg)
 
-    def close(self) -> None:
-        self.cancel()
+def _read_status(fd: int) -> dict[str, int | None]:
+    """bwrap's JSON status documents (``child-pid``, then ``exit-code``), merged."""
+    os.set_blocking(fd, False)
+    chunks: list[bytes] = []
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    merged: dict[str, int | None] = {}
+    for line in b"".join(chunks).decode("utf-8", "replace").splitlines():
+        with contextlib.suppress(json.JSONDecodeError, TypeError, AttributeError):
+            for key, value in json.loads(line).items():
+                if key in ("child-pid", "exit-code"):
+                    merged[key] = value if isinstance(value, int) else None
+    return merged
 
-    # -- one job --------------------------------------------------------------------------
-    def run_setting(self, job: SettingJob, on_line: LineCallback | None = None) -> JobOutcome:
-        start = time.monotonic()
-        work = Path(tempfile.mkdtemp(prefix=f"pb-{job.label}-s{job.seed}-", dir=self.tmp_root))
-        # Held while the job runs; the kernel drops it when this process dies in any way, which
-        # tells a later sweep that the directory is stale.
-        lock = _lock_work_dir(work)
-        cg: _Cgroups | None = None
-        gpus: list[str] = []
-        notes = list(self.isolation.notes)
-        try:
+
+def _pump(
+    stream: IO[bytes],
+    log_file: IO[bytes],
+    tail: collections.deque[bytes],
+    errors: list[OSError],
+    on_line: LineCallback | None,
+) -> None:
+    """Copy the sandbox's output to its log (capped) and to ``on_line``, line by line."""
+    written = 0
+    pending = b""
+    fd = stream.fileno()
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        tail.append(chunk)
+        if written < _MAX_LOG_BYTES and not errors:
             try:
-                code = make_copy(job.codebase_dir, job.files, work / "code")
-                for sub in ("home", "tmp"):
-                    (work / sub).mkdir()
-                job.out_dir.mkdir(parents=True, exist_ok=True)
-                job.log_path.parent.mkdir(parents=True, exist_ok=True)
-                gpus = self._take_gpus(job.gpus)
-                if self.isolation.memory_cgroup or self.isolation.pids_cgroup:
-                    cg = _Cgroups(
-                        self.isolation, work.name, self.memory_limit_mb, self.max_processes
-                    )
+                log_file.write(chunk)
+                log_file.flush()
+                written += len(chunk)
+                if written >= _MAX_LOG_BYTES:
+                    log_file.write(b"\n[log truncated by the sandbox]\n")
+                    log_file.flush()
             except OSError as exc:
-                return JobOutcome(
-                    None, time.monotonic() - start, infra_error=f"cannot prepare the job: {exc}"
-                )
-            env = job_environment(
-                job,
-                path=os.pathsep.join([self._bin_dir, "/usr/local/bin", "/usr/bin", "/bin"]),
-                home=str(work / "home"),
-                tmpdir=str(work / "tmp"),
-                out_dir=str(job.out_dir.resolve()),
-                data_dir=str(job.data.data_dir.resolve()),
-                eval_data_dir=str(job.data.eval_data_dir.resolve())
-                if job.data.eval_data_dir
-                else None,
-                tokenizer_dir=str(job.data.tokenizer_dir.resolve())
-                if job.data.tokenizer_dir
-                else None,
-                hf_home=str(job.data.hf_home.resolve()) if job.data.hf_home else None,
-                ckpt_dir=str(job.ckpt_dir.resolve()) if job.ckpt_dir else None,
-                host_env=dict(os.environ),
-            )
-            if job.gpus:
-                env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-                env.setdefault("PB_NPROC", str(job.gpus))
-            launcher = self._write_launcher(job, work, code, cg)
-            return self._supervise(job, launcher, code, env, cg, on_line, start, gpus, notes)
-        finally:
-            if cg is not None:
-                cg.remove()
-            self._give_gpus(gpus)
-            shutil.rmtree(work, ignore_errors=True)
-            lock.close()
+                errors.append(exc)
+        if on_line is None:
+            continue
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        if len(pending) > _MAX_LINE_BYTES:
+            lines.append(pending)
+            pending = b""
+        for raw in lines:
+            with contextlib.suppress(Exception):
+                on_line(raw.decode("utf-8", "replace").rstrip("\r"))
+    if pending and on_line is not None:
+        with contextlib.suppress(Exception):
+            on_line(pending.decode("utf-8", "replace").rstrip("\r"))
 
-    def _write_launcher(self, job: SettingJob, work: Path, code: Path, cg: _Cgroups | None) -> Path:
-        # A failing setup step exits SETUP_FAILED, so that it reads as the sandbox's fault.
-        q = shlex.quote
-        fail = f'{{ echo "pb-sandbox: setup failed: $1" >&2; exit {SETUP_FAILED}; }}'
-        lines = ["#!/bin/sh", f"fail() {fail}"]
-        for procs in cg.procs_files() if cg else []:
-            lines.append(f"echo $$ > {q(str(procs))} || fail 'cannot join cgroup'")
-        if cg is None or cg.memory is None:
-            kb = self.memory_limit_mb * self.virtual_memory_factor * 1024
-            lines.append(f"ulimit -v {kb} || fail 'ulimit -v'")
-        script = " ".join(q(a) for a in ["bash", job.script])
-        if self.isolation.namespaces:
-            inner = work / "inner.sh"
-            rw = [work, job.out_dir.resolve()]
-            body = [f"fail() {fail}", "mount --make-rprivate / || fail 'private mounts'"]
-            body += [f"mount --bind {q(str(p))} {q(str(p))} || fail 'bind {p.name}'" for p in rw]
-            body += [
-                "mount -t tmpfs -o size=2g,mode=1777 tmpfs /dev/shm 2>/dev/null || true",
-                "mount -o remount,bind,ro / || fail 'read-only root'",
-                "ip link set lo up 2>/dev/null || true",
-                f"cd {q(str(code))} || fail 'cd'",
-                f"exec setpriv --bounding-set=-all --inh-caps=-all --no-new-privs -- {script}",
-            ]
-            inner.write_text("\n".join(body) + "\n")
-            lines.append(
-                "exec unshare --mount --net --pid --fork --kill-child --mount-proc -- "
-                f"/bin/sh {q(str(inner))}"
-            )
-        elif self.isolation.network_cmd:
-            lines.append(f"exec {' '.join(self.isolation.network_cmd)} -- {script}")
-        else:
-            lines.append(f"exec {script}")
-        launcher = work / "launch.sh"
-        launcher.write_text("\n".join(lines) + "\n")
-        return launcher
 
-    def _supervise(
-        self,
-        job: SettingJob,
-        launcher: Path,
-        code: Path,
-        env: dict[str, str],
-        cg: _Cgroups | None,
-        on_line: LineCallback | None,
-        start: float,
-        gpus: list[str],
-        notes: list[str],
-    ) -> JobOutcome:
-        disk_error: list[OSError] = []
-        with self._lock:
-            if self._cancelled:
-                return JobOutcome(None, 0.0, infra_error="the executor was cancelled")
+def _tree_usage(root: Path, max_entries: int) -> tuple[int, int]:
+    """(bytes, entries) under ``root``, symlinks not followed; stops counting at ``max_entries``."""
+    total = entries = 0
+    stack = [root]
+    while stack and entries <= max_entries:
+        directory = stack.pop()
         try:
-            log_file = job.log_path.open("ab")
-            proc = subprocess.Popen(
-                ["/bin/sh", str(launcher)],
-                cwd=code,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            listing = list(os.scandir(directory))
+        except PermissionError:
+            # user-namespace mode: a job (our own uid) can chmod a directory to hide it
+            try:
+                os.chmod(directory, 0o700)
+                listing = list(os.scandir(directory))
+            except OSError:
+                continue
+        except OSError:
+            continue
+        for entry in listing:
+            entries += 1
+            with contextlib.suppress(OSError):
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+    return total, entries
+
+
+def hand_back(root: Path, *, chown: bool) -> list[str]:
+    """Make a finished job's outputs the supervisor's: owned by it (``chown``), readable by later
+    sandboxes, not writable by any, no set-id bits, and no FIFOs, sockets or device nodes (a
+    trusted reader opening a FIFO would hang). Symlinks are kept, never followed."""
+    notes: list[str] = []
+    uid, gid = os.getuid(), os.getgid()
+    stack = [root]
+    while stack:
+        directory = stack.pop()
+        try:
+            if chown:
+                os.lchown(directory, uid, gid)
+            os.chmod(directory, 0o755)
+            entries = list(os.scandir(directory))
         except OSError as exc:
-            return JobOutcome(
-                None, time.monotonic() - start, infra_error=f"cannot start the job: {exc}"
-            )
-        with self._lock:
-            self._running[proc.pid] = (proc, cg)
-
-        def pump() -> None:
-            written = 0
-            assert proc.stdout is not None
-            for raw in proc.stdout:
-                if written < _MAX_LOG_BYTES and not disk_error:
-                    try:
-                        log_file.write(raw)
-                        log_file.flush()
-                        written += len(raw)
-                        if written >= _MAX_LOG_BYTES:
-                            log_file.write(b"\n[log truncated by the sandbox]\n")
-                    except OSError as exc:
-                        disk_error.append(exc)
-                if on_line is not None:
-                    with contextlib.suppress(Exception):
-                        on_line(raw.decode("utf-8", "replace").rstrip("\r\n"))
-
-        reader = threading.Thread(target=pump, name=f"log-{job.label}-{job.seed}", daemon=True)
-        reader.start()
-        timed_out = False
-        try:
-            proc.wait(timeout=job.time_limit_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        finally:
-            # Nothing a job started may outlive it (background processes, daemons).
-            _kill(proc, cg)
-            proc.wait()
-            reader.join(timeout=10)
-            log_file.close()
-            with self._lock:
-                self._running.pop(proc.pid, None)
-                cancelled = self._cancelled
-        wall = time.monotonic() - start
-        oom = cg.oom_killed() if cg else False
-        refused = cg.forks_refused() if cg else 0
-        if refused:
-            notes.append(f"process limit ({self.max_processes}) reached: {refused} forks refused")
-        peak = cg.peak_mb() if cg else None
-        if peak is None:
-            # without a memory cgroup: the largest child this process ever waited for (approximate)
-            peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        gpu_type = dict(self._gpus).get(gpus[0]) if gpus else None
-        code_ = proc.returncode
-        infra: str | None = None
-        if disk_error:
-            err = disk_error[0]
-            infra = (
-                "disk full while writing the log"
-                if err.errno == errno.ENOSPC
-                else f"cannot write the log: {err}"
-            )
-        elif cancelled and not timed_out:
-            infra = "the executor was cancelled"
-        elif code_ == SETUP_FAILED and "pb-sandbox: setup failed" in _tail(job.log_path):
-            infra = "the sandbox could not be set up (see the log)"
-        elif not timed_out and not oom and code_ is not None and code_ < 0:
-            infra = f"the job was killed from outside the sandbox by signal {-code_} ({_signame(-code_)})"
-        elif not timed_out and not oom and code_ == 128 + signal.SIGKILL:
-            # A job process died of SIGKILL that neither its time nor its memory limit sent: the
-            # host (an operator, the kernel's global OOM killer) killed it, not the submission.
-            infra = "a process of the job was killed by SIGKILL from outside the sandbox"
-        return JobOutcome(
-            code_,
-            wall,
-            timed_out=timed_out,
-            oom=oom,
-            infra_error=infra,
-            peak_mem_mb=peak,
-            gpu_type=gpu_type,
-            notes=tuple(notes),
-        )
+            notes.append(f"cannot hand back {directory}: {exc.strerror}")
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                st = os.lstat(path)
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append(path)
+                    continue
+                if stat.S_ISLNK(st.st_mode):
+                    if chown:
+                        os.lchown(path, uid, gid)
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    path.unlink()
+                    notes.append(f"removed a special file from the outputs: {path.name}")
+                    continue
+                if chown:
+                    os.lchown(path, uid, gid)
+                os.chmod(path, 0o755 if st.st_mode & 0o100 else 0o644)
+            except OSError as exc:
+                notes.append(f"cannot hand back {path}: {exc.strerror}")
+    return notes
 
 
 _LOCK_FILE = ".pb-sandbox.lock"
@@ -543,13 +476,684 @@ def sweep_stale_work_dirs(root: Path) -> list[Path]:
     return removed
 
 
-def _tail(path: Path, size: int = 4096) -> str:
-    try:
-        with path.open("rb") as fh:
-            fh.seek(max(0, path.stat().st_size - size))
-            return fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
+class _Refused(Exception):
+    """A job that must not start; its message is the infrastructure reason."""
+
+
+# -- the backend -------------------------------------------------------------------------------
+
+
+class LocalBackend(Backend):
+    """Runs each job in a bubblewrap sandbox on this machine (the default backend).
+
+    Limits per job kind. CPU jobs: ``memory_limit_mb`` (8 GiB), ``max_processes`` (1024),
+    ``cpus`` (default: this machine's CPUs shared by ``parallel_cpu_jobs``), ``tmp_mb`` (4 GiB)
+    and ``shm_mb`` (1 GiB) for the private ``/tmp`` and ``/dev/shm``.
+
+    GPU jobs (``job.gpus > 0``) are sized for 2-rank torchrun DDP with torch.compile:
+    ``gpu_memory_limit_mb`` is *per GPU* (32 GiB, so 64 GiB for two ranks): each rank holds
+    4–6 GiB of host memory (CUDA context, torch, pinned buffers, the data memmap's pages),
+    inductor's compile pool adds up to one worker process per CPU per rank at 0.3–0.6 GiB each
+    (about 16 GiB for two ranks on 16 CPUs), rank 0 copies the checkpoint to host memory to save
+    it (1.4 GiB for GPT-2 Medium), and /tmp and /dev/shm, being tmpfs, count too.
+    ``gpu_max_processes`` (8192) counts threads: each rank runs OpenMP, CUDA and NCCL threads
+    and its compile workers run their own (~400 per rank), plus torchrun and gcc while Triton
+    compiles; 8192 leaves room for that several times over and still bounds a fork bomb.
+    ``gpu_shm_mb`` (8 GiB, as the Docker backend) is for NCCL's shared-memory transport and
+    DataLoader workers; Docker's default 64 MiB is too small for either. ``gpu_tmp_mb`` (16 GiB)
+    holds the inductor and Triton caches. A GPU job gets its share of the CPUs.
+
+    ``max_output_mb`` (16 GiB) caps what a job may leave in its output directory. Each worker of
+    a job gets the job's limits in a cgroup of its own.
+
+    Without bubblewrap or a cgroup controller, jobs fail to start with an infrastructure error
+    naming what is missing, unless ``allow_weak_isolation``: they then run with what the host
+    gives (without bubblewrap: a plain subprocess that sees the host), and ``describe()`` — part
+    of every result — says exactly what held. ``host`` replaces the probed `HostSupport` (to
+    behave as a host that gives less would).
+    """
+
+    name = "local"
+
+    def __init__(
+        self,
+        *,
+        memory_limit_mb: int = 8192,
+        max_processes: int = 1024,
+        cpus: float | None = None,
+        tmp_mb: int = 4096,
+        shm_mb: int = 1024,
+        gpu_memory_limit_mb: int = 32768,
+        gpu_max_processes: int = 8192,
+        gpu_tmp_mb: int = 16384,
+        gpu_shm_mb: int = 8192,
+        max_output_mb: int = 16384,
+        parallel_cpu_jobs: int = 1,
+        allow_weak_isolation: bool = False,
+        tmp_root: Path | None = None,
+        python: str | None = None,
+        uid_base: int = DEFAULT_UID_BASE,
+        host: HostSupport | None = None,
+    ) -> None:
+        self.host = host or probe_host()
+        self.allow_weak_isolation = allow_weak_isolation
+        self.cpu_slots = max(1, parallel_cpu_jobs)
+        machine_cpus = len(os.sched_getaffinity(0)) or 1
+        self._cpu_limits = JobLimits(
+            memory_mb=memory_limit_mb,
+            max_processes=max_processes,
+            cpus=cpus if cpus is not None else max(1.0, machine_cpus / self.cpu_slots),
+            tmp_mb=tmp_mb,
+            shm_mb=shm_mb,
+            max_output_mb=max_output_mb,
+        )
+        self._gpu_limits = JobLimits(
+            memory_mb=gpu_memory_limit_mb,
+            max_processes=gpu_max_processes,
+            cpus=float(machine_cpus),
+            tmp_mb=gpu_tmp_mb,
+            shm_mb=gpu_shm_mb,
+            max_output_mb=max_output_mb,
+        )
+        self.tmp_root = tmp_root
+        self.python = python or sys.executable
+        self._bin_dir = str(Path(self.python).parent)
+        self._runtime = runtime_roots(self.python) if self.host.bwrap else []
+        self._uids = _uid_pool(uid_base)
+        self._gpus = _visible_gpus()
+        self.gpu_capacity = len(self._gpus)
+        self._free_gpus = [i for i, _ in self._gpus]
+        self._lock = threading.Lock()
+        self._running: dict[int, _Process] = {}
+        self._cancelled = False
+        self._missing = self.host.missing()
+        if self._missing:
+            level = "runs weakened" if allow_weak_isolation else "refuses jobs"
+            for why in self._missing:
+                log.warning("local sandbox %s: %s", level, why)
+        sweep_stale_work_dirs(Path(tmp_root or tempfile.gettempdir()))
+        sweep_stale_cgroups(self.host.cgroups)
+
+    # -- what holds ----------------------------------------------------------------------------
+    def limits_for(self, job: Job) -> JobLimits:
+        """The limits of ``job`` (and of each of its workers), by job kind."""
+        if job.gpus <= 0:
+            return self._cpu_limits
+        g = self._gpu_limits
+        share = g.cpus * job.gpus / max(1, self.gpu_capacity)
+        return JobLimits(
+            memory_mb=g.memory_mb * job.gpus,
+            max_processes=g.max_processes,
+            cpus=max(1.0, min(g.cpus, share)),
+            tmp_mb=g.tmp_mb,
+            shm_mb=g.shm_mb,
+            max_output_mb=g.max_output_mb,
+        )
+
+    @property
+    def sandboxed(self) -> bool:
+        """Whether jobs run under bubblewrap (else: plain subprocesses, weak mode only)."""
+        return self.host.bwrap is not None and self.host.sandbox_error is None
+
+    def describe(self) -> dict[str, str]:
+        host, cpu, gpu = self.host, self._cpu_limits, self._gpu_limits
+
+        def limit(controller: str, text: str) -> str:
+            version = host.cgroups.version(controller)
+            return f"cgroup {version}: {text}" if version else "none"
+
+        if self.sandboxed:
+            assert host.bwrap is not None
+            user = (
+                f"a uid of its own from {self._uids.base}, no capabilities, no_new_privs"
+                if host.mode == "root"
+                else f"the invoking uid {os.getuid()} in a user namespace, no capabilities"
+            )
+            isolation = f"bubblewrap {host.bwrap.version} ({host.mode} mode)"
+            view, network = "minimal (runtime, code, granted inputs, /pb/out)", "none (loopback)"
+            userns = "refused (seccomp)" if userns_seccomp() is not None else "allowed"
+            if host.mode == "userns" and host.bwrap.disable_userns:
+                userns = "refused (seccomp, --disable-userns)"
+        else:
+            user = f"the supervisor's own uid {os.getuid()}"
+            isolation, view, network = "none (plain subprocess)", "the whole host", "host network"
+            userns = "allowed"
+        return {
+            "backend": self.name,
+            "isolation": isolation,
+            "user": user,
+            "filesystem": view,
+            "network": network,
+            "user_namespaces": userns,
+            "memory": limit("memory", f"{cpu.memory_mb} MiB (GPU jobs {gpu.memory_mb} per GPU)"),
+            "processes": limit("pids", f"{cpu.max_processes} (GPU jobs {gpu.max_processes})"),
+            "cpu": limit("cpu", f"{cpu.cpus:g} CPUs (GPU jobs their share)"),
+            "output": f"{cpu.max_output_mb} MiB (polled)"
+            + (" + RLIMIT_FSIZE" if host.prlimit else ""),
+            "wall_time": "enforced by the supervisor",
+            "weak": "; ".join(self._missing) if self._missing else "no",
+        }
+
+    # -- GPUs ----------------------------------------------------------------------------------
+    def _take_gpus(self, n: int) -> list[str]:
+        if n == 0:
+            return []
+        with self._lock:
+            if n > len(self._free_gpus):
+                raise _Refused(f"{n} GPUs requested but {len(self._free_gpus)} free")
+            taken, self._free_gpus = self._free_gpus[:n], self._free_gpus[n:]
+            return taken
+
+    def _give_gpus(self, gpus: list[str]) -> None:
+        with self._lock:
+            self._free_gpus.extend(gpus)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            running = list(self._running.values())
+        for process in running:
+            process.kill()
+
+    def close(self) -> None:
+        self.cancel()
+
+    # -- one job -------------------------------------------------------------------------------
+    def run_job(self, job: Job, on_line: LineCallback | None = None) -> JobOutcome:
+        start = time.monotonic()
+        with self._lock:
+            if self._cancelled:
+                return JobOutcome(None, 0.0, infra_error="the executor was cancelled")
+        if self._missing and not self.allow_weak_isolation:
+            why = "; ".join(self._missing)
+            return JobOutcome(
+                None,
+                0.0,
+                infra_error=f"cannot isolate the job: {why}; or allow weaker isolation "
+                "explicitly (LocalBackend(allow_weak_isolation=True))",
+            )
+        run = _JobRun(self, job, on_line, start)
+        try:
+            return run.execute()
+        except _Refused as exc:
+            return JobOutcome(None, time.monotonic() - start, infra_error=str(exc))
+        except Exception as exc:  # the supervisor's own failure, never the job's
+            log.exception("local sandbox: supervising %s (seed %s) failed", job.label, job.seed)
+            return JobOutcome(
+                None, time.monotonic() - start, infra_error=f"sandbox supervisor error: {exc}"
+            )
+        finally:
+            run.cleanup()
+
+    def _register(self, process: _Process) -> None:
+        with self._lock:
+            self._running[id(process)] = process
+            cancelled = self._cancelled
+        if cancelled:
+            process.kill()
+
+    def _unregister(self, process: _Process) -> None:
+        with self._lock:
+            self._running.pop(id(process), None)
+
+    @property
+    def cancelled(self) -> bool:
+        with self._lock:
+            return self._cancelled
+
+
+@dataclass
+class _Sandbox:
+    """One sandbox to launch: its command, where it writes, and who it runs as."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    umask: str
+    log_path: Path
+    cgroup: JobCgroup | None
+
+
+class _JobRun:
+    """Everything of one ``run_job`` call; ``cleanup`` undoes what ``execute`` made."""
+
+    def __init__(
+        self, backend: LocalBackend, job: Job, on_line: LineCallback | None, start: float
+    ) -> None:
+        self.b = backend
+        self.job = job
+        self.on_line = on_line
+        self.start = start
+        self.limits = backend.limits_for(job)
+        self.work: Path | None = None
+        self._lock_fh: IO[bytes] | None = None
+        self.uids: list[int] = []
+        self.gpus: list[str] = []
+        self.cgroups: list[JobCgroup] = []
+        self.processes: list[_Process] = []
+        self.notes: list[str] = []
+        self.chowned_out = False
+
+    # -- preparing -----------------------------------------------------------------------------
+    def _uid(self) -> int:
+        if not (self.b.sandboxed and self.b.host.mode == "root"):
+            return os.getuid()
+        uid = self.b._uids.take()
+        self.uids.append(uid)
+        return uid
+
+    def _cgroup(self) -> JobCgroup | None:
+        plan = self.b.host.cgroups
+        if not plan.usable:
+            return None
+        limits = CgroupLimits(
+            memory_bytes=self.limits.memory_mb * 2**20,
+            max_pids=self.limits.max_processes,
+            cpus=self.limits.cpus,
+        )
+        try:
+            cgroup = JobCgroup(plan, job_cgroup_name(), limits)
+        except CgroupError as exc:
+            raise _Refused(str(exc)) from exc
+        self.cgroups.append(cgroup)
+        return cgroup
+
+    def execute(self) -> JobOutcome:
+        job, b = self.job, self.b
+        for name in job.inputs:
+            if name not in INPUT_VARIABLES:
+                raise _Refused(f"unknown data input {name!r}")
+        for label in job.needs:
+            if not _SAFE_LABEL.match(label):
+                raise _Refused(f"job label {label!r} cannot name a directory")
+        try:
+            self.work = Path(
+                tempfile.mkdtemp(prefix=f"pb-{job.label}-s{job.seed}-", dir=b.tmp_root)
+            )
+            # Held while the job runs; the kernel drops it when this process dies in any way,
+            # which tells a later sweep that the directory is stale.
+            self._lock_fh = _lock_work_dir(self.work)
+            code = make_copy(job.codebase_dir, job.files, self.work / "code")
+            _readable_tree(code)
+            job.out_dir.mkdir(parents=True, exist_ok=True)
+            job.log_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _Refused(f"cannot prepare the job: {exc}") from exc
+        self.gpus = b._take_gpus(job.gpus)
+        job_uid = self._uid()
+        workers = self._start_workers(job_uid) if job.workers else []
+        sandbox = self._job_sandbox(code, job_uid, workers)
+        process = self._launch(sandbox, self.on_line)
+        outcome = self._supervise(process, workers)
+        return outcome
+
+    def _gpu_env(self, env: dict[str, str]) -> None:
+        if self.job.gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(self.gpus)
+            env.setdefault("PB_NPROC", str(self.job.gpus))
+
+    def _path_var(self) -> str:
+        return os.pathsep.join([self.b._bin_dir, "/usr/local/bin", "/usr/bin", "/bin"])
+
+    def _job_sandbox(self, code: Path, uid: int, workers: list[Path]) -> _Sandbox:
+        job, b = self.job, self.b
+        assert self.work is not None
+        cgroup = self._cgroup()
+        if b.sandboxed:
+            env = job_environment(
+                job,
+                path=self._path_var(),
+                home=SANDBOX_TMP,
+                tmpdir=SANDBOX_TMP,
+                out_dir=SANDBOX_OUT,
+                inputs={name: f"{SANDBOX_DATA}/{name}" for name in job.inputs},
+                needs_dir=SANDBOX_NEEDS if job.needs else None,
+                workers_dir=SANDBOX_WORKERS if job.workers else None,
+                host_env=dict(os.environ),
+            )
+            self._gpu_env(env)
+            if b.host.mode == "root":
+                os.chown(job.out_dir, uid, uid)
+                self.chowned_out = True
+            os.chmod(job.out_dir, 0o755)
+            binds: list[tuple[Path, str, bool]] = [(job.out_dir, SANDBOX_OUT, True)]
+            binds += [(p, f"{SANDBOX_DATA}/{n}", False) for n, p in sorted(job.inputs.items())]
+            binds += [(p, f"{SANDBOX_NEEDS}/{n}", False) for n, p in sorted(job.needs.items())]
+            binds += [(d, f"{SANDBOX_WORKERS}/{i}", False) for i, d in enumerate(workers)]
+            argv = self._bwrap_argv("job", code, uid, binds, env, job.script)
+            return _Sandbox("job", argv, env, "/", "0022", job.log_path, cgroup)
+        # weak: a plain subprocess that sees the host; paths are host paths
+        needs_dir = self.work / "needs"
+        for label, path in job.needs.items():
+            needs_dir.mkdir(exist_ok=True)
+            (needs_dir / label).symlink_to(path.resolve())
+        workers_dir = self.work / "workers"
+        for i, directory in enumerate(workers):
+            workers_dir.mkdir(exist_ok=True)
+            (workers_dir / str(i)).symlink_to(directory)
+        (self.work / "tmp").mkdir()
+        env = job_environment(
+            job,
+            path=self._path_var(),
+            home=str(self.work / "tmp"),
+            tmpdir=str(self.work / "tmp"),
+            out_dir=str(job.out_dir.resolve()),
+            inputs={name: str(path.resolve()) for name, path in job.inputs.items()},
+            needs_dir=str(needs_dir) if job.needs else None,
+            workers_dir=str(workers_dir) if job.workers else None,
+            host_env=dict(os.environ),
+        )
+        self._gpu_env(env)
+        return _Sandbox(
+            "job", self._plain_argv(job.script), env, str(code), "0022", job.log_path, cgroup
+        )
+
+    def _bwrap_argv(
+        self,
+        name: str,
+        code: Path,
+        uid: int,
+        binds: list[tuple[Path, str, bool]],
+        env: dict[str, str],
+        script: str,
+        extra_groups: dict[str, int] | None = None,
+    ) -> list[str]:
+        host, limits = self.b.host, self.limits
+        assert host.bwrap is not None and self.work is not None
+        etc = self.work / f"etc-{name}"
+        write_etc(etc, uid, uid, extra_groups)
+        view = base_view(
+            host.bwrap,
+            runtime=self.b._runtime,
+            etc_dir=etc,
+            tmp_bytes=limits.tmp_mb * 2**20,
+            shm_bytes=limits.shm_mb * 2**20,
+            gpu=self.job.gpus > 0,
+        )
+        view.bind(code, SANDBOX_CODE)
+        for src, dest, writable in binds:
+            view.bind(src, dest, writable=writable)
+        bash = helper("bash") or "/bin/bash"
+        inner = command(
+            host.mode,
+            uid=uid,
+            gid=uid,
+            max_file_bytes=limits.max_output_mb * 2**20,
+            argv=[bash, script],
+        )
+        return [
+            host.bwrap.path,
+            *namespace_args(host.bwrap, host.mode),
+            *view.args,
+            *env_args(env),
+            "--chdir",
+            SANDBOX_CODE,
+            "--",
+            *inner,
+        ]
+
+    def _plain_argv(self, script: str) -> list[str]:
+        bash = helper("bash") or "/bin/bash"
+        prlimit = helper("prlimit")
+        if prlimit is None:
+            return [bash, script]
+        size = self.limits.max_output_mb * 2**20
+        return [prlimit, f"--fsize={size}", "--core=0", "--", bash, script]
+
+    def _start_workers(self, job_uid: int) -> list[Path]:
+        """Start every worker, each in a sandbox and cgroup of its own; their socket dirs."""
+        job, b = self.job, self.b
+        assert job.workers is not None and self.work is not None
+        original = make_copy(job.codebase_dir, {}, self.work / "original")
+        _readable_tree(original)
+        dirs: list[Path] = []
+        for i in range(job.workers.count):
+            directory = self.work / "workers" / str(i)
+            directory.mkdir(parents=True)
+            uid = self._uid()
+            if b.sandboxed:
+                if b.host.mode == "root":
+                    # The socket dir is the worker's; its group is the job's, set-gid, so the
+                    # sockets the worker makes (umask 007) accept the job and nobody else.
+                    os.chown(directory, uid, job_uid)
+                    os.chmod(directory, 0o2770)
+                env = worker_environment(
+                    job,
+                    i,
+                    path=self._path_var(),
+                    tmpdir=SANDBOX_TMP,
+                    worker_dir=SANDBOX_WORKER,
+                    needs_dir=SANDBOX_NEEDS if job.needs else None,
+                    host_env=dict(os.environ),
+                )
+                self._gpu_env(env)
+                binds = [(directory, SANDBOX_WORKER, True)]
+                binds += [(p, f"{SANDBOX_NEEDS}/{n}", False) for n, p in sorted(job.needs.items())]
+                argv = self._bwrap_argv(
+                    f"worker-{i}", original, uid, binds, env, job.workers.script,
+                    extra_groups={"pb-job": job_uid},
+                )  # fmt: skip
+                cwd = "/"
+            else:
+                (self.work / f"tmp-worker-{i}").mkdir()
+                env = worker_environment(
+                    job,
+                    i,
+                    path=self._path_var(),
+                    tmpdir=str(self.work / f"tmp-worker-{i}"),
+                    worker_dir=str(directory),
+                    needs_dir=None,
+                    host_env=dict(os.environ),
+                )
+                self._gpu_env(env)
+                argv, cwd = self._plain_argv(job.workers.script), str(original)
+            sandbox = _Sandbox(
+                f"worker-{i}", argv, env, cwd, "0007", job.worker_log(i), self._cgroup()
+            )
+            self._launch(sandbox, None)
+            dirs.append(directory)
+        return dirs
+
+    # -- running -------------------------------------------------------------------------------
+    def _launch(self, sandbox: _Sandbox, on_line: LineCallback | None) -> _Process:
+        read_fd, write_fd = os.pipe()
+        plain = not self.b.sandboxed
+        procs = [str(p) for p in sandbox.cgroup.procs_files] if sandbox.cgroup else []
+        argv = list(sandbox.argv)
+        passed = [write_fd]
+        if not plain:
+            argv[1:1] = ["--json-status-fd", str(write_fd)]
+            program = userns_seccomp()
+            if program is not None:
+                # bwrap reads the filter from this fd and closes it before the job runs
+                seccomp_fd = os.memfd_create("pb-seccomp")
+                os.write(seccomp_fd, program)
+                os.lseek(seccomp_fd, 0, os.SEEK_SET)
+                passed.append(seccomp_fd)
+                argv[1:1] = ["--seccomp", str(seccomp_fd)]
+        launcher = [
+            helper("bash") or "/bin/bash",
+            "-c",
+            _LAUNCHER,
+            "pb-launch",
+            sandbox.umask,
+            str(write_fd),
+            "1" if plain else "0",
+            *procs,
+            "--",
+            *argv,
+        ]
+        try:
+            log_file = sandbox.log_path.open("ab")
+        except OSError as exc:
+            os.close(read_fd)
+            for fd in passed:
+                os.close(fd)
+            raise _Refused(f"cannot open the log {sandbox.log_path}: {exc.strerror}") from exc
+        try:
+            # bwrap clears the environment itself; the launcher needs none of the supervisor's.
+            proc = subprocess.Popen(
+                launcher,
+                cwd=sandbox.cwd,
+                env=sandbox.env if plain else {"PATH": "/usr/bin:/bin"},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                pass_fds=tuple(passed),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            log_file.close()
+            os.close(read_fd)
+            raise _Refused(f"cannot start the sandbox: {exc}") from exc
+        finally:
+            for fd in passed:
+                os.close(fd)
+        assert proc.stdout is not None
+        tail: collections.deque[bytes] = collections.deque(maxlen=8)
+        errors: list[OSError] = []
+
+        def pump() -> None:
+            try:
+                _pump(proc.stdout, log_file, tail, errors, on_line)  # type: ignore[arg-type]
+            finally:
+                log_file.close()
+
+        thread = threading.Thread(target=pump, name=f"log-{self.job.label}-{sandbox.name}")
+        thread.daemon = True
+        process = _Process(
+            sandbox.name, proc, read_fd, sandbox.cgroup, thread, tail, log_error=errors
+        )
+        thread.start()
+        self.processes.append(process)
+        self.b._register(process)
+        return process
+
+    def _supervise(self, process: _Process, workers: list[Path]) -> JobOutcome:
+        job, limits = self.job, self.limits
+        deadline = time.monotonic() + job.time_limit_s
+        max_out = limits.max_output_mb * 2**20
+        max_entries = 100_000
+        timed_out, limit = False, None
+        while process.proc.poll() is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                timed_out = True
+                break
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.proc.wait(timeout=min(_POLL_S, remaining))
+                break
+            if self.b.cancelled:
+                break
+            size, entries = _tree_usage(job.out_dir, max_entries)
+            if size > max_out:
+                limit = f"output size: more than {limits.max_output_mb} MiB in the output directory"
+            elif entries > max_entries:
+                limit = f"output files: more than {max_entries} entries in the output directory"
+            for i, directory in enumerate(workers):
+                if _tree_usage(directory, 1000)[0] > _MAX_WORKER_DIR_BYTES:
+                    limit = f"worker {i} wrote more than 64 MiB into its socket directory"
+            if limit:
+                break
+        # Whatever ended the loop, nothing a job started may outlive it (background processes,
+        # daemons, its workers). A worker that ended before this did so on its own.
+        workers_ended = {id(p) for p in self.processes if p.proc.poll() is not None}
+        for p in self.processes:
+            if p.proc.poll() is None:
+                p.kill()
+        cancelled = self.b.cancelled and process.killed and not (timed_out or limit)
+        for p in self.processes:
+            p.finish()
+        wall = time.monotonic() - self.start
+        cg = process.cgroup
+        oom = bool(cg and cg.oom_kills())
+        refused = cg.forks_refused() if cg else 0
+        if refused:
+            self.notes.append(
+                f"process limit ({limits.max_processes}) reached: {refused} forks refused"
+            )
+        exit_code = process.status.get("exit-code")
+        if not self.b.sandboxed and "exit-code" in process.status:
+            # plain mode: the launcher only said it reached exec; the status is the process's
+            rc = process.proc.returncode
+            exit_code = rc if rc >= 0 else 128 + -rc
+        infra = self._infra_reason(process, workers_ended, cancelled, timed_out, limit, oom)
+        self.notes += hand_back(job.out_dir, chown=self.chowned_out)
+        if limit is None and refused and exit_code not in (0, None) and not oom:
+            limit = f"process count: the job reached its limit of {limits.max_processes}"
+        return JobOutcome(
+            exit_code,
+            wall,
+            timed_out=timed_out and infra is None,
+            oom=oom,
+            infra_error=infra,
+            peak_mem_mb=cg.peak_memory_mb() if cg else None,
+            gpu_type=dict(self.b._gpus).get(self.gpus[0]) if self.gpus else None,
+            notes=tuple(self.notes),
+            limit=limit,
+        )
+
+    def _infra_reason(
+        self,
+        process: _Process,
+        workers_ended: set[int],
+        cancelled: bool,
+        timed_out: bool,
+        limit: str | None,
+        oom: bool,
+    ) -> str | None:
+        """Only what the supervisor observed: the job's own exit, signals and text never count."""
+        if process.log_error:
+            err = process.log_error[0]
+            if err.errno == errno.ENOSPC:
+                return "disk full while writing the log"
+            return f"cannot write the log: {err.strerror}"
+        if cancelled:
+            return "the executor was cancelled"
+        for i, worker in enumerate(p for p in self.processes if p is not process):
+            if id(worker) in workers_ended and "exit-code" not in worker.status:
+                cg = worker.cgroup
+                if not (cg and cg.oom_kills()):
+                    return f"worker {i} could not be started: {worker.tail_text() or 'no output'}"
+        if timed_out or limit or oom or "exit-code" in process.status:
+            return None
+        # No exit-code: the sandbox never ran the job's command.
+        rc = process.proc.returncode
+        if "child-pid" not in process.status:
+            return f"the sandbox could not be started: {process.tail_text() or f'exit {rc}'}"
+        if rc is not None and rc < 0:
+            return f"the sandbox was killed from outside by signal {-rc} ({_signame(-rc)})"
+        return f"the sandbox could not be set up: {process.tail_text() or f'exit {rc}'}"
+
+    def cleanup(self) -> None:
+        for process in self.processes:
+            with contextlib.suppress(Exception):
+                if process.proc.poll() is None:
+                    process.kill()
+                    process.proc.wait(timeout=30)
+            self.b._unregister(process)
+        for cgroup in self.cgroups:
+            cgroup.remove()
+        self.b._give_gpus(self.gpus)
+        for uid in self.uids:
+            self.b._uids.give(uid)
+        if self.work is not None:
+            shutil.rmtree(self.work, ignore_errors=True)
+        if self._lock_fh is not None:
+            self._lock_fh.close()
+
+
+def _readable_tree(root: Path) -> None:
+    """Directories 0755, files 0644/0755: the sandbox uid must read the copy, never write it."""
+    for dirpath, _dirnames, filenames in os.walk(root):
+        os.chmod(dirpath, 0o755)
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            mode = os.lstat(path).st_mode
+            if stat.S_ISREG(mode):
+                os.chmod(path, 0o755 if mode & 0o100 else 0o644)
 
 
 def _signame(num: int) -> str:
@@ -557,10 +1161,3 @@ def _signame(num: int) -> str:
         return signal.Signals(num).name
     except ValueError:
         return "unknown"
-
-
-def _kill(proc: subprocess.Popen[bytes], cg: _Cgroups | None) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    if cg is not None:
-        cg.kill_all()
