@@ -43,9 +43,11 @@ def summary(rows: list[HostCheck]) -> str:
         )
     else:
         head = f"local sandbox: all {len(sandbox)} guarantees hold"
+    if sandbox and not any(r.measured for r in sandbox[1:]):
+        head += " as configured (runner doctor measures them)"
     host = {r.guarantee: r for r in rows if r.group == "host"}
     extras = []
     for name, label in (("GPU access", "GPUs"), ("Docker", "Docker"), ("Slurm", "Slurm")):
         if name in host:
             extras.append(f"{label}: {'yes' if host[name].holds else 'no'}")
-    return head + (f" ({', '.join(extras)})" if extras else "")
+    return head + (f"; {', '.join(extras)}" if extras else "")

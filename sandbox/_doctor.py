@@ -7,6 +7,7 @@ observing what it could do; the rest (GPUs, Docker, Slurm) are asked of the host
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import shutil
 import socket
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox._backend import Job, JobOutcome
+from sandbox._bwrap import userns_seccomp
 from sandbox._local import LocalBackend, probe_host
 
 _CANARY = "pb-doctor-canary"
@@ -70,6 +72,7 @@ class HostCheck:
     holds: bool
     detail: str
     group: str = "sandbox"
+    measured: bool = True  # False: as the probe found it configured, no job tried it
 
 
 def _run(
@@ -97,9 +100,11 @@ def _run(
     return outcome, lines
 
 
-def check_host(*, refresh: bool = True) -> list[HostCheck]:
-    """Probe this host once: run small real jobs in the local sandbox and report, per guarantee,
-    whether it held and how (cgroup v1 or v2), or why not. Takes a few seconds."""
+def check_host(*, measure: bool = True, refresh: bool = True) -> list[HostCheck]:
+    """Probe this host once and report, per guarantee, whether it holds and how (cgroup v1 or
+    v2), or why not. ``measure``: run small real jobs in the local sandbox and report what they
+    could do (a few seconds); without it, what the probe found is reported as configured (no
+    jobs, well under a second: for ``runner run`` to print before every run)."""
     host = probe_host(refresh=refresh)
     rows: list[HostCheck] = []
     if host.bwrap is None:
@@ -111,13 +116,57 @@ def check_host(*, refresh: bool = True) -> list[HostCheck]:
         rows.append(
             HostCheck("bubblewrap", True, f"{host.bwrap.version} at {host.bwrap.path} ({how})")
         )
-    work = Path(tempfile.mkdtemp(prefix="pb-doctor-"))
-    try:
-        rows += _job_checks(work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    if measure:
+        work = Path(tempfile.mkdtemp(prefix="pb-doctor-"))
+        try:
+            rows += _job_checks(work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    else:
+        rows += _configured_checks()
     rows += _host_checks()
     return rows
+
+
+def _configured_checks() -> list[HostCheck]:
+    """The guarantees as the probe found them configured, without running a job."""
+    host = probe_host()
+    sandboxed = host.bwrap is not None and host.sandbox_error is None
+    why = "no sandbox (see bubblewrap)"
+    rows = [
+        HostCheck(
+            "unprivileged job",
+            sandboxed,
+            ("a uid of its own, no capabilities" if host.mode == "root" else "the invoking uid")
+            if sandboxed
+            else why,
+        ),
+        HostCheck("filesystem view", sandboxed, "minimal view" if sandboxed else why),
+        HostCheck("no network", sandboxed, "network namespace" if sandboxed else why),
+        HostCheck(
+            "no nested user namespaces",
+            sandboxed and userns_seccomp() is not None,
+            "seccomp filter" if sandboxed else why,
+        ),
+    ]
+    for name, controller in (("memory", "memory"), ("process", "pids"), ("cpu", "cpu")):
+        version = host.cgroups.version(controller)
+        rows.append(
+            HostCheck(
+                f"{name} limit",
+                version is not None,
+                f"cgroup {version}" if version else f"no {controller} cgroup",
+            )
+        )
+    rows.append(
+        HostCheck(
+            "output size limit",
+            True,
+            "polled" + (" + RLIMIT_FSIZE" if host.prlimit else " (no prlimit: no per-file cap)"),
+        )
+    )
+    rows.append(HostCheck("wall-time limit", True, "enforced by the supervisor"))
+    return [dataclasses.replace(row, measured=False) for row in rows]
 
 
 def _job_checks(work: Path) -> list[HostCheck]:
