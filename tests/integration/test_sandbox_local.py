@@ -24,6 +24,7 @@ from typing import TypeVar
 import pytest
 
 from sandbox import Job, JobOutcome, LocalBackend, Workers, probe_host
+from sandbox._bwrap import userns_seccomp
 from sandbox._local import sweep_stale_work_dirs
 from tests._fixtures.sandbox import (
     job_processes,
@@ -650,7 +651,7 @@ root = Path({work!r})
 (root / "code").mkdir()
 (root / "code" / "run.sh").write_text(
     "id -u; grep -E '^Cap(Eff|Bnd)' /proc/self/status; cat {canary} || true; "
-    "python3 -c 'import os; os.unshare(os.CLONE_NEWUSER)' 2>&1 | tail -1; ls /pb\\n")
+    "unshare -U true 2>/dev/null && echo NESTED-USERNS; ls /pb\\n")
 out = backend.run_job(Job(label="u", seed=1, script="run.sh", codebase_dir=root / "code",
     files={{}}, out_dir=root / "out", log_path=root / "log.txt", time_limit_s=30))
 print("OUTCOME", out)
@@ -698,8 +699,9 @@ def test_user_namespace_mode_as_an_unprivileged_harness(
         assert "\n65534\n" in out
         assert "CapEff:\t0000000000000000" in out and "CapBnd:\t0000000000000000" in out
         assert secret not in out
-        if probe_host().bwrap and probe_host().bwrap.disable_userns:  # type: ignore[union-attr]
-            assert "OSError" in out  # no nested user namespace
+        bwrap = probe_host().bwrap
+        if userns_seccomp() is not None or (bwrap is not None and bwrap.disable_userns):
+            assert "NESTED-USERNS" not in out
         assert "code\nout" in out
     finally:
         subprocess.run(["rm", "-rf", str(work)], check=False)
@@ -727,3 +729,36 @@ def _host_address() -> str:
             return str(s.getsockname()[0])
         except OSError:
             return "127.0.0.1"
+
+
+# -- runner doctor -----------------------------------------------------------------------------
+
+
+@needs_sandbox
+def test_doctor_measures_every_guarantee_on_this_host(no_leftover_processes: None) -> None:
+    from runner._doctor import doctor_table, summary
+    from sandbox import check_host
+
+    rows = check_host()
+    sandbox_rows = {r.guarantee: r for r in rows if r.group == "sandbox"}
+    assert set(sandbox_rows) >= {
+        "bubblewrap",
+        "unprivileged job",
+        "filesystem view",
+        "no network",
+        "no nested user namespaces",
+        "memory limit",
+        "process limit",
+        "cpu limit",
+        "output size limit",
+        "wall-time limit",
+    }
+    failing = {name: r.detail for name, r in sandbox_rows.items() if not r.holds}
+    assert not failing
+    assert all(r.measured for r in rows)
+    for controller, name in (("memory", "memory limit"), ("pids", "process limit")):
+        assert sandbox_rows[name].detail.startswith(f"cgroup {HOST.cgroups.version(controller)}")
+    assert summary(rows).startswith(f"local sandbox: all {len(sandbox_rows)} guarantees hold; GPUs")
+    assert doctor_table(rows).row_count == len(rows)
+    configured = check_host(measure=False)
+    assert "as configured" in summary(configured)
