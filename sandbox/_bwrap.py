@@ -7,10 +7,12 @@ Two modes, chosen by who runs the harness:
 - ``userns``: an unprivileged harness runs bwrap in a user namespace; the job keeps the
   invoking (already unprivileged) uid, bwrap drops every capability, and with bwrap ≥ 0.8 the
   sandbox cannot create further user namespaces.
+In both, a seccomp filter (``userns_seccomp``) refuses new user namespaces to the job.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import re
@@ -22,8 +24,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-#: Where the sandbox's host-side helpers live (all under /usr, which every sandbox sees).
-_HELPERS = ("setpriv", "prlimit", "bash")
 _SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
 # Host files under /etc a job may read: the dynamic linker's cache (ldconfig -p, which Triton
 # uses to find libcuda) and Debian's alternatives symlinks (/usr/bin/cc, awk … point there).
@@ -112,14 +112,19 @@ def runtime_roots(python: str) -> list[Path]:
     return [r for r in kept if not any(r != o and r.is_relative_to(o) for o in kept)]
 
 
-def gpu_library_dirs() -> list[Path]:
-    """Directories outside ``/usr`` that hold the NVIDIA driver's user-space libraries."""
+@functools.cache
+def gpu_library_dirs() -> tuple[Path, ...]:
+    """Directories outside ``/usr`` that hold the NVIDIA driver's user-space libraries (as the
+    dynamic linker's cache lists them; container hosts keep them in e.g. /usr/local/nvidia)."""
+    ldconfig = helper("ldconfig")
+    if ldconfig is None:
+        return ()
     try:
         listing = subprocess.run(
-            ["ldconfig", "-p"], capture_output=True, text=True, timeout=10, check=False
+            [ldconfig, "-p"], capture_output=True, text=True, timeout=10, check=False
         ).stdout
     except (OSError, subprocess.SubprocessError):
-        return []
+        return ()
     found: set[Path] = set()
     for line in listing.splitlines():
         match = re.search(r"(libcuda|libnvidia-\S+)\.so\S* .*=> (\S+)", line)
@@ -127,7 +132,7 @@ def gpu_library_dirs() -> list[Path]:
             directory = Path(match.group(2)).resolve().parent
             if not directory.is_relative_to("/usr"):
                 found.add(directory)
-    return sorted(found)
+    return tuple(sorted(found))
 
 
 def gpu_devices() -> list[Path]:
