@@ -1,31 +1,64 @@
-"""The Docker backend: each setting in a fresh container with no network.
+"""The Docker backend: each job in a fresh, hardened container; each worker in one of its own.
 
-The codebase copy (with the submission's files) and the data are mounted read-only, the
-(setting, seed) output directory read-write; the root filesystem is read-only with a tmpfs
-``/tmp``; all capabilities are dropped; memory, CPU, process count and ``/dev/shm`` are
-limited; GPUs are requested per job. Containers are removed in ``finally``.
+Every container (job or worker) runs as the image's non-root user, with a read-only root
+filesystem, no capabilities, ``no-new-privileges``, no network (loopback only: torchrun's
+rendezvous needs it), a private PID and IPC namespace, a size-capped ``/tmp`` and
+``/dev/shm``, memory (swap included), process-count and core-dump limits sized per job kind
+(`CPU_JOB_LIMITS`, `GPU_JOB_LIMITS`), and only the mounts the job was granted:
+
+    /pb/code               the codebase copy (with the submission's files)      read-only
+    /pb/data/<input>       each granted data input                              read-only
+    /pb/needs/<label>      each finished job this one reads                     read-only
+    /pb/out                the job's output directory                           read-write
+    /pb/workers/<i>        the job's side of worker i's socket directory        read-write
+
+A worker sees the original codebase, the job's needs and its own socket directory at
+``/pb/worker``: no data, no output directory, nothing of the other workers. GPUs are handed out
+by device request. gVisor (``runtime="runsc"``) adds a user-space kernel when installed.
+Containers are removed in ``finally``; afterwards the output directory is reclaimed (owned by
+the harness again, no links, FIFOs or special mode bits) before anything reads it.
+
+Infrastructure failures are only what this supervisor observed: Docker refused to create or
+start a container, the daemon went away, the supervisor cancelled the job, or someone killed
+the container through the Docker API. Once a container has started, its exit status, signals
+it sent itself, and its own memory limit are the job's outcome.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import re
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sandbox._backend import (
+    INPUT_VARIABLES,
+    SANDBOX_CODE,
+    SANDBOX_DATA,
+    SANDBOX_NEEDS,
+    SANDBOX_OUT,
+    SANDBOX_TMP,
+    SANDBOX_WORKER,
+    SANDBOX_WORKERS,
     Backend,
     BackendError,
+    Job,
     JobOutcome,
     LineCallback,
-    SettingJob,
     job_environment,
+    worker_environment,
 )
 from sandbox._workdir import make_copy
 
@@ -34,15 +67,51 @@ log = logging.getLogger(__name__)
 CPU_IMAGE = "pretrainbench/sandbox-cpu:latest"
 GPU_IMAGE = "pretrainbench/sandbox-gpu:latest"
 
-_CODE, _OUT, _DATA, _EVAL, _TOK, _CKPT, _HF = (
-    "/workspace/code",
-    "/workspace/out",
-    "/data/train",
-    "/data/eval",
-    "/data/tokenizer",
-    "/workspace/ckpt",
-    "/data/hf",
-)
+#: The sandbox user baked into every image (``USER 61000:61000``). A dedicated id, not
+#: ``nobody`` (65534), which NFS and host daemons share; below systemd's dynamic range.
+SANDBOX_UID = 61000
+SANDBOX_USER = "pb"
+
+_LABEL = "pretrainbench.job"
+# The job's log file grows no larger than this: a job printing without end must not fill the
+# disk. Docker's own copy of the stream is rotated (`_LOG_CONFIG`).
+_MAX_LOG_BYTES = 64 * 1024 * 1024
+_MAX_LINE_BYTES = 64 * 1024
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class ContainerLimits:
+    """The limits of one container. ``/tmp`` and ``/dev/shm`` are tmpfs: what a job writes
+    there counts against ``memory_mb`` too. ``cpus`` None: no CPU quota."""
+
+    memory_mb: int
+    pids: int
+    shm_mb: int
+    tmp_mb: int
+    cpus: float | None = None
+
+    def describe(self) -> str:
+        cpus = "all" if self.cpus is None else f"{self.cpus:g}"
+        return (
+            f"memory {self.memory_mb} MiB (swap included), pids {self.pids}, "
+            f"/dev/shm {self.shm_mb} MiB, /tmp {self.tmp_mb} MiB, cpus {cpus}"
+        )
+
+
+#: CPU jobs: the tiny profile, preflight, evaluation on CPU. torch + lm-eval import in about
+#: 1 GiB; the tiny model and the offline evaluation sets add little; torch.compile's worker
+#: pool (up to 32 processes of ~200 MiB on a large host) is the peak. 1024 tasks (threads
+#: count) covers torch's intra-op threads and that pool on a 64-core host; a fork bomb stops.
+CPU_JOB_LIMITS = ContainerLimits(memory_mb=8192, pids=1024, shm_mb=512, tmp_mb=2048)
+#: GPU jobs: torchrun with 2 ranks (DDP) and torch.compile, or lm-eval on a 345M checkpoint.
+#: Host memory per rank: CUDA context and pinned buffers (~3 GiB), a full checkpoint copied to
+#: the host on save (weights + AdamW state of 345M params, ~4 GiB); inductor's compile pool
+#: (up to 32 workers per rank, ~300 MiB each, while compiling); shared memory for NCCL and
+#: data loading (8 GiB); Triton/inductor caches in /tmp (~1 GiB used of 8). About 45 GiB at
+#: peak: 64 GiB leaves room, and four such jobs fit an 8-GPU node with 512 GiB. Threads: two
+#: ranks of ~100 plus ~64 compile workers of ~10 each, so 4096 is four times the peak.
+GPU_JOB_LIMITS = ContainerLimits(memory_mb=65536, pids=4096, shm_mb=8192, tmp_mb=8192)
 
 
 def docker_client(timeout: float = 10.0) -> Any:
@@ -59,10 +128,20 @@ def docker_client(timeout: float = 10.0) -> Any:
     return client
 
 
-def start_docker_daemon(data_root: Path, *, wait_s: float = 40.0) -> subprocess.Popen[bytes] | None:
+#: How gVisor is registered when ``start_docker_daemon`` finds it: gVisor's own network stack
+#: off (jobs have none; without it runsc refuses a nested network namespace), and Unix
+#: sockets on bind mounts allowed, for the job-to-worker sockets.
+RUNSC_ARGS = ["--network=none", "--host-uds=all"]
+
+
+def start_docker_daemon(
+    data_root: Path, *, wait_s: float = 40.0, runtimes: dict[str, Any] | None = None
+) -> subprocess.Popen[bytes] | None:
     """Start ``dockerd`` (root only) and wait until it answers; ``None`` if one already runs.
 
-    Raises ``BackendError`` when the daemon cannot be started here.
+    ``runtimes`` registers OCI runtimes as ``daemon.json`` does (name → ``{"path": …,
+    "runtimeArgs": […]}``); by default gVisor's ``runsc`` with `RUNSC_ARGS` when it is
+    installed. Raises ``BackendError`` when the daemon cannot be started here.
     """
     with contextlib.suppress(BackendError):
         docker_client(timeout=3)
@@ -73,21 +152,28 @@ def start_docker_daemon(data_root: Path, *, wait_s: float = 40.0) -> subprocess.
             "dockerd is not installed or we are not root: cannot start a Docker daemon"
         )
     data_root.mkdir(parents=True, exist_ok=True)
-    logf = (data_root / "dockerd.log").open("ab")
-    proc = subprocess.Popen(
-        [
-            dockerd,
-            "--data-root",
-            str(data_root / "root"),
-            "--exec-root",
-            str(data_root / "exec"),
-            "--pidfile",
-            str(data_root / "dockerd.pid"),
-        ],
-        stdout=logf,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    if runtimes is None:
+        runsc = shutil.which("runsc")
+        runtimes = {"runsc": {"path": runsc, "runtimeArgs": RUNSC_ARGS}} if runsc else {}
+    config = data_root / "daemon.json"
+    config.write_text(json.dumps({"runtimes": runtimes}, indent=2))
+    with (data_root / "dockerd.log").open("ab") as logf:
+        proc = subprocess.Popen(
+            [
+                dockerd,
+                "--data-root",
+                str(data_root / "root"),
+                "--exec-root",
+                str(data_root / "exec"),
+                "--pidfile",
+                str(data_root / "dockerd.pid"),
+                "--config-file",
+                str(config),
+            ],
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -104,8 +190,63 @@ def start_docker_daemon(data_root: Path, *, wait_s: float = 40.0) -> subprocess.
     )
 
 
+def docker_runtimes(client: Any) -> set[str]:
+    """The OCI runtimes the daemon knows (``runc``, and ``runsc`` when gVisor is registered)."""
+    try:
+        return set((client.info().get("Runtimes") or {}).keys())
+    except Exception as exc:
+        raise BackendError(f"docker info failed: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class _ImageFacts:
+    uid: int
+    gid: int
+    path: str
+    image_id: str
+
+
+def _inspect_image(client: Any, tag: str) -> _ImageFacts:
+    """The image's sandbox user and PATH; refuses images that would weaken a job's sandbox."""
+    try:
+        image = client.images.get(tag)
+    except Exception as exc:
+        raise BackendError(
+            f"Docker image {tag} is not present; build it "
+            "(python -m sandbox.images build-cpu|build-gpu)"
+        ) from exc
+    config = image.attrs.get("Config") or {}
+    user = str(config.get("User") or "")
+    match = re.fullmatch(r"(\d+)(?::(\d+))?", user)
+    if match is None or int(match.group(1)) == 0:
+        raise BackendError(
+            f"Docker image {tag} runs as {user or 'root'!r}: a sandbox image must set a numeric "
+            f"non-root USER (ours: USER {SANDBOX_UID}:{SANDBOX_UID}); rebuild it"
+        )
+    uid = int(match.group(1))
+    gid = int(match.group(2) or uid)
+    env = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
+    # An image-level data variable would reach every job, granted or not (the environment a
+    # container gets is the image's plus ours): data comes only as granted inputs.
+    leaked = sorted(k for k in env if k.startswith("PB_") or k in INPUT_VARIABLES.values())
+    if leaked:
+        raise BackendError(
+            f"Docker image {tag} sets {', '.join(leaked)}: data must reach a job only as a "
+            "granted input; rebuild the image without them"
+        )
+    path = env.get("PATH") or "/usr/local/bin:/usr/bin:/bin"
+    return _ImageFacts(uid, gid, path, str(image.id))
+
+
 class DockerBackend(Backend):
-    """Runs each setting in a container of ``image`` (default: the GPU image when GPUs exist)."""
+    """Runs each job in a container of ``image`` (default: the GPU image when GPUs exist).
+
+    ``cpu_limits`` / ``gpu_limits``: the container limits of jobs without / with GPUs (their
+    workers get the same). ``runtime``: ``None`` for the daemon's default (runc), ``"runsc"``
+    for gVisor (refused when the daemon does not know it), ``"auto"`` for gVisor when
+    registered. ``host_runtime``: host directories bound read-only at the same path, for an
+    image that runs the host's own Python (`sandbox.images.build_host_runtime_image`, tests).
+    """
 
     name = "docker"
 
@@ -113,220 +254,513 @@ class DockerBackend(Backend):
         self,
         image: str | None = None,
         *,
-        memory_limit_mb: int = 16384,
-        cpus: float | None = None,
-        shm_size: str = "8g",
-        max_processes: int = 1024,
+        cpu_limits: ContainerLimits = CPU_JOB_LIMITS,
+        gpu_limits: ContainerLimits = GPU_JOB_LIMITS,
         gpus: int | None = None,
         parallel_cpu_jobs: int = 1,
+        runtime: str | None = None,
+        host_runtime: Sequence[Path] = (),
         tmp_root: Path | None = None,
         client: Any = None,
     ) -> None:
         self.client = client or docker_client()
-        self.memory_limit_mb = memory_limit_mb
-        self.cpus = cpus
-        self.shm_size = shm_size
-        self.max_processes = max_processes
+        self.cpu_limits, self.gpu_limits = cpu_limits, gpu_limits
         self.tmp_root = tmp_root
         self.gpu_capacity = gpus if gpus is not None else _count_gpus()
         self.cpu_slots = max(1, parallel_cpu_jobs)
         self.image = image or (GPU_IMAGE if self.gpu_capacity else CPU_IMAGE)
+        self._facts = _inspect_image(self.client, self.image)
         try:
-            self.client.images.get(self.image)
+            info = self.client.info()
         except Exception as exc:
+            raise BackendError(f"docker info failed: {exc}") from exc
+        known = set((info.get("Runtimes") or {}).keys())
+        self._seccomp = any("seccomp" in o for o in info.get("SecurityOptions") or [])
+        host_mb = int(info.get("MemTotal") or 0) // 2**20
+        if host_mb and self.cpu_slots * cpu_limits.memory_mb > host_mb:
+            # the host's OOM killer would then kill jobs under their own limits, and that
+            # exit (137, not OOMKilled) would be charged to the submission
+            log.warning(
+                "docker: %d CPU jobs of %d MiB exceed the host's %d MiB",
+                self.cpu_slots,
+                cpu_limits.memory_mb,
+                host_mb,
+            )
+        if runtime == "auto":
+            runtime = "runsc" if "runsc" in known else None
+        elif runtime is not None and runtime not in known:
             raise BackendError(
-                f"Docker image {self.image} is not present; build it (python -m sandbox.images build-cpu|build-gpu)"
-            ) from exc
+                f"the Docker daemon has no runtime {runtime!r} (it has {', '.join(sorted(known))})"
+            )
+        self.runtime = runtime
+        self.host_runtime = tuple(Path(p) for p in host_runtime)
+        for path in self.host_runtime:
+            if not path.is_absolute() or not path.is_dir() or path == Path("/"):
+                raise BackendError(f"host runtime path {path} must be an absolute directory")
+        # Only root can hand the output directory to the image's user; any other harness (in
+        # the docker group) runs jobs under its own uid, which is never 0 either.
+        self._as_root = os.geteuid() == 0
+        self.uid, self.gid = (
+            (self._facts.uid, self._facts.gid) if self._as_root else (os.getuid(), os.getgid())
+        )
         self._lock = threading.Lock()
         self._containers: dict[str, Any] = {}
+        self._killed: set[str] = set()
         self._free_gpus = list(range(self.gpu_capacity))
         self._cancelled = False
 
     def describe(self) -> dict[str, str]:
-        return {"backend": self.name, "image": self.image, "isolation": "container, network none"}
+        facts = {
+            "backend": self.name,
+            "image": self.image,
+            "image_id": self._facts.image_id[:19],
+            "runtime": self.runtime or "runc (daemon default)",
+            "user": f"{self.uid}:{self.gid} (non-root)",
+            "isolation": "read-only root, cap_drop ALL, no-new-privileges, network none, "
+            "private pid/ipc namespaces, core dumps off",
+            "seccomp": "Docker's default profile" if self._seccomp else "none (daemon without)",
+            "mounts": "code ro, granted inputs ro, needs ro, out rw, one socket dir per worker",
+            "workers": "one container each: original code, needs ro, own socket dir",
+            "cpu_job_limits": self.cpu_limits.describe(),
+            "gpu_job_limits": self.gpu_limits.describe(),
+        }
+        if self.host_runtime:
+            facts["host_runtime"] = ", ".join(f"{p} ro" for p in self.host_runtime)
+        return facts
 
     def cancel(self) -> None:
         with self._lock:
             self._cancelled = True
             containers = list(self._containers.values())
-        for c in containers:
+            self._killed.update(c.id for c in containers)
+        for container in containers:
             with contextlib.suppress(Exception):
-                c.kill()
+                container.kill()
 
     def close(self) -> None:
         self.cancel()
 
-    def run_setting(self, job: SettingJob, on_line: LineCallback | None = None) -> JobOutcome:
+    # -- one job ----------------------------------------------------------------------------
+    def run_job(self, job: Job, on_line: LineCallback | None = None) -> JobOutcome:
         start = time.monotonic()
-        work = Path(tempfile.mkdtemp(prefix=f"pb-docker-{job.label}-", dir=self.tmp_root))
-        container: Any = None
+        with self._lock:
+            if self._cancelled:
+                return JobOutcome(None, 0.0, infra_error="the supervisor cancelled the job")
+        work: Path | None = None
         gpu_ids: list[int] = []
+        containers: list[Any] = []
+        pumps: list[threading.Thread] = []
+        logs: list[IO[bytes]] = []
         try:
             try:
-                code = make_copy(job.codebase_dir, job.files, work / "code")
-                job.out_dir.mkdir(parents=True, exist_ok=True)
-                job.log_path.parent.mkdir(parents=True, exist_ok=True)
-                with self._lock:
-                    if job.gpus > len(self._free_gpus):
-                        raise BackendError(
-                            f"{job.gpus} GPUs requested, {len(self._free_gpus)} free"
-                        )
-                    gpu_ids, self._free_gpus = (
-                        self._free_gpus[: job.gpus],
-                        self._free_gpus[job.gpus :],
-                    )
-                container = self._create(job, code, gpu_ids)
-            except (OSError, BackendError) as exc:
+                work = Path(tempfile.mkdtemp(prefix=f"pb-docker-{job.label}-", dir=self.tmp_root))
+                gpu_ids = self._take_gpus(job.gpus)
+                job_spec, worker_specs = self._prepare(job, work, gpu_ids)
+                logs.append(_open_log(job.log_path))
+                logs += [_open_log(job.worker_log(i)) for i in range(len(worker_specs))]
+            except (OSError, ValueError, BackendError) as exc:
+                return JobOutcome(
+                    None, time.monotonic() - start, infra_error=f"cannot prepare the job: {exc}"
+                )
+            try:
+                for spec, worker_log in zip(worker_specs, logs[1:], strict=True):
+                    pumps.append(_pump(self._start(spec, containers), worker_log, None))
+                container = self._start(job_spec, containers)
+            except Exception as exc:  # docker.errors.*, requests.*: the daemon refused
                 return JobOutcome(
                     None,
                     time.monotonic() - start,
-                    infra_error=f"cannot prepare the container: {exc}",
+                    infra_error=f"Docker could not create or start a container: {exc}",
                 )
-            except Exception as exc:  # docker.errors.*: the daemon's fault, not the submission's
-                return JobOutcome(None, time.monotonic() - start, infra_error=f"docker: {exc}")
-            return self._supervise(job, container, on_line, start)
+            return self._supervise(job, container, logs[0], on_line, time.monotonic(), start)
         finally:
-            if container is not None:
-                with self._lock:
-                    self._containers.pop(container.id, None)
-                with contextlib.suppress(Exception):
-                    container.remove(force=True)
-            with self._lock:
-                self._free_gpus.extend(gpu_ids)
-            shutil.rmtree(work, ignore_errors=True)
+            for container in reversed(containers):
+                self._remove(container)
+            for thread in pumps:
+                thread.join(timeout=10)
+            for log_file in logs:
+                log_file.close()
+            self._give_gpus(gpu_ids)
+            # after removal: nothing of the job runs any more while its outputs are reclaimed
+            with contextlib.suppress(OSError):
+                if job.out_dir.is_dir():
+                    reclaim_outputs(job.out_dir, chown=self._as_root)
+            if work is not None:
+                shutil.rmtree(work, ignore_errors=True)
 
-    def _create(self, job: SettingJob, code: Path, gpu_ids: list[int]) -> Any:
-        from docker.types import DeviceRequest, Mount
+    def _take_gpus(self, count: int) -> list[int]:
+        with self._lock:
+            if count > len(self._free_gpus):
+                raise BackendError(f"{count} GPUs requested, {len(self._free_gpus)} free")
+            taken, self._free_gpus = self._free_gpus[:count], self._free_gpus[count:]
+        return taken
 
-        mounts = [
-            Mount(_CODE, str(code.resolve()), type="bind", read_only=True),
-            Mount(_OUT, str(job.out_dir.resolve()), type="bind", read_only=False),
-            Mount(_DATA, str(job.data.data_dir.resolve()), type="bind", read_only=True),
-        ]
-        optional = [
-            (job.data.eval_data_dir, _EVAL),
-            (job.data.tokenizer_dir, _TOK),
-            (job.ckpt_dir, _CKPT),
-            (job.data.hf_home, _HF),
-        ]
-        for host, inside in optional:
-            if host is not None:
-                mounts.append(Mount(inside, str(host.resolve()), type="bind", read_only=True))
+    def _give_gpus(self, ids: list[int]) -> None:
+        with self._lock:
+            self._free_gpus.extend(ids)
+
+    def _prepare(
+        self, job: Job, work: Path, gpu_ids: list[int]
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The create() arguments of the job's container and of each worker's."""
+        from docker.types import Mount
+
+        for name in job.inputs:
+            if name not in INPUT_VARIABLES:
+                raise BackendError(f"unknown data input {name!r}")
+        for label in job.needs:
+            if not _SAFE_NAME.match(label):
+                raise BackendError(f"job label {label!r} cannot name a mount point")
+        code = make_copy(job.codebase_dir, job.files, work / "code")
+        # workers run the original code, never the submission's files
+        worker_code = (
+            make_copy(job.codebase_dir, {}, work / "worker-code")
+            if (job.workers and job.files)
+            else code
+        )
+        job.out_dir.mkdir(parents=True, exist_ok=True)
+        self._hand_over(job.out_dir)
+        sockets: list[Path] = []
+        for index in range(job.workers.count if job.workers else 0):
+            sock = work / "workers" / str(index)
+            sock.mkdir(parents=True)
+            self._hand_over(sock)
+            sockets.append(sock)
+
+        def ro(target: str, source: Path) -> Any:
+            return Mount(target, str(source.resolve()), type="bind", read_only=True)
+
+        runtime = [ro(str(p), p) for p in self.host_runtime]
+        needs = [ro(f"{SANDBOX_NEEDS}/{label}", path) for label, path in job.needs.items()]
+        needs_dir = SANDBOX_NEEDS if job.needs else None
+        kind = self.gpu_limits if job.gpus else self.cpu_limits
         env = job_environment(
             job,
-            path="/opt/venv/bin:/opt/conda/bin:/usr/local/bin:/usr/bin:/bin",
-            home="/tmp/home",
-            tmpdir="/tmp",
-            out_dir=_OUT,
-            data_dir=_DATA,
-            eval_data_dir=_EVAL if job.data.eval_data_dir else None,
-            tokenizer_dir=_TOK if job.data.tokenizer_dir else None,
-            hf_home=_HF if job.data.hf_home else None,
-            ckpt_dir=_CKPT if job.ckpt_dir else None,
+            path=self._facts.path,
+            home=f"{SANDBOX_TMP}/home",
+            tmpdir=SANDBOX_TMP,
+            out_dir=SANDBOX_OUT,
+            inputs={name: f"{SANDBOX_DATA}/{name}" for name in job.inputs},
+            needs_dir=needs_dir,
+            workers_dir=SANDBOX_WORKERS if sockets else None,
         )
-        kwargs: dict[str, Any] = {}
+        mounts = [
+            *runtime,
+            ro(SANDBOX_CODE, code),
+            Mount(SANDBOX_OUT, str(job.out_dir.resolve()), type="bind", read_only=False),
+            *(ro(f"{SANDBOX_DATA}/{name}", path) for name, path in job.inputs.items()),
+            *needs,
+            *(
+                Mount(f"{SANDBOX_WORKERS}/{i}", str(sock), type="bind", read_only=False)
+                for i, sock in enumerate(sockets)
+            ),
+        ]
+        job_spec = self._spec(job, "job", job.script, env, mounts, kind, gpu_ids)
+        worker_specs = []
+        for index, sock in enumerate(sockets):
+            assert job.workers is not None
+            wenv = worker_environment(
+                job,
+                index,
+                path=self._facts.path,
+                tmpdir=SANDBOX_TMP,
+                worker_dir=SANDBOX_WORKER,
+                needs_dir=needs_dir,
+            )
+            wmounts = [
+                *runtime,
+                ro(SANDBOX_CODE, worker_code),
+                *needs,
+                Mount(SANDBOX_WORKER, str(sock), type="bind", read_only=False),
+            ]
+            worker_specs.append(
+                self._spec(job, f"worker-{index}", job.workers.script, wenv, wmounts, kind, gpu_ids)
+            )
+        return job_spec, worker_specs
+
+    def _hand_over(self, path: Path) -> None:
+        """Make ``path`` writable for the sandbox user and nobody else."""
+        if self._as_root:
+            os.chown(path, self.uid, self.gid)
+        path.chmod(0o700)
+
+    def _spec(
+        self,
+        job: Job,
+        role: str,
+        script: str,
+        env: dict[str, str],
+        mounts: list[Any],
+        limits: ContainerLimits,
+        gpu_ids: list[int],
+    ) -> dict[str, Any]:
+        from docker.types import DeviceRequest, LogConfig, Ulimit
+
+        env = {**env, "USER": SANDBOX_USER, "LOGNAME": SANDBOX_USER}  # getpass() in inductor
         if gpu_ids:
-            kwargs["device_requests"] = [
+            env.setdefault("PB_NPROC", str(len(gpu_ids)))
+        spec: dict[str, Any] = {
+            "image": self.image,
+            # the script is an argument, never spliced into shell text
+            "command": ["bash", "-c", 'mkdir -p "$HOME" && exec bash "$0"', script],
+            "working_dir": SANDBOX_CODE,
+            "environment": env,
+            "mounts": mounts,
+            "user": f"{self.uid}:{self.gid}",
+            "network_mode": "none",
+            "read_only": True,
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "ipc_mode": "private",
+            "init": True,  # reaps the orphans of torchrun and compile workers
+            # torch.compile writes and loads shared objects under /tmp: it must allow exec
+            "tmpfs": {SANDBOX_TMP: f"rw,exec,nosuid,nodev,size={limits.tmp_mb}m"},
+            "shm_size": f"{limits.shm_mb}m",
+            "mem_limit": f"{limits.memory_mb}m",
+            "memswap_limit": f"{limits.memory_mb}m",
+            "pids_limit": limits.pids,
+            # a crashing job must not run the host's core_pattern helper or fill the disk
+            "ulimits": [Ulimit(name="core", soft=0, hard=0)],
+            # under host-wide memory pressure the kernel kills a sandbox before the harness
+            "oom_score_adj": 500,
+            "log_config": LogConfig(type="json-file", config={"max-size": "16m", "max-file": "2"}),
+            "labels": {
+                _LABEL: job.label,
+                "pretrainbench.seed": str(job.seed),
+                "pretrainbench.role": role,
+            },
+            "detach": True,
+        }
+        if self.runtime:
+            spec["runtime"] = self.runtime
+        if limits.cpus:
+            spec["nano_cpus"] = int(limits.cpus * 1e9)
+        if gpu_ids:
+            spec["device_requests"] = [
                 DeviceRequest(device_ids=[str(i) for i in gpu_ids], capabilities=[["gpu"]])
             ]
-            env.pop("CUDA_VISIBLE_DEVICES", None)
-            env.setdefault("PB_NPROC", str(len(gpu_ids)))
-        if self.cpus:
-            kwargs["nano_cpus"] = int(self.cpus * 1e9)
-        container = self.client.containers.create(
-            self.image,
-            ["bash", "-c", f'mkdir -p "$HOME" && exec bash {job.script}'],
-            working_dir=_CODE,
-            environment=env,
-            mounts=mounts,
-            network_mode="none",
-            read_only=True,
-            tmpfs={"/tmp": "rw,exec,size=4g"},
-            shm_size=self.shm_size,
-            mem_limit=f"{self.memory_limit_mb}m",
-            memswap_limit=f"{self.memory_limit_mb}m",
-            pids_limit=self.max_processes,
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
-            labels={"pretrainbench.setting": job.label, "pretrainbench.seed": str(job.seed)},
-            detach=True,
-            **kwargs,
-        )
+        return spec
+
+    def _start(self, spec: dict[str, Any], containers: list[Any]) -> Any:
+        """Create and start a container, listed in ``containers`` (for removal) once it exists."""
+        container = self.client.containers.create(**spec)
+        containers.append(container)
         with self._lock:
             self._containers[container.id] = container
+            cancelled = self._cancelled
+        if cancelled:
+            raise BackendError("the supervisor cancelled the job")
+        container.start()
         return container
 
+    def _remove(self, container: Any) -> None:
+        with self._lock:
+            self._containers.pop(container.id, None)
+            self._killed.add(container.id)
+        with contextlib.suppress(Exception):
+            container.remove(force=True)
+        with self._lock:
+            self._killed.discard(container.id)
+
+    def _kill(self, container: Any) -> None:
+        with self._lock:
+            self._killed.add(container.id)
+        with contextlib.suppress(Exception):
+            container.kill()
+
     def _supervise(
-        self, job: SettingJob, container: Any, on_line: LineCallback | None, start: float
+        self,
+        job: Job,
+        container: Any,
+        log_file: IO[bytes],
+        on_line: LineCallback | None,
+        started: float,
+        start: float,
     ) -> JobOutcome:
+        from requests.exceptions import ReadTimeout
+
         peak: list[float] = []
         stop = threading.Event()
-        container.start()
-
-        def pump() -> None:
-            with job.log_path.open("ab") as log_file:
-                buf = b""
-                for chunk in container.logs(stream=True, follow=True):
-                    log_file.write(chunk)
-                    log_file.flush()
-                    buf += chunk
-                    *lines, buf = buf.split(b"\n")
-                    for raw in lines:
-                        if on_line is not None:
-                            with contextlib.suppress(Exception):
-                                on_line(raw.decode("utf-8", "replace").rstrip("\r"))
-
-        def watch_memory() -> None:
-            while not stop.wait(2.0):
-                with contextlib.suppress(Exception):
-                    stats = container.stats(stream=False)
-                    mem = stats.get("memory_stats", {})
-                    value = mem.get("max_usage") or mem.get("usage")
-                    if value:
-                        peak.append(value / 2**20)
-
-        reader = threading.Thread(target=pump, daemon=True)
-        watcher = threading.Thread(target=watch_memory, daemon=True)
-        reader.start()
+        reader = _pump(container, log_file, on_line)
+        watcher = threading.Thread(target=_watch_memory, args=(container, stop, peak), daemon=True)
         watcher.start()
-        timed_out = False
+        deadline = started + job.time_limit_s
+        timed_out = cancelled = False
         infra: str | None = None
         code: int | None = None
         try:
-            status = container.wait(timeout=job.time_limit_s)
-            code = int(status.get("StatusCode", -1))
-        except Exception as exc:
-            # requests' read timeout = our time limit; anything else means the daemon went away
-            if "timed out" in str(exc).lower() or "timeout" in type(exc).__name__.lower():
-                timed_out = True
-            else:
-                infra = f"lost the container: {exc}"
-            with contextlib.suppress(Exception):
-                container.kill()
+            while True:
+                with self._lock:
+                    cancelled = self._cancelled
+                remaining = deadline - time.monotonic()
+                if cancelled or remaining <= 0:
+                    timed_out = not cancelled
+                    self._kill(container)
+                    with contextlib.suppress(Exception):
+                        code = int(container.wait(timeout=60).get("StatusCode", -1))
+                    break
+                try:
+                    status = container.wait(timeout=max(1, min(remaining, 5)))
+                except ReadTimeout:
+                    continue
+                except Exception as exc:
+                    if "timed out" in str(exc).lower():  # urllib3 wraps some read timeouts
+                        continue
+                    infra = f"lost the Docker daemon or the container while the job ran: {exc}"
+                    break
+                code = int(status.get("StatusCode", -1))
+                break
         finally:
             stop.set()
-            reader.join(timeout=10)
-            watcher.join(timeout=5)
+            reader.join(timeout=30)
+            watcher.join(timeout=10)
+        with self._lock:  # cancel() may have killed it while we waited
+            cancelled = cancelled or (self._cancelled and container.id in self._killed)
         oom = False
-        with contextlib.suppress(Exception):
-            container.reload()
-            oom = bool(container.attrs["State"].get("OOMKilled"))
-        with self._lock:
-            if self._cancelled and infra is None and not timed_out:
-                infra = "the executor was cancelled"
-        if infra is None and not timed_out and not oom and code == 137:
-            # SIGKILL that neither the time limit nor the memory limit sent: `docker kill`, the
-            # host's OOM killer or a lost daemon; not the submission's fault.
-            infra = "the container or one of its processes was killed by SIGKILL from outside"
+        if infra is None:
+            try:
+                container.reload()
+                state = container.attrs.get("State") or {}
+                oom = bool(state.get("OOMKilled"))
+                if not (timed_out or cancelled):
+                    infra = self._outside_kill(container, state)
+            except Exception as exc:
+                infra = f"lost the Docker daemon after the job ended: {exc}"
+        if cancelled:
+            infra = "the supervisor cancelled the job"
         return JobOutcome(
             code,
             time.monotonic() - start,
             timed_out=timed_out,
-            oom=oom,
+            oom=oom and not timed_out,
             infra_error=infra,
             peak_mem_mb=max(peak) if peak else None,
             gpu_type=_gpu_name() if job.gpus else None,
         )
+
+    def _outside_kill(self, container: Any, state: dict[str, Any]) -> str | None:
+        """A ``kill`` the daemon reports that this supervisor did not send (``docker kill``,
+        ``docker stop``, a daemon shutting down). A job has no Docker API, so it cannot fake one;
+        a job that kills itself makes no such event."""
+        with self._lock:
+            if container.id in self._killed:
+                return None
+        since, until = _daemon_time(state.get("StartedAt")), _daemon_time(state.get("FinishedAt"))
+        if since is None or until is None:
+            return None
+        # a kill comes before the container's end; an "until" in the future would block
+        events = self.client.events(
+            since=int(since) - 1,
+            until=f"{until + 0.01:.6f}",
+            filters={"container": container.id, "event": "kill"},
+            decode=True,
+        )
+        try:
+            for event in events:
+                signal = (event.get("Actor") or {}).get("Attributes", {}).get("signal", "?")
+                return f"the container was killed through the Docker API (signal {signal}), not by the job"
+        finally:
+            with contextlib.suppress(Exception):
+                events.close()
+        return None
+
+
+def _daemon_time(value: object) -> float | None:
+    """Seconds since the epoch of the daemon's RFC 3339 timestamp (nanoseconds cut to micro)."""
+    if not isinstance(value, str) or value.startswith("0001-"):
+        return None
+    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", value)
+    if match is None:
+        return None
+    fraction = (match.group(2) or ".0")[:7]
+    zone = "+00:00" if match.group(3) == "Z" else match.group(3)
+    return datetime.fromisoformat(match.group(1) + fraction + zone).timestamp()
+
+
+def _open_log(path: Path) -> IO[bytes]:
+    """Open a supervisor log for appending; never through a link planted where it should be."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    return os.fdopen(fd, "ab")
+
+
+def _pump(container: Any, log_file: IO[bytes], on_line: LineCallback | None) -> threading.Thread:
+    """Copy the container's merged output into ``log_file`` (capped) and ``on_line``."""
+
+    def run() -> None:
+        written = 0
+        buf = b""
+        with contextlib.suppress(OSError, ValueError):  # the log was closed: nothing to keep
+            for chunk in _stream(container):
+                if written < _MAX_LOG_BYTES:
+                    part = chunk[: _MAX_LOG_BYTES - written]
+                    log_file.write(part)
+                    written += len(part)
+                    if written >= _MAX_LOG_BYTES:
+                        log_file.write(b"\n[log truncated by the supervisor at 64 MiB]\n")
+                    log_file.flush()
+                if on_line is None:
+                    continue
+                *lines, buf = (buf + chunk).split(b"\n")
+                if len(buf) > _MAX_LINE_BYTES:  # output without newlines must not grow memory
+                    lines.append(buf)
+                    buf = b""
+                for raw in lines:
+                    with contextlib.suppress(Exception):
+                        on_line(raw.decode("utf-8", "replace").rstrip("\r"))
+        if buf and on_line is not None:
+            with contextlib.suppress(Exception):
+                on_line(buf.decode("utf-8", "replace").rstrip("\r"))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _stream(container: Any) -> Iterator[bytes]:
+    with contextlib.suppress(Exception):  # the container went away: the stream just ends
+        yield from container.logs(stream=True, follow=True)
+
+
+def _watch_memory(container: Any, stop: threading.Event, peak: list[float]) -> None:
+    while True:
+        with contextlib.suppress(Exception):
+            mem = container.stats(stream=False, one_shot=True).get("memory_stats", {})
+            value = mem.get("max_usage") or mem.get("usage")  # cgroup v1 keeps a true peak
+            if value:
+                peak.append(value / 2**20)
+        if stop.wait(2.0):
+            return
+
+
+def reclaim_outputs(out_dir: Path, *, chown: bool) -> int:
+    """Make a finished job's output safe for the harness and the jobs that read it.
+
+    Symbolic links, FIFOs, sockets and device nodes are removed (a link could send a trusted
+    reader to a host file, a FIFO could block it); set-id and sticky bits and write access for
+    others are cleared; everything becomes the harness's (when root) and world-readable, so a
+    later job (as the sandbox user) can read it through its read-only ``needs`` mount.
+    Returns how many entries were removed.
+    """
+    removed = 0
+    owner = (os.getuid(), os.getgid())
+    for dirpath, dirnames, filenames in os.walk(out_dir, followlinks=False):
+        for name in [*dirnames, *filenames]:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                os.unlink(path)
+                removed += 1
+                continue
+            if chown:
+                os.chown(path, *owner, follow_symlinks=False)
+            executable = stat.S_ISDIR(st.st_mode) or st.st_mode & 0o111
+            os.chmod(path, 0o755 if executable else 0o644)
+        dirnames[:] = [d for d in dirnames if os.path.isdir(os.path.join(dirpath, d))]
+    if chown:
+        os.chown(out_dir, *owner)
+    out_dir.chmod(0o755)
+    return removed
 
 
 def _count_gpus() -> int:
