@@ -1,4 +1,4 @@
-"""``python -m sandbox.images build-cpu|build-gpu [--tag T] [--rebuild] [--start-daemon DIR]``."""
+"""``python -m sandbox.images build-host|build-cpu|build-gpu [--tag T] [--rebuild] [--start-daemon DIR]``."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from pathlib import Path
 
 from sandbox._backend import BackendError
 from sandbox._docker import CPU_IMAGE, GPU_IMAGE, start_docker_daemon
-from sandbox.images._build import build_cpu_image, build_gpu_image
+from sandbox.images._build import build_cpu_image, build_gpu_image, build_host_runtime_image
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox.images", description=__doc__)
-    parser.add_argument("command", choices=["build-cpu", "build-gpu"])
+    parser.add_argument("command", choices=["build-host", "build-cpu", "build-gpu"])
     parser.add_argument("--tag")
     parser.add_argument("--base", help="build-gpu: the CUDA PyTorch base image")
     parser.add_argument("--rebuild", action="store_true")
@@ -27,7 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.start_daemon:
             start_docker_daemon(args.start_daemon)
-        if args.command == "build-cpu":
+        if args.command == "build-host":
+            tag = build_host_runtime_image()
+        elif args.command == "build-cpu":
             tag = build_cpu_image(args.tag or CPU_IMAGE, rebuild=args.rebuild)
         else:
             tag = build_gpu_image(args.tag or GPU_IMAGE, base=args.base)

@@ -1,23 +1,41 @@
-"""Building the sandbox images locally (no registry needed for the CPU test image)."""
+"""Building the sandbox images locally (no registry needed for the CPU images).
+
+Three images, all running jobs as the non-root user ``pb`` (``USER 61000:61000``):
+- ``build_host_runtime_image``: a few-kB image whose jobs run the host's own Python, bound
+  read-only (`host_runtime_paths`); built in under a second, for tests and CI.
+- ``build_cpu_image``: a self-contained image (debootstrapped Debian + the local torch wheel +
+  lm-eval from the package registry); about ten minutes on a fresh machine, cached by tag.
+- ``build_gpu_image``: the CUDA image for real runs (needs its base image and network).
+"""
 
 from __future__ import annotations
 
 import glob
+import hashlib
+import io
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sandbox._backend import BackendError
-from sandbox._docker import CPU_IMAGE, GPU_IMAGE, docker_client
+from sandbox._docker import (
+    CPU_IMAGE,
+    GPU_IMAGE,
+    SANDBOX_UID,
+    SANDBOX_USER,
+    docker_client,
+)
 
 HERE = Path(__file__).resolve().parent
 BASE_IMAGE = "pretrainbench/debian-py:bookworm"
+HOST_RUNTIME_IMAGE = "pretrainbench/sandbox-host"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
 Log = Callable[[str], None]
@@ -74,6 +92,7 @@ def find_torch_wheel() -> Path:
 
 
 def image_exists(client: Any, tag: str) -> bool:
+    """Whether the daemon has an image tagged ``tag``."""
     try:
         client.images.get(tag)
         return True
@@ -177,7 +196,8 @@ def build_cpu_image(
         else:
             (ctx / "certs" / "ca-certificates.crt").write_text("")
         log(f"building {tag} from {base} with {wheel.name}")
-        return _build(client, ctx, "Dockerfile.cpu", tag, {"BASE": base}, log)
+        buildargs = {"BASE": base, "PB_UID": str(SANDBOX_UID)}
+        return _build(client, ctx, "Dockerfile.cpu", tag, buildargs, log)
 
 
 def build_gpu_image(
@@ -188,6 +208,74 @@ def build_gpu_image(
     with tempfile.TemporaryDirectory(prefix="pb-gpu-image-") as tmp:
         ctx = Path(tmp)
         (ctx / "sandbox" / "images").mkdir(parents=True)
-        shutil.copy2(HERE / "bake_assets.py", ctx / "sandbox" / "images" / "bake_assets.py")
         shutil.copy2(HERE / "Dockerfile.gpu", ctx / "Dockerfile.gpu")
-        return _build(client, ctx, "Dockerfile.gpu", tag, {"BASE": base} if base else {}, log)
+        buildargs = {"PB_UID": str(SANDBOX_UID), **({"BASE": base} if base else {})}
+        return _build(client, ctx, "Dockerfile.gpu", tag, buildargs, log)
+
+
+def host_runtime_paths() -> tuple[Path, ...]:
+    """The host directories this interpreter needs in a container: its virtual environment,
+    its base installation and ``/usr`` (the C libraries, bash, coreutils), outermost only."""
+    candidates = sorted(
+        {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path("/usr")},
+        key=lambda p: len(p.parts),
+    )
+    kept: list[Path] = []
+    for path in candidates:
+        if not any(path.is_relative_to(k) for k in kept):
+            kept.append(path)
+    return tuple(kept)
+
+
+def build_host_runtime_image(
+    client: Any = None, *, paths: tuple[Path, ...] | None = None, log: Log = print
+) -> str:
+    """Build (once; tagged by content) an image with no runtime of its own: the ``pb`` user,
+    usr-merge links, an empty world-writable ``/tmp`` and the ``PATH`` of this interpreter.
+    Jobs in it need ``DockerBackend(host_runtime=host_runtime_paths())``. The jobs see the
+    host's ``/usr`` and Python read-only, as the local backend's jobs do; every other
+    guarantee of the Docker backend is the same as with the self-contained images."""
+    client = client or docker_client()
+    paths = paths or host_runtime_paths()
+    path_env = ":".join(
+        dict.fromkeys([str(Path(sys.prefix) / "bin"), "/usr/local/bin", "/usr/bin", "/bin"])
+    )
+    passwd = (
+        "root:x:0:0:root:/root:/usr/sbin/nologin\n"
+        f"{SANDBOX_USER}:x:{SANDBOX_UID}:{SANDBOX_UID}:pretrainbench sandbox:/nonexistent:"
+        "/usr/sbin/nologin\n"
+    )
+    group = f"root:x:0:\n{SANDBOX_USER}:x:{SANDBOX_UID}:\n"
+    changes = [f"USER {SANDBOX_UID}:{SANDBOX_UID}", f"ENV PATH={path_env}", "WORKDIR /pb/code"]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+
+        def add(name: str, kind: bytes, mode: int, data: bytes = b"", link: str = "") -> None:
+            info = tarfile.TarInfo(name)  # mtime 0, owner root: the same bytes every time
+            info.type, info.mode, info.linkname, info.size = kind, mode, link, len(data)
+            tar.addfile(info, io.BytesIO(data) if data else None)
+
+        # /sbin stays a real directory: Docker mounts its init there before the /usr bind
+        for name in ("usr", "etc", "pb", "proc", "sys", "dev", "sbin"):
+            add(name, tarfile.DIRTYPE, 0o755)
+        add("tmp", tarfile.DIRTYPE, 0o1777)  # a tmpfs over it takes this mode
+        for name in ("bin", "lib", "lib64"):
+            add(name, tarfile.SYMTYPE, 0o777, link=f"usr/{name}")
+        add("etc/passwd", tarfile.REGTYPE, 0o644, passwd.encode())
+        add("etc/group", tarfile.REGTYPE, 0o644, group.encode())
+    digest = hashlib.sha256(
+        buf.getvalue() + "\0".join([*changes, *map(str, paths)]).encode()
+    ).hexdigest()[:12]
+    tag = f"{HOST_RUNTIME_IMAGE}:{digest}"
+    if image_exists(client, tag):
+        return tag
+    log(f"importing {tag} (host runtime: {', '.join(map(str, paths))})")
+    try:
+        client.api.import_image_from_data(
+            buf.getvalue(), repository=HOST_RUNTIME_IMAGE, tag=digest, changes=changes
+        )
+    except Exception as exc:
+        raise BackendError(f"docker import of {tag} failed: {exc}") from exc
+    if not image_exists(client, tag):
+        raise BackendError(f"docker import of {tag} produced no image")
+    return tag
