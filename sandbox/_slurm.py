@@ -1,10 +1,27 @@
-"""The Slurm backend: one ``sbatch`` job per (setting, seed) on an existing cluster.
+"""The Slurm backend: one ``sbatch`` job per job, on an existing cluster.
 
-Jobs are tracked with ``squeue``/``scontrol`` (``sacct`` needs slurmdbd, which small clusters
-lack). The codebase copy lives in a work directory beside the test's output directory, which
-must be on a filesystem the compute nodes share. Optionally each job runs inside a container
-runtime (``apptainer``/``singularity`` with an image file, or ``enroot``). Without a
-container, a job drops its network with ``unshare --net`` when the node allows it.
+The batch script is the supervisor's: it starts the job's workers, then the job, each in a
+sandbox of its own, kills the workers when the job ends and records the job's exit status.
+Slurm itself isolates nothing, so the sandbox comes from one of two places:
+
+- ``container="apptainer"`` (or ``"singularity"``) with an image file: each process runs with
+  ``--containall --no-home --net --network none --cleanenv`` in the read-only image, seeing
+  only its binds (code, granted inputs and needs read-only, the output directory, its socket
+  directories) at the paths the Docker backend uses (``/pb/...``).
+- no container, only with ``allow_weak_isolation=True``: each process gets its own network,
+  PID and mount namespaces (``unshare``), no capabilities and ``no_new_privs`` (``setpriv``),
+  but sees the node's whole filesystem with the rights of its uid: other runs, the data home
+  and the evaluation data included. Fit for trusted code and for testing the backend only.
+
+When the harness submits as root, every process drops to the sandbox uid (61000, as in the
+images) before anything of the job runs; otherwise it keeps the submitting user's uid.
+
+Infrastructure failures, from the scheduler's view: the node failed or never booted, the job
+was preempted, Slurm could never run it, the node could not start the sandbox, or this
+supervisor cancelled it. COMPLETED, FAILED, TIMEOUT, OUT_OF_MEMORY and whatever the job's own
+exit status says are the job's outcome. Jobs are tracked with ``scontrol`` (``sacct`` needs
+slurmdbd, which small clusters lack); work directories sit beside the output directories, on
+the filesystem the nodes share.
 """
 
 from __future__ import annotations
@@ -12,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -23,28 +41,31 @@ from pathlib import Path
 from typing import Literal
 
 from sandbox._backend import (
+    INPUT_VARIABLES,
+    SANDBOX_CODE,
+    SANDBOX_DATA,
+    SANDBOX_NEEDS,
+    SANDBOX_OUT,
+    SANDBOX_TMP,
+    SANDBOX_WORKER,
+    SANDBOX_WORKERS,
     Backend,
     BackendError,
+    Job,
     JobOutcome,
     LineCallback,
-    SettingJob,
     job_environment,
+    worker_environment,
 )
+from sandbox._docker import SANDBOX_UID, SANDBOX_USER, reclaim_outputs
 from sandbox._workdir import make_copy
 
-ContainerRuntime = Literal["apptainer", "singularity", "enroot"]
+ContainerRuntime = Literal["apptainer", "singularity"]
 
-# Job states after which a job never runs again, and whose fault each is.
-_SUBMISSION_END = {"COMPLETED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY"}
-_INFRA_END = {
-    "NODE_FAIL",
-    "BOOT_FAIL",
-    "PREEMPTED",
-    "DEADLINE",
-    "REVOKED",
-    "CANCELLED",
-    "SPECIAL_EXIT",
-}
+# Job states after which a job never runs again, by whose doing. CANCELLED is infrastructure
+# only when this supervisor cancelled (a job can scancel itself when it runs as its owner).
+_JOB_END = {"COMPLETED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "CANCELLED", "SPECIAL_EXIT"}
+_INFRA_END = {"NODE_FAIL", "BOOT_FAIL", "PREEMPTED", "DEADLINE", "REVOKED"}
 # Pending reasons that can never resolve by waiting (e.g. more CPUs/GPUs than any node has).
 _HOPELESS = {
     "PartitionConfig",
@@ -55,6 +76,16 @@ _HOPELESS = {
     "InvalidAccount",
     "ReqNodeNotAvail, UnavailableNodes",
 }
+# Paths reach sbatch, apptainer's --bind (":" and "," separate fields) and shell text (quoted).
+_UNSAFE_PATH = re.compile(r"[\n\r:,]")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Every sandboxed process starts with this (the script is an argument, never spliced in).
+# No exec: this shell stays PID 1 of the namespace, so the script is an ordinary process that
+# signals (its own SIGKILL included) reach, and orphans have a parent that reaps them.
+# (bash execs the last command of -c itself: the exit after it prevents that.)
+_RUN = "bash -c " + shlex.quote('mkdir -p "$HOME" && bash "$0"; exit $?')
+#: PATH inside an apptainer image built from our GPU image (conda) or CPU image (venv).
+CONTAINER_PATH = "/opt/conda/bin:/opt/venv/bin:/usr/local/bin:/usr/bin:/bin"
 
 
 def _slurm(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -74,13 +105,29 @@ def slurm_available() -> str | None:
     return None
 
 
-class SlurmBackend(Backend):
-    """Submits each setting as an sbatch job and waits for it.
+def _cluster_config() -> dict[str, str]:
+    """The controller's configuration (``scontrol show config``), empty when unavailable."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        proc = _slurm(["scontrol", "show", "config"], timeout=15)
+        return {
+            key.strip(): value.strip()
+            for key, _, value in (line.partition("=") for line in proc.stdout.splitlines())
+            if value
+        }
+    return {}
 
-    ``partition``, ``account``, ``cpus_per_task``, ``mem`` and ``extra_args`` go to sbatch;
-    ``container`` + ``image`` run the job in a container runtime; ``python`` names the
-    interpreter directory on the nodes when no container is used (default: this one's).
-    ``check_cluster=False`` skips asking the controller (to write batch scripts offline).
+
+class SlurmBackend(Backend):
+    """Submits each job as an sbatch job and waits for it.
+
+    ``partition``, ``account``, ``cpus_per_task`` and ``extra_args`` go to sbatch; ``mem`` and
+    ``gpu_mem`` are the memory of jobs without / with GPUs (``--mem``; enforced only where the
+    cluster confines jobs with cgroups). ``container`` + ``image`` run each process in a
+    container runtime; without one the backend refuses to run unless ``allow_weak_isolation``.
+    ``python`` names the interpreter on the nodes when no container is used (default: this
+    one's); ``container_path`` is ``PATH`` inside the image. A controller silent for
+    ``controller_timeout_s`` ends the job as an infrastructure failure.
+    ``check_cluster=False`` skips asking the controller (to write batch scripts).
     """
 
     name = "slurm"
@@ -92,45 +139,79 @@ class SlurmBackend(Backend):
         account: str | None = None,
         cpus_per_task: int | None = None,
         mem: str | None = None,
+        gpu_mem: str | None = None,
         container: ContainerRuntime | None = None,
         image: str | None = None,
+        allow_weak_isolation: bool = False,
         extra_args: list[str] | None = None,
         max_jobs: int = 32,
         poll_s: float = 1.0,
         time_grace_s: float = 120.0,
         python: str | None = None,
+        container_path: str = CONTAINER_PATH,
+        controller_timeout_s: float = 600.0,
         check_cluster: bool = True,
     ) -> None:
+        if container is None and not allow_weak_isolation:
+            raise BackendError(
+                "Slurm without a container runtime gives jobs no filesystem isolation (they "
+                "could read other runs and the evaluation data); use container='apptainer' "
+                "with an image, or allow_weak_isolation=True for trusted code only"
+            )
+        if container and not image:
+            raise BackendError(f"container runtime {container} needs an image")
         reason = slurm_available() if check_cluster else None
         if reason is not None:
             raise BackendError(reason)
-        if container and not image:
-            raise BackendError(f"container runtime {container} needs an image")
         self.partition, self.account = partition, account
-        self.cpus_per_task, self.mem = cpus_per_task, mem
+        self.cpus_per_task, self.mem, self.gpu_mem = cpus_per_task, mem, gpu_mem
         self.container, self.image = container, image
         self.extra_args = list(extra_args or [])
         self.poll_s = poll_s
         self.time_grace_s = time_grace_s
+        self.container_path = container_path
+        self.controller_timeout_s = controller_timeout_s
         # the cluster queues jobs itself: let the executor submit a whole group at once
         self.gpu_capacity = max_jobs
         self.cpu_slots = max_jobs
         self._bin_dir = str(Path(python or sys.executable).parent)
+        # only root can hand the output directory to the sandbox uid (and must, or the job
+        # would run as root); any other submitter's jobs keep its own uid
+        self._as_root = os.geteuid() == 0
+        self._config = _cluster_config() if check_cluster else {}
         self._lock = threading.Lock()
         self._jobs: set[str] = set()
+        self._cancelled_jobs: set[str] = set()
         self._cancelled = False
 
     def describe(self) -> dict[str, str]:
-        return {
+        confined = "cgroup" in self._config.get("TaskPlugin", "")
+        facts = {
             "backend": self.name,
-            "container": self.container or "none",
             "partition": self.partition or "default",
+            "container": f"{self.container} {self.image}" if self.container else "none",
+            "user": f"{SANDBOX_UID} (dropped from root)" if self._as_root else "the submitter",
+            "limits": "memory and devices confined by Slurm's cgroups"
+            if confined
+            else "memory and GPUs not enforced (TaskPlugin without cgroup); no process limit",
         }
+        if self.container:
+            facts["isolation"] = (
+                "apptainer --containall --no-home --cleanenv --net --network none, "
+                "read-only image; binds: code, inputs and needs ro, out rw, socket dirs"
+            )
+        else:
+            facts["isolation"] = (
+                "WEAK: own network, PID and mount namespaces, no capabilities, no_new_privs; "
+                "the node's whole filesystem is visible with the job's uid"
+            )
+        return facts
 
     def cancel(self) -> None:
         with self._lock:
             self._cancelled = True
             jobs = sorted(self._jobs)
+            self._cancelled_jobs.update(jobs)
         if jobs:
             with contextlib.suppress(OSError, subprocess.SubprocessError):
                 _slurm(["scancel", *jobs])
@@ -138,26 +219,23 @@ class SlurmBackend(Backend):
     def close(self) -> None:
         self.cancel()
 
-    # -- one job --------------------------------------------------------------------------
-    def run_setting(self, job: SettingJob, on_line: LineCallback | None = None) -> JobOutcome:
+    # -- one job ----------------------------------------------------------------------------
+    def run_job(self, job: Job, on_line: LineCallback | None = None) -> JobOutcome:
         start = time.monotonic()
         work = job.out_dir.parent / f".work-{job.out_dir.name}-{uuid.uuid4().hex[:8]}"
         job_id: str | None = None
         try:
             try:
-                code = make_copy(job.codebase_dir, job.files, work / "code")
-                (work / "home").mkdir()
-                (work / "tmp").mkdir()
-                job.out_dir.mkdir(parents=True, exist_ok=True)
-                batch = self._write_batch(job, work, code)
-            except OSError as exc:
+                self._prepare(job, work)
+                argv = [*self.sbatch_args(job, work), str(work / "job.sbatch")]
+            except (OSError, ValueError, BackendError) as exc:
                 return JobOutcome(
                     None, time.monotonic() - start, infra_error=f"cannot prepare the job: {exc}"
                 )
             with self._lock:
                 if self._cancelled:
-                    return JobOutcome(None, 0.0, infra_error="the executor was cancelled")
-            proc = _slurm(["sbatch", "--parsable", str(batch)])
+                    return JobOutcome(None, 0.0, infra_error="the supervisor cancelled the job")
+            proc = _slurm(argv)
             if proc.returncode != 0:
                 return JobOutcome(
                     None,
@@ -167,106 +245,286 @@ class SlurmBackend(Backend):
             job_id = proc.stdout.strip().split(";")[0]
             with self._lock:
                 self._jobs.add(job_id)
+                cancelled = self._cancelled
+            if cancelled:  # cancel() ran between sbatch and here
+                self.cancel()
             return self._track(job, job_id, work, on_line, start)
         finally:
             if job_id is not None:
                 with self._lock:
                     self._jobs.discard(job_id)
+            with contextlib.suppress(OSError):
+                if job.out_dir.is_dir():
+                    reclaim_outputs(job.out_dir, chown=self._as_root)
             shutil.rmtree(work, ignore_errors=True)
 
-    def _write_batch(self, job: SettingJob, work: Path, code: Path) -> Path:
-        q = shlex.quote
-        inside = self.container is not None
-        env = job_environment(
-            job,
-            path=os.pathsep.join(
-                ([] if inside else [self._bin_dir])
-                + ["/opt/venv/bin", "/usr/local/bin", "/usr/bin", "/bin"]
-            ),
-            home=str(work / "home"),
-            tmpdir=str(work / "tmp"),
-            out_dir=str(job.out_dir.resolve()),
-            data_dir=str(job.data.data_dir.resolve()),
-            eval_data_dir=str(job.data.eval_data_dir.resolve()) if job.data.eval_data_dir else None,
-            tokenizer_dir=str(job.data.tokenizer_dir.resolve()) if job.data.tokenizer_dir else None,
-            hf_home=str(job.data.hf_home.resolve()) if job.data.hf_home else None,
-            ckpt_dir=str(job.ckpt_dir.resolve()) if job.ckpt_dir else None,
-            host_env=dict(os.environ),
-        )
-        if job.gpus:
-            env.pop("CUDA_VISIBLE_DEVICES", None)  # Slurm sets it from --gres
-            env.setdefault("PB_NPROC", str(job.gpus))
+    def _prepare(self, job: Job, work: Path) -> None:
+        """The work directory: code copies, socket and temp dirs, the batch script."""
+        for path in [
+            job.codebase_dir,
+            job.out_dir,
+            job.log_path,
+            *job.inputs.values(),
+            *job.needs.values(),
+            work,
+        ]:
+            if _UNSAFE_PATH.search(str(path.resolve())):
+                raise BackendError(f"path {path} contains a character Slurm or apptainer splits on")
+        for label in job.needs:
+            if not _SAFE_NAME.match(label):
+                raise BackendError(f"job label {label!r} cannot name a directory")
+        job.out_dir.mkdir(parents=True, exist_ok=True)
+        work.mkdir(mode=0o711)
+        make_copy(job.codebase_dir, job.files, work / "code")
+        if job.workers and job.files:  # workers run the original code
+            make_copy(job.codebase_dir, {}, work / "worker-code")
+        self._hand_over(job.out_dir)
+        private = ["tmp", *(f"workers/{i}" for i in range(job.workers.count if job.workers else 0))]
+        private += [f"worker-tmp/{i}" for i in range(job.workers.count if job.workers else 0)]
+        for name in private:
+            (work / name).mkdir(parents=True, exist_ok=True)
+            self._hand_over(work / name)
+        if job.needs and self.container is None:
+            # $PB_NEEDS_DIR/<label> on the host: links to the finished jobs' outputs
+            (work / "needs").mkdir()
+            for label, path in job.needs.items():
+                (work / "needs" / label).symlink_to(path.resolve())
+        if self.container:
+            for name, text in self._env_files(job, work).items():
+                (work / name).write_text(text)
+                (work / name).chmod(0o644)  # apptainer reads it as the sandbox user
+        (work / "job.sbatch").write_text(self.batch_script(job, work))
+
+    def _hand_over(self, path: Path) -> None:
+        """Make ``path`` writable for the sandbox's uid and nobody else."""
+        if self._as_root:
+            os.chown(path, SANDBOX_UID, SANDBOX_UID)
+        path.chmod(0o700)
+
+    # -- the batch script -----------------------------------------------------------------
+    def sbatch_args(self, job: Job, work: Path) -> list[str]:
+        """sbatch's options for ``job`` (argv, never parsed from script text)."""
         minutes = max(1, math.ceil((job.time_limit_s + self.time_grace_s) / 60))
-        lines = [
-            "#!/bin/bash",
-            f"#SBATCH --job-name=pb-{job.label}-s{job.seed}",
-            f"#SBATCH --output={job.log_path.resolve()}",
-            f"#SBATCH --time={minutes}",
-            "#SBATCH --nodes=1",
-            "#SBATCH --ntasks=1",
-            "#SBATCH --export=NONE",
+        args = [
+            "sbatch",
+            "--parsable",
+            f"--job-name=pb-{job.label}-s{job.seed}",
+            # "%" names a pattern in Slurm's file names: "%%" is a literal one
+            f"--output={str(job.log_path.resolve()).replace('%', '%%')}",
+            "--open-mode=append",
+            f"--chdir={work.resolve()}",
+            f"--time={minutes}",
+            "--nodes=1",
+            "--ntasks=1",
+            "--export=NONE",
+            # a failed node ends the job (infrastructure, rerun by the executor from a clean
+            # output directory) instead of Slurm restarting it over a half-written one
+            "--no-requeue",
         ]
         if job.gpus:
-            lines.append(f"#SBATCH --gres=gpu:{job.gpus}")
+            args.append(f"--gres=gpu:{job.gpus}")
         if self.partition:
-            lines.append(f"#SBATCH --partition={self.partition}")
+            args.append(f"--partition={self.partition}")
         if self.account:
-            lines.append(f"#SBATCH --account={self.account}")
+            args.append(f"--account={self.account}")
         if self.cpus_per_task:
-            lines.append(f"#SBATCH --cpus-per-task={self.cpus_per_task}")
-        if self.mem:
-            lines.append(f"#SBATCH --mem={self.mem}")
-        lines += [f"#SBATCH {a}" for a in self.extra_args]
-        lines.append(
-            "unset $(env | cut -d= -f1 | grep -v '^SLURM_' | grep -v '^CUDA_VISIBLE_DEVICES$') 2>/dev/null"
-        )
-        lines += [f"export {k}={q(v)}" for k, v in sorted(env.items())]
-        lines.append(f"cd {q(str(code))}")
-        script = f"bash {q(job.script)}"
-        binds = [f"{code}", f"{job.out_dir.resolve()}", f"{work}", f"{job.data.data_dir.resolve()}"]
-        binds += [
-            str(p.resolve())
-            for p in (
-                job.data.eval_data_dir,
-                job.data.tokenizer_dir,
-                job.data.hf_home,
-                job.ckpt_dir,
-            )
-            if p is not None
-        ]
-        if self.container in ("apptainer", "singularity"):
-            bind = ",".join(f"{b}:{b}" for b in binds)
-            nv = "--nv " if job.gpus else ""
-            lines.append(
-                f"{self.container} exec {nv}--containall --no-home --cleanenv --writable-tmpfs "
-                f"--env-file <(env | grep -E '^(PB_|HF_|TRANSFORMERS_|PYTHON|HOME=|TMPDIR=|LANG=|PATH=)') "
-                f"--bind {q(bind)} --pwd {q(str(code))} {q(str(self.image))} {script}"
-            )
-        elif self.container == "enroot":
-            mounts = " ".join(f"--mount {q(b + ':' + b)}" for b in binds)
-            lines.append(
-                f"enroot start --rw {mounts} {q(str(self.image))} bash -c {q(f'cd {code} && {script}')}"
+            args.append(f"--cpus-per-task={self.cpus_per_task}")
+        mem = self.gpu_mem if job.gpus else self.mem
+        if mem:
+            args.append(f"--mem={mem}")
+        return [*args, *self.extra_args]
+
+    def batch_script(self, job: Job, work: Path) -> str:
+        """The batch script: start the workers, run the job, stop the workers, keep its status."""
+        q = shlex.quote
+        work = work.resolve()
+        count = job.workers.count if job.workers else 0
+        if self.container:
+            probe = (
+                f"{self._drop()} {self.container} exec --containall --net --network none "
+                f"{q(str(self.image))} true"
             )
         else:
-            lines.append(
-                f"if unshare --net --map-root-user true 2>/dev/null; then "
-                f"unshare --net --map-root-user {script}; else {script}; fi"
-            )
-        lines += ["rc=$?", f"echo $rc > {q(str(work / 'exit_code'))}", "exit $rc"]
-        batch = work / "job.sbatch"
-        batch.write_text("\n".join(lines) + "\n")
-        return batch
+            probe = f"{self._unshare()} {self._drop()} true"
+        gpu_env = []
+        if job.gpus and self.container:
+            # Slurm's GPU assignment is known only now; a file, as apptainer's --env splits on ","
+            gpu_env = [
+                f'printf "CUDA_VISIBLE_DEVICES=%q\\n" "${{CUDA_VISIBLE_DEVICES-}}" >> "$work/{name}"'
+                for name in ("job.env", *(f"worker-{i}.env" for i in range(count)))
+            ]
+        lines = [
+            "#!/bin/bash",
+            f"# PretrainBench job {job.label}, seed {job.seed}: the supervisor's script. The job",
+            "# and each worker run in a sandbox of their own, with only the variables given here.",
+            "set -u",
+            "umask 077",
+            f"work={q(str(work))}",
+            'fail() { printf "%s\\n" "$1" > "$work/setup_failed"; echo "pretrainbench: $1" >&2; exit 1; }',
+            f"{probe} >/dev/null 2>&1 || fail {q('the node cannot start the sandbox (' + probe.split()[0] + ')')}",
+            *gpu_env,
+            "workers=()",
+            'stop_workers() { for p in "${workers[@]}"; do kill -KILL -- "-$p" "$p" 2>/dev/null; done; }',
+            "trap stop_workers EXIT",
+        ]
+        for index in range(count):
+            assert job.workers is not None
+            log = q(str(job.worker_log(index).resolve()))
+            lines += [
+                f"setsid {self._process(job, work, index, job.workers.script)} >>{log} 2>&1 </dev/null &",
+                "workers+=($!)",
+            ]
+        lines += [
+            f"{self._process(job, work, None, job.script)} </dev/null",
+            "rc=$?",
+            "stop_workers",
+            'echo "$rc" > "$work/exit_code"',
+            'exit "$rc"',
+        ]
+        return "\n".join(lines) + "\n"
 
+    def _drop(self) -> str:
+        """Privileges off: the sandbox uid when root submits, no capabilities, no_new_privs."""
+        if self._as_root:
+            return (
+                f"setpriv --reuid={SANDBOX_UID} --regid={SANDBOX_UID} --clear-groups "
+                "--inh-caps=-all --bounding-set=-all --no-new-privs"
+            )
+        return "setpriv --no-new-privs"
+
+    def _unshare(self, wd: Path | None = None) -> str:
+        """Own network (loopback only, up: torchrun's rendezvous needs it), PID and mount
+        namespaces; killed with its parent. Ends in a command prefix (``… "$@"``)."""
+        userns = "" if self._as_root else " --map-current-user"
+        cwd = f" --wd={shlex.quote(str(wd))}" if wd else ""
+        up = shlex.quote('ip link set lo up 2>/dev/null; exec "$@"')
+        return f"unshare{userns} --mount --net --pid --fork --kill-child --mount-proc{cwd} sh -c {up} sh"
+
+    def _process(self, job: Job, work: Path, worker: int | None, script: str) -> str:
+        """One sandboxed process (the job, or worker ``worker``) running ``script``."""
+        q = shlex.quote
+        run = f"{_RUN} {q(script)}"
+        if self.container:
+            env_file = work / ("job.env" if worker is None else f"worker-{worker}.env")
+            binds = " ".join(f"--bind {q(b)}" for b in self._binds(job, work, worker))
+            return (
+                f"{self._drop()} {self.container} exec --containall --no-home --cleanenv "
+                f"--net --network none{' --nv' if job.gpus else ''} --pwd {SANDBOX_CODE} "
+                f"--env-file {q(str(env_file))} {binds} {q(str(self.image))} {run}"
+            )
+        code = work / ("worker-code" if worker is not None and job.files else "code")
+        env = self._host_env(job, work, worker)
+        assignments = " ".join(f"{k}={q(v)}" for k, v in sorted(env.items()))
+        if job.gpus:  # Slurm's assignment, known only when the job runs
+            assignments += ' CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES-}"'
+        return f"{self._unshare(code)} {self._drop()} env -i {assignments} {run}"
+
+    def _host_env(self, job: Job, work: Path, worker: int | None) -> dict[str, str]:
+        """Environment of a process without a container: host paths."""
+        path = f"{self._bin_dir}:/usr/local/bin:/usr/bin:/bin"
+        needs_dir = str(work / "needs") if job.needs else None
+        if worker is not None:
+            tmp = str(work / "worker-tmp" / str(worker))
+            env = worker_environment(
+                job,
+                worker,
+                path=path,
+                tmpdir=tmp,
+                worker_dir=str(work / "workers" / str(worker)),
+                needs_dir=needs_dir,
+            )
+        else:
+            for name in job.inputs:
+                if name not in INPUT_VARIABLES:
+                    raise BackendError(f"unknown data input {name!r}")
+            env = job_environment(
+                job,
+                path=path,
+                home=str(work / "tmp" / "home"),
+                tmpdir=str(work / "tmp"),
+                out_dir=str(job.out_dir.resolve()),
+                inputs={name: str(p.resolve()) for name, p in job.inputs.items()},
+                needs_dir=needs_dir,
+                workers_dir=str(work / "workers") if job.workers else None,
+            )
+        return {**env, **self._common_env(job)}
+
+    def _env_files(self, job: Job, work: Path) -> dict[str, str]:
+        """apptainer's ``--env-file`` of the job and of each worker: paths inside the image."""
+        needs_dir = SANDBOX_NEEDS if job.needs else None
+        for name in job.inputs:
+            if name not in INPUT_VARIABLES:
+                raise BackendError(f"unknown data input {name!r}")
+        envs = {
+            "job.env": job_environment(
+                job,
+                path=self.container_path,
+                home=f"{SANDBOX_TMP}/home",
+                tmpdir=SANDBOX_TMP,
+                out_dir=SANDBOX_OUT,
+                inputs={name: f"{SANDBOX_DATA}/{name}" for name in job.inputs},
+                needs_dir=needs_dir,
+                workers_dir=SANDBOX_WORKERS if job.workers else None,
+            )
+        }
+        for index in range(job.workers.count if job.workers else 0):
+            envs[f"worker-{index}.env"] = worker_environment(
+                job,
+                index,
+                path=self.container_path,
+                tmpdir=SANDBOX_TMP,
+                worker_dir=SANDBOX_WORKER,
+                needs_dir=needs_dir,
+            )
+        return {
+            name: "".join(
+                f"{k}={shlex.quote(v)}\n"
+                for k, v in sorted({**env, **self._common_env(job)}.items())
+            )
+            for name, env in envs.items()
+        }
+
+    def _common_env(self, job: Job) -> dict[str, str]:
+        env = {"USER": SANDBOX_USER, "LOGNAME": SANDBOX_USER}  # getpass() in torch.compile
+        if job.gpus:
+            env["PB_NPROC"] = job.env.get("PB_NPROC", str(job.gpus))
+        return env
+
+    def _binds(self, job: Job, work: Path, worker: int | None) -> list[str]:
+        """apptainer ``--bind`` specs (``src:dest:opts``) of the job or of worker ``worker``."""
+        needs = [f"{p.resolve()}:{SANDBOX_NEEDS}/{label}:ro" for label, p in job.needs.items()]
+        if worker is not None:
+            code = work / ("worker-code" if job.files else "code")
+            return [
+                f"{code}:{SANDBOX_CODE}:ro",
+                *needs,
+                f"{work / 'workers' / str(worker)}:{SANDBOX_WORKER}:rw",
+            ]
+        count = job.workers.count if job.workers else 0
+        return [
+            f"{work / 'code'}:{SANDBOX_CODE}:ro",
+            f"{job.out_dir.resolve()}:{SANDBOX_OUT}:rw",
+            *(f"{p.resolve()}:{SANDBOX_DATA}/{name}:ro" for name, p in job.inputs.items()),
+            *needs,
+            *(f"{work / 'workers' / str(i)}:{SANDBOX_WORKERS}/{i}:rw" for i in range(count)),
+        ]
+
+    # -- tracking ---------------------------------------------------------------------------
     def _state(self, job_id: str) -> tuple[str | None, str, str | None]:
         """(state, reason, exit code "X:Y") of a job, ``state`` None when Slurm forgot it."""
-        proc = _slurm(["scontrol", "show", "job", "-o", job_id], timeout=30)
+        try:
+            proc = _slurm(["scontrol", "show", "job", "-o", job_id], timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return "UNKNOWN", "", None
         if proc.returncode != 0 or "JobState=" not in proc.stdout:
-            return None, "", None
+            if "Invalid job id" in proc.stderr:
+                return None, "", None
+            return "UNKNOWN", "", None  # the controller did not answer: ask again
         fields = dict(tok.split("=", 1) for tok in proc.stdout.split() if "=" in tok)
         return fields.get("JobState"), fields.get("Reason", ""), fields.get("ExitCode")
 
     def _track(
-        self, job: SettingJob, job_id: str, work: Path, on_line: LineCallback | None, start: float
+        self, job: Job, job_id: str, work: Path, on_line: LineCallback | None, start: float
     ) -> JobOutcome:
         offset = 0
         buf = b""
@@ -277,56 +535,88 @@ class SlurmBackend(Backend):
                 return
             with job.log_path.open("rb") as fh:
                 fh.seek(offset)
-                data = fh.read()
+                data = fh.read(1 << 20)
             offset += len(data)
             *lines, buf = (buf + data).split(b"\n")
+            if len(buf) > 1 << 16:  # output without newlines must not grow memory
+                lines.append(buf)
+                buf = b""
             for raw in lines:
                 with contextlib.suppress(Exception):
-                    on_line(raw.decode("utf-8", "replace"))
+                    on_line(raw.decode("utf-8", "replace").rstrip("\r"))
 
-        deadline = start + job.time_limit_s + self.time_grace_s + 60
+        running_since: float | None = None
+        answered = time.monotonic()
+        timed_out = False
         state: str | None = "PENDING"
         exit_code: str | None = None
         while True:
             follow()
             state, reason, exit_code = self._state(job_id)
-            if state is None or state in _SUBMISSION_END or state in _INFRA_END:
+            if state is None or state in _JOB_END or state in _INFRA_END:
                 break
+            if state != "UNKNOWN":
+                answered = time.monotonic()
+            elif time.monotonic() - answered > self.controller_timeout_s:
+                self._scancel(job_id)
+                return JobOutcome(
+                    None,
+                    time.monotonic() - start,
+                    infra_error=f"the Slurm controller stopped answering about job {job_id}",
+                )
             if state == "PENDING" and reason in _HOPELESS:
-                _slurm(["scancel", job_id])
+                self._scancel(job_id)
                 return JobOutcome(
                     None,
                     time.monotonic() - start,
                     infra_error=f"Slurm can never run job {job_id} (Reason={reason})",
                 )
-            if state == "RUNNING" and time.monotonic() > deadline:
-                _slurm(["scancel", job_id])
-                return JobOutcome(None, time.monotonic() - start, timed_out=True)
+            if state == "RUNNING" and running_since is None:
+                running_since = time.monotonic()
+            if running_since and time.monotonic() > running_since + job.time_limit_s:
+                timed_out = True
+                self._scancel(job_id)
             time.sleep(self.poll_s)
         time.sleep(0.2)
         follow()
         wall = time.monotonic() - start
         with self._lock:
-            cancelled = self._cancelled
+            ours = job_id in self._cancelled_jobs
         code: int | None = None
         if exit_code and ":" in exit_code:
             rc, sig = (int(x) for x in exit_code.split(":", 1))
-            code = -sig if sig else rc
-        rc_file = work / "exit_code"
+            code = 128 + sig if sig else rc
         if state is None or code is None:
             with contextlib.suppress(OSError, ValueError):
-                code = int(rc_file.read_text().strip())
-        if state == "TIMEOUT":
+                code = int((work / "exit_code").read_text().strip())
+        if ours:
+            return JobOutcome(code, wall, infra_error="the supervisor cancelled the job")
+        if (work / "setup_failed").is_file() and self._markers_trusted:
+            why = (work / "setup_failed").read_text(errors="replace").strip()[:300]
+            return JobOutcome(None, wall, infra_error=f"job {job_id}: {why}")
+        if state in _INFRA_END:
+            return JobOutcome(code, wall, infra_error=f"Slurm ended job {job_id} {state}")
+        if timed_out or state == "TIMEOUT":
             return JobOutcome(code, wall, timed_out=True)
         if state == "OUT_OF_MEMORY":
             return JobOutcome(code, wall, oom=True)
-        if state in _INFRA_END:
-            who = "the executor" if cancelled else "Slurm or an administrator"
-            return JobOutcome(code, wall, infra_error=f"job {job_id} ended {state} (by {who})")
         if state is None and code is None:
             return JobOutcome(
                 None,
                 wall,
                 infra_error=f"lost track of job {job_id}: Slurm forgot it and it left no exit code",
             )
-        return JobOutcome(code, wall)
+        notes: tuple[str, ...] = ()
+        if state == "CANCELLED":
+            notes = (f"job {job_id} was cancelled by someone other than the supervisor",)
+        return JobOutcome(code, wall, notes=notes)
+
+    @property
+    def _markers_trusted(self) -> bool:
+        # The work directory is out of the job's reach in a container, or when the job runs
+        # under the sandbox uid; a weakly isolated job of the submitter's uid could forge it.
+        return self.container is not None or self._as_root
+
+    def _scancel(self, job_id: str) -> None:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            _slurm(["scancel", job_id])
