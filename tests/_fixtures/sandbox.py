@@ -431,7 +431,8 @@ def docker_cpu_image_if_built(docker_daemon: object) -> str:
     from sandbox._docker import CPU_IMAGE
     from sandbox.images import image_exists
 
-    if not image_exists(docker_daemon, CPU_IMAGE) and os.environ.get("PB_BUILD_DOCKER_IMAGE") != "1":
+    wanted = os.environ.get("PB_BUILD_DOCKER_IMAGE") == "1"
+    if not wanted and not image_exists(docker_daemon, CPU_IMAGE):
         pytest.skip(
             f"{CPU_IMAGE} is not built; set PB_BUILD_DOCKER_IMAGE=1 to build it (~10 minutes)"
         )
@@ -513,3 +514,18 @@ def sandbox_cgroups(plan: object) -> list[Path]:
     assert isinstance(plan, CgroupPlan)
     bases = {d for d in (plan.unified, *plan.v1.values()) if d is not None}
     return sorted(p for base in bases for p in base.glob(f"pb-{os.getpid()}-*"))
+
+
+@pytest.fixture
+def shared_run_root() -> Iterator[Path]:
+    """A directory every node and the sandbox uid can reach (pytest's own temp directories are
+    private to root): Slurm jobs without a container read their inputs by host path."""
+    import shutil
+    import uuid
+
+    root = SANDBOX_STATE / "runs" / uuid.uuid4().hex[:12]
+    root.mkdir(parents=True)
+    for path in (SANDBOX_STATE, SANDBOX_STATE / "runs", root):
+        path.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
