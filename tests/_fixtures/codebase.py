@@ -1,4 +1,5 @@
-"""Shared pytest fixtures of the codebase area: the GPT-2 tokenizer and the offline corpus.
+"""Shared pytest fixtures of the codebase area: the GPT-2 tokenizer, the offline corpus, and
+copies of the codebase with editable regions replaced (as an agent's edit or a baseline does).
 
 ``pb_data_paths`` is what other areas need to run the pretraining codebase in tests. It reuses
 ``$PRETRAINBENCH_HOME`` (default ``~/.cache/pretrainbench``) when that already holds a valid
@@ -8,6 +9,8 @@ tokenizer and corpus, and otherwise fetches/builds them (the corpus into a pytes
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,9 +21,56 @@ import pytest
 
 from sandbox import DataPaths
 
-CODEBASE_DIR = Path(__file__).resolve().parents[2] / "tasks" / "codebases" / "nanogpt"
+REPO_DIR = Path(__file__).resolve().parents[2]
+CODEBASE_DIR = REPO_DIR / "tasks" / "codebases" / "nanogpt"
 #: the offline evaluation sets: beside the codebase, never in it (training jobs see the codebase)
-EVAL_SETS_DIR = Path(__file__).resolve().parents[2] / "tasks" / "eval_sets" / "offline"
+EVAL_SETS_DIR = REPO_DIR / "tasks" / "eval_sets" / "offline"
+BASELINES_DIR = REPO_DIR / "baselines"
+_MARKER = re.compile(r"^# ── EDITABLE REGION (START|END): (\w+) ──$")
+
+
+def region_blocks(text: str) -> dict[str, str]:
+    """{region name: body} of the region blocks in a text (a baseline file, an edited file)."""
+    blocks: dict[str, str] = {}
+    name, body = None, []
+    for line in text.splitlines(keepends=True):
+        m = _MARKER.match(line.rstrip("\n"))
+        if m and m.group(1) == "START":
+            name, body = m.group(2), []
+        elif m:
+            assert name == m.group(2), f"region {m.group(2)} ends but {name} was open"
+            blocks[name] = "".join(body)
+            name = None
+        elif name is not None:
+            body.append(line)
+    return blocks
+
+
+def splice_regions(source: str, regions: dict[str, str]) -> str:
+    """source with the bodies of the named regions replaced (each body ends with a newline)."""
+    for name, body in regions.items():
+        start = f"# ── EDITABLE REGION START: {name} ──\n"
+        end = f"# ── EDITABLE REGION END: {name} ──\n"
+        head, rest = source.split(start, 1)
+        _, tail = rest.split(end, 1)
+        source = head + start + body + end + tail
+    return source
+
+
+def baseline_regions(task: str, name: str) -> dict[str, str]:
+    """The region bodies of ``baselines/<task>/<name>.py`` (empty: the unmodified codebase)."""
+    return region_blocks((BASELINES_DIR / task / f"{name}.py").read_text())
+
+
+def copy_codebase(dest: Path, regions: dict[str, str] | None = None) -> Path:
+    """A copy of the codebase (programs, scripts, lm-eval tasks) with some regions replaced."""
+    shutil.copytree(
+        CODEBASE_DIR, dest, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True
+    )
+    if regions:
+        path = dest / "custom_pretrain.py"
+        path.write_text(splice_regions(path.read_text(), regions))
+    return dest
 
 
 def pretrainbench_home() -> Path:

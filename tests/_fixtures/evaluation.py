@@ -1,20 +1,24 @@
-"""Shared pytest fixtures of the evaluation area: checkpoints for the trusted evaluator.
+"""Shared pytest fixtures of the evaluation area: checkpoints and logits workers for the
+trusted evaluator.
 
 ``make_checkpoint`` writes what a finished training run leaves in its output directory
 (``ckpt.pt``, ``model_source.py``, ``.training_complete``) for the configuration that
 ``pb_config.resolve_run_config`` gives an environment. The model source is the codebase's
 ``custom_pretrain.py`` when it exists, else ``TOY_MODEL_SOURCE`` (a small GPT that follows the
-model contract of docs/INTERFACES.md section 1).
+model contract of docs/INTERFACES.md section 1). ``logits_workers`` starts the worker processes
+of an evaluation job as the harness does (``scripts/logits_worker.sh``, one socket directory
+each under ``$PB_WORKERS_DIR``), without a sandbox.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +179,9 @@ def child_cpu_seconds() -> float:
 def run_evaluator(
     kind: str, environ: dict[str, str], timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python evaluate.py --kind KIND`` in the codebase folder, as the setting scripts do."""
+    """Run ``python evaluate.py --kind KIND`` in the codebase folder, as the job scripts do.
+
+    ``environ`` names the checkpoint (``PB_CKPT_DIR``) and the output (``PB_OUT_DIR``)."""
     env = {**os.environ, **environ}
     return subprocess.run(
         [sys.executable, "evaluate.py", "--kind", kind],
@@ -185,6 +191,45 @@ def run_evaluator(
         text=True,
         timeout=timeout,
     )
+
+
+@contextlib.contextmanager
+def logits_workers(
+    ckpt_dir: Path, workers_dir: Path, count: int, environ: dict[str, str]
+) -> Iterator[dict[str, str]]:
+    """Start ``count`` logits workers serving ``ckpt_dir``; yields the evaluator's variables
+    (``PB_WORKERS_DIR``, ``PB_WORKERS``). The workers are killed on exit, as the harness does
+    when the job ends; their logs are ``<workers_dir>/<i>.log``."""
+    procs = []
+    try:
+        for i in range(count):
+            (workers_dir / str(i)).mkdir(parents=True, exist_ok=True)
+            env = {
+                **os.environ,
+                **environ,
+                "PB_WORKER_DIR": str(workers_dir / str(i)),
+                "PB_WORKER_INDEX": str(i),
+                "PB_CKPT_DIR": str(ckpt_dir),
+                "PYTHON": sys.executable,
+            }
+            for var in ("PB_DATA_DIR", "PB_EVAL_DATA_DIR", "PB_TOKENIZER_DIR", "PB_OUT_DIR"):
+                env.pop(var, None)  # a worker gets no data
+            with open(workers_dir / f"{i}.log", "w") as log:
+                procs.append(
+                    subprocess.Popen(
+                        ["bash", "scripts/logits_worker.sh"],
+                        cwd=CODEBASE_DIR,
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+        yield {"PB_WORKERS_DIR": str(workers_dir), "PB_WORKERS": str(count)}
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")

@@ -14,32 +14,13 @@ import pytest
 import torch
 
 from sandbox import DataPaths
-from tests._fixtures.codebase import CODEBASE_DIR, codebase_module
+from tests._fixtures.codebase import CODEBASE_DIR, codebase_module, copy_codebase
 
 pytestmark = pytest.mark.integration
 
 pb_data = codebase_module("pb_data")
 
 OUTPUTS = ("ckpt.pt", "model_source.py", "curve.jsonl", ".training_complete")
-
-
-def copy_codebase(dest: Path, regions: dict[str, str] | None = None) -> Path:
-    """A copy of the codebase's Python files, with some editable regions replaced."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for path in CODEBASE_DIR.glob("*.py"):
-        shutil.copy(path, dest / path.name)
-    if (CODEBASE_DIR / "scripts").is_dir():
-        shutil.copytree(CODEBASE_DIR / "scripts", dest / "scripts")
-    if regions:
-        text = (dest / "custom_pretrain.py").read_text()
-        for name, body in regions.items():
-            start = f"# ── EDITABLE REGION START: {name} ──\n"
-            end = f"# ── EDITABLE REGION END: {name} ──\n"
-            head, rest = text.split(start, 1)
-            _, tail = rest.split(end, 1)
-            text = head + start + body + end + tail
-        (dest / "custom_pretrain.py").write_text(text)
-    return dest
 
 
 def train(
@@ -226,6 +207,41 @@ def test_bad_config_overrides_fail_clearly(
     assert_failed(proc, out, "CONFIG_OVERRIDES", needle)
 
 
+def test_a_region_that_is_not_a_literal_is_refused_unrun(
+    tmp_path: Path, pb_data_paths: DataPaths
+) -> None:
+    rigged = (
+        "class _Rigged(float):\n"
+        "    def __le__(self, other):\n"
+        "        return True\n\n\n"
+        'CONFIG_OVERRIDES = {"learning_rate": _Rigged(50.0)}\n'
+    )
+    code = copy_codebase(tmp_path / "code", {"config_overrides": rigged})
+    out = tmp_path / "out"
+    proc = train(code, out, pb_data_paths, PB_PROFILE="micro", timeout=120)
+    assert_failed(proc, out, "config_overrides region must be exactly one assignment")
+
+
+def test_the_harness_json_is_the_overrides(tmp_path: Path, pb_data_paths: DataPaths) -> None:
+    code = copy_codebase(
+        tmp_path / "code", {"config_overrides": 'CONFIG_OVERRIDES = {"learning_rate": 0.5}\n'}
+    )
+    out = tmp_path / "out"
+    overrides = '{"learning_rate": 0.001, "min_lr": 0.001}'
+    proc = train(code, out, pb_data_paths, PB_PROFILE="micro", PB_CONFIG_OVERRIDES=overrides)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [r["lr"] for r in read_curve(out)] == pytest.approx([1e-3] * 3)
+    tc = torch.load(out / "ckpt.pt", map_location="cpu", weights_only=True)["train_config"]
+    assert tc["config_overrides"] == {"learning_rate": 0.001, "min_lr": 0.001}
+    assert (tc["learning_rate"], tc["lr_schedule"]) == (0.001, "")
+    assert tc["data_fingerprint"] == pb_data.data_fingerprint(pb_data_paths.data_dir)
+    for bad, needle in (('{"learning_rate": true}', "learning_rate"), ("[]", "must be a dict")):
+        proc = train(
+            code, tmp_path / "bad", pb_data_paths, PB_PROFILE="micro", PB_CONFIG_OVERRIDES=bad
+        )
+        assert_failed(proc, tmp_path / "bad", needle)
+
+
 def test_config_overrides_change_the_schedule(tmp_path: Path, pb_data_paths: DataPaths) -> None:
     code = copy_codebase(
         tmp_path / "code",
@@ -408,25 +424,23 @@ def test_offline_corpus_is_deterministic(tmp_path: Path, pb_data_paths: DataPath
     assert {"the", "of", "to", "a", "is"} <= words, words
 
 
-# --- the setting script -------------------------------------------------------------------
+# --- the training job's script ---------------------------------------------------------------
 
 
 def run_script(
-    code: Path, out: Path, data: DataPaths, **env: str
+    code: Path, out: Path, data: DataPaths, script: str = "train_tiny.sh", **env: str
 ) -> subprocess.CompletedProcess[str]:
     full_env = {
         **os.environ,
         "PB_DEVICE": "cpu",
         "PB_DATA_DIR": str(data.data_dir),
         "PB_TOKENIZER_DIR": str(data.tokenizer_dir),
-        "PB_EVAL_DATA_DIR": str(data.eval_data_dir),
-        "PB_EVAL_SOURCE": "offline",
         "PB_OUT_DIR": str(out),
         "PYTHON": sys.executable,
         **env,
     }
     return subprocess.run(
-        ["bash", "scripts/gpt_tiny.sh"],
+        ["bash", f"scripts/{script}"],
         cwd=code,
         env=full_env,
         capture_output=True,
@@ -435,21 +449,32 @@ def run_script(
     )
 
 
-def test_gpt_tiny_script_trains_then_evaluates(tmp_path: Path, pb_data_paths: DataPaths) -> None:
-    if not (CODEBASE_DIR / "evaluate.py").is_file():
-        pytest.skip("evaluate.py (the trusted evaluator, another area) is not there yet")
-    out = tmp_path / "out"
+def test_train_tiny_script_only_trains(tmp_path: Path, pb_data_paths: DataPaths) -> None:
+    out = tmp_path / "train"
     proc = run_script(CODEBASE_DIR, out, pb_data_paths, PB_MAX_ITERS="4")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    metrics = json.loads((out / "metrics.json").read_text())
+    for name in OUTPUTS:
+        assert (out / name).is_file(), name
+    assert not (out / "metrics.json").exists()  # evaluation is a job of its own
+    # which scores the same fixed validation windows that training logged
+    proc = run_script(
+        CODEBASE_DIR,
+        tmp_path / "eval",
+        pb_data_paths,
+        "eval_tiny.sh",
+        PB_MAX_ITERS="4",
+        PB_CKPT_DIR=str(out),
+        PB_EVAL_DATA_DIR=str(pb_data_paths.eval_data_dir),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["kind"] == "train" and metrics["profile"] == "tiny"
-    # the evaluator scores the same fixed validation windows that training logged
     assert metrics["metrics"]["val_loss"] == pytest.approx(
-        read_curve(out)[-1]["val_loss"], abs=1e-3
+        read_curve(out)[-1]["val_loss"], abs=1e-6
     )
 
 
-def test_gpt_tiny_script_fails_when_training_fails(
+def test_train_tiny_script_fails_when_training_fails(
     tmp_path: Path, pb_data_paths: DataPaths
 ) -> None:
     code = copy_codebase(tmp_path / "code", {"get_lr": NAN_SCHEDULE})
@@ -457,13 +482,14 @@ def test_gpt_tiny_script_fails_when_training_fails(
     proc = run_script(code, out, pb_data_paths, PB_MAX_ITERS="8")
     assert proc.returncode != 0
     assert (out / "failure.json").is_file()
-    assert not (out / "metrics.json").exists()
+    assert not (out / ".training_complete").exists()
 
 
-def test_gpt_tiny_script_refuses_another_profile(tmp_path: Path, pb_data_paths: DataPaths) -> None:
-    proc = run_script(CODEBASE_DIR, tmp_path / "out", pb_data_paths, PB_PROFILE="full")
-    assert proc.returncode == 2
-    assert "runs the tiny profile" in proc.stderr
+def test_job_scripts_refuse_another_profile(tmp_path: Path, pb_data_paths: DataPaths) -> None:
+    for script in ("train_tiny.sh", "eval_tiny.sh", "lm_eval_tiny.sh"):
+        proc = run_script(CODEBASE_DIR, tmp_path / "out", pb_data_paths, script, PB_PROFILE="full")
+        assert proc.returncode == 2, script
+        assert f"{script} runs the tiny profile" in proc.stderr
 
 
 # --- the tokenizer from PyPI ----------------------------------------------------------------

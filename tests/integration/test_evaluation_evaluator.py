@@ -1,7 +1,9 @@
 """The trusted evaluator as a process: end to end on the tiny profile, refusals, and forgeries.
 
 Checkpoints come from ``make_checkpoint`` (the codebase's real ``custom_pretrain.py`` as model
-source, randomly initialised weights); the slow test trains the real tiny profile first.
+source, randomly initialised weights). The evaluator reads them from ``PB_CKPT_DIR`` and writes to
+its own ``PB_OUT_DIR``. Logits workers: test_codebase_workers.py; real training runs chained with
+the evaluation jobs: test_codebase_jobs.py.
 """
 
 from __future__ import annotations
@@ -66,11 +68,22 @@ def trained_dir(eval_env: dict[str, str], tmp_path_factory: pytest.TempPathFacto
 
 
 @pytest.fixture(scope="module")
-def honest_train_metrics(trained_dir: Path, eval_env: dict[str, str]) -> dict[str, Any]:
+def honest_train_metrics(
+    trained_dir: Path, eval_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("eval_out")
     cpu0 = child_cpu_seconds()
-    proc = run_evaluator("train", {**eval_env, "PB_OUT_DIR": str(trained_dir)})
+    proc = run_evaluator(
+        "train", {**eval_env, "PB_CKPT_DIR": str(trained_dir), "PB_OUT_DIR": str(out)}
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return {"file": read_metrics(trained_dir), "cpu_s": child_cpu_seconds() - cpu0}
+    assert sorted(p.name for p in trained_dir.iterdir()) == [
+        ".training_complete",
+        "ckpt.pt",
+        "model_source.py",
+    ]  # the checkpoint directory is only read
+    details = json.loads((out / "eval_details.json").read_text())
+    return {"file": read_metrics(out), "cpu_s": child_cpu_seconds() - cpu0, "details": details}
 
 
 def test_tiny_end_to_end_offline(
@@ -80,6 +93,7 @@ def test_tiny_end_to_end_offline(
     tmp_path: Path,
 ) -> None:
     check_metrics_file(honest_train_metrics["file"], "train", TRAIN_METRICS)
+    assert honest_train_metrics["details"]["model"] == "in process (original architecture)"
     m = honest_train_metrics["file"]["metrics"]
     assert 9.0 < m["val_loss"] < 12.0  # random weights: about ln(50304) = 10.8
     assert m["wikitext2_ppl"] > 1 and m["lambada_ppl"] > 1
@@ -167,11 +181,14 @@ def test_forged_lines_and_files_change_nothing(
     for name in ("ckpt.pt", ".training_complete"):
         shutil.copy(trained_dir / name, forged / name)
     (forged / "model_source.py").write_text((trained_dir / "model_source.py").read_text() + FORGERY)
-    (forged / "metrics.json").write_text('{"stale": true}')
-    proc = run_evaluator("train", {**eval_env, "PB_OUT_DIR": str(forged)})
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metrics.json").write_text('{"stale": true}')
+    proc = run_evaluator("train", {**eval_env, "PB_CKPT_DIR": str(forged), "PB_OUT_DIR": str(out)})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "TRAIN_METRICS: step=100" in proc.stdout  # the forged lines were printed ...
-    data = read_metrics(forged)  # ... and ignored
+    # the evaluator builds its own GPT and never imports the saved source: nothing of it ran
+    assert "TRAIN_METRICS: step=100" not in proc.stdout
+    data = read_metrics(out)
     assert data["metrics"] == honest_train_metrics["file"]["metrics"]
     assert data["dataset_source"] == "offline"
 
@@ -212,54 +229,58 @@ def test_refuses_checkpoints_that_are_not_the_profiles_run(
     eval_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
-    make_checkpoint(
-        tmp_path, eval_env, edit=edit, marker=case != "no marker", source=TOY_MODEL_SOURCE
+    ckpt = tmp_path / "ckpt"
+    make_checkpoint(ckpt, eval_env, edit=edit, marker=case != "no marker", source=TOY_MODEL_SOURCE)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metrics.json").write_text('{"schema_version": 1, "metrics": {"val_loss": 0.01}}')
+    proc = run_evaluator(
+        "train", {**eval_env, **env_extra, "PB_CKPT_DIR": str(ckpt), "PB_OUT_DIR": str(out)}
     )
-    (tmp_path / "metrics.json").write_text('{"schema_version": 1, "metrics": {"val_loss": 0.01}}')
-    proc = run_evaluator("train", {**eval_env, **env_extra, "PB_OUT_DIR": str(tmp_path)})
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "refused" in proc.stderr and message in proc.stderr
-    assert not (tmp_path / "metrics.json").exists()  # the stale file is gone, no new one
+    assert not (out / "metrics.json").exists()  # the stale file is gone, no new one
+    reason = json.loads((out / "failure.json").read_text())["reason"]
+    assert reason.startswith("refused: ") and message in reason
 
 
-def test_refuses_a_model_that_sees_the_future(eval_env: dict[str, str], tmp_path: Path) -> None:
-    make_checkpoint(
-        tmp_path, eval_env, source=TOY_MODEL_SOURCE.replace("CAUSAL = True", "CAUSAL = False")
-    )
-    proc = run_evaluator("train", {**eval_env, "PB_OUT_DIR": str(tmp_path)})
+@pytest.mark.parametrize(
+    ("missing", "message"),
+    [
+        ("PB_CKPT_DIR", "no checkpoint: set PB_CKPT_JOB (with PB_NEEDS_DIR) or PB_CKPT_DIR"),
+        ("PB_EVAL_DATA_DIR", "PB_EVAL_DATA_DIR (the offline evaluation sets) is not set"),
+        ("PB_DATA_DIR", "PB_DATA_DIR is not set (the validation set lives there)"),
+    ],
+)
+def test_refuses_without_its_inputs(
+    trained_dir: Path, eval_env: dict[str, str], tmp_path: Path, missing: str, message: str
+) -> None:
+    env = {**eval_env, "PB_CKPT_DIR": str(trained_dir), "PB_OUT_DIR": str(tmp_path)}
+    del env[missing]
+    proc = run_evaluator("train", env)
     assert proc.returncode == 2
-    assert "not causal" in proc.stderr
-    assert not (tmp_path / "metrics.json").exists()
+    reason = json.loads((tmp_path / "failure.json").read_text())["reason"]
+    assert reason.startswith("refused: ") and reason.endswith(message), reason
 
 
-@pytest.mark.slow
-def test_real_tiny_training_then_both_evaluations(eval_env: dict[str, str], tmp_path: Path) -> None:
-    """The tiny profile as the sandbox runs it: gpt_tiny.sh (train + evaluate), then lm_eval_tiny.sh."""
-    if not (CODEBASE_DIR / "scripts" / "gpt_tiny.sh").is_file():
-        pytest.skip("scripts/gpt_tiny.sh is not there yet")
-    env = {**os.environ, **eval_env, "PB_OUT_DIR": str(tmp_path / "train")}
-    proc = subprocess.run(
-        ["bash", str(CODEBASE_DIR / "scripts" / "gpt_tiny.sh")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    train = read_metrics(tmp_path / "train")
-    check_metrics_file(train, "train", TRAIN_METRICS)
-    assert train["metrics"]["val_loss"] < 9.0  # it learned something in 100 iterations
-    env = {**env, "PB_OUT_DIR": str(tmp_path / "lm"), "PB_CKPT_DIR": str(tmp_path / "train")}
-    proc = subprocess.run(
-        ["bash", str(CODEBASE_DIR / "scripts" / "lm_eval_tiny.sh")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def test_the_checkpoint_job_comes_from_the_needs_dir(
+    honest_train_metrics: dict[str, Any],
+    trained_dir: Path,
+    eval_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    needs = tmp_path / "needs"
+    needs.mkdir()
+    (needs / "train-tiny").symlink_to(trained_dir)
+    env = {
+        **eval_env,
+        "PB_NEEDS_DIR": str(needs),
+        "PB_CKPT_JOB": "train-tiny",
+        "PB_OUT_DIR": str(tmp_path / "out"),
+    }
+    proc = run_evaluator("train", env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    lm = read_metrics(tmp_path / "lm")
-    check_metrics_file(lm, "lm_eval", LM_EVAL_METRICS)
+    assert read_metrics(tmp_path / "out")["metrics"] == honest_train_metrics["file"]["metrics"]
 
 
 def test_model_source_is_the_real_training_file() -> None:

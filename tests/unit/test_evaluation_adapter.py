@@ -1,5 +1,8 @@
 """The lm-eval adapter: batched scoring equals unbatched scoring equals a naive reference, and
-the perplexity metrics equal hand computations for a model whose probabilities are known."""
+the perplexity metrics equal hand computations for a model whose probabilities are known.
+
+Models are scored through ``LocalModel`` (the hidden states entering ``lm_head`` of a model in this
+process; the adapter applies the head itself), as the evaluator scores its own GPT."""
 
 from __future__ import annotations
 
@@ -64,15 +67,6 @@ class BigramGPT(nn.Module):
         return z - (z.max() + np.log(np.exp(z - z.max()).sum()))
 
 
-class ReshapingGPT(BigramGPT):
-    """A forward that indexes the head's output as (B, T, V): the position head must fall back."""
-
-    def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, None]:
-        return self.lm_head(self.wte(idx))[:, :, :], None
-
-
 def naive_score(model: nn.Module, ctx: list[int], cont: list[int], block: int) -> float:
     """Reference: one forward per request, full logits, log_softmax over all positions."""
     whole = (ctx + cont)[-(block + 1) :]
@@ -96,33 +90,41 @@ def random_pairs(n: int, seed: int = 0) -> list[tuple[list[int], list[int]]]:
     return pairs
 
 
+def scorer(adapter: Any, model: nn.Module, encoding: Any, batch_size: int = 32) -> Any:
+    return adapter.NanoGPTLM(adapter.LocalModel(model), encoding=encoding, batch_size=batch_size)
+
+
 def test_batched_equals_unbatched_and_reference(
     adapter: Any, toy_model: nn.Module, gpt2_encoding: Any
 ) -> None:
-    lm = adapter.NanoGPTLM(toy_model, encoding=gpt2_encoding, device="cpu", batch_size=8)
-    assert lm._head is not None  # the toy GPT ends in lm_head: only needed positions are computed
+    reference = [naive_score(toy_model, c, n, BLOCK) for c, n in random_pairs(40)]
+    lm = scorer(adapter, toy_model, gpt2_encoding, batch_size=8)
     pairs = random_pairs(40)
     batched = lm.score_token_pairs(pairs, batch_size=8)
     single = lm.score_token_pairs(pairs, batch_size=1)
-    for (b, gb), (s, gs), (ctx, cont) in zip(batched, single, pairs, strict=True):
+    for (b, gb), (s, gs) in zip(batched, single, strict=True):
         assert abs(b - s) < 1e-4
         assert gb == gs
-        assert abs(b - naive_score(toy_model, ctx, cont, BLOCK)) < 1e-4
+    for (b, _), want in zip(batched, reference, strict=True):
+        assert abs(b - want) < 1e-4
 
 
-def test_position_head_falls_back_to_slicing(adapter: Any, gpt2_encoding: Any) -> None:
-    model = ReshapingGPT()
-    lm = adapter.NanoGPTLM(model, encoding=gpt2_encoding, device="cpu", batch_size=4)
-    assert lm._head is None
-    assert isinstance(model.lm_head, nn.Linear)  # the wrapper was removed again
-    pairs = random_pairs(10, seed=3)
-    for (got, _), (ctx, cont) in zip(lm.score_token_pairs(pairs), pairs, strict=True):
-        assert abs(got - naive_score(model, ctx, cont, BLOCK)) < 1e-4
+def test_the_head_is_applied_from_the_sources_weights(adapter: Any, gpt2_encoding: Any) -> None:
+    model = BigramGPT()
+    source = adapter.LocalModel(model)
+    assert source.head_weight is model.lm_head.head.weight and source.n_embd == 8
+    tokens = np.array([[1, 2, 3], [4, 5, 6]])
+    source.submit(tokens, np.array([0, 4, 5]))
+    hidden = source.fetch()
+    want = model.wte.weight[[1, 5, 6]]
+    assert torch.equal(hidden, want)  # the inputs of lm_head at those positions, nothing else
+    again = adapter.LocalModel(model)  # a second adapter on the same model unwraps the first
+    assert again.head_weight is source.head_weight
 
 
 def test_rolling_scores_every_token_once(adapter: Any, gpt2_encoding: Any) -> None:
     model = BigramGPT()
-    lm = adapter.NanoGPTLM(model, encoding=gpt2_encoding, device="cpu", batch_size=4)
+    lm = scorer(adapter, model, gpt2_encoding, batch_size=4)
     text = "The river rises on a moor and flows east to the sea. " * 12
     tokens = gpt2_encoding.encode_ordinary(text)
     assert len(tokens) > 3 * BLOCK
@@ -135,19 +137,9 @@ def test_rolling_scores_every_token_once(adapter: Any, gpt2_encoding: Any) -> No
 
 
 def test_generation_is_refused(adapter: Any, gpt2_encoding: Any) -> None:
-    lm = adapter.NanoGPTLM(BigramGPT(), encoding=gpt2_encoding, device="cpu")
+    lm = scorer(adapter, BigramGPT(), gpt2_encoding)
     with pytest.raises(NotImplementedError, match="log-likelihoods only"):
         lm.generate_until([SimpleNamespace(args=("Hello", {"until": ["\n"]}))])
-
-
-def test_causality_check(adapter: Any, tmp_path: Path) -> None:
-    path = tmp_path / "leaky.py"
-    path.write_text(TOY_MODEL_SOURCE.replace("CAUSAL = True", "CAUSAL = False"))
-    module = import_source(path, name="pb_test_leaky")
-    leaky = module.GPT(module.GPTConfig(block_size=BLOCK)).eval()
-    with pytest.raises(adapter.AdapterError, match="not causal"):
-        adapter.check_causal(leaky, 50304, BLOCK)
-    adapter.check_causal(BigramGPT(), 50304, BLOCK)  # a causal model passes
 
 
 # -----------------------------------------------------------------------------
@@ -162,7 +154,7 @@ def offline_results(
     from lm_eval.tasks import TaskManager
 
     model = BigramGPT(block_size=BLOCK)
-    lm = adapter.NanoGPTLM(model, encoding=gpt2_encoding, device="cpu", batch_size=16)
+    lm = scorer(adapter, model, gpt2_encoding, batch_size=16)
     tm = TaskManager(
         include_path=str(CODEBASE_DIR / "lm_eval_tasks"),
         include_defaults=False,
@@ -231,51 +223,15 @@ def test_lambada_perplexity_by_hand(
 
 def test_uniform_model_perplexities(adapter: Any, gpt2_encoding: Any) -> None:
     """A model with all-zero logits: every token costs ln(V), so word_ppl = V ** (tokens / words)."""
-
-    class Uniform(BigramGPT):
-        def forward(
-            self, idx: torch.Tensor, targets: torch.Tensor | None = None
-        ) -> tuple[torch.Tensor, None]:
-            return self.lm_head(self.wte(idx)) * 0.0, None
-
-    lm = adapter.NanoGPTLM(Uniform(), encoding=gpt2_encoding, device="cpu", batch_size=16)
+    uniform = BigramGPT()
+    with torch.no_grad():
+        uniform.wte.weight.zero_()  # zero hidden states and a zero head: zero logits
+    lm = scorer(adapter, uniform, gpt2_encoding, batch_size=16)
     docs = read_jsonl("wikitext.jsonl")[:2]
     got = lm.loglikelihood_rolling([SimpleNamespace(args=(detokenize(d["page"]),)) for d in docs])
     for total, doc in zip(got, docs, strict=True):
         n_tokens = len(gpt2_encoding.encode_ordinary(detokenize(doc["page"])))
         assert total == pytest.approx(-n_tokens * math.log(50304), rel=1e-6)
-
-
-class SoftcapGPT(BigramGPT):
-    """Post-processes the head's output: applying the head alone would be wrong."""
-
-    def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, None]:
-        return 3.0 * torch.tanh(self.lm_head(self.wte(idx)) / 3.0), None
-
-
-class LastPositionGPT(BigramGPT):
-    """Breaks the model contract: logits for the last position only (nanoGPT's inference path)."""
-
-    def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, None]:
-        return self.lm_head(self.wte(idx[:, [-1]])), None
-
-
-def test_post_processed_logits_are_scored_as_returned(adapter: Any, gpt2_encoding: Any) -> None:
-    model = SoftcapGPT()
-    lm = adapter.NanoGPTLM(model, encoding=gpt2_encoding, device="cpu", batch_size=4)
-    assert lm._head is None
-    pairs = random_pairs(8, seed=5)
-    for (got, _), (ctx, cont) in zip(lm.score_token_pairs(pairs), pairs, strict=True):
-        assert abs(got - naive_score(model, ctx, cont, BLOCK)) < 1e-4
-
-
-def test_model_contract_violation_is_a_clear_error(adapter: Any, gpt2_encoding: Any) -> None:
-    with pytest.raises(adapter.AdapterError, match="logits for every position"):
-        adapter.NanoGPTLM(LastPositionGPT(), encoding=gpt2_encoding, device="cpu")
 
 
 def test_registered_with_lm_eval_and_built_from_a_checkpoint(
@@ -286,7 +242,7 @@ def test_registered_with_lm_eval_and_built_from_a_checkpoint(
     from tests._fixtures.evaluation import make_checkpoint
 
     assert get_model("nanogpt") is adapter.NanoGPTLM
-    make_checkpoint(tmp_path, {"PB_PROFILE": "tiny"}, source=TOY_MODEL_SOURCE)
+    make_checkpoint(tmp_path, {"PB_PROFILE": "tiny"})  # built by the codebase's own GPT
     monkeypatch.setenv("PB_TOKENIZER_DIR", str(pb_tokenizer_dir))
     lm = adapter.NanoGPTLM.create_from_arg_string(
         f"ckpt_dir={tmp_path},batch_size=4", {"device": "cpu"}

@@ -13,7 +13,12 @@ autocast and TF32 on CUDA, torch.compile and SDPA (flash) attention.
 
 Everything that sets the size of a run (profile, seed, iterations, batch, data, output) is read
 by pb_config.py from PB_* environment variables: see docs/INTERFACES.md. The marked editable
-regions are what a task lets you change; the rest of the file is frozen.
+regions are what a task lets you change; the rest of the file is frozen. CONFIG_OVERRIDES is data:
+the training loop takes it from PB_CONFIG_OVERRIDES (or parses its region as a literal), never
+from the running module. With PB_LR_SCHEDULE_JOB set, the learning rates come from the table that
+job wrote (schedule.py ran get_lr there) and get_lr is not called here.
+
+This file only trains: the trusted evaluator (evaluate.py) scores the checkpoint in its own job.
 """
 
 import json
@@ -31,6 +36,7 @@ from torch.nn import functional as F
 
 import pb_config
 import pb_data
+import pb_jobs
 
 # -----------------------------------------------------------------------------
 # the model
@@ -265,6 +271,18 @@ def checked_lr(it, cfg):
     return value
 
 
+def learning_rates(cfg):
+    """The learning rate of every iteration: the schedule job's table when cfg names one (checked
+    by pb_config.load_lr_table, get_lr is then never called), else get_lr's, checked."""
+    if cfg["lr_schedule"]:
+        path = Path(cfg["lr_schedule"])
+        try:
+            return pb_config.load_lr_table(path, cfg)
+        except pb_config.ConfigError as e:
+            raise TrainingFailure(f"the learning-rate table of job {path.parent.name}: {e}") from None
+    return [checked_lr(it, cfg) for it in range(cfg["max_iters"])]
+
+
 @torch.no_grad()
 def estimate_val_loss(model, windows, batch_size, device, autocast, rank, world_size):
     """Mean next-token loss over the fixed validation windows, shared across DDP ranks."""
@@ -281,12 +299,6 @@ def estimate_val_loss(model, windows, batch_size, device, autocast, rank, world_
         torch.distributed.all_reduce(totals)
     model.train()
     return (totals[0] / totals[1]).item()
-
-
-def write_json(path, obj):
-    partial = Path(str(path) + ".partial")
-    partial.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(partial, path)
 
 
 # -----------------------------------------------------------------------------
@@ -346,8 +358,8 @@ def train(cfg, out_dir, rank, local_rank, world_size):
     peak = gpu_peak_flops(device_type)
     flops_per_iter = raw_model.flops_per_token() * tokens_per_iter
 
-    # check the whole schedule before spending compute on it
-    lrs = [checked_lr(it, cfg) for it in range(cfg["max_iters"])]
+    # the whole schedule, checked before any compute is spent on it
+    lrs = learning_rates(cfg)
 
     # --- the loop ---
     curve = open(out_dir / "curve.jsonl", "w") if master else None
@@ -417,7 +429,7 @@ def train(cfg, out_dir, rank, local_rank, world_size):
         ckpt = {
             "model": raw_model.state_dict(),
             "model_config": model_args,
-            "train_config": {**cfg, "world_size": world_size, "config_overrides": dict(CONFIG_OVERRIDES)},
+            "train_config": {**cfg, "world_size": world_size},  # plain data (overrides included)
             "iter_num": cfg["max_iters"],
             "tokens_seen": cfg["max_iters"] * tokens_per_iter,
             "val_loss": val_loss,
@@ -425,7 +437,7 @@ def train(cfg, out_dir, rank, local_rank, world_size):
         torch.save(ckpt, out_dir / "ckpt.pt.partial")
         os.replace(out_dir / "ckpt.pt.partial", out_dir / "ckpt.pt")
         seconds = time.time() - t_start
-        write_json(out_dir / ".training_complete", {
+        pb_jobs.write_json(out_dir / ".training_complete", {
             "iters": cfg["max_iters"], "tokens": cfg["max_iters"] * tokens_per_iter, "seconds": seconds,
             "train_seconds": train_seconds, "val_loss": val_loss})
         log(f"done: {cfg['max_iters']} iterations in {seconds:.1f} s, val_loss {val_loss:.4f}")
@@ -448,9 +460,15 @@ def main():
         (out_dir / "model_source.py").write_text(source)
     try:
         cfg = pb_config.resolve_run_config(os.environ)
-        cfg = pb_config.apply_overrides(cfg, CONFIG_OVERRIDES)
+        # CONFIG_OVERRIDES as data (PB_CONFIG_OVERRIDES, else this file's region as a literal)
+        overrides = pb_config.read_overrides(os.environ, __file__)
+        cfg = pb_config.apply_overrides(cfg, overrides)
+        cfg["config_overrides"] = overrides
+        schedule_dir = pb_config.needed_job_dir(os.environ, "PB_LR_SCHEDULE_JOB")
+        cfg["lr_schedule"] = str(schedule_dir / pb_config.SCHEDULE_FILE) if schedule_dir else ""
         if not cfg["data_dir"]:
             raise TrainingFailure("PB_DATA_DIR must name the directory of the token shards")
+        cfg["data_fingerprint"] = pb_data.data_fingerprint(cfg["data_dir"])
         if ddp:
             backend = "nccl" if (cfg["device"] or ("cuda" if torch.cuda.is_available() else "cpu")) == "cuda" else "gloo"
             torch.distributed.init_process_group(backend=backend)
@@ -458,12 +476,12 @@ def main():
     except (TrainingFailure, pb_config.ConfigError, pb_data.DataError) as e:
         reason = str(e)
         if rank == 0:
-            write_json(out_dir / "failure.json", {"reason": reason})
+            pb_jobs.write_failure(out_dir, reason)
         print(f"TRAINING FAILED: {reason}", file=sys.stderr, flush=True)
         sys.exit(1)
     except Exception as e:  # a crash in edited code: say what it was, keep the traceback
         if rank == 0:
-            write_json(out_dir / "failure.json", {"reason": f"{type(e).__name__}: {e}"})
+            pb_jobs.write_failure(out_dir, f"{type(e).__name__}: {e}")
         raise
     finally:
         if ddp and torch.distributed.is_initialized():

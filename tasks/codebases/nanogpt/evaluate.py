@@ -1,19 +1,33 @@
 """
 The trusted evaluator: the only code that decides a run's metrics (docs/METRICS.md).
 
-    python evaluate.py --kind train      # val_loss, wikitext2_ppl, lambada_ppl of PB_OUT_DIR/ckpt.pt
-    python evaluate.py --kind lm_eval    # arc_easy, hellaswag, piqa, winogrande of PB_CKPT_DIR/ckpt.pt
+    python evaluate.py --kind train      # val_loss, wikitext2_ppl, lambada_ppl
+    python evaluate.py --kind lm_eval    # arc_easy, hellaswag, piqa, winogrande
 
-It runs as its own process after training. It refuses a checkpoint without the
-.training_complete marker, or one whose iterations, tokens, profile, seed or model shape differ
-from what pb_config.resolve_run_config(os.environ) says the run must have done. It rebuilds the
-model from the saved model_source.py (the trained architecture), checks that the model is causal,
-and computes every loss with its own code, using torch functions captured before any agent code
-was imported. It deletes any metrics.json first and writes a new one last (atomically); what the
-agent's code prints or writes changes nothing.
+It runs as a job of its own (scripts/eval_*.sh, scripts/lm_eval_*.sh), from the trusted codebase,
+on the checkpoint of a training job: $PB_NEEDS_DIR/$PB_CKPT_JOB (or PB_CKPT_DIR by hand), read-only.
+It never imports a file the agent touched. Two ways to run the trained model:
 
-Exit codes: 0 metrics.json written; 2 evaluation refused (bad checkpoint or configuration);
-1 evaluation failed (e.g. a non-finite metric).
+- in this process (no PB_WORKERS): GPT is built from this codebase's own custom_pretrain.py, the
+  original architecture, and only the weights are taken from ckpt.pt. For tasks whose
+  architecture is frozen (the learning-rate task). The saved model_source.py is read as text only,
+  to refuse a checkpoint whose architecture regions are not the original ones.
+- in logits workers (PB_WORKERS_DIR, PB_WORKERS = N >= 2): the agent's architecture runs only in
+  sandboxed worker processes (logits_worker.py). Worker 0 serves the whole pass; this process
+  applies lm_head (the weights it loaded) to the hidden states it gets back and computes every
+  loss. Causality is checked on the real inputs: a secret random sample of the pass's sequences
+  (PB_CAUSALITY_PROBES, default 64) is sent again, each with its tokens from a random cut k on
+  replaced by random tokens, to the other, fresh workers; the logits before k must match the
+  main pass (atol = rtol = 1e-3). A model that peeks ahead is caught at position k - 1, since it
+  cannot know k and the workers cannot talk to each other.
+
+It refuses a checkpoint without the .training_complete marker, or one whose iterations, tokens,
+profile, seed or model shape differ from what pb_config.resolve_run_config(os.environ) says the
+run must have done. It deletes any metrics.json first and writes a new one last (atomically).
+
+Exit codes: 0 metrics.json written; 2 evaluation refused (bad checkpoint or configuration, a model
+that is not causal, a worker answering garbage or non-finite values); 1 evaluation failed (a
+non-finite metric, a worker that died, a model that raised). Both write failure.json.
 """
 
 import os
@@ -26,36 +40,33 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
-import json  # noqa: E402
 import math  # noqa: E402
+import random  # noqa: E402
+import re  # noqa: E402
+import secrets  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-# trusted references, captured before any agent code (model_source.py) is imported
+# trusted references, captured at import
 _cross_entropy = F.cross_entropy
+_linear = F.linear
+_allclose = torch.allclose
 _no_grad = torch.no_grad
 _from_numpy = torch.from_numpy
 
+import pb_checkpoint  # noqa: E402
 import pb_config  # noqa: E402
 import pb_data  # noqa: E402
+import pb_jobs  # noqa: E402
+import pb_logits  # noqa: E402
 import pb_tokenizer  # noqa: E402
-from lm_eval_adapter import (  # noqa: E402
-    AdapterError,
-    NanoGPTLM,
-    check_causal,
-    load_checkpoint,
-    load_checkpoint_model,
-    model_logits,
-)
-
-# the trusted helpers this module calls after agent code has been imported, captured now
-_val_windows = pb_data.val_windows
-_data_fingerprint = pb_data.data_fingerprint
+from lm_eval_adapter import AdapterError, LocalModel, NanoGPTLM, load_trusted_model  # noqa: E402
 
 # -----------------------------------------------------------------------------
 # what is evaluated
@@ -63,9 +74,10 @@ _data_fingerprint = pb_data.data_fingerprint
 SCHEMA_VERSION = 1
 METRICS_FILE = "metrics.json"
 DETAILS_FILE = "eval_details.json"  # every lm-eval number and item count, for readers
-MARKER_FILE = ".training_complete"
 CODEBASE_DIR = Path(__file__).resolve().parent
 TASKS_DIR = CODEBASE_DIR / "lm_eval_tasks"  # the offline (local) task YAMLs
+OWN_SOURCE = CODEBASE_DIR / "custom_pretrain.py"  # the original training file: the trusted architecture
+ARCHITECTURE_REGIONS = ("layernorm", "block")  # the regions that change the model
 
 # metric name -> (lm-eval task, lm-eval metric key, scale); the local task is "pb_" + task
 TRAIN_LM_EVAL_METRICS = {
@@ -80,30 +92,24 @@ LM_EVAL_METRICS = {  # zero-shot accuracy in percent: acc_norm where the task ha
 }
 DEFAULT_LM_EVAL_BATCH = 32  # sequences per forward pass in the lm-eval adapter
 
+# the logits workers and the causality check
+DEFAULT_CAUSALITY_PROBES = 64  # sequences of the pass sent again, cut, to the other workers
+DEFAULT_WORKER_TIMEOUT = 600.0  # seconds a worker may take to load, or to answer one request
+CAUSAL_ATOL = CAUSAL_RTOL = 1e-3  # kernels differ by far less (also TF32 on GPUs); a leak by far more
+PROBE_VOCAB = 50257  # random tokens of a probe are real GPT-2 tokens
+PROBE_HEAD_ROWS = 256  # positions per head application while comparing
+
 
 class EvaluationRefused(Exception):
-    """The checkpoint must not be evaluated (incomplete, or not the profile's run)."""
+    """The checkpoint or the model must not be evaluated (exit code 2)."""
 
 
 class EvaluationFailed(Exception):
-    """The evaluation ran but produced no valid metrics."""
+    """The evaluation ran but produced no valid metrics (exit code 1)."""
 
 
 # -----------------------------------------------------------------------------
 # checks before anything is computed
-
-
-def read_marker(ckpt_dir):
-    path = Path(ckpt_dir) / MARKER_FILE
-    if not path.is_file():
-        raise EvaluationRefused(f"{path} is missing: training did not complete, nothing to evaluate")
-    try:
-        marker = json.loads(path.read_text() or "{}")
-    except json.JSONDecodeError as e:
-        raise EvaluationRefused(f"{path} is not valid JSON: {e}") from e
-    if not isinstance(marker, dict):
-        raise EvaluationRefused(f"{path} must hold a JSON object")
-    return marker
 
 
 def check_checkpoint(ckpt, marker, cfg):
@@ -114,7 +120,8 @@ def check_checkpoint(ckpt, marker, cfg):
     problems = []
 
     def differ(what, got, want):
-        if got != want:
+        # exact types: True is not the integer 1 here
+        if type(got) is not type(want) or got != want:
             problems.append(f"{what} is {got!r}, the {cfg['profile']} run must have {want!r}")
 
     differ("ckpt iter_num", ckpt.get("iter_num"), want_iters)
@@ -125,11 +132,174 @@ def check_checkpoint(ckpt, marker, cfg):
         differ(f"train_config[{key!r}]", tc.get(key), cfg[key])
     # the model's shape is the profile's; an agent cannot evaluate a bigger model
     want_model = pb_config.model_config(cfg)
-    got_model = ckpt.get("model_config") or {}
-    for key in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
+    got_model = ckpt["model_config"]
+    for key in want_model:
         differ(f"model_config[{key!r}]", got_model.get(key), want_model[key])
+    extra = sorted(set(got_model) - set(want_model))
+    if extra:
+        problems.append(f"model_config has unknown field(s) {extra}")
     if problems:
         raise EvaluationRefused("checkpoint does not match the run configuration: " + "; ".join(problems))
+
+
+def check_original_architecture(ckpt_dir):
+    """In-process evaluation builds the original GPT: refuse a checkpoint whose model source has
+    other architecture regions (it must go through logits workers). The source is read as text."""
+    trained = pb_checkpoint.read_model_source(ckpt_dir)
+    own = OWN_SOURCE.read_text()
+    for name in ARCHITECTURE_REGIONS:
+        try:
+            same = pb_config.region_text(trained, name) == pb_config.region_text(own, name)
+        except pb_config.ConfigError:
+            same = False
+        if not same:
+            raise EvaluationRefused(
+                f"the checkpoint was trained with an architecture of its own (region {name!r} of "
+                f"{pb_checkpoint.MODEL_SOURCE_FILE} is not the original); this evaluator builds only the "
+                "original one in process: evaluate it through logits workers (PB_WORKERS_DIR, PB_WORKERS >= 2)")
+
+
+def training_fingerprint(ckpt):
+    """The training data's fingerprint as the training job recorded it, if well formed."""
+    tc = ckpt.get("train_config") if isinstance(ckpt.get("train_config"), dict) else {}
+    value = tc.get("data_fingerprint")
+    return value if type(value) is str and re.fullmatch(r"sha256:[0-9a-f]{64}", value) else None
+
+
+# -----------------------------------------------------------------------------
+# the trained model in logits workers
+
+
+class CausalityProbes:
+    """A secret random sample of the sequences worker 0 scored (reservoir sampling over the whole
+    pass), each with a cut k drawn among its scored positions, and the hidden states worker 0 gave
+    at its scored positions before k. check() sends the cut sequences to the other workers."""
+
+    def __init__(self, n_probes, rng):
+        self.n_probes = n_probes
+        self.rng = rng
+        self.seen = 0  # sequences offered
+        self.kept = []  # (tokens (T,), scored columns (n,), cut k, hidden (m, C) at the columns < k)
+
+    def offer(self, tokens, positions, hidden):
+        """Consider each sequence of one answered request: tokens (B, T), flat positions (K,),
+        hidden (K, C)."""
+        T = tokens.shape[1]
+        rows = positions // T
+        for b in np.unique(rows):
+            self.seen += 1
+            slot = len(self.kept) if len(self.kept) < self.n_probes else self.rng.randrange(self.seen)
+            if slot >= self.n_probes:
+                continue
+            mine = rows == b
+            cols = positions[mine] % T
+            cut = self.rng.randint(int(cols.min()) + 1, int(cols.max()) + 1)
+            item = (tokens[b].copy(), cols, cut, hidden[mine][cols < cut].copy())
+            if slot == len(self.kept):
+                self.kept.append(item)
+            else:
+                self.kept[slot] = item
+
+    def probe_tokens(self, tokens, cut, length):
+        """tokens[:cut], then random tokens up to length; each of tokens[cut:] is replaced by
+        another one, so that position cut surely differs."""
+        probe = np.empty(length, dtype=np.int64)
+        probe[:cut] = tokens[:cut]
+        for t in range(cut, length):
+            old = int(tokens[t]) if t < len(tokens) else 0
+            probe[t] = (old + self.rng.randrange(1, PROBE_VOCAB)) % PROBE_VOCAB
+        return probe
+
+    @_no_grad()
+    def check(self, clients, head_weight, batch_size, device):
+        """Send the probes, split over clients (fresh workers) and batched as ordinary requests
+        are (longest first, padded to the longest: here with random tokens, since a probe is random
+        from its cut on); raise EvaluationRefused where a logit before a cut differs from the main
+        pass."""
+        items = list(self.kept)
+        self.rng.shuffle(items)
+        plans = []  # per client: its batches of items
+        for j, client in enumerate(clients):
+            mine = sorted(items[j::len(clients)], key=lambda item: -len(item[0]))
+            plans.append((client, [mine[i:i + batch_size] for i in range(0, len(mine), batch_size)]))
+        for step in range(max((len(b) for _, b in plans), default=0)):
+            sent = []
+            for client, batches in plans:  # every worker computes at once, one request each
+                if step < len(batches):
+                    batch = batches[step]
+                    T = len(batch[0][0])
+                    tokens = np.stack([self.probe_tokens(tok, cut, T) for tok, _, cut, _ in batch])
+                    positions = np.concatenate([r * T + cols for r, (_, cols, _, _) in enumerate(batch)])
+                    client.submit(tokens, positions)
+                    sent.append((client, batch))
+            for client, batch in sent:
+                hidden = client.fetch()
+                k = 0
+                for _, cols, cut, main in batch:
+                    mine = hidden[k:k + len(cols)][cols < cut]
+                    k += len(cols)
+                    self.compare(main, mine, cols[cols < cut], cut, client.index, head_weight, device)
+
+    def compare(self, main, probe, cols, cut, worker, head_weight, device):
+        for r0 in range(0, len(cols), PROBE_HEAD_ROWS):
+            a = _linear(_from_numpy(main[r0:r0 + PROBE_HEAD_ROWS]).to(device), head_weight)
+            b = _linear(_from_numpy(probe[r0:r0 + PROBE_HEAD_ROWS]).to(device), head_weight)
+            if not _allclose(a, b, atol=CAUSAL_ATOL, rtol=CAUSAL_RTOL):
+                bad = ~torch.isclose(a, b, atol=CAUSAL_ATOL, rtol=CAUSAL_RTOL).all(dim=1)
+                where = int(cols[r0 + int(bad.nonzero()[0])])
+                diff = float((a - b).abs().max())
+                raise EvaluationRefused(
+                    f"the model is not causal: a sequence of the evaluation, with its tokens from position "
+                    f"{cut} on replaced by random ones and scored by another, fresh logits worker ({worker}), "
+                    f"got other logits at position {where} (max |difference| {diff:.3g}); outputs before a "
+                    "position must depend only on the tokens before it (not on later tokens, other "
+                    "sequences, or earlier requests), or its losses are not next-token predictions")
+
+
+class WorkerModel:
+    """A source of hidden states (see lm_eval_adapter) served by logits worker 0; every answered
+    sequence is offered to the causality probes."""
+
+    def __init__(self, client, head_weight, probes):
+        self.client = client
+        self.head_weight = head_weight
+        self.device = head_weight.device
+        self.n_embd = head_weight.shape[1]
+        self.probes = probes
+        self.pending = []
+
+    def submit(self, tokens, positions):
+        self.client.submit(tokens, positions)
+        self.pending.append((tokens, positions))
+
+    def fetch(self):
+        hidden = self.client.fetch()
+        tokens, positions = self.pending.pop(0)
+        self.probes.offer(tokens, positions, hidden)
+        return _from_numpy(hidden).to(self.device)
+
+
+def connect_workers(environ, cfg):
+    """The clients of workers 0..N-1 (each HELLO checked), or None when this job has none."""
+    count_raw = environ.get("PB_WORKERS", "")
+    if not count_raw:
+        return None
+    if not count_raw.isdigit():
+        raise EvaluationRefused(f"PB_WORKERS={count_raw!r} must be a number")
+    count = int(count_raw)
+    if count < 2:
+        raise EvaluationRefused(
+            f"PB_WORKERS={count}: an architecture of the agent's own needs at least 2 logits workers "
+            "(one for the evaluation, one or more fresh ones for its causality check)")
+    workers_dir = environ.get("PB_WORKERS_DIR", "")
+    if not workers_dir:
+        raise EvaluationRefused("PB_WORKERS is set but PB_WORKERS_DIR is not")
+    timeout = float(environ.get("PB_WORKER_TIMEOUT", "") or DEFAULT_WORKER_TIMEOUT)
+    expect = (cfg["n_embd"], cfg["block_size"], cfg["vocab_size"])
+    clients = [pb_logits.WorkerClient(Path(workers_dir) / str(i), i, expect, timeout) for i in range(count)]
+    for client in clients:
+        client.connect()
+    return clients
 
 
 # -----------------------------------------------------------------------------
@@ -137,15 +307,25 @@ def check_checkpoint(ckpt, marker, cfg):
 
 
 @_no_grad()
-def compute_val_loss(model, windows, batch_size, device):
-    """Mean next-token cross-entropy (nats, fp32) over every position of the validation windows."""
+def compute_val_loss(source, windows, batch_size):
+    """Mean next-token cross-entropy (nats, fp32) over every position of the validation windows.
+    Only the inputs w[:, :-1] go to the model; the targets w[:, 1:] stay here."""
     total = torch.zeros((), dtype=torch.float64)
     count = 0
-    for start in range(0, len(windows), batch_size):
-        w = _from_numpy(windows[start:start + batch_size]).to(device)
-        x, y = w[:, :-1], w[:, 1:]
-        logits = model_logits(model, x).float()
-        loss = _cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
+    starts = list(range(0, len(windows), batch_size))
+    T = windows.shape[1] - 1
+    for n, start in enumerate(starts):
+        if n == 0:
+            w = windows[start:start + batch_size]
+            source.submit(np.ascontiguousarray(w[:, :-1]), np.arange(len(w) * T, dtype=np.int64))
+        w = windows[start:start + batch_size]
+        hidden = source.fetch()  # (B * T, C)
+        if n + 1 < len(starts):  # the source works on the next batch while this one is scored
+            nxt = windows[starts[n + 1]:starts[n + 1] + batch_size]
+            source.submit(np.ascontiguousarray(nxt[:, :-1]), np.arange(len(nxt) * T, dtype=np.int64))
+        y = _from_numpy(np.ascontiguousarray(w[:, 1:])).to(source.device)
+        logits = _linear(hidden, source.head_weight).float()
+        loss = _cross_entropy(logits, y.reshape(-1), reduction="sum")
         total += loss.double().cpu()
         count += y.numel()
     return float(total / count)
@@ -198,12 +378,6 @@ def eval_data_fingerprint(eval_data_dir):
     return "sha256:" + h.hexdigest()
 
 
-def write_json_atomic(path, obj):
-    partial = Path(str(path) + ".partial")
-    partial.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n")
-    os.replace(partial, path)
-
-
 # -----------------------------------------------------------------------------
 # the evaluation
 
@@ -211,27 +385,15 @@ def write_json_atomic(path, obj):
 def evaluate(kind, environ):
     """Run one evaluation; returns the metrics.json content (also written to PB_OUT_DIR)."""
     t0 = time.time()
-    out_dir = environ.get("PB_OUT_DIR", "")
-    if not out_dir:
-        raise EvaluationRefused("PB_OUT_DIR is not set")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(environ["PB_OUT_DIR"])
     metrics_path = out_dir / METRICS_FILE
-    # whatever is there (a stale result, a file agent code wrote) is not this evaluation's result
-    for stale in (metrics_path, out_dir / DETAILS_FILE):
-        stale.unlink(missing_ok=True)
 
+    # --- the configuration, and what this job was given ---
     try:
         cfg = pb_config.resolve_run_config(environ)
+        ckpt_dir = pb_config.checkpoint_dir(environ)
     except pb_config.ConfigError as e:
         raise EvaluationRefused(f"run configuration: {e}") from e
-    if kind == "train":
-        ckpt_dir = out_dir
-    else:
-        ckpt_dir = environ.get("PB_CKPT_DIR", "")
-        if not ckpt_dir:
-            raise EvaluationRefused("PB_CKPT_DIR (the training setting's output dir) is not set")
-        ckpt_dir = Path(ckpt_dir)
     source = environ.get("PB_EVAL_SOURCE", "") or "offline"
     if source not in ("offline", "hf"):
         raise EvaluationRefused(f"PB_EVAL_SOURCE={source!r} must be 'offline' or 'hf'")
@@ -243,6 +405,9 @@ def evaluate(kind, environ):
     if not batch_raw.isdigit() or int(batch_raw) < 1:
         raise EvaluationRefused(f"PB_EVAL_BATCH_SIZE={batch_raw!r} must be a positive integer")
     batch = int(batch_raw)
+    probes_raw = environ.get("PB_CAUSALITY_PROBES", "") or str(DEFAULT_CAUSALITY_PROBES)
+    if not probes_raw.isdigit() or int(probes_raw) < 1:
+        raise EvaluationRefused(f"PB_CAUSALITY_PROBES={probes_raw!r} must be a positive integer")
     data_dir = environ.get("PB_DATA_DIR", "")
     if kind == "train" and not data_dir:
         raise EvaluationRefused("PB_DATA_DIR is not set (the validation set lives there)")
@@ -251,33 +416,53 @@ def evaluate(kind, environ):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
-    marker = read_marker(ckpt_dir)
+    # --- the checkpoint: complete, the profile's run, weights only ---
     try:
-        ckpt = load_checkpoint(ckpt_dir)
-    except AdapterError as e:
+        marker = pb_checkpoint.read_marker(ckpt_dir)
+        ckpt = pb_checkpoint.load_checkpoint(ckpt_dir)
+        check_checkpoint(ckpt, marker, cfg)
+        head = pb_checkpoint.head_weight(ckpt, cfg["vocab_size"], cfg["n_embd"]).to(device)
+    except pb_checkpoint.CheckpointError as e:
         raise EvaluationRefused(str(e)) from e
-    check_checkpoint(ckpt, marker, cfg)
     enc = pb_tokenizer.get_gpt2_encoding(environ.get("PB_TOKENIZER_DIR") or None)
 
-    # from here on agent code (the trained model source) is imported and runs
+    # --- the model: our own GPT in process, or the agent's in logits workers ---
     try:
-        model, _ = load_checkpoint_model(ckpt_dir, device=device, ckpt=ckpt)
-        check_causal(model, cfg["vocab_size"], cfg["block_size"], device=device)
-    except AdapterError as e:
-        raise EvaluationRefused(str(e)) from e
-    lm = NanoGPTLM(model, encoding=enc, device=device, batch_size=batch, block_size=cfg["block_size"])
-
-    metrics = {}
-    if kind == "train":
-        windows = _val_windows(data_dir, cfg["block_size"], cfg["val_windows"])
-        metrics["val_loss"] = compute_val_loss(model, windows, cfg["val_batch_size"], device)
-        lm_metrics, details = run_lm_eval(lm, TRAIN_LM_EVAL_METRICS, source, eval_data_dir)
-        fingerprint = _data_fingerprint(data_dir)
+        clients = connect_workers(environ, cfg)
+    except pb_logits.WorkerError as e:
+        raise (EvaluationRefused if e.refused else EvaluationFailed)(str(e)) from e
+    probes = None
+    if clients is None:
+        try:
+            check_original_architecture(ckpt_dir)
+            model = LocalModel(load_trusted_model(device=device, ckpt=ckpt))
+        except pb_checkpoint.CheckpointError as e:
+            raise EvaluationRefused(str(e)) from e
     else:
-        lm_metrics, details = run_lm_eval(lm, LM_EVAL_METRICS, source, eval_data_dir)
-        tc = ckpt.get("train_config") or {}
-        fingerprint = tc.get("data_fingerprint") or (
-            _data_fingerprint(data_dir) if data_dir else None)
+        seed_raw = environ.get("PB_CAUSALITY_SEED", "")  # for reproducing a refusal; secret otherwise
+        seed = int(seed_raw) if seed_raw.isdigit() else secrets.randbits(64)
+        probes = CausalityProbes(int(probes_raw), random.Random(seed))
+        model = WorkerModel(clients[0], head, probes)
+    lm = NanoGPTLM(model, encoding=enc, batch_size=batch, block_size=cfg["block_size"])
+
+    # --- the pass ---
+    metrics = {}
+    try:
+        if kind == "train":
+            windows = pb_data.val_windows(data_dir, cfg["block_size"], cfg["val_windows"])
+            metrics["val_loss"] = compute_val_loss(model, windows, cfg["val_batch_size"])
+            lm_metrics, details = run_lm_eval(lm, TRAIN_LM_EVAL_METRICS, source, eval_data_dir)
+            fingerprint = pb_data.data_fingerprint(data_dir)
+        else:
+            lm_metrics, details = run_lm_eval(lm, LM_EVAL_METRICS, source, eval_data_dir)
+            fingerprint = pb_data.data_fingerprint(data_dir) if data_dir else training_fingerprint(ckpt)
+        if probes is not None:  # the other, fresh workers see the probes only
+            probes.check(clients[1:], head, batch, device)
+    except pb_logits.WorkerError as e:
+        raise (EvaluationRefused if e.refused else EvaluationFailed)(str(e)) from e
+    finally:
+        for client in clients or []:
+            client.close()
     metrics.update(lm_metrics)
     bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
     if bad:
@@ -293,11 +478,13 @@ def evaluate(kind, environ):
         "data_fingerprint": fingerprint,
         "elapsed_s": round(time.time() - t0, 3),
     }
-    write_json_atomic(out_dir / DETAILS_FILE, {
+    pb_jobs.write_json(out_dir / DETAILS_FILE, {
         "kind": kind, "device": device, "batch_size": batch, "lm_eval_results": details,
         "eval_data_fingerprint": eval_data_fingerprint(eval_data_dir) if source == "offline" else None,
+        "model": "logits workers" if probes else "in process (original architecture)",
+        "causality": {"workers": len(clients), "sequences": probes.seen, "probed": len(probes.kept)} if probes else None,
     })
-    write_json_atomic(metrics_path, result)  # last: its presence means a complete evaluation
+    pb_jobs.write_json(metrics_path, result)  # last: its presence means a complete evaluation
     return result
 
 
@@ -306,25 +493,32 @@ def main(argv=None):
     parser.add_argument("--kind", choices=("train", "lm_eval"), required=True,
                         help="train: val_loss, wikitext2_ppl, lambada_ppl; lm_eval: the four accuracies")
     args = parser.parse_args(argv)
-    code = 0
+    if not os.environ.get("PB_OUT_DIR"):
+        sys.exit("error: PB_OUT_DIR must name the output directory")
+    out_dir = Path(os.environ["PB_OUT_DIR"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # whatever is there (a stale result) is not this evaluation's result
+    for stale in (METRICS_FILE, DETAILS_FILE, pb_jobs.FAILURE_FILE):
+        (out_dir / stale).unlink(missing_ok=True)
+    code, reason = 0, None
     try:
         result = evaluate(args.kind, dict(os.environ))
         print("EVAL_METRICS: " + ", ".join(f"{k}={v:.6g}" for k, v in result["metrics"].items()), flush=True)
-        print(f"wrote {Path(os.environ['PB_OUT_DIR']) / METRICS_FILE} in {result['elapsed_s']:.1f}s", flush=True)
+        print(f"wrote {out_dir / METRICS_FILE} in {result['elapsed_s']:.1f}s", flush=True)
     except EvaluationRefused as e:
-        print(f"evaluate.py: refused: {e}", file=sys.stderr, flush=True)
-        code = 2
+        code, reason = 2, f"refused: {e}"
     except (EvaluationFailed, pb_data.DataError, pb_tokenizer.TokenizerError, AdapterError) as e:
-        print(f"evaluate.py: failed: {e}", file=sys.stderr, flush=True)
-        code = 1
-    except Exception:  # anything else (the trained model crashing, lm-eval errors): keep the trace
+        code, reason = 1, f"failed: {e}"
+    except Exception as e:  # anything else (lm-eval errors, our bugs): keep the trace in the log
         traceback.print_exc()
-        print("evaluate.py: failed with the error above", file=sys.stderr, flush=True)
-        code = 1
+        code, reason = 1, f"failed: {type(e).__name__}: {e}"
+    if reason is not None:
+        print(f"evaluate.py: {reason}", file=sys.stderr, flush=True)
+        pb_jobs.write_failure(out_dir, reason)
     sys.stdout.flush()
     sys.stderr.flush()
-    # agent code was imported into this process: skip interpreter shutdown (atexit hooks,
-    # finalizers, stray threads) so nothing it registered can run after metrics.json is written
+    # skip interpreter shutdown: threads lm-eval's libraries left behind cannot delay or change
+    # anything after metrics.json is written
     os._exit(code)
 
 

@@ -1,12 +1,21 @@
 """
 lm-evaluation-harness model backend for a nanoGPT checkpoint (trusted, frozen code).
 
-    from lm_eval_adapter import NanoGPTLM, load_checkpoint_model
-    model, ckpt = load_checkpoint_model("out/", device="cpu")
-    lm = NanoGPTLM(model, batch_size=32)
+    from lm_eval_adapter import LocalModel, NanoGPTLM, load_trusted_model
+    lm = NanoGPTLM(LocalModel(load_trusted_model("train_out/", device="cpu")), batch_size=32)
     lm_eval.simple_evaluate(model=lm, tasks=[...])
 
-or, through lm-eval's registry: model="nanogpt", model_args="ckpt_dir=out/,batch_size=32".
+or, through lm-eval's registry: model="nanogpt", model_args="ckpt_dir=train_out/,batch_size=32".
+
+What is scored is a source of hidden states: an object with `n_embd`, `head_weight` (the lm_head
+matrix, (vocab, n_embd), fp32, on `device`), `submit(tokens, positions)` (tokens (B, T) and flat
+positions (K,), int64 numpy) and `fetch()` -> the (K, n_embd) fp32 inputs of lm_head at those
+positions, one fetch per submit, in order. LocalModel is a GPT in this process, built from this
+codebase's own custom_pretrain.py (the trusted architecture); evaluate.py's WorkerModel asks a
+logits worker, where the agent's architecture runs (logits_worker.py). This module applies the
+head itself, only at the scored positions and a few rows at a time (for a small model the 50k-wide
+head is most of the work), and computes the log-probabilities with torch functions captured when
+it is imported.
 
 What it scores:
 - loglikelihood: log p(continuation | context) summed over the continuation's tokens; the
@@ -18,161 +27,91 @@ What it scores:
 
 Batching: requests are sorted by length (longest first, so a batch pads little), right-padded
 (causal attention: padding on the right cannot change earlier positions; the evaluator checks
-causality before it trusts a model), and only the continuation positions are scored. Where the
-model returns the output of `self.lm_head(x)` unchanged (checked on every call), the hidden states
-at those positions are taken instead and this module applies the 50k-wide head to them, a few rows
-at a time; for a small model that head is most of the work. Otherwise the full logits are sliced.
-
-The losses are computed here, with torch functions captured when this module is imported, i.e.
-before the evaluator imports any agent code (the saved model_source.py).
+causality wherever the architecture is not its own), and only the continuation positions are
+scored. The next batch is submitted before the current one is scored, so a worker computes while
+this process applies the head.
 """
 
-import importlib.util
-import sys
-from pathlib import Path
-
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# trusted references, taken before any agent code runs in this process: agent code that
-# rebinds torch.nn.functional.log_softmax (say) cannot change what we compute
+# trusted references, taken when this module is imported: code that rebinds
+# torch.nn.functional.log_softmax (say) later cannot change what we compute
+_linear = F.linear
 _log_softmax = F.log_softmax
 _gather = torch.gather
 _argmax = torch.argmax
 _no_grad = torch.no_grad
-_allclose = torch.allclose
+_from_numpy = torch.from_numpy
 
 from lm_eval.api.model import TemplateLM  # noqa: E402
 from lm_eval.api.registry import register_model  # noqa: E402
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window  # noqa: E402
 
+import pb_checkpoint  # noqa: E402
+
 DEFAULT_BATCH_SIZE = 32  # sequences per forward pass; 1 reproduces unbatched scoring
 HEAD_CHUNK_ROWS = {"cpu": 32, "cuda": 2048}  # positions per lm_head + log_softmax call: on CPU
 # (32, 50304) fp32 stays in cache; on a GPU bigger chunks keep the matmuls efficient
-MODEL_SOURCE_FILE = "model_source.py"  # the custom_pretrain.py that was trained
-CKPT_FILE = "ckpt.pt"
 
 
 class AdapterError(RuntimeError):
-    """The checkpoint or the model cannot be evaluated (bad file, broken contract)."""
+    """The model cannot be scored (broken contract, bad arguments)."""
 
 
 # -----------------------------------------------------------------------------
-# loading the trained model
+# a GPT of this process as a source of hidden states
 
 
-def _import_model_source(path):
-    """Import the saved training script as a fresh module (never as __main__: no training)."""
-    name = "pb_model_source"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise AdapterError(f"{path}: cannot be imported as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses and pickling look the module up by name
-    try:
-        spec.loader.exec_module(module)
-    except Exception as e:
-        raise AdapterError(f"{path}: importing the trained model source failed: {e!r}") from e
-    for attr in ("GPT", "GPTConfig"):
-        if not hasattr(module, attr):
-            raise AdapterError(f"{path}: defines no {attr}")
-    return module
+def load_trusted_model(ckpt_dir=None, device="cpu", ckpt=None):
+    """GPT of this codebase's own custom_pretrain.py (never the saved model source) with the
+    checkpoint's weights, in eval mode: the trusted architecture."""
+    import custom_pretrain  # the sibling file of this one: the evaluator's own copy
 
-
-def load_checkpoint(ckpt_dir):
-    """ckpt.pt of a training output directory, loaded without running any pickled code."""
-    path = Path(ckpt_dir) / CKPT_FILE
-    if not path.is_file():
-        raise AdapterError(f"{path}: no checkpoint")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise AdapterError(f"{path}: not a loadable checkpoint: {e}") from e
-    for key in ("model", "model_config"):
-        if not isinstance(ckpt, dict) or key not in ckpt:
-            raise AdapterError(f"{path}: the checkpoint has no {key!r} entry")
-    return ckpt
-
-
-def load_checkpoint_model(ckpt_dir, device="cpu", ckpt=None):
-    """(model, ckpt): GPT rebuilt from ckpt_dir/model_source.py with the saved weights, in eval mode."""
-    ckpt_dir = Path(ckpt_dir)
     if ckpt is None:
-        ckpt = load_checkpoint(ckpt_dir)
-    source = ckpt_dir / MODEL_SOURCE_FILE
-    if not source.is_file():
-        raise AdapterError(f"{source}: the trained model source is missing")
-    module = _import_model_source(source)
-    try:
-        model = module.GPT(module.GPTConfig(**ckpt["model_config"]))
-        # torch.compile prefixes parameter names; the weights are the same
-        state = {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
-        model.load_state_dict(state, strict=True)
-    except Exception as e:
-        raise AdapterError(f"{ckpt_dir}: rebuilding the model from the checkpoint failed: {e}") from e
-    model.to(device)
-    model.eval()
-    return model, ckpt
+        ckpt = pb_checkpoint.load_checkpoint(ckpt_dir)
+    return pb_checkpoint.build_model(custom_pretrain, ckpt, device)
 
 
-def model_logits(model, idx):
-    """The (B, T, V) logits of model(idx), checking the model contract."""
-    out = model(idx)
-    logits = out[0] if isinstance(out, (tuple, list)) else out
-    if not torch.is_tensor(logits) or logits.dim() != 3 or tuple(logits.shape[:2]) != tuple(idx.shape):
-        shape = tuple(logits.shape) if torch.is_tensor(logits) else type(logits).__name__
-        raise AdapterError(
-            f"model(idx) must return logits for every position, shape (B, T, vocab); got {shape} "
-            f"for idx of shape {tuple(idx.shape)}"
-        )
-    return logits
-
-
-@_no_grad()
-def check_causal(model, vocab_size, block_size, device="cpu", seed=1234):
-    """Raise AdapterError if a position's logits depend on later tokens (a leak of the answer).
-
-    Changes the tokens from a few cut points on and checks that the logits before each cut stay
-    the same. Cheap; run once per evaluation, before any metric is computed.
-    """
-    T = min(block_size, 32)
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randint(0, min(vocab_size, 50257), (2, T), generator=g).to(device)
-    base = model_logits(model, idx).float()
-    for cut in sorted({1, T // 2, T - 1}):
-        if cut < 1:
-            continue
-        other = idx.clone()
-        other[:, cut:] = torch.randint(0, min(vocab_size, 50257), (2, T - cut), generator=g).to(device)
-        changed = model_logits(model, other).float()
-        # a leak moves logits by far more than kernel rounding (TF32 on GPUs) ever does
-        if not _allclose(base[:, :cut], changed[:, :cut], atol=1e-3, rtol=1e-3):
-            raise AdapterError(
-                f"the model is not causal: logits at positions < {cut} change when tokens from "
-                f"position {cut} on change, so its losses would not be next-token predictions"
-            )
-
-
-class _PositionHead(nn.Module):
-    """Wraps model.lm_head. Armed with (rows, cols), it keeps the hidden states at those positions
-    and returns a marker tensor instead of logits; the adapter then applies the head itself, only
-    there and a few rows at a time. Unarmed, it is the head."""
+class _CaptureHead(nn.Module):
+    """Stands in for model.lm_head: keeps its input (B, T, C), returns an empty tensor."""
 
     def __init__(self, head):
         super().__init__()
         self.head = head
-        self.rows = None
-        self.cols = None
         self.captured = None
-        self.marker = None
 
     def forward(self, x):
-        if self.rows is None:
-            return self.head(x)
-        self.captured = x[self.rows, self.cols]  # (K, C)
-        self.marker = torch.empty(0, device=x.device)
-        return self.marker
+        self.captured = x
+        return x.new_empty(0)
+
+
+class LocalModel:
+    """Hidden states from a GPT in this process (GPT.forward ends in lm_head: frozen code)."""
+
+    def __init__(self, model):
+        self.model = model.eval()
+        head = model.lm_head.head if isinstance(model.lm_head, _CaptureHead) else model.lm_head
+        self.capture = _CaptureHead(head)
+        self.model.lm_head = self.capture
+        self.head_weight = head.weight
+        self.device = self.head_weight.device
+        self.n_embd = self.head_weight.shape[1]
+        self.pending = []
+
+    def submit(self, tokens, positions):
+        self.pending.append((tokens, positions))
+
+    @_no_grad()
+    def fetch(self):
+        tokens, positions = self.pending.pop(0)
+        idx = _from_numpy(tokens).to(self.device)
+        self.capture.captured = None
+        self.model(idx)
+        h = self.capture.captured
+        return h.reshape(-1, h.size(-1))[_from_numpy(positions).to(self.device)].float()
 
 
 # -----------------------------------------------------------------------------
@@ -181,33 +120,32 @@ class _PositionHead(nn.Module):
 
 @register_model("nanogpt")
 class NanoGPTLM(TemplateLM):
-    """A nanoGPT model (GPT(config), model(idx) -> (logits, None)) with the GPT-2 tokenizer."""
+    """A GPT-2-tokenized causal LM scored through a source of hidden states (see the module doc)."""
 
-    def __init__(self, model=None, ckpt_dir=None, encoding=None, device=None, batch_size=DEFAULT_BATCH_SIZE,
-                 block_size=None, select_head=True, **kwargs):
+    def __init__(self, source=None, ckpt_dir=None, encoding=None, device=None, batch_size=DEFAULT_BATCH_SIZE,
+                 block_size=None, **kwargs):
         super().__init__()
-        if device in (None, ""):
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self._device = torch.device(device)
-        if model is None:
+        if source is None:
             if not ckpt_dir:
-                raise AdapterError("NanoGPTLM needs a model or ckpt_dir=<training output dir>")
-            model, _ = load_checkpoint_model(ckpt_dir, device=self.device)
-        self.model = model.to(self.device).eval()
+                raise AdapterError("NanoGPTLM needs a source of hidden states or ckpt_dir=<training output dir>")
+            if device in (None, ""):
+                device = "cuda" if torch.cuda.is_available() else "cpu"
+            source = LocalModel(load_trusted_model(ckpt_dir, device=device))
+        self.source = source
+        self._device = torch.device(source.head_weight.device)
+        self.head_weight = source.head_weight.float()
         if encoding is None:
             import pb_tokenizer  # sibling module; resolves PB_TOKENIZER_DIR
+
             encoding = pb_tokenizer.get_gpt2_encoding()
         self.enc = encoding
-        cfg = getattr(model, "config", None)
+        cfg = getattr(getattr(source, "model", None), "config", None)
         self.block_size = int(block_size or getattr(cfg, "block_size", 0) or 0)
         if self.block_size < 1:
-            raise AdapterError("block size unknown: the model has no config.block_size; pass block_size=")
-        self.vocab_size = int(getattr(cfg, "vocab_size", 0) or 0)
+            raise AdapterError("block size unknown: pass block_size=")
         self.batch_size = int(batch_size) if str(batch_size) not in ("", "auto") else DEFAULT_BATCH_SIZE
         if self.batch_size < 1:
             raise AdapterError(f"batch_size must be >= 1, got {batch_size}")
-        self._head = None
-        self._head = self._install_position_head() if select_head else None
 
     # --- tokenizer ---------------------------------------------------------------
 
@@ -226,64 +164,22 @@ class NanoGPTLM(TemplateLM):
     def tok_decode(self, tokens, **kwargs):
         return self.enc.decode(tokens)
 
-    # --- forward on selected positions ---------------------------------------------
-
-    @_no_grad()
-    def _install_position_head(self):
-        """Wrap model.lm_head if the model's output is demonstrably the head's; else None."""
-        head = getattr(self.model, "lm_head", None)
-        if isinstance(head, _PositionHead):  # a second adapter on the same model
-            head = head.head
-            self.model.lm_head = head
-        if not isinstance(head, nn.Module):
-            return None
-        wrapper = _PositionHead(head)
-        self.model.lm_head = wrapper
-        self._head = wrapper
-        T = min(self.block_size, 8)
-        high = min(self.vocab_size or 50257, 50257)
-        idx = torch.randint(0, high, (2, T), generator=torch.Generator().manual_seed(0)).to(self.device)
-        full = model_logits(self.model, idx).float()
-        rows = torch.tensor([0, 1, 1], device=self.device)
-        cols = torch.tensor([T - 1, 0, T - 1], device=self.device)
-        hidden = self._hidden_at(idx, rows, cols)
-        ok = hidden is not None and _allclose(head(hidden).float(), full[rows, cols], atol=1e-5, rtol=1e-4)
-        if not ok:
-            self.model.lm_head = head
-            return None
-        return wrapper
-
-    def _hidden_at(self, idx, rows, cols):
-        """The hidden states (K, C) entering lm_head at positions (rows[k], cols[k]) of idx (B, T),
-        or None when the model's output is not the head's output unchanged (then logits are sliced)."""
-        head = self._head
-        head.rows, head.cols, head.captured, head.marker = rows, cols, None, None
-        try:
-            out = self.model(idx)
-        except Exception:
-            return None  # a forward that reshapes or post-processes the head's output
-        finally:
-            head.rows = head.cols = None
-        returned = out[0] if isinstance(out, (tuple, list)) else out
-        captured, marker = head.captured, head.marker
-        head.captured = head.marker = None
-        return captured if returned is marker and marker is not None else None
-
-    def _logit_chunks(self, idx, rows, cols):
-        """(k0, k1, fp32 logits of positions k0..k1-1), a few rows at a time (the vocab is wide)."""
-        hidden = self._hidden_at(idx, rows, cols) if self._head is not None else None
-        if hidden is None:
-            full = model_logits(self.model, idx)
-            hidden, head = full[rows, cols], None
-        else:
-            head = self._head.head
-        step = HEAD_CHUNK_ROWS.get(self.device.type, 32)
-        for k0 in range(0, hidden.size(0), step):
-            k1 = min(k0 + step, hidden.size(0))
-            chunk = hidden[k0:k1]
-            yield k0, k1, (head(chunk) if head is not None else chunk).float()
-
     # --- scoring ---------------------------------------------------------------------
+
+    def _batches(self, order, bs):
+        """(members, tokens (B, T), flat positions, targets, counts) per batch of `order`."""
+        for start in range(0, len(order), bs):
+            batch = order[start:start + bs]
+            T = len(batch[0][1])
+            tokens = np.full((len(batch), T), self.eot_token_id, dtype=np.int64)
+            positions, targets, counts = [], [], []
+            for r, (_, inp, cont) in enumerate(batch):
+                L, n = len(inp), len(cont)
+                tokens[r, :L] = inp  # right padding
+                positions += range(r * T + L - n, r * T + L)  # logits at position p predict token p + 1
+                targets += cont
+                counts.append(n)
+            yield batch, tokens, np.array(positions, dtype=np.int64), targets, counts
 
     @_no_grad()
     def score_token_pairs(self, pairs, batch_size=None):
@@ -304,25 +200,23 @@ class NanoGPTLM(TemplateLM):
         results = [(0.0, True)] * len(items)
         # longest first: a batch's members have similar lengths, and an out-of-memory shows up at once
         order = sorted((it for it in items if it[2]), key=lambda it: -len(it[1]))
-        for start in range(0, len(order), bs):
-            batch = order[start:start + bs]
-            T = len(batch[0][1])
-            idx = torch.full((len(batch), T), self.eot_token_id, dtype=torch.long)
-            rows, cols, targets, counts = [], [], [], []
-            for r, (_, inp, cont) in enumerate(batch):
-                L, n = len(inp), len(cont)
-                idx[r, :L] = torch.tensor(inp, dtype=torch.long)  # right padding
-                rows += [r] * n
-                cols += range(L - n, L)  # logits at position p predict token p + 1
-                targets += cont
-                counts.append(n)
-            idx = idx.to(self.device)
-            rows_t = torch.tensor(rows, device=self.device)
-            cols_t = torch.tensor(cols, device=self.device)
-            tgt = torch.tensor(targets, device=self.device)
+        batches = self._batches(order, bs)
+        step = HEAD_CHUNK_ROWS.get(self._device.type, 32)
+        current = next(batches, None)
+        if current is not None:
+            self.source.submit(current[1], current[2])
+        while current is not None:
+            batch, _, _, targets, counts = current
+            hidden = self.source.fetch()
+            current = next(batches, None)
+            if current is not None:  # the source works on the next batch while this one is scored
+                self.source.submit(current[1], current[2])
+            tgt = torch.tensor(targets, device=self._device)
             tok_logp = torch.empty(len(targets), dtype=torch.float64)
             greedy = torch.empty(len(targets), dtype=torch.bool)
-            for k0, k1, logits in self._logit_chunks(idx, rows_t, cols_t):
+            for k0 in range(0, len(targets), step):
+                k1 = min(k0 + step, len(targets))
+                logits = _linear(hidden[k0:k1], self.head_weight).float()
                 logp = _log_softmax(logits, dim=-1)  # fp32, over the whole vocabulary
                 tok_logp[k0:k1] = _gather(logp, 1, tgt[k0:k1, None])[:, 0].double().cpu()
                 greedy[k0:k1] = (_argmax(logits, dim=-1) == tgt[k0:k1]).cpu()

@@ -5,10 +5,19 @@ learning rate and data/output directories are decided.
 custom_pretrain.py asks resolve_run_config(os.environ) for its configuration. The values come
 from the profile named by PB_PROFILE and from harness environment variables (PB_SEED,
 PB_MAX_ITERS, ...). This file is frozen: an agent's edit cannot change its own budget. The only
-door an agent has is CONFIG_OVERRIDES in custom_pretrain.py, checked here by apply_overrides().
+door an agent has is CONFIG_OVERRIDES in custom_pretrain.py: data, never run. read_overrides()
+takes it from PB_CONFIG_OVERRIDES (JSON the harness parsed from the region) or parses the region
+text itself; apply_overrides() checks every key and value, with exact types.
+
+Jobs read the outputs of the jobs they need under $PB_NEEDS_DIR/<label>/ (needed_job_dir); the
+learning-rate table a schedule job wrote is checked here too (load_lr_table).
 """
 
+import ast
+import json
 import math
+import re
+from pathlib import Path
 
 # -----------------------------------------------------------------------------
 # the profiles
@@ -60,6 +69,7 @@ COMMON = dict(
 
 DEFAULT_PROFILE = "tiny"
 DEFAULT_SEED = 42
+REAL_PROFILES = ("tiny", "small", "full")  # the benchmark's profiles (micro is preflight's)
 
 # what CONFIG_OVERRIDES may change, and the check each value must pass
 OVERRIDABLE = {
@@ -71,12 +81,27 @@ OVERRIDABLE = {
 }
 
 
+# where CONFIG_OVERRIDES comes from: JSON in this variable, else the region of the source file
+OVERRIDES_ENV = "PB_CONFIG_OVERRIDES"
+OVERRIDES_REGION = "config_overrides"
+MAX_OVERRIDES_CHARS = 16384  # the harness's own limit for a data region, as JSON
+
+# the learning-rate table of a schedule job: $PB_NEEDS_DIR/$PB_LR_SCHEDULE_JOB/schedule.json
+SCHEDULE_FILE = "schedule.json"
+SCHEDULE_SCHEMA_VERSION = 1
+SCHEDULE_ARGS = ("warmup_iters", "lr_decay_iters", "learning_rate", "min_lr")  # get_lr's, after `it`
+MAX_SCHEDULE_BYTES = 64 * 1024 * 1024  # a bigger file is refused unread
+
+JOB_LABEL = re.compile(r"[a-z0-9][a-z0-9.-]*")  # the harness's job labels (no '/', no '..')
+
+
 class ConfigError(ValueError):
     """A harness variable or a CONFIG_OVERRIDES entry is invalid."""
 
 
 def _is_number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    # exact types: bool is an int, and a subclass of float can rig its comparisons
+    return type(v) in (int, float) and math.isfinite(v)
 
 
 # -----------------------------------------------------------------------------
@@ -150,18 +175,21 @@ def resolve_run_config(environ) -> dict:
 
 
 def apply_overrides(cfg, overrides) -> dict:
-    """cfg updated with an agent's CONFIG_OVERRIDES, after checking every key and value."""
-    if not isinstance(overrides, dict):
+    """cfg updated with an agent's CONFIG_OVERRIDES, after checking every key and value.
+
+    Types are exact (type(v) is int / float): bool, str and any subclass are refused, so a value
+    cannot behave differently in a check than in use."""
+    if type(overrides) is not dict:
         raise ConfigError(f"CONFIG_OVERRIDES must be a dict, got {type(overrides).__name__}")
     out = dict(cfg)
     for key, value in overrides.items():
-        if key not in OVERRIDABLE:
+        if type(key) is not str or key not in OVERRIDABLE:
             raise ConfigError(
                 f"CONFIG_OVERRIDES[{key!r}]: only {sorted(OVERRIDABLE)} may be overridden"
             )
         what, check = OVERRIDABLE[key]
         if key == "warmup_iters":
-            ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= cfg["max_iters"]
+            ok = type(value) is int and 0 <= value <= cfg["max_iters"]
         else:
             ok = check(value)
         if not ok:
@@ -176,3 +204,119 @@ def model_config(cfg) -> dict:
     """The GPTConfig fields of a run configuration."""
     keys = ("block_size", "vocab_size", "n_layer", "n_head", "n_embd", "dropout", "bias")
     return {k: cfg[k] for k in keys}
+
+
+# -----------------------------------------------------------------------------
+# CONFIG_OVERRIDES as data
+
+
+def region_text(source, name):
+    """The body of the editable region `name` in a source text (between its marker lines)."""
+    start = f"# ── EDITABLE REGION START: {name} ──\n"
+    end = f"# ── EDITABLE REGION END: {name} ──\n"
+    if source.count(start) != 1 or source.count(end) != 1:
+        raise ConfigError(f"the source has no single region {name!r}")
+    return source.split(start, 1)[1].split(end, 1)[0]
+
+
+def parse_overrides_region(text):
+    """The dict of a config_overrides region, read as a literal: nothing in it is executed."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError as e:
+        raise ConfigError(f"CONFIG_OVERRIDES region: syntax error: {e.msg}") from None
+    body = tree.body
+    if (len(body) != 1 or not isinstance(body[0], ast.Assign) or len(body[0].targets) != 1
+            or not isinstance(body[0].targets[0], ast.Name) or body[0].targets[0].id != "CONFIG_OVERRIDES"):
+        raise ConfigError("the config_overrides region must be exactly one assignment CONFIG_OVERRIDES = {...}")
+    try:
+        return ast.literal_eval(body[0].value)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        raise ConfigError("CONFIG_OVERRIDES must be a literal dict (numbers only: no names, calls or expressions)") from None
+
+
+def read_overrides(environ, source_path) -> dict:
+    """The agent's CONFIG_OVERRIDES as plain data: PB_CONFIG_OVERRIDES (JSON, set by the harness)
+    when present, else the config_overrides region of source_path parsed as a literal.
+
+    Only the shape is checked here (a dict); apply_overrides() checks keys and values."""
+    raw = environ.get(OVERRIDES_ENV, "")
+    if raw:
+        if len(raw) > MAX_OVERRIDES_CHARS:
+            raise ConfigError(f"{OVERRIDES_ENV} is longer than {MAX_OVERRIDES_CHARS} characters")
+        try:
+            overrides = json.loads(raw)
+        except (ValueError, RecursionError) as e:
+            raise ConfigError(f"{OVERRIDES_ENV} is not valid JSON: {e}") from None
+    else:
+        overrides = parse_overrides_region(region_text(Path(source_path).read_text(), OVERRIDES_REGION))
+    if type(overrides) is not dict:
+        raise ConfigError(f"CONFIG_OVERRIDES must be a dict, got {type(overrides).__name__}")
+    return overrides
+
+
+# -----------------------------------------------------------------------------
+# the outputs of needed jobs
+
+
+def needed_job_dir(environ, var):
+    """$PB_NEEDS_DIR/<label> for the job label in environment variable `var`, or None if unset."""
+    label = environ.get(var, "")
+    if not label:
+        return None
+    if not JOB_LABEL.fullmatch(label):
+        raise ConfigError(f"{var}={label!r} is not a job label")
+    needs = environ.get("PB_NEEDS_DIR", "")
+    if not needs:
+        raise ConfigError(f"{var}={label} but PB_NEEDS_DIR (the outputs of needed jobs) is not set")
+    return Path(needs) / label
+
+
+def checkpoint_dir(environ):
+    """The training output an evaluation reads: $PB_NEEDS_DIR/$PB_CKPT_JOB, else PB_CKPT_DIR."""
+    path = needed_job_dir(environ, "PB_CKPT_JOB")
+    if path is None and environ.get("PB_CKPT_DIR", ""):
+        path = Path(environ["PB_CKPT_DIR"])
+    if path is None:
+        raise ConfigError("no checkpoint: set PB_CKPT_JOB (with PB_NEEDS_DIR) or PB_CKPT_DIR")
+    return path
+
+
+def load_lr_table(path, cfg) -> list:
+    """The learning rate of each of cfg's iterations from a schedule job's schedule.json.
+
+    The entry of cfg's profile must have been computed for exactly this run (max_iters and the
+    four get_lr arguments equal cfg's) and hold max_iters finite numbers >= 0 (int or float)."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError:
+        raise ConfigError(f"{path.name} is missing: the schedule job wrote no table") from None
+    if size > MAX_SCHEDULE_BYTES:
+        raise ConfigError(f"{path.name} is {size} bytes, more than the {MAX_SCHEDULE_BYTES} allowed")
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read(MAX_SCHEDULE_BYTES + 1))
+    except (OSError, ValueError, RecursionError) as e:
+        raise ConfigError(f"{path.name} is not valid JSON: {e}") from None
+    if type(doc) is not dict or doc.get("schema_version") != SCHEDULE_SCHEMA_VERSION:
+        raise ConfigError(f"{path.name} is not a schema_version {SCHEDULE_SCHEMA_VERSION} schedule")
+    profiles = doc.get("profiles")
+    entry = profiles.get(cfg["profile"]) if type(profiles) is dict else None
+    if type(entry) is not dict:
+        raise ConfigError(f"{path.name} has no entry for the {cfg['profile']} profile")
+    for key in ("max_iters", *SCHEDULE_ARGS):
+        got, want = entry.get(key), cfg[key]
+        if type(got) is not type(want) or got != want:
+            raise ConfigError(f"{path.name}: the {cfg['profile']} table was computed for {key}={got!r}, "
+                              f"this run has {key}={want!r}")
+    table = entry.get("lr")
+    if type(table) is not list or len(table) != cfg["max_iters"]:
+        n = len(table) if type(table) is list else type(table).__name__
+        raise ConfigError(f"{path.name}: the {cfg['profile']} table must hold {cfg['max_iters']} "
+                          f"learning rates, one per iteration; it holds {n}")
+    for it, lr in enumerate(table):
+        if type(lr) not in (int, float) or not math.isfinite(lr) or lr < 0:
+            raise ConfigError(f"{path.name}: the learning rate of iteration {it} is {lr!r}; "
+                              "each must be a finite number >= 0")
+    return [float(lr) for lr in table]

@@ -1,29 +1,14 @@
 #!/usr/bin/env bash
-# The body of every training setting (gpt_*.sh): usage `_train.sh PROFILE SETTING_SCRIPT`.
-# Trains with custom_pretrain.py (torchrun on the visible GPUs, or one CPU process), then runs
-# the trusted evaluator, which writes metrics.json. Variables as in docs/INTERFACES.md
-# section 1 (PB_OUT_DIR and PB_DATA_DIR are required).
+# The body of every training job (train_*.sh): usage `_train.sh PROFILE SCRIPT`.
+# Trains with custom_pretrain.py (torchrun on the visible GPUs, or one CPU process) and writes
+# ckpt.pt, model_source.py, curve.jsonl and .training_complete to PB_OUT_DIR (failure.json when
+# it stops itself). Training only: the trusted evaluator runs in jobs of its own (eval_*.sh,
+# lm_eval_*.sh). PB_DATA_DIR is required; with PB_LR_SCHEDULE_JOB the learning rates come from
+# $PB_NEEDS_DIR/$PB_LR_SCHEDULE_JOB/schedule.json. Variables: docs/INTERFACES.md section 1.
 set -euo pipefail
 
-
-profile="$1"    # the profile this setting runs
-setting="$2"    # its script, for messages
-export PB_PROFILE="${PB_PROFILE:-$profile}"
-if [[ "$PB_PROFILE" != "$profile" ]]; then
-    echo "error: $setting runs the $profile profile, but PB_PROFILE=$PB_PROFILE" >&2
-    exit 2
-fi
-: "${PB_OUT_DIR:?PB_OUT_DIR must name the output directory}"
+source "$(dirname "$0")/_env.sh" "$1" "$2"
 : "${PB_DATA_DIR:?PB_DATA_DIR must name the directory of the token shards}"
-PYTHON="${PYTHON:-python}"
-
-# the codebase folder is the working directory; directories given relative to the caller's stay valid
-for var in PB_OUT_DIR PB_DATA_DIR PB_TOKENIZER_DIR PB_EVAL_DATA_DIR PB_CKPT_DIR; do
-    if [[ -n "${!var:-}" ]]; then
-        export "$var=$(realpath -m -- "${!var}")"
-    fi
-done
-cd "$(dirname "$0")/.."
 
 # processes: PB_NPROC, else one per visible GPU, else a single CPU process
 nproc="${PB_NPROC:-}"
@@ -44,8 +29,7 @@ if ! [[ "$nproc" =~ ^[0-9]+$ ]]; then
     exit 2
 fi
 
-mkdir -p "$PB_OUT_DIR"
-echo "[$(date -u +%H:%M:%S)] training: profile $PB_PROFILE, seed ${PB_SEED:-42}, $([[ $nproc -gt 1 ]] && echo "$nproc processes (torchrun)" || echo "1 process")"
+echo "[$(date -u +%H:%M:%S)] training: profile $PB_PROFILE, seed ${PB_SEED:-42}, $([[ $nproc -gt 1 ]] && echo "$nproc processes (torchrun)" || echo "1 process"), learning rates from ${PB_LR_SCHEDULE_JOB:+job }${PB_LR_SCHEDULE_JOB:-get_lr}"
 if [[ "$nproc" -gt 1 ]]; then
     "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node="$nproc" custom_pretrain.py
 else
@@ -55,6 +39,3 @@ if [[ ! -f "$PB_OUT_DIR/.training_complete" ]]; then
     echo "error: training exited without writing $PB_OUT_DIR/.training_complete" >&2
     exit 1
 fi
-
-echo "[$(date -u +%H:%M:%S)] evaluating: $PB_OUT_DIR/ckpt.pt"
-"$PYTHON" evaluate.py --kind train
