@@ -324,3 +324,22 @@ def test_prepare_eval_check_reports_missing_datasets(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert "piqa: not in the cache" in proc.stderr
+
+
+def test_prepare_eval_checks_the_offline_sets(tmp_path: Path) -> None:
+    def check(directory: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "prepare_eval.py", "--check-offline", str(directory)],
+            cwd=CODEBASE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    sets = CODEBASE_DIR.parents[1] / "eval_sets" / "offline"
+    proc = check(sets)
+    assert proc.returncode == 0, proc.stderr
+    assert "hellaswag: 42 rows" in proc.stdout
+    proc = check(tmp_path)
+    assert proc.returncode == 1 and "the offline piqa set is missing" in proc.stderr
+    assert not (CODEBASE_DIR / "eval_data").exists()  # the answers are not in the codebase

@@ -4,6 +4,7 @@ that the evaluator can later run them with PB_EVAL_SOURCE=hf and no network at a
 
     python prepare_eval.py --hf-home ~/.cache/pretrainbench/hf           # online, once
     python prepare_eval.py --hf-home ~/.cache/pretrainbench/hf --check   # offline: is it all there?
+    python prepare_eval.py --check-offline ../../eval_sets/offline       # the offline sets
 
 Tasks: wikitext (EleutherAI/wikitext_document_level, wikitext-2-raw-v1), lambada_openai,
 arc_easy (allenai/ai2_arc), hellaswag (Rowan/hellaswag), piqa (baber/piqa), winogrande
@@ -13,6 +14,11 @@ cache holds exactly what the evaluator will ask for. A manifest (pretrainbench_e
 each task's version and document count. The GPU image runs this at build time.
 
 Without network (this repository's CI) only --check can run, and it fails with a clear message.
+
+This is the PB_EVAL_SOURCE=hf side. The offline sets (PB_EVAL_SOURCE=offline) need no
+preparation: they are files of the repository, tasks/eval_sets/offline/, outside this codebase
+(a training job gets the codebase and must not get the answers). An evaluation job is granted
+them read-only as PB_EVAL_DATA_DIR; `--check-offline DIR` checks such a directory.
 """
 
 import argparse
@@ -28,15 +34,35 @@ MANIFEST = "pretrainbench_eval.json"
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="cache lm-eval's datasets for offline evaluation")
-    parser.add_argument("--hf-home", required=True, help="the Hugging Face cache directory (HF_HOME)")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--hf-home", help="the Hugging Face cache directory (HF_HOME)")
     parser.add_argument("--check", action="store_true",
                         help="offline: load every task from the cache only and compare with the manifest")
     parser.add_argument("--tasks", nargs="+", default=TASKS, choices=TASKS, help="a subset of the tasks")
+    where.add_argument("--check-offline", metavar="DIR",
+                       help="check the offline evaluation sets in DIR (PB_EVAL_DATA_DIR) instead")
     return parser.parse_args(argv)
+
+
+def check_offline(directory):
+    """Every offline set in directory has rows in its dataset's schema (lm_eval_tasks/pb_tasks.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "lm_eval_tasks"))
+    import pb_tasks
+
+    failed = 0
+    for name in pb_tasks.DATASETS:
+        try:
+            print(f"{name}: {len(pb_tasks.read_rows(name, directory))} rows")
+        except pb_tasks.EvalDataError as e:
+            print(f"{name}: {e}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.check_offline:
+        return check_offline(args.check_offline)
     hf_home = Path(args.hf_home).expanduser().resolve()
     hf_home.mkdir(parents=True, exist_ok=True)
     # the Hugging Face libraries read these when they are imported, so they are set before lm_eval is
