@@ -607,6 +607,7 @@ class DockerBackend(Backend):
                     if "timed out" in str(exc).lower():  # urllib3 wraps some read timeouts
                         continue
                     infra = f"lost the Docker daemon or the container while the job ran: {exc}"
+                    self._kill(container)  # if the daemon still hears us, nothing stays behind
                     break
                 code = int(status.get("StatusCode", -1))
                 break

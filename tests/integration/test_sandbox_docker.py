@@ -445,6 +445,48 @@ def test_docker_kill_from_outside_is_infra(
     assert not _leftovers(docker_daemon)
 
 
+class _DaemonLostOnWait:
+    """A real Docker client whose containers lose the daemon's connection once started."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.containers = self
+
+    def create(self, **spec: Any) -> Any:
+        return _LostContainer(self._client.containers.create(**spec))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+class _LostContainer:
+    def __init__(self, container: Any) -> None:
+        self._container = container
+
+    def wait(self, **_kw: Any) -> Any:
+        import requests
+
+        raise requests.exceptions.ConnectionError("('Connection aborted.', RemoteDisconnected())")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._container, name)
+
+
+def test_losing_the_daemon_mid_run_is_infra(
+    docker_daemon: Any,
+    docker_host_image: tuple[str, tuple[Path, ...]],
+    codebase: Path,
+    tmp_path: Path,
+) -> None:
+    image, runtime = docker_host_image
+    backend = DockerBackend(
+        image, host_runtime=runtime, cpu_limits=SMALL, client=_DaemonLostOnWait(docker_daemon)
+    )
+    outcome = backend.run_job(probe_job(tmp_path, codebase, "sleep 30"))
+    assert outcome.infra_error and "lost the Docker daemon" in outcome.infra_error, outcome
+    assert not _leftovers(docker_daemon)
+
+
 def test_cancel_is_infra(
     backend: DockerBackend, docker_daemon: Any, codebase: Path, tmp_path: Path
 ) -> None:
