@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from env._errors import EditError, IntegrityError
 from env._data_regions import data_region_violations
+from env._errors import EditError, IntegrityError
 from env._invariants import check_invariants, scope_bindings
 from env._policy import Violation, check_policy
 from env._regions import (

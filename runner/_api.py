@@ -259,6 +259,7 @@ def create_api(
     sandbox: str = "local",
     db: str | None = None,
     executor: Any = None,
+    allow_weak_isolation: bool = False,
     max_sessions: int = 64,
     max_body_bytes: int = MAX_BODY_BYTES,
 ) -> FastAPI:
@@ -365,6 +366,7 @@ def create_api(
                 "max_steps": body.max_steps,
                 "max_tests": body.max_tests,
                 "db": db,
+                "allow_weak_isolation": allow_weak_isolation,
             }
         )
         try:

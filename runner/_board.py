@@ -21,7 +21,8 @@ def board_records(url: str, task_id: str | None = None) -> list[Any]:
 
 
 def export_text(records: list[Any], fmt: str) -> str:
-    """JSON lines (one RunRecord each, without transcripts) or a CSV of result rows."""
+    """JSON lines (one RunRecord each, without transcripts) or a CSV of result rows: the rows
+    of the jobs that report metrics, and of any job that did not succeed (its reason)."""
     if fmt == "jsonl":
         return "".join(
             json.dumps(r.model_dump(mode="json", exclude={"transcript"})) + "\n" for r in records
@@ -34,6 +35,8 @@ def export_text(records: list[Any], fmt: str) -> str:
     )
     for r in records:
         for row in r.result_rows():
+            if not row.metrics and row.status == "ok":
+                continue  # a job that reports nothing (schedule, training) and succeeded
             writer.writerow(
                 [
                     r.run_id,

@@ -11,9 +11,12 @@ import hashlib
 import os
 import weakref
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from runner._agents import BudgetView
+
+if TYPE_CHECKING:
+    from sandbox import Executor
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,19 +81,33 @@ def data_paths(home: Path, *, source: str = "offline") -> Any:
 _LIVE_EXECUTORS: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
-def make_executor(sandbox: str, cache_dir: Path | None) -> Any:
-    """A sandbox Executor on the named backend."""
+def make_executor(
+    sandbox: str, cache_dir: Path | None, *, allow_weak_isolation: bool = False
+) -> Executor:
+    """A sandbox Executor on the named backend. ``allow_weak_isolation`` lets jobs run where the
+    host cannot give every guarantee (recorded in the results); without it they refuse."""
     import sandbox as sb
 
-    backends = {"local": "LocalBackend", "docker": "DockerBackend", "slurm": "SlurmBackend"}
-    if sandbox not in backends:
-        raise ValueError(f"unknown sandbox {sandbox!r}; choose one of {', '.join(backends)}")
-    backend_class = getattr(sb, backends[sandbox], None)
-    if backend_class is None:
-        raise ValueError(f"the {sandbox} sandbox backend is not available in this installation")
-    executor = sb.Executor(backend_class(), cache_dir=cache_dir)
+    backend: sb.Backend
+    if sandbox == "local":
+        backend = sb.LocalBackend(allow_weak_isolation=allow_weak_isolation)
+    elif sandbox == "docker":
+        backend = sb.DockerBackend()
+    elif sandbox == "slurm":
+        backend = sb.SlurmBackend(allow_weak_isolation=allow_weak_isolation)
+    else:
+        raise ValueError(f"unknown sandbox {sandbox!r}; choose one of local, docker, slurm")
+    executor = sb.Executor(backend, cache_dir=cache_dir)
     _LIVE_EXECUTORS.add(executor)
     return executor
+
+
+def sandbox_description(executor: Any) -> dict[str, str]:
+    """What the executor's backend guarantees (``Backend.describe``), for the run record."""
+    backend = getattr(executor, "backend", None)
+    if backend is None:  # an executor injected by a test or an embedding
+        return {"backend": type(executor).__name__}
+    return dict(backend.describe())
 
 
 def cancel_running_tests() -> None:
@@ -134,15 +151,11 @@ def open_session(
     )
 
 
-def resume_session(
-    run_dir: Path, *, executor: Any, data: Any, progress: Any = None
-) -> Any:
+def resume_session(run_dir: Path, *, executor: Any, data: Any, progress: Any = None) -> Any:
     """env.Session.resume: the state of ``run_dir/session.json`` (work in flight stays pending)."""
     import env
 
-    return env.Session.resume(
-        run_dir, executor=executor, data=data, progress=progress
-    )
+    return env.Session.resume(run_dir, executor=executor, data=data, progress=progress)
 
 
 def session_state(session: Any) -> Any:

@@ -155,6 +155,7 @@ def serve_mcp(
     port: int,
     db: str | None,
     token: str | None = None,
+    allow_weak_isolation: bool = False,
 ) -> None:
     """Create a session and serve it until the client disconnects (stdio) or Ctrl-C (http).
 
@@ -176,6 +177,7 @@ def serve_mcp(
             max_steps=max_steps,
             max_tests=max_tests,
             db=db,
+            allow_weak_isolation=allow_weak_isolation,
         )
         run = HostedRun(config, runs_dir, run_id=run_id)
     print(f"[runner mcp] run {run.run_id} in {run.active.run_dir}", file=sys.stderr)

@@ -65,6 +65,7 @@ class RunConfig(BaseModel):
     db: str | None = None
     home: str | None = None
     data_source: Literal["offline", "fineweb"] = "offline"
+    allow_weak_isolation: bool = False
 
 
 class RunInfo(BaseModel):
@@ -171,6 +172,10 @@ class ActiveRun:
         if config.agent.startswith("baseline:") or config.mode == "vanilla":
             max_tests = 1  # one test, then submit (the 2-test rule is for larger budgets)
         config = config.model_copy(update={"max_steps": max_steps, "max_tests": max_tests})
+        home = Path(config.home) if config.home else comp.pretrainbench_home()
+        executor = executor or comp.make_executor(
+            config.sandbox, home / "cache", allow_weak_isolation=config.allow_weak_isolation
+        )
         info = RunInfo(
             run_id=run_id,
             task_id=task.id,
@@ -179,16 +184,16 @@ class ActiveRun:
             max_tests=max_tests,
             codebase_version=comp.codebase_version(comp.codebase_dir(task)),
             git_commit=git_commit(comp.REPO_ROOT),
-            hardware=hardware_info(gpus),
+            # the guarantees the sandbox gave this run: recorded and shown on its page
+            hardware={**hardware_info(gpus), "sandbox": comp.sandbox_description(executor)},
             library_versions=library_versions(),
             started_at=datetime.now(UTC),
         )
         write_run_info(run_dir, info)
-        home = Path(config.home) if config.home else comp.pretrainbench_home()
         session = comp.open_session(
             task,
             run_dir,
-            executor=executor or comp.make_executor(config.sandbox, home / "cache"),
+            executor=executor,
             profile=config.profile,
             data=comp.data_paths(home, source=config.data_source),
             max_steps=max_steps,
@@ -201,9 +206,7 @@ class ActiveRun:
         return cls(run_dir, info, task, session, transcript, display)
 
     @classmethod
-    def reopen(
-        cls, run_dir: Path, display: Display, *, executor: Any = None
-    ) -> ActiveRun:
+    def reopen(cls, run_dir: Path, display: Display, *, executor: Any = None) -> ActiveRun:
         """Reopen a killed run; `reconcile` then finishes work that was in flight."""
         info = read_run_info(run_dir)
         if info.status == "finished":
@@ -218,10 +221,15 @@ class ActiveRun:
         try:
             session = comp.resume_session(
                 run_dir,
-                executor=executor or comp.make_executor(config.sandbox, home / "cache"),
+                executor=executor
+                or comp.make_executor(
+                    config.sandbox,
+                    home / "cache",
+                    allow_weak_isolation=config.allow_weak_isolation,
+                ),
                 data=comp.data_paths(home, source=config.data_source),
                 progress=display.on_progress,
-                )
+            )
         except Exception as e:
             raise RunError(f"cannot resume {run_dir}: {e}") from e
         transcript = Transcript(run_dir, header=_header(info))

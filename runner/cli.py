@@ -62,6 +62,16 @@ def _stop_cleanly_on_signals() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+WeakIsolationOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-weak-isolation",
+        help="Run jobs even where the host cannot give every sandbox guarantee (see `runner "
+        "doctor`); the guarantees that held are recorded in each result and shown on its page.",
+    ),
+]
+
+
 def _fail(message: str, code: int = 1) -> typer.Exit:
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
@@ -100,6 +110,7 @@ def run(
     ] = None,
     api_key: Annotated[str | None, typer.Option(help="API key (default $OPENAI_API_KEY).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")] = False,
+    allow_weak_isolation: WeakIsolationOption = False,
 ) -> None:
     """Run agents (or, by default, the task's baselines) on a task and record the results."""
     from runner._components import codebase_dir, load_baselines, load_task, pretrainbench_home
@@ -171,6 +182,11 @@ def run(
             f"{home / 'data' / 'fineweb'}: run `runner setup --fineweb` (needs network) "
             "or pass --data offline"
         )
+    if sandbox == "local":
+        from runner._doctor import summary
+        from sandbox import check_host
+
+        err.print(escape(summary(check_host(measure=False))), highlight=False)
     display = QuietDisplay(err) if quiet else LiveDisplay(err)
     records: list[Any] = []
     failures = 0
@@ -191,6 +207,7 @@ def run(
                 "db": _db_url(db),
                 "home": str(home),
                 "data_source": data_source,
+                "allow_weak_isolation": allow_weak_isolation,
             }
         )
         try:
@@ -423,6 +440,7 @@ def mcp(
             "generated and printed when neither is set). stdio needs none."
         ),
     ] = None,
+    allow_weak_isolation: WeakIsolationOption = False,
 ) -> None:
     """Serve one task session's tools over MCP (stdio or streamable HTTP)."""
     from runner._components import pretrainbench_home
@@ -451,6 +469,7 @@ def mcp(
         port=port,
         db=_db_url(db),
         token=token or os.environ.get("PRETRAINBENCH_MCP_TOKEN") or None,
+        allow_weak_isolation=allow_weak_isolation,
     )
 
 
@@ -470,6 +489,7 @@ def serve(
     ] = None,
     sandbox: Annotated[str, typer.Option(help="local, docker or slurm.")] = "local",
     db: DbOption = None,
+    allow_weak_isolation: WeakIsolationOption = False,
 ) -> None:
     """Serve the HTTP API: sessions, tool calls, test progress (SSE), transcripts."""
     import uvicorn
@@ -488,13 +508,41 @@ def serve(
         )
     except SetupError as e:
         raise _fail(str(e)) from e
-    api = create_api(runs_dir=runs, token=secret, sandbox=sandbox, db=_db_url(db))
+    api = create_api(
+        runs_dir=runs,
+        token=secret,
+        sandbox=sandbox,
+        db=_db_url(db),
+        allow_weak_isolation=allow_weak_isolation,
+    )
     out.print(
         f"API at http://{host}:{port}/ (OpenAPI: /openapi.json); every route but /health needs "
         f'"Authorization: Bearer <token>"; bodies over {MAX_BODY_BYTES} bytes get 413',
         highlight=False,
     )
     uvicorn.run(api, host=host, port=port, log_level="warning")
+
+
+@app.command()
+def doctor(
+    quick: Annotated[
+        bool,
+        typer.Option("--quick", help="Report the guarantees as configured, without test jobs."),
+    ] = False,
+) -> None:
+    """Check which sandbox guarantees this host gives (runs a few tiny jobs: seconds).
+
+    Exits 1 when a guarantee of the local sandbox does not hold: jobs then refuse to start
+    unless `--allow-weak-isolation` is given.
+    """
+    from runner._doctor import doctor_table, summary
+    from sandbox import check_host
+
+    rows = check_host(measure=not quick)
+    out.print(doctor_table(rows))
+    out.print(escape(summary(rows)), highlight=False)
+    if not all(row.holds for row in rows if row.group == "sandbox"):
+        raise typer.Exit(1)
 
 
 def _print_results(records: list[Any], title: str = "Results") -> None:

@@ -7,8 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sandbox._models import DataPaths
-
 LineCallback = Callable[[str], None]
 
 
@@ -68,7 +66,7 @@ class Job:
 
     def worker_log(self, index: int) -> Path:
         """Where the supervisor keeps worker ``index``'s output (never shown to an agent)."""
-        return self.log_path.with_name(f"worker-{index}.log")
+        return self.log_path.with_name(f"{self.log_path.stem}.worker-{index}.log")
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,13 @@ class Executor:
         """Run (or resume, or serve from the cache) every (setting, seed) of ``request``."""
         start = time.monotonic()
         levels = job_levels(request.jobs)
+        # absolute: backends mount these into sandboxes whose working directory is elsewhere
+        request = request.model_copy(
+            update={
+                "out_dir": request.out_dir.resolve(),
+                "codebase_dir": request.codebase_dir.resolve(),
+            }
+        )
         try:
             request.out_dir.mkdir(parents=True, exist_ok=True)
             codebase_version = hash_tree(request.codebase_dir)

@@ -107,10 +107,10 @@ try:
     if not all(lr >= 0 for lr in lrs):
         raise ValueError("get_lr returned a negative learning rate")
 except Exception as e:
-    json.dump({{"reason": traceback.format_exception_only(type(e), e)[-1].strip()}},
+    json.dump({"reason": traceback.format_exception_only(type(e), e)[-1].strip()},
               open(os.path.join(out, "failure.json"), "w"))
     raise SystemExit(1)
-json.dump({{"lr": lrs}}, open(os.path.join(out, "schedule.json"), "w"))
+json.dump({"lr": lrs}, open(os.path.join(out, "schedule.json"), "w"))
 '''
 
 PB_DATA = '''\

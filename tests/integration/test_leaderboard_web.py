@@ -154,3 +154,25 @@ def test_text_table_rows_for_the_command_line(lb_store: Store, lb_runs: list[Any
     assert infra[0] == "" and infra[3] == "—" and "infra error" in infra[-1]
     page2 = build_task_table(lb_store, LR, limit=5, page=2)
     assert [r.rank for r in page2.rows] == [6, 7, 8, 9, 10] and page2.pages == 4
+
+
+def test_run_page_shows_the_sandbox_guarantees(tmp_path: Any) -> None:
+    """What the sandbox guaranteed is on every run page; weaker isolation stands out, escaped."""
+    from fastapi.testclient import TestClient
+
+    store = Store(f"sqlite:///{tmp_path / 'sbx.db'}")
+    run = realistic_runs()[0]
+    strict = {"backend": "local", "isolation": "bubblewrap 0.8.0 (root mode)", "weak": "no"}
+    weak = {"backend": "local", "isolation": "none (plain subprocess)", "weak": "<b>bwrap</b>"}
+    for run_id, sandbox in (("strict-run", strict), ("weak-run", weak)):
+        store.record(
+            run.model_copy(
+                update={"run_id": run_id, "hardware": {**run.hardware, "sandbox": sandbox}}
+            )
+        )
+    client = TestClient(create_app(store))
+    page = client.get("/runs/strict-run").text
+    assert "isolation: bubblewrap 0.8.0 (root mode)" in page and "weaker isolation" not in page
+    page = client.get("/runs/weak-run").text
+    assert "weaker isolation was allowed for this run (&lt;b&gt;bwrap&lt;/b&gt;)" in page
+    store.close()

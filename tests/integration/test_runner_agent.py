@@ -147,7 +147,12 @@ def test_openai_agent_full_loop(runner_env, chat_server, tmp_path: Path) -> None
     types = {r.type: r for r in outcome.records}
     assert set(types) == {"agent", "vanilla"}
     assert types["agent"].final is not None and types["agent"].final.test_number == 1
-    assert {row.setting for row in types["agent"].final.per_seed} == {"gpt-tiny", "lm-eval-tiny"}
+    assert {row.setting for row in types["agent"].final.per_seed} == {
+        "schedule",
+        "train-tiny",
+        "gpt-tiny",
+        "lm-eval-tiny",
+    }
     assert types["vanilla"].tests and {t.number for t in types["vanilla"].tests} == {1}
     from leaderboard import Store
 

@@ -59,7 +59,7 @@ def test_run_default_baselines_then_leaderboard(runner_env: FakeTaskRoot, tmp_pa
     assert exported.exit_code == 0
     lines = exported.output.strip().splitlines()
     assert lines[0].startswith("run_id,task_id,profile,type,method,status,setting,seed")
-    assert len(lines) == 1 + 2 * 2  # two runs × (train, lm-eval) rows
+    assert len(lines) == 1 + 2 * 2  # two runs × (gpt, lm-eval) rows: the jobs with metrics
     jsonl = cli.invoke(app, ["leaderboard", "export", "--db", str(db)])
     records = [json.loads(line) for line in jsonl.output.strip().splitlines()]
     assert {r["method"] for r in records} == {"cosine", "constant"}

@@ -85,7 +85,7 @@ def _events(run_dir: Path) -> list[dict]:
 
 
 def _curve_started(run_dir: Path) -> bool:
-    curve = run_dir / "tests" / "1" / "gpt-tiny" / "seed_42" / "curve.jsonl"
+    curve = run_dir / "tests" / "1" / "train-tiny" / "seed_42" / "curve.jsonl"
     return curve.is_file() and len(curve.read_text().splitlines()) >= 2
 
 
@@ -141,7 +141,7 @@ def test_kill_baseline_mid_test_then_resume(tmp_path: Path) -> None:
     assert state["steps_used"] == 2 and state["tests_used"] == 1  # charged once
     assert state["submission"]["test_number"] == 1
     assert len(state["tests"]) == 1 and state["final"]["status"] == "ok"
-    curve = (run_dir / "tests" / "1" / "gpt-tiny" / "seed_42" / "curve.jsonl").read_text()
+    curve = (run_dir / "tests" / "1" / "train-tiny" / "seed_42" / "curve.jsonl").read_text()
     assert len(curve.splitlines()) == 12  # the lost training was re-run to the end
     events = _events(run_dir)
     assert events[: len(before)] == before  # appended, nothing rewritten
