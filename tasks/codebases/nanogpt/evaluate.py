@@ -294,7 +294,13 @@ def connect_workers(environ, cfg):
     workers_dir = environ.get("PB_WORKERS_DIR", "")
     if not workers_dir:
         raise EvaluationRefused("PB_WORKERS is set but PB_WORKERS_DIR is not")
-    timeout = float(environ.get("PB_WORKER_TIMEOUT", "") or DEFAULT_WORKER_TIMEOUT)
+    timeout_raw = environ.get("PB_WORKER_TIMEOUT", "") or str(DEFAULT_WORKER_TIMEOUT)
+    try:
+        timeout = float(timeout_raw)
+    except ValueError:
+        timeout = -1.0
+    if not timeout > 0:
+        raise EvaluationRefused(f"PB_WORKER_TIMEOUT={timeout_raw!r} must be a positive number of seconds")
     expect = (cfg["n_embd"], cfg["block_size"], cfg["vocab_size"])
     clients = [pb_logits.WorkerClient(Path(workers_dir) / str(i), i, expect, timeout) for i in range(count)]
     for client in clients:
@@ -456,7 +462,10 @@ def evaluate(kind, environ):
         else:
             lm_metrics, details = run_lm_eval(lm, LM_EVAL_METRICS, source, eval_data_dir)
             fingerprint = pb_data.data_fingerprint(data_dir) if data_dir else training_fingerprint(ckpt)
-        if probes is not None:  # the other, fresh workers see the probes only
+        if probes is not None:
+            # worker 0 is done: closing its connection ends it (logits_worker.py exits), so it is
+            # gone before the other, fresh workers see the probes
+            clients[0].close()
             probes.check(clients[1:], head, batch, device)
     except pb_logits.WorkerError as e:
         raise (EvaluationRefused if e.refused else EvaluationFailed)(str(e)) from e
