@@ -255,14 +255,15 @@ def test_the_sample_is_uniform_and_secretly_seeded(evaluate: Any) -> None:
     assert [t[0] for t, *_ in a.kept] != [t[0] for t, *_ in b.kept]
 
 
-def test_a_probe_differs_from_its_cut_on(evaluate: Any) -> None:
+def test_a_probe_is_an_ordinary_row_that_differs_from_its_cut_on(evaluate: Any) -> None:
     probes = evaluate.CausalityProbes(1, random.Random(0))
-    tokens = np.array([5, 6, 7, 50256, 50256])
+    tokens = np.array([5, 6, 7, 8, 50256, 50256])  # a row of 4 tokens, padded in its batch
     for cut in range(1, 5):
-        probe = probes.probe_tokens(tokens, cut, 8)
+        probe = probes.probe_tokens(tokens, 4, cut, 8)
         assert probe.tolist()[:cut] == tokens.tolist()[:cut]
-        assert all(probe[t] != tokens[t] for t in range(cut, len(tokens)))
-        assert len(probe) == 8 and (probe < 50257).all() and (probe >= 0).all()
+        assert all(probe[t] != tokens[t] for t in range(cut, 4))
+        assert probe.tolist()[4:] == [50256] * 4  # padded as the adapter pads
+        assert (probe < 50257).all() and (probe >= 0).all()
 
 
 # --- the reasons agents read ------------------------------------------------------------------

@@ -97,6 +97,7 @@ DEFAULT_CAUSALITY_PROBES = 64  # sequences of the pass sent again, cut, to the o
 DEFAULT_WORKER_TIMEOUT = 600.0  # seconds a worker may take to load, or to answer one request
 CAUSAL_ATOL = CAUSAL_RTOL = 1e-3  # kernels differ by far less (also TF32 on GPUs); a leak by far more
 PROBE_VOCAB = 50257  # random tokens of a probe are real GPT-2 tokens
+PAD_TOKEN = 50256  # <|endoftext|>: what the adapter pads a batch's shorter sequences with
 PROBE_HEAD_ROWS = 256  # positions per head application while comparing
 
 
@@ -200,35 +201,35 @@ class CausalityProbes:
             else:
                 self.kept[slot] = item
 
-    def probe_tokens(self, tokens, cut, length):
-        """tokens[:cut], then random tokens up to length; each of tokens[cut:] is replaced by
-        another one, so that position cut surely differs."""
-        probe = np.empty(length, dtype=np.int64)
+    def probe_tokens(self, tokens, end, cut, length):
+        """A sequence like an ordinary request's row of `length` tokens: tokens[:cut], then each of
+        tokens[cut:end] replaced by another, random one (so that position cut surely differs),
+        then padding; `end` is one past the sequence's last scored position."""
+        probe = np.full(length, PAD_TOKEN, dtype=np.int64)
         probe[:cut] = tokens[:cut]
-        for t in range(cut, length):
-            old = int(tokens[t]) if t < len(tokens) else 0
-            probe[t] = (old + self.rng.randrange(1, PROBE_VOCAB)) % PROBE_VOCAB
+        for t in range(cut, end):
+            probe[t] = (int(tokens[t]) + self.rng.randrange(1, PROBE_VOCAB)) % PROBE_VOCAB
         return probe
 
     @_no_grad()
     def check(self, clients, head_weight, batch_size, device):
         """Send the probes, split over clients (fresh workers) and batched as ordinary requests
-        are (longest first, padded to the longest: here with random tokens, since a probe is random
-        from its cut on); raise EvaluationRefused where a logit before a cut differs from the main
-        pass."""
+        are (longest first, right-padded to the longest); raise EvaluationRefused where a logit
+        before a cut differs from the main pass."""
         items = list(self.kept)
         self.rng.shuffle(items)
         plans = []  # per client: its batches of items
         for j, client in enumerate(clients):
-            mine = sorted(items[j::len(clients)], key=lambda item: -len(item[0]))
+            mine = sorted(items[j::len(clients)], key=lambda item: -(int(item[1].max()) + 1))
             plans.append((client, [mine[i:i + batch_size] for i in range(0, len(mine), batch_size)]))
         for step in range(max((len(b) for _, b in plans), default=0)):
             sent = []
             for client, batches in plans:  # every worker computes at once, one request each
                 if step < len(batches):
                     batch = batches[step]
-                    T = len(batch[0][0])
-                    tokens = np.stack([self.probe_tokens(tok, cut, T) for tok, _, cut, _ in batch])
+                    T = int(batch[0][1].max()) + 1  # the longest: its last scored position + 1
+                    tokens = np.stack([self.probe_tokens(tok, int(cols.max()) + 1, cut, T)
+                                       for tok, cols, cut, _ in batch])
                     positions = np.concatenate([r * T + cols for r, (_, cols, _, _) in enumerate(batch)])
                     client.submit(tokens, positions)
                     sent.append((client, batch))
