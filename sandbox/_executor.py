@@ -394,7 +394,10 @@ class Executor:
             metrics, source = read_metrics(out, spec, seed, request.profile)
         except MetricsError as exc:
             return SeedResult(status="failed", reason=f"no valid metrics: {exc}", **base)
-        return SeedResult(status="ok", metrics=metrics, dataset_source=source, **base)
+        # The data identity counts only from a job that read the training data itself: another
+        # evaluation can only repeat what the training job (possibly agent code) claimed.
+        identity = source if "train_data" in spec.inputs else None
+        return SeedResult(status="ok", metrics=metrics, dataset_source=identity, **base)
 
     @contextlib.contextmanager
     def _slot(self, gpus: int) -> Any:
