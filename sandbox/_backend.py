@@ -63,6 +63,9 @@ class Job:
     workers: Workers | None = None
     gpus: int = 0
     env: dict[str, str] = field(default_factory=dict)
+    #: the executor's cap on the job's output (its share of the free disk); backends apply the
+    #: smaller of this and their own
+    max_output_mb: int | None = None
 
     def worker_log(self, index: int) -> Path:
         """Where the supervisor keeps worker ``index``'s output (never shown to an agent)."""
@@ -193,7 +196,13 @@ def job_environment(
 
 
 def worker_environment(
-    job: Job, index: int, *, path: str, tmpdir: str, worker_dir: str, needs_dir: str | None,
+    job: Job,
+    index: int,
+    *,
+    path: str,
+    tmpdir: str,
+    worker_dir: str,
+    needs_dir: str | None,
     host_env: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """The environment of worker ``index`` of ``job``: its socket dir and the job's needs."""

@@ -36,6 +36,7 @@ from sandbox._results import (
     read_failure,
     read_metrics,
     tail_text,
+    untrusted_json,
 )
 from sandbox._workdir import fingerprint_dir, hash_tree
 
@@ -49,8 +50,8 @@ def parse_progress(line: str, setting: str, seed: int, started: float) -> Progre
     if not line.startswith(PROGRESS_PREFIX):
         return None
     try:
-        doc = json.loads(line[len(PROGRESS_PREFIX) :])
-    except json.JSONDecodeError:
+        doc = untrusted_json(line[len(PROGRESS_PREFIX) :])
+    except ValueError:
         return None
     if not isinstance(doc, dict):
         return None
@@ -93,7 +94,8 @@ class Executor:
     ``time_grace_s`` is added to each setting's time limit (start-up slack, as MLS-Bench adds
     300 s); ``max_parallel`` caps jobs running at once within a group (default: what the
     backend's GPUs / CPU slots allow); a pair does not start (``infra_error``) with less than
-    ``min_free_disk_mb`` free where its outputs go.
+    twice ``min_free_disk_mb`` free where its outputs go, and each job's output is capped at its
+    share of the free space less ``min_free_disk_mb`` (the reserve for logs and records).
     """
 
     def __init__(
@@ -103,7 +105,7 @@ class Executor:
         *,
         time_grace_s: float = 0.0,
         max_parallel: int | None = None,
-        min_free_disk_mb: float = 256.0,
+        min_free_disk_mb: float = 1024.0,
     ) -> None:
         self.backend = backend
         self.min_free_disk_mb = min_free_disk_mb
@@ -171,7 +173,10 @@ class Executor:
                 )
         for level in sorted(set(levels.values())):
             pairs = [
-                (j, seed) for j in request.jobs if levels[j.label] == level for seed in request.seeds
+                (j, seed)
+                for j in request.jobs
+                if levels[j.label] == level
+                for seed in request.seeds
             ]
             workers = self.max_parallel or max(
                 1, self.backend.cpu_slots + self.backend.gpu_capacity
@@ -280,13 +285,17 @@ class Executor:
                 status="infra_error",
                 reason=f"infrastructure: cannot create the job's output directory: {exc.strerror}",
             )
-        if free_mb < self.min_free_disk_mb:
+        if free_mb < 2 * self.min_free_disk_mb:
             return SeedResult(
                 setting=label,
                 seed=seed,
                 status="infra_error",
                 reason=f"infrastructure: disk almost full ({free_mb:.0f} MB free)",
             )
+        # A job may not fill the disk its result is recorded on: its share of the free space,
+        # less a reserve for the logs and records, caps its output (a limit it cannot leave).
+        slots = max(1, self.backend.cpu_slots + self.backend.gpu_capacity)
+        output_cap_mb = int((free_mb - self.min_free_disk_mb) / slots)
         job = Job(
             label=label,
             seed=seed,
@@ -300,6 +309,7 @@ class Executor:
             needs=needs,
             workers=Workers(spec.workers.script, spec.workers.count) if spec.workers else None,
             gpus=spec.gpus,
+            max_output_mb=output_cap_mb,
             env={
                 **request.env,
                 **spec.env,
@@ -328,7 +338,20 @@ class Executor:
                     time.monotonic() - started,
                     infra_error=f"the {self.backend.name} backend failed ({type(exc).__name__})",
                 )
-        result = self._classify(request, spec, seed, job, outcome)
+        try:
+            result = self._classify(request, spec, seed, job, outcome)
+        except Exception as exc:
+            # Classifying reads only what the job left behind: whatever breaks it is the job's.
+            log.exception("cannot classify %s seed %s", label, seed)
+            result = SeedResult(
+                setting=label,
+                seed=seed,
+                status="infra_error" if outcome.infra_error else "failed",
+                reason=outcome.infra_error
+                or f"the job's outputs could not be read ({type(exc).__name__})",
+                elapsed_s=round(outcome.wall_s, 3),
+                log_path=str(job.log_path),
+            )
         try:
             _write_record(record, key, result)
         except OSError as exc:

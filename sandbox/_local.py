@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import json
@@ -576,19 +577,24 @@ class LocalBackend(Backend):
 
     # -- what holds ----------------------------------------------------------------------------
     def limits_for(self, job: Job) -> JobLimits:
-        """The limits of ``job`` (and of each of its workers), by job kind."""
+        """The limits of ``job`` (and of each of its workers), by job kind; the output cap is
+        the smaller of the backend's and the executor's (``job.max_output_mb``)."""
         if job.gpus <= 0:
-            return self._cpu_limits
-        g = self._gpu_limits
-        share = g.cpus * job.gpus / max(1, self.gpu_capacity)
-        return JobLimits(
-            memory_mb=g.memory_mb * job.gpus,
-            max_processes=g.max_processes,
-            cpus=max(1.0, min(g.cpus, share)),
-            tmp_mb=g.tmp_mb,
-            shm_mb=g.shm_mb,
-            max_output_mb=g.max_output_mb,
-        )
+            limits = self._cpu_limits
+        else:
+            g = self._gpu_limits
+            share = g.cpus * job.gpus / max(1, self.gpu_capacity)
+            limits = JobLimits(
+                memory_mb=g.memory_mb * job.gpus,
+                max_processes=g.max_processes,
+                cpus=max(1.0, min(g.cpus, share)),
+                tmp_mb=g.tmp_mb,
+                shm_mb=g.shm_mb,
+                max_output_mb=g.max_output_mb,
+            )
+        if job.max_output_mb is not None and job.max_output_mb < limits.max_output_mb:
+            limits = dataclasses.replace(limits, max_output_mb=max(1, job.max_output_mb))
+        return limits
 
     @property
     def sandboxed(self) -> bool:

@@ -84,9 +84,7 @@ class JobSpec(_Model):
     gpus: int = Field(default=0, ge=0)
     time_limit_s: int = Field(gt=0, validation_alias="time_limit")
     hidden: bool = False
-    env: dict[Annotated[str, Field(pattern=r"^PB_[A-Z0-9_]+$")], str] = Field(
-        default_factory=dict
-    )
+    env: dict[Annotated[str, Field(pattern=r"^PB_[A-Z0-9_]+$")], str] = Field(default_factory=dict)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -256,12 +254,6 @@ class ProgressEvent(_Model):
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
-
-
-class PreflightResult(_Model):
-    ok: bool
-    error: str | None = None
-    elapsed_s: float = 0.0
 
 
 def _unique(items: Any) -> list[str]:

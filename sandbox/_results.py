@@ -23,6 +23,18 @@ _ERROR_LINE = re.compile(
 )
 
 
+def untrusted_json(text: str) -> Any:
+    """``json.loads`` of text a job wrote or printed; `ValueError` for anything unreadable.
+
+    A job controls these bytes: deep nesting (RecursionError) is one more malformed input,
+    never an exception that escapes into the supervisor.
+    """
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 class MetricsError(ValueError):
     """``metrics.json`` is missing or not what the trusted evaluator writes."""
 
@@ -41,8 +53,8 @@ def read_metrics(
     if path.stat().st_size > _MAX_JSON_BYTES:
         raise MetricsError("metrics.json is implausibly large")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        doc = untrusted_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
         raise MetricsError(f"metrics.json is not valid JSON: {exc}") from exc
     if not isinstance(doc, dict) or doc.get("schema_version") != 1:
         raise MetricsError("metrics.json lacks schema_version 1")
@@ -89,8 +101,8 @@ def read_curve(out_dir: Path) -> list[dict[str, Any]]:
     with path.open(encoding="utf-8", errors="replace") as fh:
         for line in fh:
             try:
-                point = json.loads(line)
-            except json.JSONDecodeError:
+                point = untrusted_json(line)
+            except ValueError:
                 continue
             if isinstance(point, dict):
                 points.append(point)
@@ -107,8 +119,8 @@ def read_failure(out_dir: Path) -> str | None:
     if path.is_symlink() or not path.is_file() or path.stat().st_size > _MAX_JSON_BYTES:
         return None
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        doc = untrusted_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
     reason = doc.get("reason") if isinstance(doc, dict) else None
     return str(reason)[:FAILURE_CAP] if reason else None
