@@ -157,8 +157,8 @@ _wire.send_response = lambda sock, hidden: _send(sock, hidden[:, :-1])
         ),
         ("remembers requests", splice_regions(SOURCE, {"block": REMEMBERS}), 2, "not causal"),
         ("returns NaN", splice_regions(SOURCE, {"block": GOES_NAN}), 2, "non-finite hidden states"),
-        ("garbage shapes", SOURCE + GARBAGE, 2, "where a RESPONSE of"),
-        ("dies mid-pass", splice_regions(SOURCE, {"block": DIES}), 1, "closed the connection"),
+        ("garbage shapes", SOURCE + GARBAGE, 2, "sent an answer that is not valid"),
+        ("dies mid-pass", splice_regions(SOURCE, {"block": DIES}), 1, "stopped answering"),
         (
             "fails to import",
             SOURCE + "\nraise ImportError('nope')\n",

@@ -147,9 +147,9 @@ def test_non_finite_hidden_states_are_refused(connect: Callable[..., Any], value
 
 def test_a_worker_that_dies_or_errs_fails_the_evaluation(connect: Callable[..., Any]) -> None:
     died = connect(hello_then(lambda c: c.close()))
-    with pytest.raises(pb_logits.WorkerError, match="closed the connection") as info:
+    with pytest.raises(pb_logits.WorkerError, match="stopped answering") as info:
         request(died)
-    assert not info.value.refused
+    assert not info.value.refused and "closed the connection" in info.value.detail
     truncated = (
         struct.pack("<4sIQ", b"PBLW", 4, 8 + 4 * 4 * C) + struct.pack("<II", 4, C) + b"\0" * 10
     )
@@ -158,9 +158,27 @@ def test_a_worker_that_dies_or_errs_fails_the_evaluation(connect: Callable[..., 
         request(half)
     assert not info.value.refused
     erred = connect(hello_then(lambda c: pb_logits.send_error(c, "RuntimeError: boom\x00\x1b[2J")))
-    with pytest.raises(pb_logits.WorkerError, match="the model failed: RuntimeError: boom") as info:
+    with pytest.raises(pb_logits.WorkerError, match="the model raised RuntimeError$") as info:
         request(erred)
-    assert not info.value.refused and "\x1b" not in str(info.value)
+    assert not info.value.refused and "the model failed: RuntimeError: boom" in info.value.detail
+    assert "\x1b" not in info.value.detail
+
+
+def test_nothing_a_serving_worker_chose_reaches_the_agent(connect: Callable[..., Any]) -> None:
+    """Once a worker has been sent evaluation inputs, its error text, frame lengths and shapes
+    would be a channel for them: the agent-facing message is ours alone."""
+    secret = "50256 1212 318 262 3280"
+    leaky = connect(hello_then(lambda c: pb_logits.send_error(c, f"MyError: {secret}")))
+    with pytest.raises(pb_logits.WorkerError) as info:
+        request(leaky)
+    assert str(info.value).endswith("the model raised an exception")
+    assert secret in info.value.detail and secret not in str(info.value)
+    odd = struct.pack("<4sIQ", b"PBLW", 4, 123456789)  # a RESPONSE of a length it chose
+    sized = connect(hello_then(lambda c: c.sendall(odd)))
+    with pytest.raises(pb_logits.WorkerError) as info:
+        request(sized)
+    assert "123456789" in info.value.detail and "123456789" not in str(info.value)
+    assert info.value.refused
 
 
 def test_a_silent_worker_times_out(connect: Callable[..., Any]) -> None:

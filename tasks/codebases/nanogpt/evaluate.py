@@ -249,12 +249,16 @@ class CausalityProbes:
                 bad = ~torch.isclose(a, b, atol=CAUSAL_ATOL, rtol=CAUSAL_RTOL).all(dim=1)
                 where = int(cols[r0 + int(bad.nonzero()[0])])
                 diff = float((a - b).abs().max())
+                # where and by how much are the worker's doing (a channel for what it was
+                # served): the log keeps them, the agent reads only our own cut
+                print(f"evaluate.py: not causal at position {where}, max |difference| {diff:.3g}",
+                      file=sys.stderr, flush=True)
                 raise EvaluationRefused(
                     f"the model is not causal: a sequence of the evaluation, with its tokens from position "
                     f"{cut} on replaced by random ones and scored by another, fresh logits worker ({worker}), "
-                    f"got other logits at position {where} (max |difference| {diff:.3g}); outputs before a "
-                    "position must depend only on the tokens before it (not on later tokens, other "
-                    "sequences, or earlier requests), or its losses are not next-token predictions")
+                    "got other logits before that position; outputs before a position must depend only "
+                    "on the tokens before it (not on later tokens, other sequences, or earlier requests), "
+                    "or its losses are not next-token predictions")
 
 
 class WorkerModel:
@@ -469,6 +473,7 @@ def evaluate(kind, environ):
             clients[0].close()
             probes.check(clients[1:], head, batch, device)
     except pb_logits.WorkerError as e:
+        print(f"evaluate.py: {e.detail}", file=sys.stderr, flush=True)  # the log: never the agent's
         raise (EvaluationRefused if e.refused else EvaluationFailed)(str(e)) from e
     finally:
         for client in clients or []:

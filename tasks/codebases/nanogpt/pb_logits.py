@@ -26,6 +26,7 @@ The evaluator has at most one request in flight per worker (it sends the next re
 has read the previous response), so neither end can block the other on a full socket buffer.
 """
 
+import builtins
 import os
 import socket
 import struct
@@ -52,11 +53,17 @@ MAX_UNIX_PATH = 100  # sun_path holds 108 bytes; longer paths go through /proc/s
 
 class WorkerError(Exception):
     """A worker cannot be used. `refused`: it answered something invalid (the evaluation is
-    refused); else it stopped, timed out or reported an error of the model (the evaluation failed)."""
+    refused); else it stopped, timed out or reported an error of the model (the evaluation failed).
 
-    def __init__(self, message, refused=False):
+    str(error) is what the agent may read; `detail` (the evaluator's log only) may quote what
+    the worker sent. Once a worker has seen an evaluation input, the agent-facing text holds no
+    byte the worker chose: an error message, a frame length or a shape could otherwise carry the
+    evaluation data it was served back to the agent."""
+
+    def __init__(self, message, refused=False, detail=None):
         super().__init__(message)
         self.refused = refused
+        self.detail = detail or message
 
 
 def socket_path(directory):
@@ -107,6 +114,20 @@ def recv_header(sock):
     return kind, length
 
 
+# exception names a model error may be reported by (built-in ones only: a class the agent
+# defines could be named after anything, the evaluation data included)
+_BUILTIN_ERRORS = frozenset(
+    name for name, value in vars(builtins).items()
+    if isinstance(value, type) and issubclass(value, BaseException)
+)
+
+
+def error_kind(text):
+    """The built-in exception name a worker's error text starts with, or "an exception"."""
+    name = text.split(":", 1)[0].strip()
+    return name if name in _BUILTIN_ERRORS else "an exception"
+
+
 def _printable(raw):
     text = bytes(raw[:MAX_ERROR_BYTES]).decode("utf-8", errors="replace")
     return "".join(c if c.isprintable() or c == "\n" else "?" for c in text)
@@ -131,9 +152,16 @@ class WorkerClient:
         self.timeout = timeout
         self.sock = None
         self.pending = []  # K of each request sent and not yet answered
+        self.served = False  # True once it has been sent an evaluation input
 
-    def _fail(self, what, refused=False):
-        raise WorkerError(f"logits worker {self.index}: {what}", refused=refused)
+    def _fail(self, what, refused=False, public=None):
+        """Raise WorkerError: `what` in full for the log; for the agent, once the worker has
+        seen an input, only `public` (text of ours) or a fixed phrase."""
+        detail = f"logits worker {self.index}: {what}"
+        if not self.served:
+            raise WorkerError(detail, refused=refused)
+        fixed = public or ("sent an answer that is not valid" if refused else "stopped answering")
+        raise WorkerError(f"logits worker {self.index}: {fixed}", refused=refused, detail=detail)
 
     def connect(self):
         deadline = time.monotonic() + self.timeout
@@ -199,6 +227,7 @@ class WorkerClient:
             send_frame(self.sock, REQUEST, REQUEST_HEAD.pack(B, T, K), tokens, positions)
         except OSError as e:
             self._fail(f"stopped taking requests ({type(e).__name__}: {e})")
+        self.served = True
         self.pending.append(K)
 
     def fetch(self):
@@ -206,7 +235,8 @@ class WorkerClient:
         K = self.pending.pop(0)
         kind, length = self._header()
         if kind == ERROR:
-            self._fail(f"the model failed: {self._error_text(length)}")
+            text = self._error_text(length)
+            self._fail(f"the model failed: {text}", public=f"the model raised {error_kind(text)}")
         want = RESPONSE_HEAD.size + 4 * K * self.n_embd
         if kind != RESPONSE or length != want:  # checked before a byte of the payload is read
             self._fail(f"sent a frame of kind {kind} and {length} bytes where a RESPONSE of {want} bytes "
@@ -220,8 +250,8 @@ class WorkerClient:
         except (OSError, ConnectionError) as e:
             self._fail(f"stopped answering ({type(e).__name__}: {e})")
         if not np.isfinite(hidden).all():
-            self._fail("returned non-finite hidden states (NaN or inf): the model's outputs cannot be scored",
-                       refused=True)
+            what = "returned non-finite hidden states (NaN or inf): the model's outputs cannot be scored"
+            self._fail(what, refused=True, public=what)
         return hidden
 
     def close(self):
