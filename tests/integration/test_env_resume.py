@@ -49,7 +49,7 @@ DRIVER = textwrap.dedent(
         print("PROGRESS", event.setting, event.seed, flush=True)
 
     session = Session(load_task(task_dir), run_dir, executor=InProcessExecutor(delay_s=delay),
-                      profile="tiny", data=DataPaths(data_dir=run_dir.parent / "data"),, progress=progress)
+                      profile="tiny", data=DataPaths(data_dir=run_dir.parent / "data"), progress=progress)
     for index in range(len(SCRIPT)):
         run_script_call(session, index)
         print("CALLED", index, flush=True)
@@ -158,7 +158,7 @@ def test_killed_in_the_middle_of_a_test(tmp_path: Path, task_dir: Path) -> None:
     assert _read_until(proc, "CALLED") == "CALLED 0\n"
     proc.stdin.write("go\n")
     proc.stdin.flush()
-    _read_until(proc, "PROGRESS gpt-tiny 42")  # the test is running (and sleeping)
+    _read_until(proc, "PROGRESS train-tiny 42")  # the test is running (and sleeping)
     _kill(proc)
     written = json.loads((run_dir / "session.json").read_text())
     assert written["pending"]["kind"] == "test" and written["tests_used"] == 0

@@ -73,6 +73,6 @@ def test_real_tiny_test_resume_and_submit(tmp_path: Path, pb_data_paths: DataPat
     for hidden in ("lm-eval-tiny", "piqa", "winogrande"):
         assert hidden not in final.text
     assert resumed.final is not None and resumed.final.status == "ok", resumed.final
-    metrics = resumed.final.metrics(task.settings("tiny"))
+    metrics = resumed.final.metrics(task.jobs("tiny"))
     assert "val_loss_gpt-tiny" in metrics and "arc_easy_lm-eval-tiny" in metrics
     assert train_metrics.stat().st_mtime_ns == mtime  # the finished training was reused

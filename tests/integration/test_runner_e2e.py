@@ -113,8 +113,8 @@ def test_openai_agent_real_tiny_profile(chat_server, tmp_path: Path) -> None:
     state = json.loads((run_dir / "session.json").read_text())
     assert state["tests_used"] == 1 and state["submission"]["test_number"] == 1
     assert state["final"]["status"] == "ok"
-    settings = {r["setting"] for r in state["final"]["results"]}
-    assert settings == {"gpt-tiny", "lm-eval-tiny"}
+    jobs = {r["setting"] for r in state["final"]["results"]}
+    assert jobs == {"schedule", "train-tiny", "gpt-tiny", "lm-eval-tiny"}
     from leaderboard import Store
 
     record = Store(f"sqlite:///{db}").get_run(run_dir.name)

@@ -74,7 +74,7 @@ def test_baseline_completes_a_tiny_test(
     assert submitted.ok, submitted.text
     final = session.final
     assert final is not None and final.status == "ok", final
-    metrics = final.metrics(task.settings("tiny"))
+    metrics = final.metrics(task.jobs("tiny"))
     for metric in ALL_METRICS:
         key = task.metric_key(metric, "tiny")
         assert key in metrics and math.isfinite(metrics[key]), (key, metrics)

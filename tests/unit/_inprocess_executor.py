@@ -134,6 +134,12 @@ class InProcessExecutor:
         )
 
     def _preflight(self, request: TestRequest) -> TestResult:
+        if self.preflight == "ok":  # finished pairs, reused by the test as the executor does
+            for job in request.jobs:
+                for seed in request.seeds:
+                    out = request.out_dir / job.label / f"seed_{seed}"
+                    out.mkdir(parents=True, exist_ok=True)
+                    (out / "metrics.json").write_text(json.dumps({"metrics": {}}))
         results = [
             SeedResult(
                 setting=job.label,
