@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import logging
+import os
 import shutil
 import threading
 import time
@@ -338,6 +340,19 @@ class Executor:
                     time.monotonic() - started,
                     infra_error=f"the {self.backend.name} backend failed ({type(exc).__name__})",
                 )
+        used_mb = _tree_mb(out)
+        if used_mb > output_cap_mb:
+            # Past its share of the disk (a backend polls, so a fast writer overshoots): whatever
+            # failed to be written after that is the job's doing, not the infrastructure's. Its
+            # output goes, so that its result (and the session) can be recorded.
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True, exist_ok=True)
+            outcome = dataclasses.replace(
+                outcome,
+                infra_error=None,
+                limit=f"output size: {used_mb:.0f} MB, more than the {output_cap_mb} MB the job "
+                "may write here (its output was deleted)",
+            )
         try:
             result = self._classify(request, spec, seed, job, outcome)
         except Exception as exc:
@@ -450,6 +465,16 @@ _INPUT_NAMES = {
     "tokenizer": "tokenizer",
     "hf_home": "Hugging Face cache",
 }
+
+
+def _tree_mb(root: Path) -> float:
+    """MB under ``root`` (a job's output), without following links."""
+    total = 0
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total / 2**20
 
 
 def _granted_inputs(spec: JobSpec, data: DataPaths) -> tuple[dict[str, Path], list[str]]:

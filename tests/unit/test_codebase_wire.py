@@ -158,7 +158,7 @@ def test_a_worker_that_dies_or_errs_fails_the_evaluation(connect: Callable[..., 
         request(half)
     assert not info.value.refused
     erred = connect(hello_then(lambda c: pb_logits.send_error(c, "RuntimeError: boom\x00\x1b[2J")))
-    with pytest.raises(pb_logits.WorkerError, match="the model raised RuntimeError$") as info:
+    with pytest.raises(pb_logits.WorkerError, match=r"the model raised RuntimeError$") as info:
         request(erred)
     assert not info.value.refused and "the model failed: RuntimeError: boom" in info.value.detail
     assert "\x1b" not in info.value.detail

@@ -171,6 +171,9 @@ def training_fingerprint(ckpt):
 # the trained model in logits workers
 
 
+NO_CUT_SHARE = 0.5  # the share of probes sent unchanged (see CausalityProbes.offer)
+
+
 class CausalityProbes:
     """A secret random sample of the sequences worker 0 scored (reservoir sampling over the whole
     pass), each with a cut k drawn among its scored positions, and the hidden states worker 0 gave
@@ -194,7 +197,14 @@ class CausalityProbes:
                 continue
             mine = rows == b
             cols = positions[mine] % T
-            cut = self.rng.randint(int(cols.min()) + 1, int(cols.max()) + 1)
+            last = int(cols.max())
+            if self.rng.random() < NO_CUT_SHARE:
+                # the sequence unchanged, in other company and a fresh worker: every scored
+                # position must agree, which catches what depends on other rows or on earlier
+                # requests at ANY position (a cut only tests the positions before it)
+                cut = last + 1
+            else:
+                cut = self.rng.randint(int(cols.min()) + 1, max(int(cols.min()) + 1, last))
             item = (tokens[b].copy(), cols, cut, hidden[mine][cols < cut].copy())
             if slot == len(self.kept):
                 self.kept.append(item)
@@ -249,16 +259,17 @@ class CausalityProbes:
                 bad = ~torch.isclose(a, b, atol=CAUSAL_ATOL, rtol=CAUSAL_RTOL).all(dim=1)
                 where = int(cols[r0 + int(bad.nonzero()[0])])
                 diff = float((a - b).abs().max())
-                # where and by how much are the worker's doing (a channel for what it was
-                # served): the log keeps them, the agent reads only our own cut
-                print(f"evaluate.py: not causal at position {where}, max |difference| {diff:.3g}",
-                      file=sys.stderr, flush=True)
+                # where and by how much are the worker's doing, and the cut depends on the item's
+                # length: the log keeps them, the agent reads none of them
+                print(f"evaluate.py: not causal at position {where} (cut {cut}), "
+                      f"max |difference| {diff:.3g}", file=sys.stderr, flush=True)
                 raise EvaluationRefused(
-                    f"the model is not causal: a sequence of the evaluation, with its tokens from position "
-                    f"{cut} on replaced by random ones and scored by another, fresh logits worker ({worker}), "
-                    "got other logits before that position; outputs before a position must depend only "
-                    "on the tokens before it (not on later tokens, other sequences, or earlier requests), "
-                    "or its losses are not next-token predictions")
+                    "the model is not causal: a sequence of the evaluation, sent again to another, "
+                    f"fresh logits worker ({worker}) among other sequences, unchanged or with its "
+                    "tokens from a random position on replaced by random ones, got other logits "
+                    "where nothing it depends on had changed; outputs at a position must depend only "
+                    "on the tokens before it (not on later tokens, other sequences, or earlier "
+                    "requests), or its losses are not next-token predictions")
 
 
 class WorkerModel:
