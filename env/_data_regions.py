@@ -91,7 +91,6 @@ def _check_json(value: Any, variable: str) -> None:
         raise DataRegionError(f"{variable} is longer than {MAX_JSON_CHARS} characters as JSON")
 
 
-
 def data_region_env(task: TaskSpec, files: dict[str, str]) -> dict[str, str]:
     """The job variables of a submission's data regions: ``{env name: JSON text}``.
 

@@ -342,9 +342,7 @@ class Session:
             )
         kept = _set_aside(out_dir, "preflight")
         failed = [r for r in result.results if r.status == "failed"]
-        reasons = "\n\n".join(
-            f"{r.setting}: {self._agent_safe(r.reason)}" for r in failed[:1]
-        )
+        reasons = "\n\n".join(f"{r.setting}: {self._agent_safe(r.reason)}" for r in failed[:1])
         self._uncounted("preflight", reasons, kept)
         return (
             f"ERROR: Preflight failed: your code was rejected before training "
@@ -538,8 +536,16 @@ class Session:
         """Host directories that may appear in harness reasons, longest first."""
         st = self._state
         paths = [self.run_dir.parent, self.task.codebase_dir, Path(tempfile.gettempdir())]
-        paths += [p for p in (st.data.data_dir, st.data.eval_data_dir, st.data.tokenizer_dir,
-                              st.data.hf_home) if p is not None]
+        paths += [
+            p
+            for p in (
+                st.data.data_dir,
+                st.data.eval_data_dir,
+                st.data.tokenizer_dir,
+                st.data.hf_home,
+            )
+            if p is not None
+        ]
         paths.append(Path.home())
         roots = {str(p.resolve()) for p in paths} | {str(p) for p in paths}
         return sorted((r for r in roots if r not in ("/", "")), key=len, reverse=True)

@@ -357,9 +357,7 @@ def test_resume_restores_exactly_and_continues(task: TaskSpec, tmp_path: Path) -
     session.call("test")
     edit_lr(session, "    return min_lr")
     before = (session.run_dir / "session.json").read_text()
-    resumed = Session.resume(
-        session.run_dir, executor=InProcessExecutor(), task=task
-    )
+    resumed = Session.resume(session.run_dir, executor=InProcessExecutor(), task=task)
     assert resumed.state == session.state
     assert resumed.workspace.text(FILE) == session.workspace.text(FILE)
     assert (session.run_dir / "session.json").read_text() == before

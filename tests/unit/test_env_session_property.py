@@ -79,7 +79,7 @@ def test_budgets_add_up(
             executor=InProcessExecutor(outcomes),
             profile="tiny",
             data=DataPaths(data_dir=Path(root)),
-                budgets=Budgets(max_steps=max_steps, max_tests=max_tests),
+            budgets=Budgets(max_steps=max_steps, max_tests=max_tests),
         )
         step_calls = 0
         for tool, arguments in calls:

@@ -123,7 +123,9 @@ def test_a_data_region_takes_one_literal_assignment_only(lr_workspace, content: 
 
 def test_a_data_region_takes_a_literal_dict(lr_workspace) -> None:
     _, (s2, e2) = lr_workspace.editable_ranges(F)
-    content = "CONFIG_OVERRIDES = {\n    'learning_rate': 1e-3,  # faster\n    'warmup_iters': 2,\n}"
+    content = (
+        "CONFIG_OVERRIDES = {\n    'learning_rate': 1e-3,  # faster\n    'warmup_iters': 2,\n}"
+    )
     assert lr_workspace.replace(F, s2, e2, content).startswith("OK: Replaced")
 
 
