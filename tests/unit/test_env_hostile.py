@@ -401,9 +401,9 @@ def _assert_refused(ws: Workspace, edit: Callable[[Workspace], str], expected: s
 def test_hostile_lr_edit_is_refused(case, codebase, make_env_task, tmp_path: Path) -> None:
     name, edit, expected = case
     if codebase == "real" and name == "call frozen helper":
-        edit = lr("    write_json('x', {})\n    return 1.0")
+        edit = lr("    checked_lr(0, {})\n    return 1.0")
     if codebase == "real" and name == "rebind frozen function":
-        edit = config("CONFIG_OVERRIDES = {}\nwrite_json = None")
+        edit = config("CONFIG_OVERRIDES = {}\nchecked_lr = None")
     ws = (
         _mini(make_env_task, tmp_path)
         if codebase == "mini"
