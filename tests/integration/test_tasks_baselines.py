@@ -58,6 +58,8 @@ def test_baseline_completes_a_tiny_test(
         profile="tiny",
         data=pb_data_paths,
         budgets=env.Budgets(max_steps=8, max_tests=1),
+        # shorter than the profile: test_codebase_jobs pins the full chain's numbers already
+        env={"PB_MAX_ITERS": "40"},
     )
     for text in baseline.apply(session):
         assert text.startswith("OK:"), text
