@@ -72,6 +72,22 @@ WeakIsolationOption = Annotated[
 ]
 
 
+def _prepare_home_before_serving() -> None:
+    """Prepare $PRETRAINBENCH_HOME (or exit) before an agent can call a tool: missing data is
+    the harness's fault and must never fail an agent's first test. stderr only (stdout is the
+    stdio transport's channel)."""
+    from runner._components import pretrainbench_home
+    from runner._setup import SetupError, ensure_home_ready
+
+    try:
+        ensure_home_ready(
+            pretrainbench_home(),
+            say=lambda t: err.print(t, markup=False, highlight=False, soft_wrap=True),
+        )
+    except SetupError as e:
+        raise _fail(str(e)) from e
+
+
 def _fail(message: str, code: int = 1) -> typer.Exit:
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
@@ -443,20 +459,11 @@ def mcp(
     allow_weak_isolation: WeakIsolationOption = False,
 ) -> None:
     """Serve one task session's tools over MCP (stdio or streamable HTTP)."""
-    from runner._components import pretrainbench_home
     from runner._mcp import serve_mcp
-    from runner._setup import SetupError, ensure_home_ready
 
     if transport not in ("stdio", "http"):
         raise _fail("--transport must be stdio or http")
-    # Before serving, not at the agent's first test; stderr only, stdout is stdio's channel.
-    try:
-        ensure_home_ready(
-            pretrainbench_home(),
-            say=lambda t: err.print(t, markup=False, highlight=False, soft_wrap=True),
-        )
-    except SetupError as e:
-        raise _fail(str(e)) from e
+    _prepare_home_before_serving()
     serve_mcp(
         task=task,
         transport=transport,
@@ -495,19 +502,11 @@ def serve(
     import uvicorn
 
     from runner._api import MAX_BODY_BYTES, create_api
-    from runner._components import pretrainbench_home
-    from runner._setup import SetupError, ensure_home_ready
 
     secret = token or os.environ.get("PRETRAINBENCH_API_TOKEN")
     if not secret:
         raise _fail("set a token: --token or $PRETRAINBENCH_API_TOKEN")
-    try:
-        ensure_home_ready(
-            pretrainbench_home(),
-            say=lambda t: err.print(t, markup=False, highlight=False, soft_wrap=True),
-        )
-    except SetupError as e:
-        raise _fail(str(e)) from e
+    _prepare_home_before_serving()
     api = create_api(
         runs_dir=runs,
         token=secret,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,30 @@ class JobOutcome:
     gpu_type: str | None = None
     notes: tuple[str, ...] = ()
     limit: str | None = None
+
+
+class GpuPool:
+    """The GPUs a backend hands out (device ids as its runtime names them), thread-safe."""
+
+    def __init__(self, ids: list[str]) -> None:
+        self._free = list(ids)
+        self._lock = threading.Lock()
+
+    def take(self, count: int) -> list[str]:
+        """``count`` free GPUs; `BackendError` when fewer are free (the executor's slots keep
+        that from happening)."""
+        if count <= 0:
+            return []
+        with self._lock:
+            if count > len(self._free):
+                raise BackendError(f"{count} GPUs requested but {len(self._free)} free")
+            taken, self._free = self._free[:count], self._free[count:]
+        return taken
+
+    def give(self, ids: list[str]) -> None:
+        """Return GPUs taken earlier."""
+        with self._lock:
+            self._free.extend(ids)
 
 
 class BackendError(RuntimeError):

@@ -54,6 +54,7 @@ from sandbox._backend import (
     SANDBOX_WORKERS,
     Backend,
     BackendError,
+    GpuPool,
     Job,
     JobOutcome,
     LineCallback,
@@ -306,7 +307,7 @@ class DockerBackend(Backend):
         self._lock = threading.Lock()
         self._containers: dict[str, Any] = {}
         self._killed: set[str] = set()
-        self._free_gpus = list(range(self.gpu_capacity))
+        self._gpu_pool = GpuPool([str(i) for i in range(self.gpu_capacity)])
         self._cancelled = False
 
     def describe(self) -> dict[str, str]:
@@ -354,7 +355,7 @@ class DockerBackend(Backend):
         try:
             try:
                 work = Path(tempfile.mkdtemp(prefix=f"pb-docker-{job.label}-", dir=self.tmp_root))
-                gpu_ids = self._take_gpus(job.gpus)
+                gpu_ids = [int(i) for i in self._gpu_pool.take(job.gpus)]
                 job_spec, worker_specs = self._prepare(job, work, gpu_ids)
                 logs.append(_open_log(job.log_path))
                 logs += [_open_log(job.worker_log(i)) for i in range(len(worker_specs))]
@@ -380,24 +381,13 @@ class DockerBackend(Backend):
                 thread.join(timeout=10)
             for log_file in logs:
                 log_file.close()
-            self._give_gpus(gpu_ids)
+            self._gpu_pool.give([str(i) for i in gpu_ids])
             # after removal: nothing of the job runs any more while its outputs are reclaimed
             with contextlib.suppress(OSError):
                 if job.out_dir.is_dir():
                     reclaim_outputs(job.out_dir, chown=self._as_root)
             if work is not None:
                 shutil.rmtree(work, ignore_errors=True)
-
-    def _take_gpus(self, count: int) -> list[int]:
-        with self._lock:
-            if count > len(self._free_gpus):
-                raise BackendError(f"{count} GPUs requested, {len(self._free_gpus)} free")
-            taken, self._free_gpus = self._free_gpus[:count], self._free_gpus[count:]
-        return taken
-
-    def _give_gpus(self, ids: list[int]) -> None:
-        with self._lock:
-            self._free_gpus.extend(ids)
 
     def _prepare(
         self, job: Job, work: Path, gpu_ids: list[int]

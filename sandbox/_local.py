@@ -68,6 +68,8 @@ from sandbox._backend import (
     SANDBOX_WORKER,
     SANDBOX_WORKERS,
     Backend,
+    BackendError,
+    GpuPool,
     Job,
     JobOutcome,
     LineCallback,
@@ -563,7 +565,7 @@ class LocalBackend(Backend):
         self._uids = _uid_pool(uid_base)
         self._gpus = _visible_gpus()
         self.gpu_capacity = len(self._gpus)
-        self._free_gpus = [i for i, _ in self._gpus]
+        self._gpu_pool = GpuPool([i for i, _ in self._gpus])
         self._lock = threading.Lock()
         self._running: dict[int, _Process] = {}
         self._cancelled = False
@@ -641,19 +643,6 @@ class LocalBackend(Backend):
         }
 
     # -- GPUs ----------------------------------------------------------------------------------
-    def _take_gpus(self, n: int) -> list[str]:
-        if n == 0:
-            return []
-        with self._lock:
-            if n > len(self._free_gpus):
-                raise _Refused(f"{n} GPUs requested but {len(self._free_gpus)} free")
-            taken, self._free_gpus = self._free_gpus[:n], self._free_gpus[n:]
-            return taken
-
-    def _give_gpus(self, gpus: list[str]) -> None:
-        with self._lock:
-            self._free_gpus.extend(gpus)
-
     # -- lifecycle -----------------------------------------------------------------------------
     def cancel(self) -> None:
         with self._lock:
@@ -787,7 +776,10 @@ class _JobRun:
             job.log_path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise _Refused(f"cannot prepare the job: {exc}") from exc
-        self.gpus = b._take_gpus(job.gpus)
+        try:
+            self.gpus = b._gpu_pool.take(job.gpus)
+        except BackendError as exc:
+            raise _Refused(str(exc)) from exc
         job_uid = self._uid()
         workers = self._start_workers(job_uid) if job.workers else []
         sandbox = self._job_sandbox(code, job_uid, workers)
@@ -1142,7 +1134,7 @@ class _JobRun:
             self.b._unregister(process)
         for cgroup in self.cgroups:
             cgroup.remove()
-        self.b._give_gpus(self.gpus)
+        self.b._gpu_pool.give(self.gpus)
         for uid in self.uids:
             self.b._uids.give(uid)
         if self.work is not None:

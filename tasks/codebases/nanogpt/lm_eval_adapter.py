@@ -75,26 +75,14 @@ def load_trusted_model(ckpt_dir=None, device="cpu", ckpt=None):
     return pb_checkpoint.build_model(custom_pretrain, ckpt, device)
 
 
-class _CaptureHead(nn.Module):
-    """Stands in for model.lm_head: keeps its input (B, T, C), returns an empty tensor."""
-
-    def __init__(self, head):
-        super().__init__()
-        self.head = head
-        self.captured = None
-
-    def forward(self, x):
-        self.captured = x
-        return x.new_empty(0)
-
 
 class LocalModel:
     """Hidden states from a GPT in this process (GPT.forward ends in lm_head: frozen code)."""
 
     def __init__(self, model):
         self.model = model.eval()
-        head = model.lm_head.head if isinstance(model.lm_head, _CaptureHead) else model.lm_head
-        self.capture = _CaptureHead(head)
+        head = model.lm_head.head if isinstance(model.lm_head, pb_checkpoint.CaptureHead) else model.lm_head
+        self.capture = pb_checkpoint.CaptureHead(head)
         self.model.lm_head = self.capture
         self.head_weight = head.weight
         self.device = self.head_weight.device

@@ -28,21 +28,7 @@ import pb_config
 import pb_logits
 
 # -----------------------------------------------------------------------------
-# the model, with its head's input captured
-
-
-class CaptureHead(nn.Module):
-    """Stands in for model.lm_head: keeps its input (B, T, C) and returns an empty tensor, so the
-    vocabulary-wide head is never computed here (the evaluator applies it)."""
-
-    def __init__(self, head):
-        super().__init__()
-        self.head = head
-        self.captured = None
-
-    def forward(self, x):
-        self.captured = x
-        return x.new_empty(0)
+# the model, with its head's input captured (pb_checkpoint.CaptureHead)
 
 
 def load(environ):
@@ -55,7 +41,7 @@ def load(environ):
     ckpt = pb_checkpoint.load_checkpoint(ckpt_dir)
     module = pb_checkpoint.import_model_source(ckpt_dir)  # agent code from here on
     model = pb_checkpoint.build_model(module, ckpt, device)
-    capture = CaptureHead(model.lm_head)
+    capture = pb_checkpoint.CaptureHead(model.lm_head)
     model.lm_head = capture
     return model, capture, device, ckpt["model_config"]
 

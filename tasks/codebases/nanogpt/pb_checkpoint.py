@@ -110,6 +110,20 @@ def import_model_source(ckpt_dir, name="pb_model_source"):
     return module
 
 
+class CaptureHead(torch.nn.Module):
+    """Stands in for model.lm_head: keeps its input (B, T, C) and returns an empty tensor, so the
+    vocabulary-wide head is never computed there (the trusted evaluator applies it itself)."""
+
+    def __init__(self, head):
+        super().__init__()
+        self.head = head
+        self.captured = None
+
+    def forward(self, x):
+        self.captured = x
+        return x.new_empty(0)
+
+
 def build_model(module, ckpt, device):
     """module.GPT(module.GPTConfig(**model_config)) with the checkpoint's weights (strict), in
     eval mode on device."""

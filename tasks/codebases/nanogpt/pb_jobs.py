@@ -21,6 +21,18 @@ MAX_MESSAGE_CHARS = 800  # of an exception's own message (agent code chooses it)
 EDITED_FILE = "custom_pretrain.py"  # the file agents edit, named as they see it
 
 
+def output_dir(*stale):
+    """PB_OUT_DIR, created, with the named files of an earlier attempt removed (or exit)."""
+    out_dir = os.environ.get("PB_OUT_DIR", "")
+    if not out_dir:
+        raise SystemExit("error: PB_OUT_DIR must name the output directory")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in (*stale, FAILURE_FILE):
+        (out_dir / name).unlink(missing_ok=True)
+    return out_dir
+
+
 def write_json(path, obj):
     """Write obj to path as JSON, atomically: a reader sees the old file or the whole new one."""
     partial = Path(str(path) + ".partial")

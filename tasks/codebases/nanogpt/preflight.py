@@ -139,12 +139,7 @@ def check_causal(cp, torch):
 
 
 def main():
-    out_dir = os.environ.get("PB_OUT_DIR", "")
-    if not out_dir:
-        sys.exit("error: PB_OUT_DIR must name the output directory")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / pb_jobs.FAILURE_FILE).unlink(missing_ok=True)
+    out_dir = pb_jobs.output_dir()
     environ = dict(os.environ)
     try:
         import importlib.util

@@ -106,13 +106,7 @@ def table(get_lr, profile, cfg):
 
 
 def main():
-    out_dir = os.environ.get("PB_OUT_DIR", "")
-    if not out_dir:
-        sys.exit("error: PB_OUT_DIR must name the output directory")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (pb_config.SCHEDULE_FILE, pb_jobs.FAILURE_FILE):
-        (out_dir / stale).unlink(missing_ok=True)
+    out_dir = pb_jobs.output_dir(pb_config.SCHEDULE_FILE)
     try:
         overrides = pb_config.read_overrides(os.environ, EDITED)
         profiles = {}
