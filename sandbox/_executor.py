@@ -7,7 +7,6 @@ import dataclasses
 import errno
 import json
 import logging
-import os
 import shutil
 import threading
 import time
@@ -40,11 +39,12 @@ from sandbox._results import (
     tail_text,
     untrusted_json,
 )
-from sandbox._workdir import fingerprint_dir, hash_tree
+from sandbox._workdir import fingerprint_dir, hash_tree, tree_usage
 
 log = logging.getLogger(__name__)
 
 PROGRESS_PREFIX = "PB_PROGRESS "
+_MAX_COUNTED_ENTRIES = 1_000_000  # a job's output is measured up to this many entries
 
 
 def parse_progress(line: str, setting: str, seed: int, started: float) -> ProgressEvent | None:
@@ -85,6 +85,11 @@ def pair_dir(out_dir: Path, label: str, seed: int) -> Path:
     return out_dir / label / f"seed_{seed}"
 
 
+def log_path(out_dir: Path, label: str, seed: int) -> Path:
+    """The supervisor's log of a (job, seed), beside (not inside) the dir the job may write."""
+    return out_dir / label / f"seed_{seed}.log"
+
+
 def record_path(out_dir: Path, label: str, seed: int) -> Path:
     """The executor's record of a finished pair, beside (not inside) the dir the job may write."""
     return out_dir / label / f"seed_{seed}.result.json"
@@ -117,6 +122,11 @@ class Executor:
         self._slots = threading.Condition()
         self._free_gpus = backend.gpu_capacity
         self._free_cpu = backend.cpu_slots
+
+    @property
+    def _capacity(self) -> int:
+        """How many jobs the backend can run at once (its CPU slots and GPUs)."""
+        return max(1, self.backend.cpu_slots + self.backend.gpu_capacity)
 
     def cancel(self) -> None:
         """Stop every job in flight; their pairs, and any not started yet, end as ``infra_error``.
@@ -180,9 +190,7 @@ class Executor:
                 if levels[j.label] == level
                 for seed in request.seeds
             ]
-            workers = self.max_parallel or max(
-                1, self.backend.cpu_slots + self.backend.gpu_capacity
-            )
+            workers = self.max_parallel or self._capacity
             with ThreadPoolExecutor(max_workers=min(workers, len(pairs)) or 1) as pool:
                 futures = {
                     (j.label, seed): pool.submit(
@@ -238,10 +246,10 @@ class Executor:
             cached, cached_out = hit
             shutil.rmtree(out, ignore_errors=True)
             link_tree(cached_out, out)
-            log_path = request.out_dir / label / f"seed_{seed}.log"
+            cached_log = log_path(request.out_dir, label, seed)
             with contextlib.suppress(OSError):
-                shutil.copyfile(cached_out.parent / LOG_FILE, log_path)
-            result = cached.model_copy(update={"cached": True, "log_path": str(log_path)})
+                shutil.copyfile(cached_out.parent / LOG_FILE, cached_log)
+            result = cached.model_copy(update={"cached": True, "log_path": str(cached_log)})
             _write_record(record, key, result)
             emit(
                 ProgressEvent(
@@ -296,8 +304,7 @@ class Executor:
             )
         # A job may not fill the disk its result is recorded on: its share of the free space,
         # less a reserve for the logs and records, caps its output (a limit it cannot leave).
-        slots = max(1, self.backend.cpu_slots + self.backend.gpu_capacity)
-        output_cap_mb = int((free_mb - self.min_free_disk_mb) / slots)
+        output_cap_mb = int((free_mb - self.min_free_disk_mb) / self._capacity)
         job = Job(
             label=label,
             seed=seed,
@@ -305,7 +312,7 @@ class Executor:
             codebase_dir=request.codebase_dir,
             files=request.files if spec.code == "edited" else {},
             out_dir=out,
-            log_path=request.out_dir / label / f"seed_{seed}.log",
+            log_path=log_path(request.out_dir, label, seed),
             time_limit_s=spec.time_limit_s + self.time_grace_s,
             inputs=inputs,
             needs=needs,
@@ -340,7 +347,7 @@ class Executor:
                     time.monotonic() - started,
                     infra_error=f"the {self.backend.name} backend failed ({type(exc).__name__})",
                 )
-        used_mb = _tree_mb(out)
+        used_mb = tree_usage(out, _MAX_COUNTED_ENTRIES)[0] / 2**20
         if used_mb > output_cap_mb:
             # Past its share of the disk (a backend polls, so a fast writer overshoots): whatever
             # failed to be written after that is the job's doing, not the infrastructure's. Its
@@ -465,16 +472,6 @@ _INPUT_NAMES = {
     "tokenizer": "tokenizer",
     "hf_home": "Hugging Face cache",
 }
-
-
-def _tree_mb(root: Path) -> float:
-    """MB under ``root`` (a job's output), without following links."""
-    total = 0
-    for dirpath, _, filenames in os.walk(root):
-        for name in filenames:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-    return total / 2**20
 
 
 def _granted_inputs(spec: JobSpec, data: DataPaths) -> tuple[dict[str, Path], list[str]]:

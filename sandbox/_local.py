@@ -98,7 +98,7 @@ from sandbox._cgroups import (
     plan_cgroups,
     sweep_stale_cgroups,
 )
-from sandbox._workdir import make_copy
+from sandbox._workdir import make_copy, tree_usage
 
 log = logging.getLogger(__name__)
 
@@ -384,33 +384,6 @@ def _pump(
     if pending and on_line is not None:
         with contextlib.suppress(Exception):
             on_line(pending.decode("utf-8", "replace").rstrip("\r"))
-
-
-def _tree_usage(root: Path, max_entries: int) -> tuple[int, int]:
-    """(bytes, entries) under ``root``, symlinks not followed; stops counting at ``max_entries``."""
-    total = entries = 0
-    stack = [root]
-    while stack and entries <= max_entries:
-        directory = stack.pop()
-        try:
-            listing = list(os.scandir(directory))
-        except PermissionError:
-            # user-namespace mode: a job (our own uid) can chmod a directory to hide it
-            try:
-                os.chmod(directory, 0o700)
-                listing = list(os.scandir(directory))
-            except OSError:
-                continue
-        except OSError:
-            continue
-        for entry in listing:
-            entries += 1
-            with contextlib.suppress(OSError):
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(Path(entry.path))
-                elif entry.is_file(follow_symlinks=False):
-                    total += entry.stat(follow_symlinks=False).st_size
-    return total, entries
 
 
 def hand_back(root: Path, *, chown: bool) -> list[str]:
@@ -1045,13 +1018,13 @@ class _JobRun:
                 break
             if self.b.cancelled:
                 break
-            size, entries = _tree_usage(job.out_dir, max_entries)
+            size, entries = tree_usage(job.out_dir, max_entries)
             if size > max_out:
                 limit = f"output size: more than {limits.max_output_mb} MiB in the output directory"
             elif entries > max_entries:
                 limit = f"output files: more than {max_entries} entries in the output directory"
             for i, directory in enumerate(workers):
-                if _tree_usage(directory, 1000)[0] > _MAX_WORKER_DIR_BYTES:
+                if tree_usage(directory, 1000)[0] > _MAX_WORKER_DIR_BYTES:
                     limit = f"worker {i} wrote more than 64 MiB into its socket directory"
             if limit:
                 break

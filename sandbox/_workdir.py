@@ -1,7 +1,8 @@
-"""Fresh copies of the codebase with a submission's files laid over them."""
+"""Fresh copies of the codebase with a submission's files laid over them, and measures of trees."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -77,3 +78,30 @@ def fingerprint_dir(root: Path | None) -> str:
             if st.st_size <= 1 << 16:
                 digest.update(path.read_bytes())
     return "sha256:" + digest.hexdigest()
+
+
+def tree_usage(root: Path, max_entries: int) -> tuple[int, int]:
+    """(bytes, entries) under ``root``, symlinks not followed; stops counting at ``max_entries``."""
+    total = entries = 0
+    stack = [root]
+    while stack and entries <= max_entries:
+        directory = stack.pop()
+        try:
+            listing = list(os.scandir(directory))
+        except PermissionError:
+            # user-namespace mode: a job (our own uid) can chmod a directory to hide it
+            try:
+                os.chmod(directory, 0o700)
+                listing = list(os.scandir(directory))
+            except OSError:
+                continue
+        except OSError:
+            continue
+        for entry in listing:
+            entries += 1
+            with contextlib.suppress(OSError):
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+    return total, entries
