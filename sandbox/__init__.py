@@ -8,6 +8,7 @@ from sandbox._docker import CPU_IMAGE, GPU_IMAGE, DockerBackend, docker_client, 
 from sandbox._doctor import HostCheck, check_host
 from sandbox._executor import Executor, parse_progress
 from sandbox._feedback import is_hidden_metric, render_feedback
+from sandbox._files import write_atomic
 from sandbox._local import JobLimits, LocalBackend, probe_host
 from sandbox._models import (
     DataInput,
@@ -25,6 +26,7 @@ from sandbox._models import (
     parse_duration,
 )
 from sandbox._slurm import SlurmBackend, slurm_available
+from sandbox._workdir import hash_tree
 
 __all__ = [
     "CPU_IMAGE",
@@ -53,6 +55,7 @@ __all__ = [
     "check_host",
     "docker_client",
     "format_duration",
+    "hash_tree",
     "is_hidden_metric",
     "job_levels",
     "parse_duration",
@@ -61,4 +64,5 @@ __all__ = [
     "render_feedback",
     "slurm_available",
     "start_docker_daemon",
+    "write_atomic",
 ]
