@@ -17,7 +17,8 @@ import pytest
 
 from env import Session, load_task
 from sandbox import DataPaths
-from tests.unit._inprocess_executor import InProcessExecutor, write_mini_task
+from tests._fixtures.scripted_backend import RecordingExecutor, scripted_executor
+from tests._fixtures.worlds import write_mini_task
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +41,7 @@ DRIVER = textwrap.dedent(
     from pathlib import Path
     from env import Session, load_task
     from sandbox import DataPaths
-    from tests.unit._inprocess_executor import InProcessExecutor
+    from tests._fixtures.scripted_backend import scripted_executor
     from tests.integration.test_env_resume import SCRIPT, run_script_call
 
     task_dir, run_dir, delay = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])
@@ -48,7 +49,7 @@ DRIVER = textwrap.dedent(
     def progress(event):
         print("PROGRESS", event.setting, event.seed, flush=True)
 
-    session = Session(load_task(task_dir), run_dir, executor=InProcessExecutor(delay_s=delay),
+    session = Session(load_task(task_dir), run_dir, executor=scripted_executor(delay_s=delay),
                       profile="tiny", data=DataPaths(data_dir=run_dir.parent / "data"), progress=progress)
     for index in range(len(SCRIPT)):
         run_script_call(session, index)
@@ -98,10 +99,15 @@ def _kill(proc: subprocess.Popen[str]) -> None:
 
 
 def _normalised(run_dir: Path) -> dict[str, Any]:
-    """session.json with the run's own directory replaced, so two runs can be compared."""
+    """session.json with the run's own directory and the executor's wall-clock timings
+    replaced, so two runs can be compared."""
     text = (run_dir / "session.json").read_text().replace(str(run_dir.parent), "<root>")
-    state: dict[str, Any] = json.loads(text)
+    state: dict[str, Any] = json.loads(text, object_hook=_untimed)
     return state
+
+
+def _untimed(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: "<time>" if k in ("elapsed_s", "wall_s") else v for k, v in doc.items()}
 
 
 def _reference(tmp_path: Path, task_dir: Path, upto: int) -> dict[str, Any]:
@@ -110,7 +116,7 @@ def _reference(tmp_path: Path, task_dir: Path, upto: int) -> dict[str, Any]:
     session = Session(
         load_task(task_dir),
         run_dir,
-        executor=InProcessExecutor(),
+        executor=scripted_executor(),
         profile="tiny",
         data=DataPaths(data_dir=run_dir.parent / "data"),
     )
@@ -124,8 +130,8 @@ def task_dir(tmp_path: Path) -> Path:
     return write_mini_task(tmp_path / "src")[0]
 
 
-def _resume(run_dir: Path) -> tuple[Session, InProcessExecutor]:
-    executor = InProcessExecutor()
+def _resume(run_dir: Path) -> tuple[Session, RecordingExecutor]:
+    executor = scripted_executor()
     return Session.resume(run_dir, executor=executor), executor
 
 

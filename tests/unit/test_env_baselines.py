@@ -10,11 +10,8 @@ from env import BaselineError, Budgets, Session, TaskSpecError, load_baselines, 
 from env._baselines import parse_baseline
 from env._spec import TaskSpec
 from sandbox import DataPaths
-from tests.unit._inprocess_executor import (
-    MINI_TASK_ID,
-    InProcessExecutor,
-    write_mini_task,
-)
+from tests._fixtures.scripted_backend import scripted_executor
+from tests._fixtures.worlds import MINI_TASK_ID, write_mini_task
 
 FILE = "nanoGPT/custom_pretrain.py"
 OPEN = {"get_lr", "config_overrides"}
@@ -30,7 +27,7 @@ def _session(task: TaskSpec, tmp_path: Path) -> Session:
     return Session(
         task,
         tmp_path / "run",
-        executor=InProcessExecutor(),
+        executor=scripted_executor(),
         profile="tiny",
         data=DataPaths(data_dir=tmp_path),
         budgets=Budgets(max_steps=20, max_tests=3),

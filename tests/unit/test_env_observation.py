@@ -16,7 +16,7 @@ from env import (
     render_observation,
 )
 from env._spec import TaskSpec
-from tests.unit._inprocess_executor import write_mini_task
+from tests._fixtures.worlds import write_mini_task
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any, Literal
 
@@ -11,11 +12,8 @@ import pytest
 from env import Budgets, Session, SessionError, load_task
 from env._spec import SeedSpec, TaskSpec
 from sandbox import DataPaths, TestResult
-from tests.unit._inprocess_executor import (
-    InProcessExecutor,
-    Outcome,
-    write_mini_task,
-)
+from tests._fixtures.scripted_backend import Outcome, RecordingExecutor, scripted_executor
+from tests._fixtures.worlds import write_mini_task
 
 FILE = "nanoGPT/custom_pretrain.py"
 HIDDEN_WORDS = ("piqa", "lm-eval-tiny", "lm_eval_tiny")
@@ -35,8 +33,8 @@ def make_session(
     max_steps: int = 20,
     max_tests: int = 3,
     preflight: Literal["ok", "failed"] = "ok",
-) -> tuple[Session, InProcessExecutor]:
-    executor = InProcessExecutor(outcomes or [], preflight=preflight)
+) -> tuple[Session, RecordingExecutor]:
+    executor = scripted_executor(outcomes or [], preflight=preflight)
     session = Session(
         task,
         tmp_path / "runs" / "run-1",
@@ -186,21 +184,24 @@ def test_preflight_rejection_costs_no_test(task: TaskSpec, tmp_path: Path) -> No
 
 
 def test_infra_failure_costs_no_test_and_keeps_its_logs(task: TaskSpec, tmp_path: Path) -> None:
-    session, _ = make_session(task, tmp_path, ["infra_error", "ok"])
+    session, executor = make_session(task, tmp_path, ["infra_error", "ok"])
     lost = session.call("test")
-    assert lost.text.startswith("[Test not counted] Infrastructure failure: node lost")
+    assert lost.text.startswith(
+        "[Test not counted] Infrastructure failure: train-tiny (seed 42): infrastructure: node lost"
+    )
     assert lost.cost_test == 0 and lost.cost_step == 1 and not lost.ok
     assert session.tests_left == 3 and session.tests == []
     kept = session.state.uncounted[0]
     assert kept.kind == "infra_error" and kept.out_dir is not None
-    assert (Path(kept.out_dir) / "infra.txt").is_file()
+    assert (Path(kept.out_dir) / "train-tiny" / "seed_42.log").is_file()
     retry = session.call("test")
     assert retry.text.startswith("[Test #1] (2 tests remaining;")
-    assert not (session.run_dir / "tests" / "1" / "infra.txt").exists()
+    assert len(executor.backend.runs_of("train-tiny", 42)) == 2  # the lost pair ran again
 
 
 def test_executor_crash_is_an_infra_failure(task: TaskSpec, tmp_path: Path) -> None:
-    session, _ = make_session(task, tmp_path, ["raise"])
+    session, _ = make_session(task, tmp_path)
+    session.executor = scripted_executor(crash=OSError("disk full (simulated)"))
     result = session.call("test")
     assert "Infrastructure failure: executor raised OSError: disk full" in result.text
     assert session.tests_left == 3
@@ -278,7 +279,11 @@ def test_submit_runs_the_final_evaluation(task: TaskSpec, tmp_path: Path) -> Non
     assert final_request.out_dir == session.run_dir / "tests" / "1"
     assert final_request.files == session.tests[0].files != session.tests[1].files
     # The finished (gpt-tiny, 42) pair of test 1 was reused, not re-run.
-    assert ("run-1/test-1/final", "gpt-tiny", 42) not in executor.pairs_run
+    test_1 = (session.run_dir / "tests" / "1").resolve()
+    assert [d for d in executor.backend.runs_of("gpt-tiny", 42) if d.is_relative_to(test_1)] == [
+        test_1 / "gpt-tiny" / "seed_42"
+    ]
+    assert len(executor.backend.runs_of("gpt-tiny", 43)) == 1
     assert session.final is not None
     assert "piqa_lm-eval-tiny" in session.final.metrics()  # kept for the leaderboard ...
     assert not any(w in result.text for w in HIDDEN_WORDS)  # ... never shown to the agent
@@ -357,7 +362,7 @@ def test_resume_restores_exactly_and_continues(task: TaskSpec, tmp_path: Path) -
     session.call("test")
     edit_lr(session, "    return min_lr")
     before = (session.run_dir / "session.json").read_text()
-    resumed = Session.resume(session.run_dir, executor=InProcessExecutor(), task=task)
+    resumed = Session.resume(session.run_dir, executor=scripted_executor(), task=task)
     assert resumed.state == session.state
     assert resumed.workspace.text(FILE) == session.workspace.text(FILE)
     assert (session.run_dir / "session.json").read_text() == before
@@ -369,43 +374,33 @@ def test_resume_restores_exactly_and_continues(task: TaskSpec, tmp_path: Path) -
 def test_resume_loads_the_task_from_its_folder(task: TaskSpec, tmp_path: Path) -> None:
     session, _ = make_session(task, tmp_path)
     session.call("view", {"filename": FILE})
-    resumed = Session.resume(session.run_dir, executor=InProcessExecutor())
+    resumed = Session.resume(session.run_dir, executor=scripted_executor())
     assert resumed.task.id == task.id and resumed.state == session.state
 
 
 def test_resume_errors(tmp_path: Path, task: TaskSpec) -> None:
     with pytest.raises(SessionError, match="does not exist"):
-        Session.resume(tmp_path / "nothing", executor=InProcessExecutor())
+        Session.resume(tmp_path / "nothing", executor=scripted_executor())
     session, _ = make_session(task, tmp_path)
     (session.run_dir / "session.json").write_text("{not json")
     with pytest.raises(SessionError, match="not a valid session state"):
-        Session.resume(session.run_dir, executor=InProcessExecutor())
+        Session.resume(session.run_dir, executor=scripted_executor())
 
 
 class _Killed(BaseException):
     """Stands for the process dying: not an Exception, so nothing catches it."""
 
 
-class _DyingExecutor(InProcessExecutor):
-    """Dies while running test jobs (after a passing preflight)."""
-
-    def run(self, request: Any, progress: Any = None) -> Any:
-        if all(job.stage == "preflight" for job in request.jobs):
-            return super().run(request, progress)
-        self.requests.append(request)
-        raise _Killed
-
-
 def test_test_in_flight_is_rerun_once_and_charged_once(task: TaskSpec, tmp_path: Path) -> None:
     session, _ = make_session(task, tmp_path)
     edit_lr(session)
-    session.executor = _DyingExecutor()
+    session.executor = scripted_executor(crash=_Killed())
     with pytest.raises(_Killed):
         session.call("test")
     saved = json.loads((session.run_dir / "session.json").read_text())
     assert saved["pending"]["kind"] == "test" and saved["steps_used"] == 2
     assert saved["tests_used"] == 0
-    executor = InProcessExecutor()
+    executor = scripted_executor()
     resumed = Session.resume(session.run_dir, executor=executor)
     assert resumed.pending is not None
     with pytest.raises(SessionError, match="complete_pending"):
@@ -421,10 +416,10 @@ def test_final_in_flight_is_finished_on_resume(task: TaskSpec, tmp_path: Path) -
     session, _ = make_session(task, tmp_path)
     session.call("test")
     session.call("test")
-    session.executor = _DyingExecutor()
+    session.executor = scripted_executor(crash=_Killed())
     with pytest.raises(_Killed):
         session.call("submit", {"n": 2})
-    resumed = Session.resume(session.run_dir, executor=InProcessExecutor())
+    resumed = Session.resume(session.run_dir, executor=scripted_executor())
     assert resumed.pending is not None and resumed.pending.kind == "final"
     assert resumed.done  # the agent has submitted; only the evaluation is left
     assert resumed.call("test").text.startswith("ERROR: Already submitted test #2")
@@ -435,7 +430,7 @@ def test_final_in_flight_is_finished_on_resume(task: TaskSpec, tmp_path: Path) -
 
 
 def test_custom_seeds_and_harness_env(task: TaskSpec, tmp_path: Path) -> None:
-    executor = InProcessExecutor()
+    executor = scripted_executor()
     session = Session(
         task,
         tmp_path / "r",
@@ -497,12 +492,24 @@ def test_initial_observation(task: TaskSpec, tmp_path: Path) -> None:
 
 
 def test_a_leftover_test_folder_is_never_reused(task: TaskSpec, tmp_path: Path) -> None:
+    # The leftover: the finished test of another run of the same code and data, so that every
+    # pair's executor record matches this test's keys, with a better number written in.
+    other = Session(
+        task,
+        tmp_path / "runs" / "other",
+        executor=scripted_executor(),
+        profile="tiny",
+        data=DataPaths(data_dir=tmp_path / "data"),
+    )
+    other.call("test")
     session, executor = make_session(task, tmp_path)
-    stale = session.run_dir / "tests" / "1" / "gpt-tiny" / "seed_42"
-    stale.mkdir(parents=True)
-    (stale / "metrics.json").write_text(json.dumps({"metrics": {"val_loss": 0.001}}))
+    shutil.copytree(other.run_dir / "tests" / "1", session.run_dir / "tests" / "1")
+    record = session.run_dir / "tests" / "1" / "gpt-tiny" / "seed_42.result.json"
+    doc = json.loads(record.read_text())
+    doc["result"]["metrics"]["val_loss"] = 0.001
+    record.write_text(json.dumps(doc))
     session.call("test")
-    assert ("run-1/test-1", "gpt-tiny", 42) in executor.pairs_run
+    assert len(executor.backend.runs_of("gpt-tiny", 42)) == 1  # run, not reused
     assert session.tests[0].result.metrics()["val_loss_gpt-tiny"] > 1
     assert (session.run_dir / "tests" / "1.stale-1" / "gpt-tiny" / "seed_42").is_dir()
 

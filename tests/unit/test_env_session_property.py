@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from env import Budgets, Session, load_task
 from env._spec import TaskSpec
 from sandbox import DataPaths
-from tests.unit._inprocess_executor import InProcessExecutor, write_mini_task
+from tests._fixtures.scripted_backend import scripted_executor
+from tests._fixtures.worlds import write_mini_task
 
 FILE = "nanoGPT/custom_pretrain.py"
 HEAD = "def get_lr(it, warmup_iters, lr_decay_iters, learning_rate, min_lr):\n"
@@ -76,7 +77,7 @@ def test_budgets_add_up(
         session = Session(
             task,
             run_dir,
-            executor=InProcessExecutor(outcomes),
+            executor=scripted_executor(outcomes),
             profile="tiny",
             data=DataPaths(data_dir=Path(root)),
             budgets=Budgets(max_steps=max_steps, max_tests=max_tests),
@@ -108,6 +109,6 @@ def test_budgets_add_up(
                 assert not state.tests  # steps ran out before any test completed
             saved = json.loads((run_dir / "session.json").read_text())
             assert saved == state.model_dump(mode="json")
-        resumed = Session.resume(run_dir, executor=InProcessExecutor(), task=task)
+        resumed = Session.resume(run_dir, executor=scripted_executor(), task=task)
         assert resumed.state == session.state
         assert resumed.workspace.text(FILE) == session.workspace.text(FILE)
