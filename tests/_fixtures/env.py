@@ -9,11 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+
+from tests._fixtures.worlds import (
+    NANOGPT_GET_LR,
+    lr_jobs,
+    lr_task_spec,
+    metric_specs,
+    write_codebase,
+    write_task,
+)
 
 # A small nanoGPT-shaped file: the four regions of the real codebase, frozen code around them,
 # a training loop under `if __name__ == "__main__":` (whose names are run-time state).
-MINI_CODEBASE = '''"""Mini pretraining script (test fixture)."""
+MINI_CODEBASE = (
+    '''"""Mini pretraining script (test fixture)."""
 
 import math
 import os
@@ -65,18 +74,9 @@ def get_batch(split):
 
 
 # ── EDITABLE REGION START: get_lr ──
-def get_lr(it, warmup_iters, lr_decay_iters, learning_rate, min_lr):
-    # 1) linear warmup for warmup_iters steps
-    if it < warmup_iters:
-        return learning_rate * (it + 1) / (warmup_iters + 1)
-    # 2) if it > lr_decay_iters, return min learning rate
-    if it > lr_decay_iters:
-        return min_lr
-    # 3) in between, use cosine decay down to min learning rate
-    decay_ratio = (it - warmup_iters) / (lr_decay_iters - warmup_iters)
-    coeff = 0.5 * (1.0 + math.cos(math.pi * decay_ratio))
-    return min_lr + coeff * (learning_rate - min_lr)
-# ── EDITABLE REGION END: get_lr ──
+'''
+    + NANOGPT_GET_LR
+    + """# ── EDITABLE REGION END: get_lr ──
 
 # ── EDITABLE REGION START: config_overrides ──
 CONFIG_OVERRIDES = {}
@@ -93,7 +93,8 @@ if __name__ == "__main__":
         lr = get_lr(iter_num, 2, 10, 1e-3, 1e-4)
         for group in optimizer.param_groups:
             group["lr"] = lr
-'''
+"""
+)
 
 DESCRIPTION = """# Mini task
 
@@ -103,68 +104,19 @@ Profile `{profile}`, model {recipe[model]}.
 {jobs_table}
 """
 
-SCRIPTS = ("schedule.sh", "train.sh", "eval.sh", "lm_eval.sh")
-
 
 def _jobs(suffix: str, gpus: int, time_limit: str) -> list[dict[str, Any]]:
     """The mini task's jobs of one profile: schedule (preflight) → train → eval, lm-eval."""
-    return [
-        {
-            "label": "schedule",
-            "script": "scripts/schedule.sh",
-            "stage": "preflight",
-            "code": "edited",
-            "time_limit": "0:01:00",
-        },
-        {
-            "label": f"train-{suffix}",
-            "script": "scripts/train.sh",
-            "inputs": ["train_data"],
-            "needs": ["schedule"],
-            "show_log": True,
-            "gpus": gpus,
-            "time_limit": time_limit,
-        },
-        {
-            "label": f"gpt-{suffix}",
-            "script": "scripts/eval.sh",
-            "needs": [f"train-{suffix}"],
-            "metrics": ["val_loss", "wikitext2_ppl"],
-            "time_limit": "0:10:00",
-        },
-        {
-            "label": f"lm-eval-{suffix}",
-            "script": "scripts/lm_eval.sh",
-            "needs": [f"train-{suffix}"],
-            "metrics": ["arc_easy", "piqa"],
-            "hidden": True,
-            "time_limit": "0:10:00",
-        },
-    ]
+    metrics = (["val_loss", "wikitext2_ppl"], ["arc_easy", "piqa"])
+    return lr_jobs(suffix, gpus=gpus, time_limit=time_limit, metrics=metrics, wired=False)
 
 
-BASE_TASK: dict[str, Any] = {
-    "id": "mini-lr",
-    "title": "Mini: learning-rate schedule",
-    "description": "description.md",
-    "codebase": "mini",
-    "package": "nanoGPT",
-    "editable_files": [{"path": "custom_pretrain.py", "regions": ["get_lr", "config_overrides"]}],
-    "read_only_files": ["train_notes.py"],
-    "allow_create": False,
-    "invariants": [
-        {
-            "kind": "signature",
-            "file": "custom_pretrain.py",
-            "function": "get_lr",
-            "params": ["it", "warmup_iters", "lr_decay_iters", "learning_rate", "min_lr"],
-        }
-    ],
-    "code_policy": {"allowed_imports": ["math"]},
-    "data_regions": {
-        "config_overrides": {"variable": "CONFIG_OVERRIDES", "env": "PB_CONFIG_OVERRIDES"}
-    },
-    "profiles": {
+BASE_TASK: dict[str, Any] = lr_task_spec(
+    "mini-lr",
+    "Mini: learning-rate schedule",
+    "mini",
+    read_only_files=["train_notes.py"],
+    profiles={
         "tiny": {
             "jobs": _jobs("tiny", 0, "0:10:00"),
             "seeds": {"test": [42], "final": [42, 43]},
@@ -172,23 +124,10 @@ BASE_TASK: dict[str, Any] = {
         },
         "full": {"jobs": _jobs("345m", 2, "12:00:00")},
     },
-    "metrics": [
-        {
-            "name": "val_loss",
-            "direction": "lower",
-            "primary": True,
-            "bound": 0,
-            "weight": 2,
-        },
-        {"name": "wikitext2_ppl", "direction": "lower", "bound": 1},
-        {"name": "arc_easy", "direction": "higher", "bound": 100},
-        {"name": "piqa", "direction": "higher", "bound": 100, "hidden": True},
-    ],
-    "budgets": {"max_steps": 20, "max_tests": 3},
-    "seeds": {"test": [42], "final": [42, 43, 44]},
-    "baselines": ["cosine", "wsd"],
-    "reference_baseline": "cosine",
-}
+    metrics=metric_specs("val_loss", "wikitext2_ppl", "arc_easy", "piqa"),
+    seeds={"test": [42], "final": [42, 43, 44]},
+    baselines=["cosine", "wsd"],
+)
 
 NORM_TASK_CHANGES: dict[str, Any] = {
     "id": "mini-norm",
@@ -219,12 +158,12 @@ TaskFactory = Callable[..., Path]
 
 def write_task_root(root: Path) -> None:
     """The codebase, its scripts and a read-only context file under ``root/codebases/mini``."""
-    codebase = root / "codebases" / "mini"
-    (codebase / "scripts").mkdir(parents=True, exist_ok=True)
-    (codebase / "custom_pretrain.py").write_text(MINI_CODEBASE, encoding="utf-8")
-    (codebase / "train_notes.py").write_text("# read-only context\nNOTES = 1\n", encoding="utf-8")
-    for script in SCRIPTS:
-        (codebase / "scripts" / script).write_text("#!/bin/bash\nexit 0\n", encoding="utf-8")
+    scripts = ("schedule.sh", "train.sh", "eval.sh", "lm_eval.sh")
+    files = {
+        "custom_pretrain.py": MINI_CODEBASE,
+        "train_notes.py": "# read-only context\nNOTES = 1\n",
+    }
+    write_codebase(root, "mini", files | {f"scripts/{s}": "#!/bin/bash\nexit 0\n" for s in scripts})
 
 
 @pytest.fixture
@@ -258,18 +197,15 @@ def make_env_task(env_tasks_root: Path) -> TaskFactory:
                 data.pop(key, None)
             else:
                 data[key] = value
-        folder = env_tasks_root / str(data.get("id", "unnamed"))
-        folder.mkdir(parents=True, exist_ok=True)
-        text = raw_yaml if raw_yaml is not None else yaml.safe_dump(data, sort_keys=False)
-        (folder / "task.yaml").write_text(text, encoding="utf-8")
-        if description is not None:
-            (folder / "description.md").write_text(description, encoding="utf-8")
         names = data.get("baselines", []) if baselines is None else baselines
-        bdir = env_tasks_root.parent / "baselines" / str(data.get("id"))
-        bdir.mkdir(parents=True, exist_ok=True)
-        for name in names:
-            (bdir / f"{name}.py").write_text(f'"""{name}"""\n', encoding="utf-8")
-        return folder
+        return write_task(
+            env_tasks_root,
+            env_tasks_root.parent / "baselines",
+            data,
+            description=description,
+            baselines={name: f'"""{name}"""\n' for name in names},
+            raw_yaml=raw_yaml,
+        )
 
     return make
 

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests._fixtures.worlds import NANOGPT_GET_LR
+
 if TYPE_CHECKING:  # imported lazily: a broken leaderboard must not break other areas' tests
     from leaderboard import MetricSpec, RunRecord, Store, TestRecord
 
@@ -241,18 +243,7 @@ def _seed_rows(
     return rows
 
 
-_DEFAULT_GET_LR = """def get_lr(it, warmup_iters, lr_decay_iters, learning_rate, min_lr):
-    # 1) linear warmup for warmup_iters steps
-    if it < warmup_iters:
-        return learning_rate * (it + 1) / (warmup_iters + 1)
-    # 2) if it > lr_decay_iters, return min learning rate
-    if it > lr_decay_iters:
-        return min_lr
-    # 3) in between, use cosine decay down to min learning rate
-    decay_ratio = (it - warmup_iters) / (lr_decay_iters - warmup_iters)
-    coeff = 0.5 * (1.0 + math.cos(math.pi * decay_ratio))
-    return min_lr + coeff * (learning_rate - min_lr)
-"""
+_DEFAULT_GET_LR = NANOGPT_GET_LR
 _WSD_GET_LR = '''def get_lr(it, warmup_iters, lr_decay_iters, learning_rate, min_lr):
     """Warmup-stable-decay: hold the peak for 80% of training, then decay linearly."""
     if it < warmup_iters:

@@ -13,10 +13,24 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests._fixtures.worlds import (
+    EVAL_SCRIPT,
+    EVALUATE,
+    LM_EVAL_SCRIPT,
+    METRICS,
+    PB_DATA,
+    TaskWorld,
+    lr_jobs,
+    lr_task_spec,
+    make_task_world,
+    metric_specs,
+    write_files,
+)
 
 TASK_ID = "fake-lr"
 
@@ -113,84 +127,37 @@ except Exception as e:
 json.dump({"lr": lrs}, open(os.path.join(out, "schedule.json"), "w"))
 '''
 
-PB_DATA = '''\
-"""Stand-in for pb_data.py (the preflight driver writes synthetic shards through it)."""
-import numpy as np
+
+def _jobs(suffix: str, gpus: int) -> list[dict[str, Any]]:
+    """The fake task's jobs of one profile, wired as the real task's are."""
+    inputs = (["eval_data"], ["eval_data"])
+    return lr_jobs(
+        suffix,
+        gpus=gpus,
+        time_limit="0:05:00",
+        eval_time_limit="0:05:00",
+        inputs=inputs,
+        eval_gpus=min(gpus, 1),
+    )
 
 
-def write_shard(path, tokens):
-    np.asarray(tokens, dtype=np.uint16).tofile(path)
-'''
-
-EVALUATE = '''\
-"""Stand-in for the trusted evaluator: metrics from the trained "checkpoint"."""
-import json
-import os
-import sys
-
-kind = sys.argv[sys.argv.index("--kind") + 1]
-out = os.environ["PB_OUT_DIR"]
-src = os.path.join(os.environ["PB_NEEDS_DIR"], os.environ["PB_CKPT_JOB"])
-loss = json.load(open(os.path.join(src, "ckpt.json")))["final_loss"]
-if kind == "train":
-    metrics = {"val_loss": loss + 0.05, "wikitext2_ppl": 2.0 ** (loss + 1), "lambada_ppl": 3.0 ** loss}
-else:
-    metrics = {"arc_easy": 60 - loss, "hellaswag": 40 - loss, "piqa": 70 - loss, "winogrande": 55 - loss}
-doc = {"schema_version": 1, "kind": kind, "profile": os.environ.get("PB_PROFILE", "tiny"),
-       "seed": int(os.environ.get("PB_SEED", "42")), "metrics": metrics,
-       "dataset_source": "offline", "data_fingerprint": "sha256:fake", "elapsed_s": 0.1}
-json.dump(doc, open(os.path.join(out, "metrics.json"), "w"))
-'''
-
-TASK_YAML = f"""\
-id: {TASK_ID}
-title: "Fake learning-rate task (runner tests)"
-description: description.md
-codebase: fakegpt
-package: nanoGPT
-editable_files:
-  - path: custom_pretrain.py
-    regions: [get_lr, config_overrides]
-read_only_files: []
-allow_create: false
-invariants:
-  - kind: signature
-    file: custom_pretrain.py
-    function: get_lr
-    params: [it, warmup_iters, lr_decay_iters, learning_rate, min_lr]
-data_regions:
-  config_overrides: {{variable: CONFIG_OVERRIDES, env: PB_CONFIG_OVERRIDES}}
-code_policy:
-  allowed_imports: [math]
-profiles:
-  tiny:
-    jobs:
-      - {{label: schedule, script: scripts/schedule.sh, stage: preflight, code: edited, time_limit: "0:01:00"}}
-      - {{label: train-tiny, script: scripts/train.sh, inputs: [train_data], needs: [schedule], show_log: true, time_limit: "0:05:00", env: {{PB_LR_SCHEDULE_JOB: schedule}}}}
-      - {{label: gpt-tiny, script: scripts/eval.sh, inputs: [eval_data], needs: [train-tiny], metrics: [val_loss, wikitext2_ppl, lambada_ppl], time_limit: "0:05:00", env: {{PB_CKPT_JOB: train-tiny}}}}
-      - {{label: lm-eval-tiny, script: scripts/lm_eval.sh, inputs: [eval_data], needs: [train-tiny], metrics: [arc_easy, hellaswag, piqa, winogrande], hidden: true, time_limit: "0:05:00", env: {{PB_CKPT_JOB: train-tiny}}}}
-    seeds: {{test: [42], final: [42]}}
-    recipe: {{model: "fake", hardware: "CPU"}}
-  full:
-    jobs:
-      - {{label: schedule, script: scripts/schedule.sh, stage: preflight, code: edited, time_limit: "0:01:00"}}
-      - {{label: train-345m, script: scripts/train.sh, inputs: [train_data], needs: [schedule], show_log: true, gpus: 2, time_limit: "0:05:00", env: {{PB_LR_SCHEDULE_JOB: schedule}}}}
-      - {{label: gpt-345m, script: scripts/eval.sh, inputs: [eval_data], needs: [train-345m], gpus: 1, metrics: [val_loss, wikitext2_ppl, lambada_ppl], time_limit: "0:05:00", env: {{PB_CKPT_JOB: train-345m}}}}
-      - {{label: lm-eval-345m, script: scripts/lm_eval.sh, inputs: [eval_data], needs: [train-345m], gpus: 1, metrics: [arc_easy, hellaswag, piqa, winogrande], hidden: true, time_limit: "0:05:00", env: {{PB_CKPT_JOB: train-345m}}}}
-    recipe: {{model: "fake", hardware: "2 GPUs"}}
-metrics:
-  - {{name: val_loss, direction: lower, primary: true, bound: 0, weight: 2}}
-  - {{name: wikitext2_ppl, direction: lower, bound: 1}}
-  - {{name: lambada_ppl, direction: lower, bound: 1}}
-  - {{name: arc_easy, direction: higher, bound: 100}}
-  - {{name: hellaswag, direction: higher, bound: 100}}
-  - {{name: piqa, direction: higher, bound: 100, hidden: true}}
-  - {{name: winogrande, direction: higher, bound: 100, hidden: true}}
-budgets: {{max_steps: 8, max_tests: 2}}
-seeds: {{test: [42], final: [42]}}
-baselines: [cosine, constant]
-reference_baseline: cosine
-"""
+TASK_SPEC = lr_task_spec(
+    TASK_ID,
+    "Fake learning-rate task (runner tests)",
+    "fakegpt",
+    profiles={
+        "tiny": {
+            "jobs": _jobs("tiny", 0),
+            "seeds": {"test": [42], "final": [42]},
+            "recipe": {"model": "fake", "hardware": "CPU"},
+        },
+        "full": {"jobs": _jobs("345m", 2), "recipe": {"model": "fake", "hardware": "2 GPUs"}},
+    },
+    metrics=metric_specs(*METRICS),
+    budgets={"max_steps": 8, "max_tests": 2},
+    seeds={"test": [42], "final": [42]},
+    baselines=["cosine", "constant"],
+)
 
 DESCRIPTION = """\
 # Fake learning-rate task
@@ -215,46 +182,32 @@ def get_lr(it, warmup_iters, lr_decay_iters, learning_rate, min_lr):
 '''
 
 
-@dataclass(frozen=True)
-class FakeTaskRoot:
-    """Where the fake task, its codebase, baselines and a prepared home live."""
-
-    tasks_dir: Path
-    baselines_dir: Path
-    home: Path
-    codebase: Path
-    task_id: str = TASK_ID
-
-
-def build_fake_task_root(root: Path, *, sleep_s: float = 0.0) -> FakeTaskRoot:
-    """Write the fake task root under ``root``; ``sleep_s`` per training iteration."""
-    tasks = root / "tasks"
-    codebase = tasks / "codebases" / "fakegpt"
-    (codebase / "scripts").mkdir(parents=True)
-    (codebase / "custom_pretrain.py").write_text(CUSTOM_PRETRAIN)
-    (codebase / "pb_config.py").write_text(PB_CONFIG.format(sleep_s=sleep_s))
-    (codebase / "pb_data.py").write_text(PB_DATA)
-    (codebase / "evaluate.py").write_text(EVALUATE)
-    (codebase / "schedule.py").write_text(SCHEDULE)
-    (codebase / "scripts" / "schedule.sh").write_text("set -e\npython schedule.py\n")
-    (codebase / "scripts" / "train.sh").write_text("set -e\npython custom_pretrain.py\n")
-    (codebase / "scripts" / "eval.sh").write_text("set -e\npython evaluate.py --kind train\n")
-    (codebase / "scripts" / "lm_eval.sh").write_text("set -e\npython evaluate.py --kind lm_eval\n")
-    task = tasks / TASK_ID
-    task.mkdir(parents=True)
-    (task / "task.yaml").write_text(TASK_YAML)
-    (task / "description.md").write_text(DESCRIPTION)
-    baselines = root / "baselines" / TASK_ID
-    baselines.mkdir(parents=True)
-    (baselines / "cosine.py").write_text(BASELINE_COSINE)
-    (baselines / "constant.py").write_text(BASELINE_CONSTANT)
-    (tasks / "eval_sets" / "offline").mkdir(parents=True)
-    (tasks / "eval_sets" / "offline" / "arc_easy.jsonl").write_text("{}\n")
-    home = root / "home"
-    prepare_fake_home(home)
-    return FakeTaskRoot(
-        tasks_dir=tasks, baselines_dir=root / "baselines", home=home, codebase=codebase
+def build_fake_task_root(root: Path, *, sleep_s: float = 0.0) -> TaskWorld:
+    """Write the fake task world under ``root`` with a prepared home; ``sleep_s`` per training
+    iteration."""
+    scripts = {
+        "schedule.sh": "set -e\npython schedule.py\n",
+        "train.sh": "set -e\npython custom_pretrain.py\n",
+        "eval.sh": EVAL_SCRIPT,
+        "lm_eval.sh": LM_EVAL_SCRIPT,
+    }
+    codebase = {
+        "custom_pretrain.py": CUSTOM_PRETRAIN,
+        "pb_config.py": PB_CONFIG.format(sleep_s=sleep_s),
+        "pb_data.py": PB_DATA,
+        "evaluate.py": EVALUATE,
+        "schedule.py": SCHEDULE,
+    } | {f"scripts/{name}": text for name, text in scripts.items()}
+    world = make_task_world(
+        root,
+        TASK_SPEC,
+        codebase=codebase,
+        description=DESCRIPTION,
+        baselines={"cosine": BASELINE_COSINE, "constant": BASELINE_CONSTANT},
     )
+    write_files(world.tasks_dir / "eval_sets" / "offline", {"arc_easy.jsonl": "{}\n"})
+    prepare_fake_home(world.home)
+    return world
 
 
 def prepare_fake_home(home: Path) -> None:
@@ -276,15 +229,15 @@ def prepare_fake_home(home: Path) -> None:
 
 
 @pytest.fixture
-def fake_task_root(tmp_path: Path) -> FakeTaskRoot:
+def fake_task_root(tmp_path: Path) -> TaskWorld:
     """A fresh fake task root with an instant "training" run."""
     return build_fake_task_root(tmp_path / "root")
 
 
 @pytest.fixture
 def runner_env(
-    fake_task_root: FakeTaskRoot, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> FakeTaskRoot:
+    fake_task_root: TaskWorld, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> TaskWorld:
     """PRETRAINBENCH_* variables pointing at the fake task root; cwd is a fresh directory."""
     monkeypatch.setenv("PRETRAINBENCH_TASKS_DIR", str(fake_task_root.tasks_dir))
     monkeypatch.setenv("PRETRAINBENCH_BASELINES_DIR", str(fake_task_root.baselines_dir))

@@ -20,6 +20,14 @@ from pathlib import Path
 import pytest
 
 from sandbox import DataPaths, JobSpec, TestRequest
+from tests._fixtures.worlds import (
+    EVAL_SCRIPT,
+    EVALUATE,
+    LM_EVAL_SCRIPT,
+    PB_DATA,
+    evaluation_jobs,
+    write_files,
+)
 
 FAKE_TRAIN = textwrap.dedent(
     '''
@@ -67,28 +75,6 @@ FAKE_TRAIN = textwrap.dedent(
     '''
 )
 
-FAKE_EVALUATE = textwrap.dedent(
-    '''
-    """Fake trusted evaluator: reads the checkpoint, writes metrics.json."""
-    import json, os, sys
-    kind = sys.argv[sys.argv.index("--kind") + 1]
-    out = os.environ["PB_OUT_DIR"]
-    src = os.path.join(os.environ["PB_NEEDS_DIR"], os.environ["PB_CKPT_JOB"])
-    with open(os.path.join(src, "ckpt.json")) as fh:
-        ckpt = json.load(fh)
-    loss = ckpt["final_loss"]
-    if kind == "train":
-        metrics = {"val_loss": loss + 0.1, "wikitext2_ppl": 2.718 ** (loss + 0.2), "lambada_ppl": 2.718 ** (loss + 0.3)}
-    else:
-        metrics = {"arc_easy": 30.0 - loss, "hellaswag": 26.0 - loss, "piqa": 55.5 - loss, "winogrande": 50.25 - loss}
-    print("evaluation done", flush=True)
-    doc = {"schema_version": 1, "kind": kind, "profile": os.environ.get("PB_PROFILE", "tiny"),
-           "seed": int(os.environ["PB_SEED"]), "metrics": metrics, "dataset_source": "offline"}
-    with open(os.path.join(out, "metrics.json"), "w") as fh:
-        json.dump(doc, fh)
-    '''
-)
-
 FAKE_CONFIG = textwrap.dedent(
     '''
     """Fake profiles: the same keys as the real pb_config."""
@@ -116,35 +102,21 @@ FAKE_CONFIG = textwrap.dedent(
     '''
 )
 
-FAKE_DATA = textwrap.dedent(
-    '''
-    """Fake shard format (uint16 tokens after a small header)."""
-    import numpy as np
-
-    def write_shard(path, tokens):
-        np.asarray(tokens, dtype=np.uint16).tofile(path)
-
-    def read_shard(path):
-        return np.fromfile(path, dtype=np.uint16)
-    '''
-)
-
 TRAIN_SCRIPT = "set -e\npython custom_pretrain.py\n"
-EVAL_SCRIPT = "set -e\npython evaluate.py --kind train\n"
-LM_EVAL_SCRIPT = "set -e\npython evaluate.py --kind lm_eval\n"
 
 
 def write_fake_codebase(root: Path) -> Path:
     """Write the fake codebase into ``root`` and return it."""
-    (root / "scripts").mkdir(parents=True, exist_ok=True)
-    (root / "custom_pretrain.py").write_text(FAKE_TRAIN)
-    (root / "evaluate.py").write_text(FAKE_EVALUATE)
-    (root / "pb_config.py").write_text(FAKE_CONFIG)
-    (root / "pb_data.py").write_text(FAKE_DATA)
-    (root / "scripts" / "train_tiny.sh").write_text(TRAIN_SCRIPT)
-    (root / "scripts" / "eval_tiny.sh").write_text(EVAL_SCRIPT)
-    (root / "scripts" / "lm_eval_tiny.sh").write_text(LM_EVAL_SCRIPT)
-    return root
+    files = {
+        "custom_pretrain.py": FAKE_TRAIN,
+        "evaluate.py": EVALUATE,
+        "pb_config.py": FAKE_CONFIG,
+        "pb_data.py": PB_DATA,
+        "scripts/train_tiny.sh": TRAIN_SCRIPT,
+        "scripts/eval_tiny.sh": EVAL_SCRIPT,
+        "scripts/lm_eval_tiny.sh": LM_EVAL_SCRIPT,
+    }
+    return write_files(root, files)
 
 
 @pytest.fixture
@@ -343,40 +315,26 @@ def fake_jobs(
 ) -> tuple[JobSpec, JobSpec, JobSpec]:
     """A training job on the edited code, its trusted evaluation, and the hidden lm-eval job
     that reads the same checkpoint."""
-    train = JobSpec.model_validate(
-        {
-            "label": train_label,
-            "script": "scripts/train_tiny.sh",
-            "code": "edited",
-            "inputs": ["train_data"],
-            "show_log": True,
-            "time_limit": time_limit,
-        }
+    train = {
+        "label": train_label,
+        "script": "scripts/train_tiny.sh",
+        "code": "edited",
+        "inputs": ["train_data"],
+        "show_log": True,
+        "time_limit": time_limit,
+    }
+    evaluation, lm_eval = evaluation_jobs(
+        train_label,
+        (eval_label, lm_eval_label),
+        scripts=("scripts/eval_tiny.sh", "scripts/lm_eval_tiny.sh"),
+        inputs=(["train_data", "eval_data"], ["eval_data"]),
+        time_limit=time_limit,
     )
-    evaluation = JobSpec.model_validate(
-        {
-            "label": eval_label,
-            "script": "scripts/eval_tiny.sh",
-            "inputs": ["train_data", "eval_data"],
-            "needs": [train_label],
-            "metrics": ["val_loss", "wikitext2_ppl", "lambada_ppl"],
-            "env": {"PB_CKPT_JOB": train_label},
-            "time_limit": time_limit,
-        }
+    return (
+        JobSpec.model_validate(train),
+        JobSpec.model_validate(evaluation),
+        JobSpec.model_validate(lm_eval),
     )
-    lm_eval = JobSpec.model_validate(
-        {
-            "label": lm_eval_label,
-            "script": "scripts/lm_eval_tiny.sh",
-            "inputs": ["eval_data"],
-            "needs": [train_label],
-            "metrics": ["arc_easy", "hellaswag", "piqa", "winogrande"],
-            "env": {"PB_CKPT_JOB": train_label},
-            "hidden": True,
-            "time_limit": time_limit,
-        }
-    )
-    return train, evaluation, lm_eval
 
 
 def fake_request(

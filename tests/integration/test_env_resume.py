@@ -18,7 +18,7 @@ import pytest
 from env import Session, load_task
 from sandbox import DataPaths
 from tests._fixtures.scripted_backend import RecordingExecutor, scripted_executor
-from tests._fixtures.worlds import write_mini_task
+from tests._fixtures.worlds import mini_task_world
 
 pytestmark = pytest.mark.integration
 
@@ -127,7 +127,7 @@ def _reference(tmp_path: Path, task_dir: Path, upto: int) -> dict[str, Any]:
 
 @pytest.fixture
 def task_dir(tmp_path: Path) -> Path:
-    return write_mini_task(tmp_path / "src")[0]
+    return mini_task_world(tmp_path / "src").task_dir
 
 
 def _resume(run_dir: Path) -> tuple[Session, RecordingExecutor]:

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from runner._api import create_api
 from runner.cli import app as cli_app
-from tests._fixtures.runner import FakeTaskRoot
+from tests._fixtures.worlds import TaskWorld
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +62,7 @@ class LoopbackServer:
 
 
 @pytest.fixture
-def api_server(runner_env: FakeTaskRoot, tmp_path: Path) -> Iterator[LoopbackServer]:
+def api_server(runner_env: TaskWorld, tmp_path: Path) -> Iterator[LoopbackServer]:
     app = create_api(runs_dir=tmp_path / "runs", token=TOKEN, db=f"sqlite:///{tmp_path / 'lb.db'}")
     server = LoopbackServer(app)
     yield server
@@ -217,7 +217,7 @@ def test_oversized_bodies_get_413_unparsed(api_server: LoopbackServer) -> None:
         assert http.get("/health").json() == {"status": "ok"}  # the server is still fine
 
 
-def test_body_cap_is_a_parameter(runner_env: FakeTaskRoot, tmp_path: Path) -> None:
+def test_body_cap_is_a_parameter(runner_env: TaskWorld, tmp_path: Path) -> None:
     from starlette.testclient import TestClient
 
     app = create_api(runs_dir=tmp_path / "runs", token=TOKEN, max_body_bytes=64)
@@ -231,7 +231,7 @@ def test_body_cap_is_a_parameter(runner_env: FakeTaskRoot, tmp_path: Path) -> No
 
 
 def test_events_during_submit_never_name_a_hidden_setting(
-    runner_env: FakeTaskRoot, tmp_path: Path
+    runner_env: TaskWorld, tmp_path: Path
 ) -> None:
     """The final evaluation of a submit runs the hidden setting, which reports progress for
     about two seconds while we listen: none of it reaches the stream or the transcript."""
@@ -277,7 +277,7 @@ def test_events_during_submit_never_name_a_hidden_setting(
     assert HIDDEN not in transcript
 
 
-def test_api_fuzz_no_server_errors(runner_env: FakeTaskRoot, tmp_path: Path) -> None:
+def test_api_fuzz_no_server_errors(runner_env: TaskWorld, tmp_path: Path) -> None:
     """Schema-driven requests (valid and invalid) against every operation: never a 5xx."""
     from hypothesis import given
     from hypothesis import strategies as st
@@ -319,7 +319,7 @@ def test_api_fuzz_no_server_errors(runner_env: FakeTaskRoot, tmp_path: Path) -> 
 # ── `runner serve`: the home is prepared before the first request ──────────────────────────
 
 
-def test_serve_refuses_a_home_it_cannot_prepare(runner_env: FakeTaskRoot, tmp_path: Path) -> None:
+def test_serve_refuses_a_home_it_cannot_prepare(runner_env: TaskWorld, tmp_path: Path) -> None:
     home = tmp_path / "not-a-directory"
     home.write_text("a file where the home should be\n")
     result = CliRunner().invoke(
@@ -332,7 +332,7 @@ def test_serve_refuses_a_home_it_cannot_prepare(runner_env: FakeTaskRoot, tmp_pa
     assert not (tmp_path / "runs").exists()
 
 
-def test_serve_prepares_an_unprepared_home_first(runner_env: FakeTaskRoot, tmp_path: Path) -> None:
+def test_serve_prepares_an_unprepared_home_first(runner_env: TaskWorld, tmp_path: Path) -> None:
     """A home with the tokenizer but no corpus: `runner serve` builds the offline corpus
     (a few seconds, no network), says so in one line, then serves."""
     from runner._setup import setup_ready

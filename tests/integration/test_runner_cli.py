@@ -9,14 +9,14 @@ import pytest
 from typer.testing import CliRunner
 
 from runner.cli import app
-from tests._fixtures.runner import FakeTaskRoot
+from tests._fixtures.worlds import TaskWorld
 
 pytestmark = pytest.mark.integration
 
 cli = CliRunner()
 
 
-def test_tasks_list_show_validate(runner_env: FakeTaskRoot, tmp_path: Path) -> None:
+def test_tasks_list_show_validate(runner_env: TaskWorld, tmp_path: Path) -> None:
     listed = cli.invoke(app, ["tasks", "list"])
     assert listed.exit_code == 0, listed.output
     assert "fake-lr" in listed.output
@@ -35,7 +35,7 @@ def test_tasks_list_show_validate(runner_env: FakeTaskRoot, tmp_path: Path) -> N
     assert missing.exit_code == 1 and "no-such-task" in missing.output
 
 
-def test_run_default_baselines_then_leaderboard(runner_env: FakeTaskRoot, tmp_path: Path) -> None:
+def test_run_default_baselines_then_leaderboard(runner_env: TaskWorld, tmp_path: Path) -> None:
     db = tmp_path / "lb.db"
     result = cli.invoke(
         app, ["run", "--task", "fake-lr", "--profile", "auto", "--db", str(db), "--quiet"]
@@ -67,7 +67,7 @@ def test_run_default_baselines_then_leaderboard(runner_env: FakeTaskRoot, tmp_pa
     assert [r["reference"] for r in sorted(records, key=lambda r: r["method"])] == [False, True]
 
 
-def test_run_rejects_bad_input_clearly(runner_env: FakeTaskRoot) -> None:
+def test_run_rejects_bad_input_clearly(runner_env: TaskWorld) -> None:
     bad_agent = cli.invoke(app, ["run", "--task", "fake-lr", "--agent", "nonsense", "--quiet"])
     assert bad_agent.exit_code == 1 and "unknown agent 'nonsense'" in bad_agent.output
     bad_seeds = cli.invoke(app, ["run", "--task", "fake-lr", "--seeds", "4x", "--quiet"])
@@ -80,7 +80,7 @@ def test_run_rejects_bad_input_clearly(runner_env: FakeTaskRoot) -> None:
     assert resume.exit_code == 1 and "not a run directory" in resume.output
 
 
-def test_setup_is_idempotent(runner_env: FakeTaskRoot) -> None:
+def test_setup_is_idempotent(runner_env: TaskWorld) -> None:
     if not (runner_env.home / "tokenizer" / "gpt2.tiktoken").exists():
         pytest.skip("no GPT-2 tokenizer on this machine to copy (run `runner setup` once)")
     result = cli.invoke(app, ["setup"])
@@ -88,7 +88,7 @@ def test_setup_is_idempotent(runner_env: FakeTaskRoot) -> None:
     assert "tokenizer: present" in result.output and "offline corpus: present" in result.output
 
 
-def test_leaderboard_serve_answers(runner_env: FakeTaskRoot, tmp_path: Path) -> None:
+def test_leaderboard_serve_answers(runner_env: TaskWorld, tmp_path: Path) -> None:
     import os
     import socket
     import subprocess

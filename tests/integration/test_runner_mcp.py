@@ -21,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from runner.cli import app as cli_app
-from tests._fixtures.runner import FakeTaskRoot
+from tests._fixtures.worlds import TaskWorld
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ CONSTANT = (
 )
 
 
-def test_mcp_stdio_edit_test_submit(runner_env: FakeTaskRoot, tmp_path: Path) -> None:
+def test_mcp_stdio_edit_test_submit(runner_env: TaskWorld, tmp_path: Path) -> None:
     from mcp import Client
     from mcp.client.stdio import StdioServerParameters
 
@@ -249,7 +249,7 @@ def assert_refused(url: str, headers: dict[str, str]) -> None:
             assert response.headers["www-authenticate"] == "Bearer"
 
 
-def test_mcp_streamable_http(runner_env: FakeTaskRoot, tmp_path: Path) -> None:
+def test_mcp_streamable_http(runner_env: TaskWorld, tmp_path: Path) -> None:
     """No token given: the server generates one and prints it with the URL; without it, or
     with a wrong one, every request gets 401; with it the official client works."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -340,7 +340,7 @@ def test_mcp_streamable_http(runner_env: FakeTaskRoot, tmp_path: Path) -> None:
     assert kinds.count("header") == 1 and "resume" in kinds
 
 
-def test_mcp_http_token_from_the_environment(runner_env: FakeTaskRoot, tmp_path: Path) -> None:
+def test_mcp_http_token_from_the_environment(runner_env: TaskWorld, tmp_path: Path) -> None:
     """$PRETRAINBENCH_MCP_TOKEN is the token (none is generated or printed)."""
     chosen = "a-token-chosen-by-the-researcher"
     env = dict(os.environ, PYTHONPATH=str(REPO), PRETRAINBENCH_MCP_TOKEN=chosen)
@@ -360,7 +360,7 @@ def test_mcp_http_token_from_the_environment(runner_env: FakeTaskRoot, tmp_path:
         server.close()
 
 
-def test_mcp_refuses_a_home_it_cannot_prepare(runner_env: FakeTaskRoot, tmp_path: Path) -> None:
+def test_mcp_refuses_a_home_it_cannot_prepare(runner_env: TaskWorld, tmp_path: Path) -> None:
     """An unprepared home that cannot be prepared stops `runner mcp` before it serves, with
     an error that says to run `runner setup` (not at the agent's first test)."""
     home = tmp_path / "not-a-directory"

@@ -11,7 +11,7 @@ from env._baselines import parse_baseline
 from env._spec import TaskSpec
 from sandbox import DataPaths
 from tests._fixtures.scripted_backend import scripted_executor
-from tests._fixtures.worlds import MINI_TASK_ID, write_mini_task
+from tests._fixtures.worlds import MINI_TASK_ID, mini_task_world
 
 FILE = "nanoGPT/custom_pretrain.py"
 OPEN = {"get_lr", "config_overrides"}
@@ -19,7 +19,8 @@ OPEN = {"get_lr", "config_overrides"}
 
 @pytest.fixture
 def mini(tmp_path: Path) -> tuple[TaskSpec, Path]:
-    task_dir, baselines = write_mini_task(tmp_path / "src")
+    world = mini_task_world(tmp_path / "src")
+    task_dir, baselines = world.task_dir, world.baselines_dir
     return load_task(task_dir), baselines
 
 

@@ -16,12 +16,13 @@ from env import (
     render_observation,
 )
 from env._spec import TaskSpec
-from tests._fixtures.worlds import write_mini_task
+from tests._fixtures.worlds import mini_task_world
 
 
 @pytest.fixture
 def mini(tmp_path: Path) -> tuple[TaskSpec, Path, Workspace]:
-    task_dir, baselines = write_mini_task(tmp_path / "src")
+    world = mini_task_world(tmp_path / "src")
+    task_dir, baselines = world.task_dir, world.baselines_dir
     task = load_task(task_dir)
     return task, baselines, Workspace.create(task, tmp_path / "ws")
 

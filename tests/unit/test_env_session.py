@@ -13,7 +13,7 @@ from env import Budgets, Session, SessionError, load_task
 from env._spec import SeedSpec, TaskSpec
 from sandbox import DataPaths, TestResult
 from tests._fixtures.scripted_backend import Outcome, RecordingExecutor, scripted_executor
-from tests._fixtures.worlds import write_mini_task
+from tests._fixtures.worlds import mini_task_world
 
 FILE = "nanoGPT/custom_pretrain.py"
 HIDDEN_WORDS = ("piqa", "lm-eval-tiny", "lm_eval_tiny")
@@ -21,7 +21,7 @@ HIDDEN_WORDS = ("piqa", "lm-eval-tiny", "lm_eval_tiny")
 
 @pytest.fixture
 def task(tmp_path: Path) -> TaskSpec:
-    task_dir, _ = write_mini_task(tmp_path / "src")
+    task_dir = mini_task_world(tmp_path / "src").task_dir
     return load_task(task_dir)
 
 

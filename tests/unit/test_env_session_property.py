@@ -16,7 +16,7 @@ from env import Budgets, Session, load_task
 from env._spec import TaskSpec
 from sandbox import DataPaths
 from tests._fixtures.scripted_backend import scripted_executor
-from tests._fixtures.worlds import write_mini_task
+from tests._fixtures.worlds import mini_task_world
 
 FILE = "nanoGPT/custom_pretrain.py"
 HEAD = "def get_lr(it, warmup_iters, lr_decay_iters, learning_rate, min_lr):\n"
@@ -43,7 +43,7 @@ OUTCOMES = st.lists(st.sampled_from(["ok", "ok", "failed", "infra_error"]), max_
 
 @pytest.fixture(scope="module")
 def task(tmp_path_factory: pytest.TempPathFactory) -> TaskSpec:
-    return load_task(write_mini_task(tmp_path_factory.mktemp("mini"))[0])
+    return load_task(mini_task_world(tmp_path_factory.mktemp("mini")).task_dir)
 
 
 def _call(session: Session, tool: str, arguments: Any) -> Any:
