@@ -19,7 +19,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -33,7 +33,6 @@ from sandbox import (
     TestRequest,
     TestResult,
 )
-from sandbox._backend import LineCallback
 
 #: What a training job does: finish, fail (exit 1 with its own reason), or be lost by the
 #: infrastructure (as a supervisor that lost its node reports it).
@@ -77,7 +76,7 @@ class ScriptedBackend(Backend):
         """The output directories of every run of (``label``, ``seed``), in order."""
         return [job.out_dir for job in self.ran if (job.label, job.seed) == (label, seed)]
 
-    def run_job(self, job: Job, on_line: LineCallback | None = None) -> JobOutcome:
+    def run_job(self, job: Job, on_line: Callable[[str], None] | None = None) -> JobOutcome:
         spec = self.specs[job.label]
         with self._lock:
             self.ran.append(job)
