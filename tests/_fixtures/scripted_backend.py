@@ -54,6 +54,8 @@ class ScriptedBackend(Backend):
     ``outcomes`` are consumed one per training job run (a pair the executor reuses runs
     nothing, so consumes nothing); when none are left a training job succeeds. Training jobs
     sleep ``delay_s`` (so a test can be killed while one runs). ``ran`` lists every job run.
+    A `Job` does not carry its `JobSpec`: ``specs`` (label → spec) is filled from each request
+    by `RecordingExecutor`.
     """
 
     name = "scripted"
