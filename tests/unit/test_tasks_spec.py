@@ -241,12 +241,13 @@ def _module_with(task_id: str, name: str, tmp_path: Path) -> ModuleType:
     ws.check()
     code = tmp_path / "code"
     code.mkdir()
-    for helper in ("pb_config.py", "pb_data.py"):
-        (code / helper).write_text((CODEBASE / helper).read_text())
+    helpers = sorted(p.stem for p in CODEBASE.glob("pb_*.py"))  # what custom_pretrain imports
+    for helper in helpers:
+        (code / f"{helper}.py").write_text((CODEBASE / f"{helper}.py").read_text())
     (code / "custom_pretrain.py").write_text(ws.edited_files()["custom_pretrain.py"])
     sys.path.insert(0, str(code))
     try:
-        for mod in ("pb_config", "pb_data"):
+        for mod in helpers:
             sys.modules.pop(mod, None)
         spec = importlib.util.spec_from_file_location(f"_cp_{name}", code / "custom_pretrain.py")
         assert spec and spec.loader
