@@ -4,7 +4,7 @@ session state, baselines and the initial observation. Pure Python (no torch).
 `runner → env → sandbox`: env calls the sandbox to run tests and imports nothing else of ours.
 """
 
-from env._baselines import Baseline, BaselineError, load_baselines
+from env._baselines import Baseline, BaselineEdit, BaselineError, baseline_edits, load_baselines
 from env._errors import EditError, IntegrityError, TaskSpecError
 from env._observation import ObservationError, render_observation
 from env._paths import tasks_dir
@@ -18,6 +18,7 @@ from env._workspace import Workspace
 __all__ = [
     "TOOL_NAMES",
     "Baseline",
+    "BaselineEdit",
     "BaselineError",
     "Budgets",
     "EditError",
@@ -31,6 +32,7 @@ __all__ = [
     "TestRecord",
     "ToolResult",
     "Workspace",
+    "baseline_edits",
     "baseline_schedules",
     "list_tasks",
     "load_baselines",

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.live import Live
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+if TYPE_CHECKING:
+    from runner._agents import BudgetView, ToolArguments
+    from sandbox import ProgressEvent
 
 
 class Display:
@@ -22,10 +33,10 @@ class Display:
     def note(self, text: str) -> None:
         """A one-line message worth showing."""
 
-    def on_tool(self, name: str, arguments: Any, budget: Any) -> None:
+    def on_tool(self, name: str, arguments: ToolArguments, budget: BudgetView) -> None:
         """A tool call is about to run."""
 
-    def on_progress(self, event: Any) -> None:
+    def on_progress(self, event: ProgressEvent) -> None:
         """A sandbox ProgressEvent arrived."""
 
     def stop(self, summary: str) -> None:
@@ -52,8 +63,8 @@ class LiveDisplay(Display):
             transient=False,
         )
         self._live: Live | None = None
-        self._step_task: Any = None
-        self._train_tasks: dict[tuple[str, int], Any] = {}
+        self._step_task: TaskID | None = None
+        self._train_tasks: dict[tuple[str, int], TaskID] = {}
         self._last_refresh = 0.0
 
     def start(self, title: str) -> None:
@@ -77,7 +88,7 @@ class LiveDisplay(Display):
         """Print a line above the live area."""
         self.console.print(text, markup=False, highlight=False)
 
-    def on_tool(self, name: str, arguments: Any, budget: Any) -> None:
+    def on_tool(self, name: str, arguments: ToolArguments, budget: BudgetView) -> None:
         """Show 'step k/N · tool'."""
         if self._step_task is None:
             return
@@ -89,7 +100,7 @@ class LiveDisplay(Display):
             extra=f"{name}  tests {budget.tests_used}/{budget.max_tests}",
         )
 
-    def on_progress(self, event: Any) -> None:
+    def on_progress(self, event: ProgressEvent) -> None:
         """One bar per (setting, seed): step/max_steps, loss and ETA."""
         key = (event.setting, event.seed)
         task = self._train_tasks.get(key)
@@ -98,7 +109,7 @@ class LiveDisplay(Display):
                 f"{event.setting} seed {event.seed}", total=event.max_steps or 1, extra=event.phase
             )
             self._train_tasks[key] = task
-        parts = [event.phase]
+        parts: list[str] = [event.phase]
         if event.loss is not None:
             parts.append(f"loss {event.loss:.3f}")
         if event.tokens_per_s:
@@ -107,14 +118,12 @@ class LiveDisplay(Display):
             parts.append(f"ETA {int(event.eta_s) // 60}:{int(event.eta_s) % 60:02d}")
         if event.message:
             parts.append(event.message[:60])
-        update: dict[str, Any] = {"extra": "  ".join(parts)}
-        if event.max_steps:
-            update["total"] = event.max_steps
-        if event.step is not None:
-            update["completed"] = event.step
+        completed: float | None = event.step
         if event.phase == "done":
-            update["completed"] = event.max_steps or self._progress.tasks[task].total or 1
-        self._progress.update(task, **update)
+            completed = event.max_steps or self._progress.tasks[task].total or 1
+        self._progress.update(
+            task, total=event.max_steps or None, completed=completed, extra="  ".join(parts)
+        )
         now = time.monotonic()
         if now - self._last_refresh > 0.25 and self._live is not None:
             self._live.refresh()

@@ -9,7 +9,8 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+
+from pydantic import JsonValue
 
 LIBRARIES = (
     "torch",
@@ -77,14 +78,14 @@ def choose_profile(
     return "tiny", f"profile tiny (CPU): {why}; pass --profile to choose"
 
 
-def hardware_info(gpus: list[str] | None = None) -> dict[str, Any]:
+def hardware_info(gpus: list[str] | None = None) -> dict[str, JsonValue]:
     """Host facts recorded with every run."""
     return {
         "host": platform.node(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
-        "gpus": gpus if gpus is not None else [],
+        "gpus": list(gpus or []),
         "gpu_count": len(gpus or []),
     }
 

@@ -11,9 +11,15 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Protocol, Required, TypeAlias, TypedDict, cast
+
+if TYPE_CHECKING:
+    from openai.types.chat import (
+        ChatCompletion,
+        ChatCompletionMessageParam,
+        ChatCompletionToolUnionParam,
+    )
 
 # USD per million tokens (input, output). Only models whose public price we know; others
 # get no cost figure rather than a wrong one.
@@ -26,7 +32,38 @@ PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
     "gpt-5-mini": (0.25, 2.0),
 }
 
-EventSink = Callable[..., Any]
+#: A tool's JSON schema, as env generates it (OpenAI function-calling dialect).
+ToolSchema: TypeAlias = dict[str, object]
+
+
+class EventSink(Protocol):
+    """Where retries are reported (`Transcript.append`)."""
+
+    def __call__(self, kind: str, **data: object) -> object: ...
+
+
+class FunctionCall(TypedDict):
+    """The function part of a tool call: its name and its JSON-encoded arguments."""
+
+    name: str
+    arguments: str
+
+
+class ToolCall(TypedDict):
+    """One tool call of an assistant message (OpenAI chat format)."""
+
+    id: str
+    type: str
+    function: FunctionCall
+
+
+class Message(TypedDict, total=False):
+    """One chat message as it goes to the endpoint and into the transcript."""
+
+    role: Required[str]
+    content: str
+    tool_calls: list[ToolCall]
+    tool_call_id: str
 
 
 class LLMError(Exception):
@@ -46,11 +83,11 @@ class Usage:
 class Reply:
     """One assistant reply: the message as it goes back into the conversation, and usage."""
 
-    message: dict[str, Any]
+    message: Message
     usage: Usage
     latency_s: float
     attempts: int
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
 
 def price(model: str, usage: Usage) -> float | None:
@@ -93,22 +130,60 @@ class ChatClient:
 
     def complete(
         self,
-        messages: list[dict[str, Any]],
-        tools: list[dict[str, Any]],
+        messages: list[Message],
+        tools: list[ToolSchema],
         on_event: EventSink | None = None,
     ) -> Reply:
         """One chat completion; retries 429/5xx/connection errors with exponential backoff."""
-        openai = self._openai
-        kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "tools": tools}
-        if self.temperature is not None:
-            kwargs["temperature"] = self.temperature
-        attempt = 0
+        from openai.types.chat import ChatCompletionMessageFunctionToolCall
+
         start = time.monotonic()
+        response, attempts = self._create(messages, tools, on_event)
+        if not response.choices:
+            raise LLMError("model endpoint returned no choices")
+        choice = response.choices[0].message
+        tool_calls: list[ToolCall] = [
+            {
+                "id": tc.id,
+                "type": "function",
+                "function": {"name": tc.function.name, "arguments": tc.function.arguments or ""},
+            }
+            for tc in (choice.tool_calls or [])
+            if isinstance(tc, ChatCompletionMessageFunctionToolCall)
+        ]
+        message: Message = {"role": "assistant", "content": choice.content or ""}
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        usage = Usage()
+        if response.usage is not None:
+            usage.prompt_tokens = response.usage.prompt_tokens or 0
+            usage.completion_tokens = response.usage.completion_tokens or 0
+        usage.cost_usd = price(self.model, usage)
+        return Reply(
+            message=message,
+            usage=usage,
+            latency_s=round(time.monotonic() - start, 3),
+            attempts=attempts,
+            tool_calls=tool_calls,
+        )
+
+    def _create(
+        self, messages: list[Message], tools: list[ToolSchema], on_event: EventSink | None
+    ) -> tuple[ChatCompletion, int]:
+        """The completion and how many attempts it took; transient failures are retried."""
+        openai = self._openai
+        attempt = 0
         while True:
             attempt += 1
             try:
-                response = self._client.chat.completions.create(**kwargs)
-                break
+                response = self._client.chat.completions.create(
+                    model=self.model,
+                    # Our message and schema types are subsets of the SDK's unions.
+                    messages=cast("list[ChatCompletionMessageParam]", messages),
+                    tools=cast("list[ChatCompletionToolUnionParam]", tools),
+                    temperature=openai.omit if self.temperature is None else self.temperature,
+                )
+                return response, attempt
             except (
                 openai.RateLimitError,
                 openai.InternalServerError,
@@ -134,33 +209,6 @@ class ChatClient:
                 raise LLMError(
                     f"model endpoint refused the request (HTTP {e.status_code}): {str(e)[:1000]}"
                 ) from e
-        if not response.choices:
-            raise LLMError("model endpoint returned no choices")
-        choice = response.choices[0].message
-        tool_calls = [
-            {
-                "id": tc.id,
-                "type": "function",
-                "function": {"name": tc.function.name, "arguments": tc.function.arguments or ""},
-            }
-            for tc in (choice.tool_calls or [])
-            if getattr(tc, "function", None) is not None
-        ]
-        message: dict[str, Any] = {"role": "assistant", "content": choice.content or ""}
-        if tool_calls:
-            message["tool_calls"] = tool_calls
-        usage = Usage()
-        if response.usage is not None:
-            usage.prompt_tokens = response.usage.prompt_tokens or 0
-            usage.completion_tokens = response.usage.completion_tokens or 0
-        usage.cost_usd = price(self.model, usage)
-        return Reply(
-            message=message,
-            usage=usage,
-            latency_s=round(time.monotonic() - start, 3),
-            attempts=attempt,
-            tool_calls=tool_calls,
-        )
 
     def _delay(self, attempt: int, error: Exception) -> float:
         """The server's Retry-After when it gives one (capped), else exponential backoff."""

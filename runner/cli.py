@@ -10,11 +10,17 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+from runner._choices import DataSource, ExportFormat, RunMode, SandboxKind, Transport
+
+if TYPE_CHECKING:
+    from leaderboard import RunRecord
 
 app = typer.Typer(
     help="PretrainBench: evaluate AI research agents on LLM-pretraining science.",
@@ -54,7 +60,7 @@ def _stop_cleanly_on_signals() -> None:
 
     from runner._components import cancel_running_tests
 
-    def handler(signum: int, frame: Any) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
         cancel_running_tests()
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
@@ -105,9 +111,11 @@ def run(
             "Default: all the task's baselines.",
         ),
     ] = None,
-    mode: Annotated[str, typer.Option(help="agent (tool loop) or vanilla (one shot).")] = "agent",
+    mode: Annotated[
+        RunMode, typer.Option(help="agent (tool loop) or vanilla (one shot).")
+    ] = RunMode.AGENT,
     profile: Annotated[str, typer.Option(help="auto, tiny, small or full.")] = "auto",
-    sandbox: Annotated[str, typer.Option(help="local, docker or slurm.")] = "local",
+    sandbox: Annotated[SandboxKind, typer.Option(help="The sandbox backend.")] = SandboxKind.LOCAL,
     seeds: Annotated[
         str | None, typer.Option(help="Comma-separated test seeds, e.g. 42,43.")
     ] = None,
@@ -116,7 +124,7 @@ def run(
     run_dir: Annotated[Path, typer.Option(help="Directory of run directories.")] = Path("runs"),
     db: DbOption = None,
     data: Annotated[
-        str | None,
+        DataSource | None,
         typer.Option(
             help="offline (local corpus) or fineweb; default offline for tiny, else fineweb."
         ),
@@ -129,7 +137,7 @@ def run(
     allow_weak_isolation: WeakIsolationOption = False,
 ) -> None:
     """Run agents (or, by default, the task's baselines) on a task and record the results."""
-    from runner._components import codebase_dir, load_baselines, load_task, pretrainbench_home
+    from runner._components import load_baselines, load_task, pretrainbench_home
     from runner._display import LiveDisplay, QuietDisplay
     from runner._hardware import choose_profile, visible_gpus
     from runner._run import AGENT_SPEC, RunConfig, RunError, start_run
@@ -140,12 +148,6 @@ def run(
             raise _fail(
                 f"unknown agent {item!r}; use baseline:<name>, baseline:all or openai:<model>"
             )
-    if mode not in ("agent", "vanilla"):
-        raise _fail(f"--mode must be agent or vanilla, not {mode!r}")
-    if sandbox not in ("local", "docker", "slurm"):
-        raise _fail(f"--sandbox must be local, docker or slurm, not {sandbox!r}")
-    if data not in (None, "offline", "fineweb"):
-        raise _fail(f"--data must be offline or fineweb, not {data!r}")
     if profile not in ("auto", "tiny", "small", "full"):
         raise _fail(f"--profile must be auto, tiny, small or full, not {profile!r}")
     try:
@@ -181,13 +183,13 @@ def run(
             f"(profiles: {', '.join(sorted(spec.profiles))})"
         )
     err.print(why, highlight=False)
-    data_source = data or ("offline" if chosen == "tiny" else "fineweb")
+    data_source = data or (DataSource.OFFLINE if chosen == "tiny" else DataSource.FINEWEB)
     home = pretrainbench_home()
     if data_source == "offline" and not setup_ready(home):
         err.print(f"preparing {home} (first run) …", highlight=False)
         try:
             for step in run_setup(
-                home, codebase_dir(spec), say=lambda t: err.print(t, highlight=False)
+                home, spec.codebase_dir, say=lambda t: err.print(t, highlight=False)
             ):
                 err.print(f"  {step.name}: {step.action} ({step.path})", highlight=False)
         except SetupError as e:
@@ -204,7 +206,7 @@ def run(
 
         err.print(escape(summary(check_host(measure=False))), highlight=False)
     display = QuietDisplay(err) if quiet else LiveDisplay(err)
-    records: list[Any] = []
+    records: list[RunRecord] = []
     failures = 0
     _stop_cleanly_on_signals()
     for item in agents:
@@ -385,7 +387,7 @@ def leaderboard_show(
     if not records:
         out.print("no runs stored yet: try `runner run --task llm-pretrain-lr-schedule`")
         return
-    groups: dict[tuple[str, str], list[Any]] = {}
+    groups: dict[tuple[str, str], list[RunRecord]] = {}
     for record in records:  # results of different tasks or profiles never share a table
         groups.setdefault((record.task_id, record.profile), []).append(record)
     for (task_id, profile), group in sorted(groups.items()):
@@ -420,13 +422,13 @@ def leaderboard_export(
     output: Annotated[
         Path | None, typer.Option("--out", "-o", help="File (default stdout).")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
+    fmt: Annotated[
+        ExportFormat, typer.Option("--format", help="Output format.")
+    ] = ExportFormat.JSONL,
 ) -> None:
     """Export stored runs (one JSON record per line, or a CSV of result rows)."""
     from runner._board import board_records, export_text
 
-    if fmt not in ("jsonl", "csv"):
-        raise _fail("--format must be jsonl or csv")
     text = export_text(board_records(_db_url(db), task), fmt)
     if output is None:
         sys.stdout.write(text)
@@ -438,12 +440,14 @@ def leaderboard_export(
 @app.command()
 def mcp(
     task: Annotated[str, typer.Option("--task", "-t", help="Task id or folder.")],
-    transport: Annotated[str, typer.Option(help="stdio or http (streamable HTTP).")] = "stdio",
+    transport: Annotated[
+        Transport, typer.Option(help="stdio or http (streamable HTTP).")
+    ] = Transport.STDIO,
     profile: Annotated[str, typer.Option(help="tiny, small or full.")] = "tiny",
     run_dir: Annotated[
         Path | None, typer.Option(help="Run directory (default runs/<new id>).")
     ] = None,
-    sandbox: Annotated[str, typer.Option(help="local, docker or slurm.")] = "local",
+    sandbox: Annotated[SandboxKind, typer.Option(help="The sandbox backend.")] = SandboxKind.LOCAL,
     max_steps: Annotated[int | None, typer.Option(min=1)] = None,
     max_tests: Annotated[int | None, typer.Option(min=1)] = None,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
@@ -461,8 +465,6 @@ def mcp(
     """Serve one task session's tools over MCP (stdio or streamable HTTP)."""
     from runner._mcp import serve_mcp
 
-    if transport not in ("stdio", "http"):
-        raise _fail("--transport must be stdio or http")
     _prepare_home_before_serving()
     serve_mcp(
         task=task,
@@ -494,7 +496,7 @@ def serve(
             "(default $PRETRAINBENCH_API_TOKEN)."
         ),
     ] = None,
-    sandbox: Annotated[str, typer.Option(help="local, docker or slurm.")] = "local",
+    sandbox: Annotated[SandboxKind, typer.Option(help="The sandbox backend.")] = SandboxKind.LOCAL,
     db: DbOption = None,
     allow_weak_isolation: WeakIsolationOption = False,
 ) -> None:
@@ -544,7 +546,7 @@ def doctor(
         raise typer.Exit(1)
 
 
-def _print_results(records: list[Any], title: str = "Results") -> None:
+def _print_results(records: list[RunRecord], title: str = "Results") -> None:
     from rich.table import Table
 
     from runner._run import summary_rows
