@@ -8,7 +8,7 @@ from env._baselines import Baseline, BaselineEdit, BaselineError, baseline_edits
 from env._errors import EditError, IntegrityError, TaskSpecError
 from env._observation import ObservationError, render_observation
 from env._paths import tasks_dir
-from env._schedules import baseline_schedules, sample_schedule
+from env._plots import PlotSeries, plot_series
 from env._session import Session, SessionError
 from env._spec import TaskSpec, list_tasks, load_task, validate_task_dir
 from env._state import Budgets, SessionState, TestRecord, ToolResult
@@ -24,6 +24,7 @@ __all__ = [
     "EditError",
     "IntegrityError",
     "ObservationError",
+    "PlotSeries",
     "Session",
     "SessionError",
     "SessionState",
@@ -33,12 +34,11 @@ __all__ = [
     "ToolResult",
     "Workspace",
     "baseline_edits",
-    "baseline_schedules",
     "list_tasks",
     "load_baselines",
     "load_task",
+    "plot_series",
     "render_observation",
-    "sample_schedule",
     "tasks_dir",
     "tool_schemas",
     "validate_task_dir",

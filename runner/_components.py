@@ -44,6 +44,20 @@ def load_task(task: str) -> TaskSpec:
     return env.load_task(task)
 
 
+def task_codebases(task: str | None = None) -> list[Path]:
+    """The codebase folders whose trusted scripts prepare the data: the task's, or every
+    task's (each folder once)."""
+    import env
+
+    if task is not None:
+        return [env.load_task(task).codebase_dir]
+    folders: dict[Path, None] = {}
+    for task_id in env.list_tasks():
+        with contextlib.suppress(env.TaskSpecError):  # `runner tasks list` shows what is wrong
+            folders[env.load_task(task_id).codebase_dir] = None
+    return list(folders)
+
+
 def data_paths(home: Path, *, source: DataSource = DataSource.OFFLINE) -> DataPaths:
     """The DataPaths of the prepared data under $PRETRAINBENCH_HOME; the offline evaluation
     sets live beside the tasks (data, outside the codebase that agent jobs get a copy of)."""
@@ -147,8 +161,9 @@ def resume_session(
     return env.Session.resume(run_dir, executor=executor, data=data, progress=progress)
 
 
-def observation_for_task(task_id: str, profile: str) -> str:
-    """The initial observation of a task at a profile, from a throw-away workspace."""
+def observation_for_task(task_id: str, profile: str | None) -> str:
+    """The initial observation of a task at a profile (the task's CPU one when None), from a
+    throw-away workspace."""
     import tempfile
 
     import env
@@ -156,8 +171,12 @@ def observation_for_task(task_id: str, profile: str) -> str:
     task = env.load_task(task_id)
     with tempfile.TemporaryDirectory(prefix="pb-show-") as tmp:
         workspace = env.Workspace.create(task, Path(tmp) / "workspace")
-        text: str = env.render_observation(task, workspace, profile, baselines=load_baselines(task))
-    return text
+        return env.render_observation(
+            task,
+            workspace,
+            profile or task.default_profiles.cpu,
+            baselines=load_baselines(task),
+        )
 
 
 def load_baselines(task: TaskSpec) -> list[Baseline]:
@@ -182,38 +201,26 @@ _SVG_STYLE = (
 )
 
 
-def schedule_svg(task_id: str, profile: str) -> str:
-    """The learning rate of every baseline of `task_id` against the iteration, as an SVG.
-
-    Each curve is what the baseline's own ``get_lr`` returns with the profile's recipe.
-    """
+def plot_svg(task_id: str, plot_name: str | None, profile: str | None) -> str:
+    """A plot the task declares (its first when ``plot_name`` is None), one curve per baseline
+    drawn from the baseline's own code, at ``profile`` (the task's GPU default when None)."""
     import env
     from leaderboard import Series, line_plot
 
     task = env.load_task(task_id)
-    recipe = task.recipe(profile)
-    schedules = env.baseline_schedules(task, env.load_baselines(task))
-    if not schedules:
-        raise ValueError(f"task {task.id} has no baseline with a learning-rate schedule")
-    series = [
-        Series(
-            name=name,
-            points=env.sample_schedule(
-                fn,
-                max_iters=int(recipe["max_iters"]),
-                warmup_iters=int(recipe["warmup_iters"]),
-                learning_rate=float(recipe["learning_rate"]),
-                min_lr=float(recipe["min_lr"]),
-            ),
-            dashed=name == task.reference_baseline,
-        )
-        for name, fn in schedules.items()
-    ]
+    plot = task.plot(plot_name)
+    profile = profile or task.default_profiles.gpu
+    curves = env.plot_series(task, plot.name, profile, env.load_baselines(task))
+    if not curves:
+        raise ValueError(f"task {task.id}: no baseline defines {plot.function}")
     svg = line_plot(
-        series,
-        title=f"{task.id}: baseline schedules ({profile} profile)",
-        x_label="iteration",
-        y_label="learning rate",
+        [
+            Series(name=c.name, points=c.points, dashed=c.name == task.reference_baseline)
+            for c in curves
+        ],
+        title=f"{task.id}: {plot.title} ({profile} profile)",
+        x_label=plot.x_label or plot.x,
+        y_label=plot.y_label,
         width=720,
         height=320,
     )

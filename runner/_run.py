@@ -65,7 +65,7 @@ class RunConfig(BaseModel):
         "mcp:<label> / http:<label> for externally driven runs",
     )
     mode: RunMode = RunMode.AGENT
-    profile: str = "tiny"
+    profile: str  # a profile of the task (`runner run --profile auto` picks the task's default)
     sandbox: SandboxKind = SandboxKind.LOCAL
     seeds: list[int] | None = None
     max_steps: int | None = Field(default=None, ge=1)

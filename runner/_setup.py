@@ -62,16 +62,24 @@ def setup_ready(home: Path) -> bool:
     return tokenizer_ready(home) and shards_ready(home / "data" / "offline")
 
 
-def setup_codebase() -> Path:
-    """The codebase whose trusted scripts prepare the home (the one `runner setup` runs)."""
+#: What a codebase must ship to prepare the home (run by `run_setup`).
+SETUP_SCRIPTS = ("pb_tokenizer.py", "offline_corpus.py")
+
+
+def setup_codebase(candidates: list[Path]) -> Path:
+    """The first of ``candidates`` (the tasks' codebases) that ships the data-preparation
+    scripts; else the first shipped with the harness that does. The tokenizer and the offline
+    corpus are shared by every task, so any codebase that can prepare them will do."""
     from runner._components import REPO_ROOT
 
-    return REPO_ROOT / "tasks" / "codebases" / "nanogpt"
+    shipped = sorted(p for p in (REPO_ROOT / "tasks" / "codebases").iterdir() if p.is_dir())
+    for codebase in [*candidates, *shipped]:
+        if all((codebase / script).is_file() for script in SETUP_SCRIPTS):
+            return codebase
+    raise SetupError(f"no codebase ships the setup scripts {', '.join(SETUP_SCRIPTS)}")
 
 
-def ensure_home_ready(
-    home: Path, *, say: Callable[[str], None], codebase: Path | None = None
-) -> bool:
+def ensure_home_ready(home: Path, *, say: Callable[[str], None], codebases: list[Path]) -> bool:
     """Prepare what the offline quick start still lacks under ``home``; True if anything.
 
     For servers (`runner mcp`, `runner serve`): an agent's first test must not be the first
@@ -83,7 +91,7 @@ def ensure_home_ready(
         return False
     say(f"preparing {home} (GPT-2 tokenizer, offline corpus; logs in {home / 'logs'}) …")
     try:
-        run_setup(home, codebase or setup_codebase(), say=lambda _: None)
+        run_setup(home, setup_codebase(codebases), say=lambda _: None)
     except (SetupError, OSError) as e:
         raise SetupError(
             f"{home} is not prepared for tests and preparing it failed: {e}\n"

@@ -20,7 +20,10 @@ from rich.markup import escape
 from runner._choices import DataSource, ExportFormat, RunMode, SandboxKind, Transport
 
 if TYPE_CHECKING:
+    from env import TaskSpec
     from leaderboard import RunRecord
+    from runner._display import Display
+    from runner._run import RunConfig
 
 app = typer.Typer(
     help="PretrainBench: evaluate AI research agents on LLM-pretraining science.",
@@ -78,17 +81,18 @@ WeakIsolationOption = Annotated[
 ]
 
 
-def _prepare_home_before_serving() -> None:
+def _prepare_home_before_serving(task: str | None = None) -> None:
     """Prepare $PRETRAINBENCH_HOME (or exit) before an agent can call a tool: missing data is
     the harness's fault and must never fail an agent's first test. stderr only (stdout is the
-    stdio transport's channel)."""
-    from runner._components import pretrainbench_home
+    stdio transport's channel). ``task``'s codebase prepares it (every task's when None)."""
+    from runner._components import pretrainbench_home, task_codebases
     from runner._setup import SetupError, ensure_home_ready
 
     try:
         ensure_home_ready(
             pretrainbench_home(),
             say=lambda t: err.print(t, markup=False, highlight=False, soft_wrap=True),
+            codebases=task_codebases(task),
         )
     except SetupError as e:
         raise _fail(str(e)) from e
@@ -114,7 +118,13 @@ def run(
     mode: Annotated[
         RunMode, typer.Option(help="agent (tool loop) or vanilla (one shot).")
     ] = RunMode.AGENT,
-    profile: Annotated[str, typer.Option(help="auto, tiny, small or full.")] = "auto",
+    profile: Annotated[
+        str,
+        typer.Option(
+            help="A profile of the task, or auto: the task's GPU default where its GPUs are "
+            "visible, else its CPU default."
+        ),
+    ] = "auto",
     sandbox: Annotated[SandboxKind, typer.Option(help="The sandbox backend.")] = SandboxKind.LOCAL,
     seeds: Annotated[
         str | None, typer.Option(help="Comma-separated test seeds, e.g. 42,43.")
@@ -125,9 +135,7 @@ def run(
     db: DbOption = None,
     data: Annotated[
         DataSource | None,
-        typer.Option(
-            help="offline (local corpus) or fineweb; default offline for tiny, else fineweb."
-        ),
+        typer.Option(help="Training data; default: what the task's profile declares."),
     ] = None,
     base_url: Annotated[
         str | None, typer.Option(help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL).")
@@ -137,55 +145,111 @@ def run(
     allow_weak_isolation: WeakIsolationOption = False,
 ) -> None:
     """Run agents (or, by default, the task's baselines) on a task and record the results."""
-    from runner._components import load_baselines, load_task, pretrainbench_home
+    from runner._components import pretrainbench_home
     from runner._display import LiveDisplay, QuietDisplay
-    from runner._hardware import choose_profile, visible_gpus
-    from runner._run import AGENT_SPEC, RunConfig, RunError, start_run
-    from runner._setup import SetupError, run_setup, setup_ready, shards_ready
+    from runner._run import RunConfig
 
-    for item in agent or []:
-        if item != "baseline:all" and not re.match(AGENT_SPEC, item):
+    seed_list = _parse_seeds(seeds)
+    spec = _load_task(task)
+    agents = _expand_agents(spec, agent or ["baseline:all"])
+    chosen, gpus = _choose_profile(spec, profile)
+    data_source = data or spec.profile(chosen).data
+    home = pretrainbench_home()
+    _prepare_data(spec, chosen, DataSource(data_source), home)
+    if sandbox is SandboxKind.LOCAL:
+        _print_host_summary()
+    configs = [
+        RunConfig(
+            task=task,
+            agent=item,
+            mode=mode,
+            profile=chosen,
+            sandbox=sandbox,
+            seeds=seed_list,
+            max_steps=max_steps,
+            max_tests=max_tests,
+            base_url=base_url,
+            db=_db_url(db),
+            home=str(home),
+            data_source=DataSource(data_source),
+            allow_weak_isolation=allow_weak_isolation,
+        )
+        for item in agents
+    ]
+    display = QuietDisplay(err) if quiet else LiveDisplay(err)
+    _stop_cleanly_on_signals()
+    records, failures = _run_each(configs, run_dir, display, gpus=gpus, api_key=api_key)
+    _print_results(records)
+    out.print(
+        f"\nOpen the leaderboard: [bold]runner leaderboard serve --db {_db_url(db)}[/]",
+        highlight=False,
+    )
+    raise typer.Exit(1 if failures else 0)
+
+
+def _parse_seeds(seeds: str | None) -> list[int] | None:
+    try:
+        return [int(s) for s in seeds.split(",") if s.strip()] if seeds else None
+    except ValueError as e:
+        raise _fail(f"--seeds must be comma-separated integers: {e}") from e
+
+
+def _load_task(task: str) -> TaskSpec:
+    from runner._components import load_task
+
+    try:
+        return load_task(task)
+    except Exception as e:
+        raise _fail(f"cannot load task {task!r}: {e}") from e
+
+
+def _expand_agents(spec: TaskSpec, requested: list[str]) -> list[str]:
+    """``baseline:all`` → one agent per baseline; an unknown agent or baseline exits."""
+    from runner._components import load_baselines
+    from runner._run import AGENT_SPEC
+
+    baselines = [b.name for b in load_baselines(spec)]
+    agents: list[str] = []
+    for item in requested:
+        name = item.partition(":")[2]
+        if item == "baseline:all":
+            agents += [f"baseline:{b}" for b in baselines]
+        elif not re.match(AGENT_SPEC, item):
             raise _fail(
                 f"unknown agent {item!r}; use baseline:<name>, baseline:all or openai:<model>"
             )
-    if profile not in ("auto", "tiny", "small", "full"):
-        raise _fail(f"--profile must be auto, tiny, small or full, not {profile!r}")
-    try:
-        seed_list = [int(s) for s in seeds.split(",") if s.strip()] if seeds else None
-    except ValueError as e:
-        raise _fail(f"--seeds must be comma-separated integers: {e}") from e
-    try:
-        spec = load_task(task)
-    except Exception as e:
-        raise _fail(f"cannot load task {task!r}: {e}") from e
-    baselines = [b.name for b in load_baselines(spec)]
-    agents: list[str] = []
-    for item in agent or ["baseline:all"]:
-        if item == "baseline:all":
-            agents += [f"baseline:{name}" for name in baselines]
-        elif item.startswith("baseline:") and item.partition(":")[2] not in baselines:
+        elif item.startswith("baseline:") and name not in baselines:
             raise _fail(
-                f"task {spec.id} has no baseline {item.partition(':')[2]!r}; "
-                f"it has: {', '.join(baselines) or 'none'}"
+                f"task {spec.id} has no baseline {name!r}; it has: {', '.join(baselines) or 'none'}"
             )
         else:
             agents.append(item)
-    gpus = visible_gpus() if profile == "auto" else None
-    full_gpus = (
-        max((j.gpus for j in spec.jobs("full")), default=1)
-        if profile == "auto" and "full" in spec.profiles
-        else 10**6
-    )
-    chosen, why = choose_profile(profile, full_gpus, gpus)
+    return agents
+
+
+def _choose_profile(spec: TaskSpec, requested: str) -> tuple[str, list[str] | None]:
+    """The profile to run (``auto``: the task's GPU default where its GPUs are visible, else its
+    CPU default) and the GPUs seen, said on stderr; a profile the task lacks exits."""
+    from runner._hardware import choose_profile, visible_gpus
+
+    defaults = spec.default_profiles
+    gpus = visible_gpus() if requested == "auto" else None
+    needed = max((j.gpus for j in spec.jobs(defaults.gpu)), default=1)
+    chosen, why = choose_profile(requested, defaults.cpu, defaults.gpu, needed, gpus)
     if chosen not in spec.profiles:
         raise _fail(
             f"task {spec.id} has no profile {chosen!r} "
             f"(profiles: {', '.join(sorted(spec.profiles))})"
         )
     err.print(why, highlight=False)
-    data_source = data or (DataSource.OFFLINE if chosen == "tiny" else DataSource.FINEWEB)
-    home = pretrainbench_home()
-    if data_source == "offline" and not setup_ready(home):
+    return chosen, gpus
+
+
+def _prepare_data(spec: TaskSpec, profile: str, source: DataSource, home: Path) -> None:
+    """Build the offline data on first use; FineWeb needs `runner setup --fineweb` (network)."""
+    from runner._setup import SetupError, run_setup, setup_ready, shards_ready
+
+    if source is DataSource.OFFLINE and not setup_ready(home):
         err.print(f"preparing {home} (first run) …", highlight=False)
         try:
             for step in run_setup(
@@ -194,40 +258,36 @@ def run(
                 err.print(f"  {step.name}: {step.action} ({step.path})", highlight=False)
         except SetupError as e:
             raise _fail(str(e)) from e
-    if data_source == "fineweb" and not shards_ready(home / "data" / "fineweb"):
+    if source is DataSource.FINEWEB and not shards_ready(home / "data" / "fineweb"):
         raise _fail(
-            f"profile {chosen} trains on FineWeb, which is not prepared in "
+            f"profile {profile} trains on FineWeb, which is not prepared in "
             f"{home / 'data' / 'fineweb'}: run `runner setup --fineweb` (needs network) "
             "or pass --data offline"
         )
-    if sandbox == "local":
-        from runner._doctor import summary
-        from sandbox import check_host
 
-        err.print(escape(summary(check_host(measure=False))), highlight=False)
-    display = QuietDisplay(err) if quiet else LiveDisplay(err)
+
+def _print_host_summary() -> None:
+    from runner._doctor import summary
+    from sandbox import check_host
+
+    err.print(escape(summary(check_host(measure=False))), highlight=False)
+
+
+def _run_each(
+    configs: list[RunConfig],
+    run_dir: Path,
+    display: Display,
+    *,
+    gpus: list[str] | None,
+    api_key: str | None,
+) -> tuple[list[RunRecord], int]:
+    """Run each config in turn; a run that fails to start is reported and the others go on.
+    Returns the records and how many runs did not finish."""
+    from runner._run import RunError, start_run
+
     records: list[RunRecord] = []
     failures = 0
-    _stop_cleanly_on_signals()
-    for item in agents:
-        # Validated from plain values: mode, sandbox and data were checked above.
-        config = RunConfig.model_validate(
-            {
-                "task": task,
-                "agent": item,
-                "mode": mode,
-                "profile": chosen,
-                "sandbox": sandbox,
-                "seeds": seed_list,
-                "max_steps": max_steps,
-                "max_tests": max_tests,
-                "base_url": base_url,
-                "db": _db_url(db),
-                "home": str(home),
-                "data_source": data_source,
-                "allow_weak_isolation": allow_weak_isolation,
-            }
-        )
+    for config in configs:
         try:
             outcome = start_run(config, run_dir, display, gpus=gpus, api_key=api_key)
         except KeyboardInterrupt as e:
@@ -235,21 +295,18 @@ def run(
             raise _fail(f"interrupted; continue with `runner resume {where}`", 130) from None
         except RunError as e:
             failures += 1
-            err.print(f"[red]{item}: {escape(str(e))}[/]", highlight=False)
+            err.print(f"[red]{config.agent}: {escape(str(e))}[/]", highlight=False)
             continue
         except Exception as e:  # the run could not even start (session, sandbox, store)
             failures += 1
-            err.print(f"[red]{item}: {type(e).__name__}: {escape(str(e))}[/]", highlight=False)
+            err.print(
+                f"[red]{config.agent}: {type(e).__name__}: {escape(str(e))}[/]", highlight=False
+            )
             continue
         records += outcome.records
         if outcome.info.status != "finished":
             failures += 1
-    _print_results(records)
-    out.print(
-        f"\nOpen the leaderboard: [bold]runner leaderboard serve --db {_db_url(db)}[/]",
-        highlight=False,
-    )
-    raise typer.Exit(1 if failures else 0)
+    return records, failures
 
 
 @app.command()
@@ -287,16 +344,24 @@ def setup(
         ),
     ] = False,
     force: Annotated[bool, typer.Option(help="Redo steps whose output is already valid.")] = False,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            "--task",
+            "-t",
+            help="Prepare with this task's codebase (default: the first task's that can).",
+        ),
+    ] = None,
 ) -> None:
     """Prepare $PRETRAINBENCH_HOME: tokenizer and offline corpus (idempotent)."""
-    from runner._components import REPO_ROOT, pretrainbench_home
-    from runner._setup import SetupError, run_setup
+    from runner._components import pretrainbench_home, task_codebases
+    from runner._setup import SetupError, run_setup, setup_codebase
 
     home = pretrainbench_home()
     try:
         steps = run_setup(
             home,
-            REPO_ROOT / "tasks" / "codebases" / "nanogpt",
+            setup_codebase(task_codebases(task)),
             fineweb=fineweb,
             eval_datasets=eval_datasets,
             force=force,
@@ -331,7 +396,9 @@ def tasks_list() -> None:
 @tasks_app.command("show")
 def tasks_show(
     task_id: Annotated[str, typer.Argument(help="Task id or folder.")],
-    profile: Annotated[str, typer.Option(help="Scale profile to describe.")] = "tiny",
+    profile: Annotated[
+        str | None, typer.Option(help="Scale profile to describe (default: the task's CPU one).")
+    ] = None,
 ) -> None:
     """Print the agent's initial observation for a task."""
     from runner._components import observation_for_task
@@ -343,23 +410,42 @@ def tasks_show(
     out.print(text, markup=False, highlight=False)
 
 
-@tasks_app.command("schedules")
+@tasks_app.command("plot")
+def tasks_plot(
+    task_id: Annotated[str, typer.Argument(help="Task id or folder.")],
+    plot: Annotated[
+        str | None, typer.Option("--plot", help="A plot the task declares (default: its first).")
+    ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(help="Scale profile whose recipe to plot (default: the task's GPU one)."),
+    ] = None,
+    output: Annotated[Path, typer.Option("--out", help="Where to write the SVG.")] = Path(
+        "plot.svg"
+    ),
+) -> None:
+    """Plot a function of the task's code for each baseline, from the baselines' own code
+    (the learning-rate task: each get_lr against the iteration)."""
+    from runner._components import plot_svg
+
+    try:
+        svg = plot_svg(task_id, plot, profile)
+    except Exception as e:
+        raise _fail(f"cannot plot {task_id!r}: {e}") from e
+    output.write_text(svg, encoding="utf-8")
+    out.print(f"wrote {output}", highlight=False)
+
+
+@tasks_app.command("schedules", hidden=True)
 def tasks_schedules(
     task_id: Annotated[str, typer.Argument(help="Task id or folder.")],
-    profile: Annotated[str, typer.Option(help="Scale profile whose recipe to plot.")] = "full",
+    profile: Annotated[str | None, typer.Option(help="Scale profile whose recipe to plot.")] = None,
     output: Annotated[Path, typer.Option("--out", help="Where to write the SVG.")] = Path(
         "lr_schedules.svg"
     ),
 ) -> None:
-    """Plot the learning rate of each baseline against the iteration, from their own get_lr."""
-    from runner._components import schedule_svg
-
-    try:
-        svg = schedule_svg(task_id, profile)
-    except Exception as e:
-        raise _fail(f"cannot plot the schedules of {task_id!r}: {e}") from e
-    output.write_text(svg, encoding="utf-8")
-    out.print(f"wrote {output}", highlight=False)
+    """The former name of `runner tasks plot` (the task's first plot)."""
+    tasks_plot(task_id, None, profile, output)
 
 
 @tasks_app.command("validate")
@@ -443,7 +529,9 @@ def mcp(
     transport: Annotated[
         Transport, typer.Option(help="stdio or http (streamable HTTP).")
     ] = Transport.STDIO,
-    profile: Annotated[str, typer.Option(help="tiny, small or full.")] = "tiny",
+    profile: Annotated[
+        str | None, typer.Option(help="A profile of the task (default: its CPU one).")
+    ] = None,
     run_dir: Annotated[
         Path | None, typer.Option(help="Run directory (default runs/<new id>).")
     ] = None,
@@ -465,11 +553,11 @@ def mcp(
     """Serve one task session's tools over MCP (stdio or streamable HTTP)."""
     from runner._mcp import serve_mcp
 
-    _prepare_home_before_serving()
+    _prepare_home_before_serving(task)
     serve_mcp(
         task=task,
         transport=transport,
-        profile=profile,
+        profile=profile or _load_task(task).default_profiles.cpu,
         run_dir=run_dir,
         sandbox=sandbox,
         max_steps=max_steps,

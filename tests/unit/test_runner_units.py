@@ -137,11 +137,14 @@ def test_connection_errors_are_retried_then_fail_clearly() -> None:
 
 
 def test_choose_profile() -> None:
-    assert choose_profile("small", 2, [])[0] == "small"
-    assert choose_profile("auto", 2, ["H200", "H200"])[0] == "full"
-    profile, why = choose_profile("auto", 2, ["H100"])
+    assert choose_profile("small", "tiny", "full", 2, [])[0] == "small"
+    assert choose_profile("auto", "tiny", "full", 2, ["H200", "H200"])[0] == "full"
+    profile, why = choose_profile("auto", "tiny", "full", 2, ["H100"])
     assert profile == "tiny" and "1 GPU(s) visible" in why and "needs 2" in why
-    assert choose_profile("auto", 2, [])[0] == "tiny"
+    assert choose_profile("auto", "tiny", "full", 2, [])[0] == "tiny"
+    # the names are the task's: nothing here knows tiny or full
+    assert choose_profile("auto", "cpu-mini", "gpu-big", 1, ["A100"])[0] == "gpu-big"
+    assert choose_profile("auto", "cpu-mini", "gpu-big", 1, [])[0] == "cpu-mini"
 
 
 def test_setup_checks(tmp_path: Path) -> None:
