@@ -80,6 +80,10 @@ WeakIsolationOption = Annotated[
     ),
 ]
 
+SandboxOption = Annotated[SandboxKind, typer.Option(help="The sandbox backend.")]
+ApiKeyOption = Annotated[str | None, typer.Option(help="API key (default $OPENAI_API_KEY).")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")]
+
 
 def _prepare_home_before_serving(task: str | None = None) -> None:
     """Prepare $PRETRAINBENCH_HOME (or exit) before an agent can call a tool: missing data is
@@ -125,7 +129,7 @@ def run(
             "visible, else its CPU default."
         ),
     ] = "auto",
-    sandbox: Annotated[SandboxKind, typer.Option(help="The sandbox backend.")] = SandboxKind.LOCAL,
+    sandbox: SandboxOption = SandboxKind.LOCAL,
     seeds: Annotated[
         str | None, typer.Option(help="Comma-separated test seeds, e.g. 42,43.")
     ] = None,
@@ -140,8 +144,8 @@ def run(
     base_url: Annotated[
         str | None, typer.Option(help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL).")
     ] = None,
-    api_key: Annotated[str | None, typer.Option(help="API key (default $OPENAI_API_KEY).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")] = False,
+    api_key: ApiKeyOption = None,
+    quiet: QuietOption = False,
     allow_weak_isolation: WeakIsolationOption = False,
 ) -> None:
     """Run agents (or, by default, the task's baselines) on a task and record the results."""
@@ -149,6 +153,7 @@ def run(
     from runner._display import LiveDisplay, QuietDisplay
     from runner._run import RunConfig
 
+    db_url = _db_url(db)
     seed_list = _parse_seeds(seeds)
     spec = _load_task(task)
     agents = _expand_agents(spec, agent or ["baseline:all"])
@@ -169,7 +174,7 @@ def run(
             max_steps=max_steps,
             max_tests=max_tests,
             base_url=base_url,
-            db=_db_url(db),
+            db=db_url,
             home=str(home),
             data_source=DataSource(data_source),
             allow_weak_isolation=allow_weak_isolation,
@@ -178,12 +183,7 @@ def run(
     ]
     display = QuietDisplay(err) if quiet else LiveDisplay(err)
     _stop_cleanly_on_signals()
-    records, failures = _run_each(configs, run_dir, display, gpus=gpus, api_key=api_key)
-    _print_results(records)
-    out.print(
-        f"\nOpen the leaderboard: [bold]runner leaderboard serve --db {_db_url(db)}[/]",
-        highlight=False,
-    )
+    failures = _run_each(configs, run_dir, display, gpus=gpus, api_key=api_key, db=db_url)
     raise typer.Exit(1 if failures else 0)
 
 
@@ -280,9 +280,10 @@ def _run_each(
     *,
     gpus: list[str] | None,
     api_key: str | None,
-) -> tuple[list[RunRecord], int]:
-    """Run each config in turn; a run that fails to start is reported and the others go on.
-    Returns the records and how many runs did not finish."""
+    db: str,
+) -> int:
+    """Run each config in turn (a run that fails to start is reported and the others go on),
+    then print the results; returns how many runs did not finish."""
     from runner._run import RunError, start_run
 
     records: list[RunRecord] = []
@@ -306,14 +307,18 @@ def _run_each(
         records += outcome.records
         if outcome.info.status != "finished":
             failures += 1
-    return records, failures
+    _print_results(records)
+    out.print(
+        f"\nOpen the leaderboard: [bold]runner leaderboard serve --db {db}[/]", highlight=False
+    )
+    return failures
 
 
 @app.command()
 def resume(
     run_dir: Annotated[Path, typer.Argument(help="The run directory to continue.")],
-    api_key: Annotated[str | None, typer.Option(help="API key (default $OPENAI_API_KEY).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    api_key: ApiKeyOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Continue a killed run from its directory (nothing finished is re-run or re-charged)."""
     from runner._display import LiveDisplay, QuietDisplay
@@ -535,7 +540,7 @@ def mcp(
     run_dir: Annotated[
         Path | None, typer.Option(help="Run directory (default runs/<new id>).")
     ] = None,
-    sandbox: Annotated[SandboxKind, typer.Option(help="The sandbox backend.")] = SandboxKind.LOCAL,
+    sandbox: SandboxOption = SandboxKind.LOCAL,
     max_steps: Annotated[int | None, typer.Option(min=1)] = None,
     max_tests: Annotated[int | None, typer.Option(min=1)] = None,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
@@ -584,7 +589,7 @@ def serve(
             "(default $PRETRAINBENCH_API_TOKEN)."
         ),
     ] = None,
-    sandbox: Annotated[SandboxKind, typer.Option(help="The sandbox backend.")] = SandboxKind.LOCAL,
+    sandbox: SandboxOption = SandboxKind.LOCAL,
     db: DbOption = None,
     allow_weak_isolation: WeakIsolationOption = False,
 ) -> None:
