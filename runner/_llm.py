@@ -2,8 +2,9 @@
 
 Speaks the OpenAI chat-completions protocol through the ``openai`` SDK, so any compatible
 endpoint works (OPENAI_BASE_URL / OPENAI_API_KEY). Rate limits (429), server errors (5xx)
-and connection failures are retried with exponential backoff; every retry is reported to
-``on_event`` so the transcript shows it, but none of it costs the agent a step.
+and connection failures are retried (tenacity) with exponential backoff or the server's
+Retry-After; every retry is reported to ``on_event`` so the transcript shows it, but none of it
+costs the agent a step.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, Required, TypeAlias, TypedDict, cast
 
 if TYPE_CHECKING:
+    import tenacity
     from openai.types.chat import (
         ChatCompletion,
         ChatCompletionMessageParam,
@@ -170,47 +172,61 @@ class ChatClient:
     def _create(
         self, messages: list[Message], tools: list[ToolSchema], on_event: EventSink | None
     ) -> tuple[ChatCompletion, int]:
-        """The completion and how many attempts it took; transient failures are retried."""
-        openai = self._openai
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = self._client.chat.completions.create(
-                    model=self.model,
-                    # Our message and schema types are subsets of the SDK's unions.
-                    messages=cast("list[ChatCompletionMessageParam]", messages),
-                    tools=cast("list[ChatCompletionToolUnionParam]", tools),
-                    temperature=openai.omit if self.temperature is None else self.temperature,
-                )
-                return response, attempt
-            except (
-                openai.RateLimitError,
-                openai.InternalServerError,
-                openai.APIConnectionError,
-                openai.APITimeoutError,
-            ) as e:
-                status = getattr(e, "status_code", None)
-                if attempt > self.max_retries:
-                    raise LLMError(
-                        f"model endpoint failed after {attempt} attempts: {type(e).__name__}: {e}"
-                    ) from e
-                delay = self._delay(attempt, e)
-                if on_event:
-                    on_event(
-                        "llm_retry",
-                        attempt=attempt,
-                        status=status,
-                        error=f"{type(e).__name__}: {str(e)[:500]}",
-                        delay_s=delay,
-                    )
-                time.sleep(delay)
-            except openai.APIStatusError as e:
-                raise LLMError(
-                    f"model endpoint refused the request (HTTP {e.status_code}): {str(e)[:1000]}"
-                ) from e
+        """The completion and how many attempts it took; transient failures are retried by
+        tenacity, each retry reported to ``on_event`` (an ``llm_retry`` transcript event)."""
+        import tenacity
 
-    def _delay(self, attempt: int, error: Exception) -> float:
+        openai = self._openai
+        transient = (
+            openai.RateLimitError,
+            openai.InternalServerError,
+            openai.APIConnectionError,
+            openai.APITimeoutError,
+        )
+
+        def delay(state: tenacity.RetryCallState) -> float:
+            return self._delay(state.attempt_number, _failure(state))
+
+        def report(state: tenacity.RetryCallState) -> None:
+            error = _failure(state)
+            if on_event is not None:
+                on_event(
+                    "llm_retry",
+                    attempt=state.attempt_number,
+                    status=getattr(error, "status_code", None),
+                    error=f"{type(error).__name__}: {str(error)[:500]}",
+                    delay_s=state.upcoming_sleep,
+                )
+
+        def create() -> ChatCompletion:
+            return self._client.chat.completions.create(
+                model=self.model,
+                # Our message and schema types are subsets of the SDK's unions.
+                messages=cast("list[ChatCompletionMessageParam]", messages),
+                tools=cast("list[ChatCompletionToolUnionParam]", tools),
+                temperature=openai.omit if self.temperature is None else self.temperature,
+            )
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(transient),
+            stop=tenacity.stop_after_attempt(self.max_retries + 1),
+            wait=delay,
+            before_sleep=report,
+            reraise=True,
+        )
+        try:
+            return retrying(create), retrying.statistics["attempt_number"]
+        except transient as e:
+            attempts = retrying.statistics["attempt_number"]
+            raise LLMError(
+                f"model endpoint failed after {attempts} attempts: {type(e).__name__}: {e}"
+            ) from e
+        except openai.APIStatusError as e:
+            raise LLMError(
+                f"model endpoint refused the request (HTTP {e.status_code}): {str(e)[:1000]}"
+            ) from e
+
+    def _delay(self, attempt: int, error: BaseException) -> float:
         """The server's Retry-After when it gives one (capped), else exponential backoff."""
         response = getattr(error, "response", None)
         retry_after = response.headers.get("retry-after") if response is not None else None
@@ -219,3 +235,11 @@ class ChatClient:
             with contextlib.suppress(ValueError):
                 return min(self.max_backoff_s, max(0.0, float(retry_after)))
         return min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
+
+
+def _failure(state: tenacity.RetryCallState) -> BaseException:
+    """The exception of the attempt that just failed."""
+    error = state.outcome.exception() if state.outcome is not None else None
+    if error is None:  # tenacity only retries on an exception here
+        raise RuntimeError("retry without an exception")
+    return error
