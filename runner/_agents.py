@@ -108,18 +108,14 @@ class ToolBox:
         )
         start = time.monotonic()
         result = self.session.call(name, arguments if arguments is not None else {})
-        after = self.budget()
-        self.transcript.append(
-            "tool_result",
-            name=name,
-            call_id=call_id,
+        after = append_tool_result(
+            self.transcript,
+            self.session,
+            name,
+            call_id,
+            result,
             text=result.text,
-            ok=result.ok,
-            cost_step=result.cost_step,
-            cost_test=result.cost_test,
             elapsed_s=round(time.monotonic() - start, 3),
-            steps_used=after.steps_used,
-            tests_used=after.tests_used,
         )
         if name in ("edit", "undo") and result.ok:
             self._snapshot(after.steps_used)
@@ -132,6 +128,47 @@ class ToolBox:
             for path, text in self.session.workspace.edited_files().items()
         }
         self.transcript.append("snapshot", step=step, files=files)
+
+
+class ResultFacts(Protocol):
+    """What a transcript's ``tool_result`` keeps of a result (`ToolResult`, `CallRecord`)."""
+
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def cost_step(self) -> int: ...
+    @property
+    def cost_test(self) -> int: ...
+
+
+def append_tool_result(
+    transcript: Transcript,
+    session: Session,
+    name: str,
+    call_id: object,
+    result: ResultFacts,
+    *,
+    text: str,
+    elapsed_s: float | None,
+    resumed: bool = False,
+) -> BudgetView:
+    """Write the ``tool_result`` event of a call, with the budget use after it; returns that
+    budget use."""
+    budget = BudgetView.of(session)
+    transcript.append(
+        "tool_result",
+        name=name,
+        call_id=call_id,
+        text=text,
+        ok=result.ok,
+        cost_step=result.cost_step,
+        cost_test=result.cost_test,
+        elapsed_s=elapsed_s,
+        steps_used=budget.steps_used,
+        tests_used=budget.tests_used,
+        **({"resumed": True} if resumed else {}),
+    )
+    return budget
 
 
 class Agent(Protocol):

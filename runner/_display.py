@@ -52,16 +52,7 @@ class LiveDisplay(Display):
 
     def __init__(self, console: Console | None = None) -> None:
         super().__init__(console)
-        self._progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed:>5.0f}/{task.total:<5.0f}"),
-            TextColumn("{task.fields[extra]}"),
-            TimeElapsedColumn(),
-            console=self.console,
-            transient=False,
-        )
+        self._progress = self._new_progress()
         self._live: Live | None = None
         self._step_task: TaskID | None = None
         self._train_tasks: dict[tuple[str, int], TaskID] = {}
@@ -70,7 +61,15 @@ class LiveDisplay(Display):
     def start(self, title: str) -> None:
         """Open the live area for a run."""
         self.console.rule(title)
-        self._progress = Progress(
+        self._progress = self._new_progress()
+        self._train_tasks = {}
+        self._step_task = self._progress.add_task("steps", total=1, extra="starting")
+        self._live = Live(self._progress, console=self.console, refresh_per_second=4)
+        self._live.start()
+
+    def _new_progress(self) -> Progress:
+        """The step line and the training bars: description, bar, k/N, loss and ETA, time."""
+        return Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
             BarColumn(),
@@ -79,10 +78,6 @@ class LiveDisplay(Display):
             TimeElapsedColumn(),
             console=self.console,
         )
-        self._train_tasks = {}
-        self._step_task = self._progress.add_task("steps", total=1, extra="starting")
-        self._live = Live(self._progress, console=self.console, refresh_per_second=4)
-        self._live.start()
 
     def note(self, text: str) -> None:
         """Print a line above the live area."""

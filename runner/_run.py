@@ -30,6 +30,7 @@ from runner._agents import (
     LLMAgent,
     Submitted,
     ToolBox,
+    append_tool_result,
     conversation_from_transcript,
 )
 from runner._choices import DataSource, RunMode, SandboxKind
@@ -402,37 +403,30 @@ def reconcile(session: Session, transcript: Transcript) -> None:
         transcript.append("resume_pending", pending=kind, number=session.pending.number)
         result = session.complete_pending()
         if result is not None:
-            budget = BudgetView.of(session)
-            transcript.append(
-                "tool_result",
-                name="test" if kind == "test" else "submit",
-                call_id=call_id,
+            name = "test" if kind == "test" else "submit"
+            append_tool_result(
+                transcript,
+                session,
+                name,
+                call_id,
+                result,
                 text=result.text,
-                ok=bool(result.ok),
-                cost_step=result.cost_step,
-                cost_test=result.cost_test,
                 elapsed_s=None,
-                steps_used=budget.steps_used,
-                tests_used=budget.tests_used,
                 resumed=True,
             )
         return
     calls = session.state.calls
     if open_call is not None and len(calls) > results:
         record = calls[-1]
-        budget = BudgetView.of(session)
-        transcript.append(
-            "tool_result",
-            name=record.tool,
-            call_id=call_id,
-            ok=record.ok,
+        append_tool_result(
+            transcript,
+            session,
+            record.tool,
+            call_id,
+            record,
+            elapsed_s=None,
             text="[harness] This call completed just before the runner stopped; "
             "its output was lost. Use view to see the current file.",
-            cost_step=record.cost_step,
-            cost_test=record.cost_test,
-            elapsed_s=None,
-            steps_used=budget.steps_used,
-            tests_used=budget.tests_used,
             resumed=True,
         )
 
