@@ -300,8 +300,10 @@ class TaskSpec(_Model):
         for plot in self.plots:
             if name is None or plot.name == name:
                 return plot
+        if name is None:
+            raise TaskSpecError(f"task {self.id!r} has no plot (task.yaml declares no plots:)")
         known = ", ".join(p.name for p in self.plots) or "none"
-        raise TaskSpecError(f"task {self.id!r} has no plot {name or ''!r} (plots: {known})")
+        raise TaskSpecError(f"task {self.id!r} has no plot {name!r} (plots: {known})")
 
     # -- metrics --------------------------------------------------------------------------------
 
