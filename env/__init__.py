@@ -4,11 +4,11 @@ session state, baselines and the initial observation. Pure Python (no torch).
 `runner → env → sandbox`: env calls the sandbox to run tests and imports nothing else of ours.
 """
 
-from env._baselines import Baseline, BaselineError, load_baselines
+from env._baselines import Baseline, BaselineEdit, BaselineError, baseline_edits, load_baselines
 from env._errors import EditError, IntegrityError, TaskSpecError
 from env._observation import ObservationError, render_observation
 from env._paths import tasks_dir
-from env._schedules import baseline_schedules, sample_schedule
+from env._plots import PlotSeries, plot_series
 from env._session import Session, SessionError
 from env._spec import TaskSpec, list_tasks, load_task, validate_task_dir
 from env._state import Budgets, SessionState, TestRecord, ToolResult
@@ -18,11 +18,13 @@ from env._workspace import Workspace
 __all__ = [
     "TOOL_NAMES",
     "Baseline",
+    "BaselineEdit",
     "BaselineError",
     "Budgets",
     "EditError",
     "IntegrityError",
     "ObservationError",
+    "PlotSeries",
     "Session",
     "SessionError",
     "SessionState",
@@ -31,12 +33,12 @@ __all__ = [
     "TestRecord",
     "ToolResult",
     "Workspace",
-    "baseline_schedules",
+    "baseline_edits",
     "list_tasks",
     "load_baselines",
     "load_task",
+    "plot_series",
     "render_observation",
-    "sample_schedule",
     "tasks_dir",
     "tool_schemas",
     "validate_task_dir",

@@ -1,31 +1,34 @@
 """Baselines as data: ``baselines/<task-id>/<name>.py`` files of region replacements.
 
 A baseline file has a module docstring (the formula and a reference) and region blocks with the
-same markers as the codebase. A file without region blocks is "the unmodified default". A
-baseline is applied through the same ``edit`` tool path an agent uses, so it passes the same
-frozen-text, invariant and policy checks and is charged the same steps.
+same markers as the codebase. A file without region blocks is "the unmodified default".
+
+A `Baseline` is data. `baseline_edits` turns it into the ``edit`` tool calls that put its regions
+into the current file texts; whoever drives the session (the runner's baseline agent) issues them
+through the same ``edit`` tool path an agent uses, so they pass the same frozen-text, invariant
+and policy checks and are charged the same steps.
 """
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from env._errors import TaskSpecError
 from env._paths import baselines_dir
 from env._regions import MarkerSpan, RegionSyntaxError, find_regions
 
 if TYPE_CHECKING:
-    from env._session import Session
     from env._spec import TaskSpec
 
-__all__ = ["Baseline", "BaselineError", "load_baselines"]
+__all__ = ["Baseline", "BaselineEdit", "BaselineError", "baseline_edits", "load_baselines"]
 
 
 class BaselineError(RuntimeError):
-    """A baseline that cannot be applied (its edit was refused); names baseline and region."""
+    """A baseline that cannot be applied (a region is missing, or its edit was refused)."""
 
 
 @dataclass(frozen=True)
@@ -42,41 +45,58 @@ class Baseline:
         """True when the baseline is the unmodified codebase."""
         return not self.regions
 
-    def apply(self, session: Session) -> list[str]:
-        """Put the regions into `session`'s workspace through ``session.call("edit", …)``.
 
-        Regions are edited bottom-most first so that earlier line numbers stay valid. Returns
-        the edit observations; raises `BaselineError` if an edit is refused.
-        """
-        texts: list[str] = []
-        pending = dict(self.regions)
-        while pending:
-            filename, span = _bottom_most(session, set(pending))
-            body = pending.pop(span.name)
-            first, last = span.body
-            if last >= first:
-                args: dict[str, object] = {
-                    "op": "replace",
-                    "filename": filename,
-                    "content": body,
-                    "start_line": first,
-                    "end_line": last,
-                }
-            else:  # an empty region: nothing to replace, insert after its START marker
-                args = {
-                    "op": "insert",
-                    "filename": filename,
-                    "content": body,
-                    "after_line": span.start_marker,
-                }
-            result = session.call("edit", args)
-            if not result.ok:
-                raise BaselineError(
-                    f"baseline {self.name!r}: the edit of region {span.name!r} in {filename} was "
-                    f"refused:\n{result.text}"
-                )
-            texts.append(result.text)
-        return texts
+class BaselineEdit(NamedTuple):
+    """One ``edit`` tool call of a baseline: the region it fills and the tool's arguments."""
+
+    region: str
+    arguments: dict[str, object]
+
+
+def baseline_edits(
+    baseline: Baseline, task: TaskSpec, files: Mapping[str, str]
+) -> list[BaselineEdit]:
+    """The ``edit`` tool arguments that put `baseline`'s regions into ``files``.
+
+    ``files`` maps codebase-relative paths to their current text (the workspace's editable
+    files). The edits come bottom-most region first, so each edit leaves the line numbers of the
+    regions still to come valid. An empty region has nothing to replace: its body is inserted
+    after its START marker. Raises `BaselineError` when a region is in none of the files.
+    """
+    located: list[tuple[str, MarkerSpan]] = []
+    for entry in task.editable_files:
+        text = files.get(entry.path)
+        if text is None:
+            continue
+        filename = task.agent_path(entry.path)
+        located += [
+            (filename, span)
+            for span in find_regions(text.splitlines())
+            if span.name in baseline.regions
+        ]
+    missing = set(baseline.regions) - {span.name for _, span in located}
+    if missing:
+        raise BaselineError(
+            f"baseline {baseline.name!r}: regions {sorted(missing)} are not in the workspace"
+        )
+    located.sort(key=lambda item: item[1].start_marker, reverse=True)
+    return [
+        BaselineEdit(span.name, _edit_arguments(filename, span, baseline.regions[span.name]))
+        for filename, span in located
+    ]
+
+
+def _edit_arguments(filename: str, span: MarkerSpan, body: str) -> dict[str, object]:
+    first, last = span.body
+    if last >= first:
+        return {
+            "op": "replace",
+            "filename": filename,
+            "content": body,
+            "start_line": first,
+            "end_line": last,
+        }
+    return {"op": "insert", "filename": filename, "content": body, "after_line": span.start_marker}
 
 
 def load_baselines(task: TaskSpec, root: Path | None = None) -> list[Baseline]:
@@ -122,17 +142,3 @@ def parse_baseline(
         first, last = span.body
         regions[span.name] = "\n".join(lines[first - 1 : last])
     return Baseline(name=name, doc=doc, regions=regions, path=path)
-
-
-def _bottom_most(session: Session, names: set[str]) -> tuple[str, MarkerSpan]:
-    """The agent-visible filename and the current span of the lowest of `names` in any file."""
-    best: tuple[str, MarkerSpan] | None = None
-    for entry in session.task.editable_files:
-        filename = session.task.agent_path(entry.path)
-        text = session.workspace.text(entry.path)
-        for span in find_regions(text.splitlines()):
-            if span.name in names and (best is None or span.start_marker > best[1].start_marker):
-                best = (filename, span)
-    if best is None:
-        raise BaselineError(f"regions {sorted(names)} are not in the workspace")
-    return best

@@ -27,9 +27,11 @@ __all__ = [
     "ClassInvariant",
     "CodePolicy",
     "DataRegion",
+    "DefaultProfiles",
     "EditableFile",
     "Invariant",
     "MetricSpec",
+    "PlotSpec",
     "ProfileSpec",
     "SeedSpec",
     "SignatureInvariant",
@@ -121,11 +123,44 @@ class SeedSpec(_Model):
 
 
 class ProfileSpec(_Model):
-    """One scale profile: its jobs (linked by ``needs``), seeds override and recipe facts."""
+    """One scale profile: its jobs (linked by ``needs``), seeds override, recipe facts, and the
+    data it trains on (``offline``: the corpus built locally; ``fineweb``: FineWeb shards)."""
 
     jobs: list[JobSpec] = Field(min_length=1)
     seeds: SeedSpec | None = None
     recipe: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    data: Literal["offline", "fineweb"] = "offline"
+
+
+class DefaultProfiles(_Model):
+    """The profile a run takes when none is asked for: on a CPU-only host, and on a host with
+    enough GPUs for the ``gpu`` profile's jobs."""
+
+    cpu: str
+    gpu: str
+
+
+class PlotSpec(_Model):
+    """A plot of a function defined in an open region, one curve per baseline.
+
+    ``function`` is called with ``x`` swept over ``0..recipe[x_range]`` and each other parameter
+    from the profile's recipe (``args``: parameter → recipe key); e.g. the learning rate that
+    ``get_lr`` returns against the iteration.
+    """
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    title: str = Field(min_length=1)
+    function: str = Field(pattern=_NAME)
+    x: str = Field(pattern=_NAME)
+    x_range: str = Field(min_length=1)
+    x_label: str | None = None
+    args: dict[Annotated[str, Field(pattern=_NAME)], str] = Field(default_factory=dict)
+    y_label: str = Field(min_length=1)
+
+    @property
+    def recipe_keys(self) -> list[str]:
+        """The recipe keys the plot reads."""
+        return [self.x_range, *self.args.values()]
 
 
 class MetricSpec(_Model):
@@ -170,6 +205,8 @@ class TaskSpec(_Model):
     default_seeds: SeedSpec = Field(default_factory=SeedSpec, alias="seeds")
     baselines: list[Annotated[str, Field(pattern=_NAME)]] = Field(default_factory=list)
     reference_baseline: str | None = None
+    default_profile: DefaultProfiles | None = None
+    plots: list[PlotSpec] = Field(default_factory=list)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -234,6 +271,39 @@ class TaskSpec(_Model):
     def recipe(self, profile: str) -> dict[str, str | int | float | bool]:
         """The recipe facts of a profile (for the description)."""
         return dict(self.profile(profile).recipe)
+
+    @property
+    def default_profiles(self) -> DefaultProfiles:
+        """``default_profile``; where a task gives none, its first profile on a CPU and its
+        last on GPUs (profiles are written smallest first)."""
+        if self.default_profile is not None:
+            return self.default_profile
+        names = list(self.profiles)
+        return DefaultProfiles(cpu=names[0], gpu=names[-1])
+
+    def open_region_defining(self, function: str) -> tuple[str, str] | None:
+        """``(region name, body text)`` of the codebase's open region that defines
+        ``function`` at its top level, or None."""
+        for entry in self.editable_files:
+            lines = (self.codebase_dir / entry.path).read_text(encoding="utf-8").splitlines()
+            for span in find_regions(lines):
+                if span.name not in entry.regions:
+                    continue
+                first, last = span.body
+                body = "\n".join(lines[first - 1 : last])
+                if defines_function(body, function):
+                    return span.name, body
+        return None
+
+    def plot(self, name: str | None = None) -> PlotSpec:
+        """The plot called ``name`` (the first one when None); a clear error names the others."""
+        for plot in self.plots:
+            if name is None or plot.name == name:
+                return plot
+        if name is None:
+            raise TaskSpecError(f"task {self.id!r} has no plot (task.yaml declares no plots:)")
+        known = ", ".join(p.name for p in self.plots) or "none"
+        raise TaskSpecError(f"task {self.id!r} has no plot {name!r} (plots: {known})")
 
     # -- metrics --------------------------------------------------------------------------------
 
@@ -449,6 +519,51 @@ def semantic_problems(spec: TaskSpec, label: str = "task.yaml") -> list[str]:
     for i, name in enumerate(spec.baselines):
         if name in spec.baselines[:i]:
             problems.append(f"{label}: baselines[{i}]: duplicate baseline {name!r}")
+    problems += _default_profile_problems(spec, label)
+    problems += _plot_problems(spec, label)
+    return problems
+
+
+def _default_profile_problems(spec: TaskSpec, label: str) -> list[str]:
+    if spec.default_profile is None:
+        return []
+    return [
+        f"{label}: default_profile.{host}: {name!r} is not a profile of the task "
+        f"(profiles: {', '.join(spec.profiles)})"
+        for host, name in spec.default_profile.model_dump().items()
+        if name not in spec.profiles
+    ]
+
+
+def defines_function(source: str, function: str) -> bool:
+    """Whether ``source`` defines ``function`` at its top level (False if it does not parse)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    return any(isinstance(n, ast.FunctionDef) and n.name == function for n in tree.body)
+
+
+def _plot_problems(spec: TaskSpec, label: str) -> list[str]:
+    problems: list[str] = []
+    names = [p.name for p in spec.plots]
+    for i, plot in enumerate(spec.plots):
+        if plot.name in names[:i]:
+            problems.append(f"{label}: plots[{i}].name: duplicate plot {plot.name!r}")
+        if plot.x in plot.args:
+            problems.append(f"{label}: plots[{i}].args: {plot.x!r} is the swept parameter x")
+        for pname, profile in spec.profiles.items():
+            missing = [key for key in plot.recipe_keys if key not in profile.recipe]
+            if missing:
+                problems.append(
+                    f"{label}: plots[{i}]: profile {pname!r} has no recipe "
+                    f"{', '.join(repr(k) for k in missing)}"
+                )
+            elif not isinstance(profile.recipe[plot.x_range], int):
+                problems.append(
+                    f"{label}: plots[{i}].x_range: recipe {plot.x_range!r} of profile "
+                    f"{pname!r} is not an integer"
+                )
     return problems
 
 
@@ -619,4 +734,10 @@ def validate_task_dir(path: str | Path) -> list[str]:
             spec, description.read_text(encoding="utf-8"), _display(description)
         )
     problems += _file_problems(spec, label)
+    if not problems:  # the regions are readable: the plotted functions must be in them
+        problems += [
+            f"{label}: plots[{i}].function: no open region defines {plot.function!r}"
+            for i, plot in enumerate(spec.plots)
+            if spec.open_region_defining(plot.function) is None
+        ]
     return problems

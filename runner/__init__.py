@@ -6,7 +6,24 @@ Public names are loaded on first use so that `runner --help` imports almost noth
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the real types for mypy; at run time `__getattr__` loads them on first use
+    from runner._agents import BaselineAgent, LimitsExceeded, LLMAgent, Submitted, ToolBox
+    from runner._api import create_api
+    from runner._llm import ChatClient
+    from runner._mcp import create_mcp_server
+    from runner._run import (
+        RunConfig,
+        RunInfo,
+        RunOutcome,
+        build_records,
+        resume_run,
+        start_run,
+    )
+    from runner._setup import run_setup
+    from runner._transcript import TRANSCRIPT_FORMAT_VERSION, Transcript, read_transcript
+    from runner.cli import main
 
 __all__ = [
     "TRANSCRIPT_FORMAT_VERSION",
@@ -53,7 +70,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'runner' has no attribute {name!r}")

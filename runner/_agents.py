@@ -10,10 +10,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
-from runner._llm import ChatClient, LLMError, Reply
-from runner._transcript import Transcript
+from runner._llm import ChatClient, LLMError, Message, Reply, ToolCall, ToolSchema
+from runner._transcript import Event, Transcript
+
+if TYPE_CHECKING:
+    from env import Baseline, Session, ToolResult
 
 SYSTEM_PROMPT = """\
 You are an AI research agent working on a language-model pretraining science task.
@@ -44,7 +47,11 @@ class LimitsExceeded(Exception):
     """The step budget is spent, or the agent stopped calling tools."""
 
 
-@dataclass
+#: The arguments of a tool call as an agent sends them: a JSON object, or its text.
+ToolArguments = dict[str, object] | str | None
+
+
+@dataclass(frozen=True)
 class BudgetView:
     """How much of the budget is used, as the session reports it."""
 
@@ -54,8 +61,21 @@ class BudgetView:
     max_tests: int
     submitted: bool
 
+    @classmethod
+    def of(cls, session: Session) -> BudgetView:
+        """The session's current budget use."""
+        state = session.state
+        return cls(
+            steps_used=state.steps_used,
+            max_steps=state.budgets.max_steps,
+            tests_used=state.tests_used,
+            max_tests=state.budgets.max_tests,
+            submitted=state.submission is not None,
+        )
+
     @property
     def steps_left(self) -> int:
+        """Steps the agent may still take."""
         return max(0, self.max_steps - self.steps_used)
 
 
@@ -64,29 +84,21 @@ class ToolBox:
 
     def __init__(
         self,
-        session: Any,
+        session: Session,
         transcript: Transcript,
-        budget: Callable[[Any], BudgetView],
-        edited_files: Callable[[Any], dict[str, str]] | None = None,
-        on_tool: Callable[[str, dict[str, Any] | str | None, BudgetView], None] | None = None,
+        on_tool: Callable[[str, ToolArguments, BudgetView], None] | None = None,
     ) -> None:
         self.session = session
         self.transcript = transcript
-        self._budget = budget
-        self._edited_files = edited_files
         self._on_tool = on_tool
 
     def budget(self) -> BudgetView:
         """The session's current budget use."""
-        return self._budget(self.session)
+        return BudgetView.of(self.session)
 
     def call(
-        self,
-        name: str,
-        arguments: dict[str, Any] | str | None = None,
-        *,
-        call_id: str | None = None,
-    ) -> Any:
+        self, name: str, arguments: ToolArguments = None, *, call_id: str | None = None
+    ) -> ToolResult:
         """Run one tool; the result is in the transcript before this returns."""
         before = self.budget()
         if self._on_tool:
@@ -96,31 +108,67 @@ class ToolBox:
         )
         start = time.monotonic()
         result = self.session.call(name, arguments if arguments is not None else {})
-        after = self.budget()
-        self.transcript.append(
-            "tool_result",
-            name=name,
-            call_id=call_id,
+        after = append_tool_result(
+            self.transcript,
+            self.session,
+            name,
+            call_id,
+            result,
             text=result.text,
-            ok=bool(result.ok),
-            cost_step=getattr(result, "cost_step", None),
-            cost_test=getattr(result, "cost_test", None),
             elapsed_s=round(time.monotonic() - start, 3),
-            steps_used=after.steps_used,
-            tests_used=after.tests_used,
         )
-        if name in ("edit", "undo") and result.ok and self._edited_files is not None:
-            files = self._edited_files(self.session)
-            event_files = {}
-            for path, text in files.items():
-                event_files[path] = str(self.transcript.snapshot(after.steps_used, path, text))
-            self.transcript.append("snapshot", step=after.steps_used, files=event_files)
+        if name in ("edit", "undo") and result.ok:
+            self._snapshot(after.steps_used)
         return result
 
-    # Baseline.apply(session) edits through the same path an agent uses; handing it the
-    # ToolBox (which forwards everything else to the session) records those edits too.
-    def __getattr__(self, item: str) -> Any:
-        return getattr(self.session, item)
+    def _snapshot(self, step: int) -> None:
+        """The edited files' full text after ``step``, saved beside the transcript."""
+        files = {
+            path: str(self.transcript.snapshot(step, path, text))
+            for path, text in self.session.workspace.edited_files().items()
+        }
+        self.transcript.append("snapshot", step=step, files=files)
+
+
+class ResultFacts(Protocol):
+    """What a transcript's ``tool_result`` keeps of a result (`ToolResult`, `CallRecord`)."""
+
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def cost_step(self) -> int: ...
+    @property
+    def cost_test(self) -> int: ...
+
+
+def append_tool_result(
+    transcript: Transcript,
+    session: Session,
+    name: str,
+    call_id: object,
+    result: ResultFacts,
+    *,
+    text: str,
+    elapsed_s: float | None,
+    resumed: bool = False,
+) -> BudgetView:
+    """Write the ``tool_result`` event of a call, with the budget use after it; returns that
+    budget use."""
+    budget = BudgetView.of(session)
+    transcript.append(
+        "tool_result",
+        name=name,
+        call_id=call_id,
+        text=text,
+        ok=result.ok,
+        cost_step=result.cost_step,
+        cost_test=result.cost_test,
+        elapsed_s=elapsed_s,
+        steps_used=budget.steps_used,
+        tests_used=budget.tests_used,
+        **({"resumed": True} if resumed else {}),
+    )
+    return budget
 
 
 class Agent(Protocol):
@@ -132,7 +180,7 @@ class Agent(Protocol):
 class BaselineAgent:
     """Applies a baseline's regions through the edit path, runs one test, submits it."""
 
-    def __init__(self, baseline: Any) -> None:
+    def __init__(self, baseline: Baseline) -> None:
         self.baseline = baseline
 
     def run(self, tools: ToolBox) -> None:
@@ -140,7 +188,7 @@ class BaselineAgent:
         if tools.budget().submitted:
             raise Submitted("already submitted")
         if tools.budget().tests_used == 0:
-            self.baseline.apply(tools)
+            self.apply(tools)
             result = tools.call("test")
             if tools.budget().tests_used == 0:
                 raise LimitsExceeded(f"the baseline's test was not run: {result.text[:2000]}")
@@ -148,6 +196,24 @@ class BaselineAgent:
         if not result.ok:
             raise LimitsExceeded(f"baseline submit failed: {result.text[:2000]}")
         raise Submitted(result.text)
+
+    def apply(self, tools: ToolBox) -> list[str]:
+        """Edit the baseline's regions in through the ``edit`` tool, recorded and charged as
+        an agent's edits are; returns the observations. Raises `BaselineError` on a refusal."""
+        from env import BaselineError, baseline_edits
+
+        session = tools.session
+        edits = baseline_edits(self.baseline, session.task, session.workspace.edited_files())
+        texts = []
+        for edit in edits:
+            result = tools.call("edit", edit.arguments)
+            if not result.ok:
+                raise BaselineError(
+                    f"baseline {self.baseline.name!r}: the edit of region {edit.region!r} in "
+                    f"{edit.arguments['filename']} was refused:\n{result.text}"
+                )
+            texts.append(result.text)
+        return texts
 
 
 class LLMAgent:
@@ -159,8 +225,8 @@ class LLMAgent:
     def __init__(
         self,
         client: ChatClient,
-        tools_schema: list[dict[str, Any]],
-        messages: list[dict[str, Any]],
+        tools_schema: list[ToolSchema],
+        messages: list[Message],
         *,
         mode: str = "agent",
         on_text: Callable[[str], None] | None = None,
@@ -242,7 +308,7 @@ class LLMAgent:
             self.on_text(str(reply.message["content"]))
         return reply
 
-    def _execute(self, tools: ToolBox, call: dict[str, Any]) -> None:
+    def _execute(self, tools: ToolBox, call: ToolCall) -> None:
         name = call["function"]["name"]
         result = tools.call(name, call["function"]["arguments"], call_id=call["id"])
         self.messages.append({"role": "tool", "tool_call_id": call["id"], "content": result.text})
@@ -250,7 +316,7 @@ class LLMAgent:
             raise Submitted(result.text)
 
     def _say(self, tools: ToolBox, text: str) -> None:
-        message = {"role": "user", "content": text}
+        message: Message = {"role": "user", "content": text}
         self.messages.append(message)
         tools.transcript.append("message", message=message)
 
@@ -273,14 +339,19 @@ class LLMAgent:
             self._execute(tools, call)
 
 
-def conversation_from_transcript(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def conversation_from_transcript(events: list[Event]) -> list[Message]:
     """Rebuild the chat messages from transcript events (for resume)."""
-    messages: list[dict[str, Any]] = []
+    messages: list[Message] = []
     for event in events:
         if event["kind"] == "message":
-            messages.append(event["message"])
+            # written by this module from a `Message` (see `_query` and `_say`)
+            messages.append(cast(Message, event["message"]))
         elif event["kind"] == "tool_result" and event.get("call_id"):
             messages.append(
-                {"role": "tool", "tool_call_id": event["call_id"], "content": event["text"]}
+                {
+                    "role": "tool",
+                    "tool_call_id": str(event["call_id"]),
+                    "content": str(event["text"]),
+                }
             )
     return messages

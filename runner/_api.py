@@ -332,9 +332,9 @@ def create_api(
     @app.get("/tools", dependencies=secured, responses=refused)
     def tools(dialect: Literal["openai", "mcp"] = "openai") -> list[dict[str, Any]]:
         """The tool schemas (OpenAI function-calling or MCP dialect)."""
-        from runner import _components as comp
+        import env
 
-        return comp.tool_schemas(dialect)
+        return env.tool_schemas(dialect)
 
     @app.post(
         "/sessions",

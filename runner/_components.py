@@ -1,22 +1,25 @@
 """The runner's touch points with env, sandbox and leaderboard, each one small function.
 
-Everything here imports lazily, so that `runner --help` never pays for them, and so that a
-change in another package's API is fixed in one place.
+env, sandbox and leaderboard are imported inside the functions (types under TYPE_CHECKING), so
+that `runner --help` never pays for them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
 
-from runner._agents import BudgetView
+from pydantic import JsonValue
+
+from runner._choices import DataSource, SandboxKind
 
 if TYPE_CHECKING:
-    from sandbox import Executor
+    from env import Baseline, Session, TaskSpec
+    from leaderboard import Store
+    from sandbox import DataPaths, Executor, ProgressCallback
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,36 +37,34 @@ def default_db_url() -> str:
     return f"sqlite:///{Path('pretrainbench.db').resolve()}"
 
 
-def load_task(task: str) -> Any:
+def load_task(task: str) -> TaskSpec:
     """`env.load_task` (a task id or a task folder)."""
     import env
 
     return env.load_task(task)
 
 
-def codebase_dir(task: Any) -> Path:
-    """The codebase folder a task trains (tasks/codebases/<name>)."""
-    return Path(task.codebase_dir)
+def task_codebases(task: str | None = None) -> list[Path]:
+    """The codebase folders whose trusted scripts prepare the data: the task's, or every
+    task's (each folder once)."""
+    import env
+
+    if task is not None:
+        return [env.load_task(task).codebase_dir]
+    folders: dict[Path, None] = {}
+    for task_id in env.list_tasks():
+        with contextlib.suppress(env.TaskSpecError):  # `runner tasks list` shows what is wrong
+            folders[env.load_task(task_id).codebase_dir] = None
+    return list(folders)
 
 
-def codebase_version(path: Path) -> str:
-    """sha256 over the codebase's files (relative path + bytes, sorted); caches excluded."""
-    digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        rel = file.relative_to(path).as_posix()
-        if "__pycache__" in rel or rel.endswith(".pyc"):
-            continue
-        digest.update(rel.encode() + b"\0" + file.read_bytes() + b"\0")
-    return "sha256:" + digest.hexdigest()
-
-
-def data_paths(home: Path, *, source: str = "offline") -> Any:
+def data_paths(home: Path, *, source: DataSource = DataSource.OFFLINE) -> DataPaths:
     """The DataPaths of the prepared data under $PRETRAINBENCH_HOME; the offline evaluation
     sets live beside the tasks (data, outside the codebase that agent jobs get a copy of)."""
     from env import tasks_dir
     from sandbox import DataPaths
 
-    if source == "fineweb":
+    if source is DataSource.FINEWEB:
         return DataPaths(
             data_dir=home / "data" / "fineweb",
             tokenizer_dir=home / "tokenizer",
@@ -78,36 +79,32 @@ def data_paths(home: Path, *, source: str = "offline") -> Any:
     )
 
 
-_LIVE_EXECUTORS: weakref.WeakSet[Any] = weakref.WeakSet()
+_LIVE_EXECUTORS: weakref.WeakSet[Executor] = weakref.WeakSet()
 
 
 def make_executor(
-    sandbox: str, cache_dir: Path | None, *, allow_weak_isolation: bool = False
+    kind: SandboxKind, cache_dir: Path | None, *, allow_weak_isolation: bool = False
 ) -> Executor:
-    """A sandbox Executor on the named backend. ``allow_weak_isolation`` lets jobs run where the
-    host cannot give every guarantee (recorded in the results); without it they refuse."""
+    """A sandbox Executor on the ``kind`` backend. ``allow_weak_isolation`` lets jobs run where
+    the host cannot give every guarantee (recorded in the results); without it they refuse."""
     import sandbox as sb
 
     backend: sb.Backend
-    if sandbox == "local":
-        backend = sb.LocalBackend(allow_weak_isolation=allow_weak_isolation)
-    elif sandbox == "docker":
-        backend = sb.DockerBackend()
-    elif sandbox == "slurm":
-        backend = sb.SlurmBackend(allow_weak_isolation=allow_weak_isolation)
-    else:
-        raise ValueError(f"unknown sandbox {sandbox!r}; choose one of local, docker, slurm")
+    match SandboxKind(kind):
+        case SandboxKind.LOCAL:
+            backend = sb.LocalBackend(allow_weak_isolation=allow_weak_isolation)
+        case SandboxKind.DOCKER:
+            backend = sb.DockerBackend()
+        case SandboxKind.SLURM:
+            backend = sb.SlurmBackend(allow_weak_isolation=allow_weak_isolation)
     executor = sb.Executor(backend, cache_dir=cache_dir)
     _LIVE_EXECUTORS.add(executor)
     return executor
 
 
-def sandbox_description(executor: Any) -> dict[str, str]:
+def sandbox_description(executor: Executor) -> dict[str, JsonValue]:
     """What the executor's backend guarantees (``Backend.describe``), for the run record."""
-    backend = getattr(executor, "backend", None)
-    if backend is None:  # an executor injected by a test or an embedding
-        return {"backend": type(executor).__name__}
-    return dict(backend.describe())
+    return {key: value for key, value in executor.backend.describe().items()}
 
 
 def cancel_running_tests() -> None:
@@ -119,17 +116,17 @@ def cancel_running_tests() -> None:
 
 
 def open_session(
-    task: Any,
+    task: TaskSpec,
     run_dir: Path,
     *,
-    executor: Any,
+    executor: Executor,
     profile: str,
-    data: Any,
+    data: DataPaths,
     max_steps: int,
     max_tests: int,
     seeds: list[int] | None,
-    progress: Any = None,
-) -> Any:
+    progress: ProgressCallback | None = None,
+) -> Session:
     """A new env.Session in ``run_dir``; ``seeds`` (if given) for tests and the final."""
     import env
 
@@ -151,55 +148,22 @@ def open_session(
     )
 
 
-def resume_session(run_dir: Path, *, executor: Any, data: Any, progress: Any = None) -> Any:
+def resume_session(
+    run_dir: Path,
+    *,
+    executor: Executor,
+    data: DataPaths,
+    progress: ProgressCallback | None = None,
+) -> Session:
     """env.Session.resume: the state of ``run_dir/session.json`` (work in flight stays pending)."""
     import env
 
     return env.Session.resume(run_dir, executor=executor, data=data, progress=progress)
 
 
-def session_state(session: Any) -> Any:
-    """The session's SessionState."""
-    return session.state
-
-
-def budget_view(session: Any) -> BudgetView:
-    """Steps and tests used, and whether the session has a submission."""
-    state = session_state(session)
-    return BudgetView(
-        steps_used=state.steps_used,
-        max_steps=state.budgets.max_steps,
-        tests_used=state.tests_used,
-        max_tests=state.budgets.max_tests,
-        submitted=state.submission is not None,
-    )
-
-
-def edited_files(session: Any) -> dict[str, str]:
-    """The current text of the files the agent may edit (codebase-relative path → text)."""
-    workspace = getattr(session, "workspace", None)
-    if workspace is None:
-        return {}
-    files: dict[str, str] = workspace.edited_files()
-    return files
-
-
-def initial_observation(session: Any, task: Any) -> str:
-    """The agent's first observation: description, numbered file, baselines, budgets."""
-    import env
-
-    text: str = env.render_observation(
-        task,
-        session.workspace,
-        session.profile,
-        budgets=session.budgets,
-        baselines=load_baselines(task),
-    )
-    return text
-
-
-def observation_for_task(task_id: str, profile: str) -> str:
-    """The initial observation of a task at a profile, from a throw-away workspace."""
+def observation_for_task(task_id: str, profile: str | None) -> str:
+    """The initial observation of a task at a profile (the task's CPU one when None), from a
+    throw-away workspace."""
     import tempfile
 
     import env
@@ -207,26 +171,22 @@ def observation_for_task(task_id: str, profile: str) -> str:
     task = env.load_task(task_id)
     with tempfile.TemporaryDirectory(prefix="pb-show-") as tmp:
         workspace = env.Workspace.create(task, Path(tmp) / "workspace")
-        text: str = env.render_observation(task, workspace, profile, baselines=load_baselines(task))
-    return text
+        return env.render_observation(
+            task,
+            workspace,
+            profile or task.default_profiles.cpu,
+            baselines=load_baselines(task),
+        )
 
 
-def tool_schemas(dialect: Literal["openai", "mcp"]) -> list[dict[str, Any]]:
-    """The tools' JSON schemas, generated by env from its argument models."""
-    import env
-
-    schemas: list[dict[str, Any]] = env.tool_schemas(dialect)
-    return schemas
-
-
-def load_baselines(task: Any) -> list[Any]:
+def load_baselines(task: TaskSpec) -> list[Baseline]:
     """The task's baselines (reference default included)."""
     import env
 
     return list(env.load_baselines(task))
 
 
-def open_store(url: str) -> Any:
+def open_store(url: str) -> Store:
     """The leaderboard Store at ``url``."""
     from leaderboard import Store
 
@@ -241,38 +201,26 @@ _SVG_STYLE = (
 )
 
 
-def schedule_svg(task_id: str, profile: str) -> str:
-    """The learning rate of every baseline of `task_id` against the iteration, as an SVG.
-
-    Each curve is what the baseline's own ``get_lr`` returns with the profile's recipe.
-    """
+def plot_svg(task_id: str, plot_name: str | None, profile: str | None) -> str:
+    """A plot the task declares (its first when ``plot_name`` is None), one curve per baseline
+    drawn from the baseline's own code, at ``profile`` (the task's GPU default when None)."""
     import env
     from leaderboard import Series, line_plot
 
     task = env.load_task(task_id)
-    recipe = task.recipe(profile)
-    schedules = env.baseline_schedules(task, env.load_baselines(task))
-    if not schedules:
-        raise ValueError(f"task {task.id} has no baseline with a learning-rate schedule")
-    series = [
-        Series(
-            name=name,
-            points=env.sample_schedule(
-                fn,
-                max_iters=int(recipe["max_iters"]),
-                warmup_iters=int(recipe["warmup_iters"]),
-                learning_rate=float(recipe["learning_rate"]),
-                min_lr=float(recipe["min_lr"]),
-            ),
-            dashed=name == task.reference_baseline,
-        )
-        for name, fn in schedules.items()
-    ]
+    plot = task.plot(plot_name)
+    profile = profile or task.default_profiles.gpu
+    curves = env.plot_series(task, plot.name, profile, env.load_baselines(task))
+    if not curves:
+        raise ValueError(f"task {task.id}: no baseline defines {plot.function}")
     svg = line_plot(
-        series,
-        title=f"{task.id}: baseline schedules ({profile} profile)",
-        x_label="iteration",
-        y_label="learning rate",
+        [
+            Series(name=c.name, points=c.points, dashed=c.name == task.reference_baseline)
+            for c in curves
+        ],
+        title=f"{task.id}: {plot.title} ({profile} profile)",
+        x_label=plot.x_label or plot.x,
+        y_label=plot.y_label,
         width=720,
         height=320,
     )

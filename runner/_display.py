@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.live import Live
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+if TYPE_CHECKING:
+    from runner._agents import BudgetView, ToolArguments
+    from sandbox import ProgressEvent
 
 
 class Display:
@@ -22,10 +33,10 @@ class Display:
     def note(self, text: str) -> None:
         """A one-line message worth showing."""
 
-    def on_tool(self, name: str, arguments: Any, budget: Any) -> None:
+    def on_tool(self, name: str, arguments: ToolArguments, budget: BudgetView) -> None:
         """A tool call is about to run."""
 
-    def on_progress(self, event: Any) -> None:
+    def on_progress(self, event: ProgressEvent) -> None:
         """A sandbox ProgressEvent arrived."""
 
     def stop(self, summary: str) -> None:
@@ -41,25 +52,24 @@ class LiveDisplay(Display):
 
     def __init__(self, console: Console | None = None) -> None:
         super().__init__(console)
-        self._progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed:>5.0f}/{task.total:<5.0f}"),
-            TextColumn("{task.fields[extra]}"),
-            TimeElapsedColumn(),
-            console=self.console,
-            transient=False,
-        )
+        self._progress = self._new_progress()
         self._live: Live | None = None
-        self._step_task: Any = None
-        self._train_tasks: dict[tuple[str, int], Any] = {}
+        self._step_task: TaskID | None = None
+        self._train_tasks: dict[tuple[str, int], TaskID] = {}
         self._last_refresh = 0.0
 
     def start(self, title: str) -> None:
         """Open the live area for a run."""
         self.console.rule(title)
-        self._progress = Progress(
+        self._progress = self._new_progress()
+        self._train_tasks = {}
+        self._step_task = self._progress.add_task("steps", total=1, extra="starting")
+        self._live = Live(self._progress, console=self.console, refresh_per_second=4)
+        self._live.start()
+
+    def _new_progress(self) -> Progress:
+        """The step line and the training bars: description, bar, k/N, loss and ETA, time."""
+        return Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
             BarColumn(),
@@ -68,16 +78,12 @@ class LiveDisplay(Display):
             TimeElapsedColumn(),
             console=self.console,
         )
-        self._train_tasks = {}
-        self._step_task = self._progress.add_task("steps", total=1, extra="starting")
-        self._live = Live(self._progress, console=self.console, refresh_per_second=4)
-        self._live.start()
 
     def note(self, text: str) -> None:
         """Print a line above the live area."""
         self.console.print(text, markup=False, highlight=False)
 
-    def on_tool(self, name: str, arguments: Any, budget: Any) -> None:
+    def on_tool(self, name: str, arguments: ToolArguments, budget: BudgetView) -> None:
         """Show 'step k/N · tool'."""
         if self._step_task is None:
             return
@@ -89,7 +95,7 @@ class LiveDisplay(Display):
             extra=f"{name}  tests {budget.tests_used}/{budget.max_tests}",
         )
 
-    def on_progress(self, event: Any) -> None:
+    def on_progress(self, event: ProgressEvent) -> None:
         """One bar per (setting, seed): step/max_steps, loss and ETA."""
         key = (event.setting, event.seed)
         task = self._train_tasks.get(key)
@@ -98,7 +104,7 @@ class LiveDisplay(Display):
                 f"{event.setting} seed {event.seed}", total=event.max_steps or 1, extra=event.phase
             )
             self._train_tasks[key] = task
-        parts = [event.phase]
+        parts: list[str] = [event.phase]
         if event.loss is not None:
             parts.append(f"loss {event.loss:.3f}")
         if event.tokens_per_s:
@@ -107,14 +113,12 @@ class LiveDisplay(Display):
             parts.append(f"ETA {int(event.eta_s) // 60}:{int(event.eta_s) % 60:02d}")
         if event.message:
             parts.append(event.message[:60])
-        update: dict[str, Any] = {"extra": "  ".join(parts)}
-        if event.max_steps:
-            update["total"] = event.max_steps
-        if event.step is not None:
-            update["completed"] = event.step
+        completed: float | None = event.step
         if event.phase == "done":
-            update["completed"] = event.max_steps or self._progress.tasks[task].total or 1
-        self._progress.update(task, **update)
+            completed = event.max_steps or self._progress.tasks[task].total or 1
+        self._progress.update(
+            task, total=event.max_steps or None, completed=completed, extra="  ".join(parts)
+        )
         now = time.monotonic()
         if now - self._last_refresh > 0.25 and self._live is not None:
             self._live.refresh()

@@ -9,7 +9,8 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+
+from pydantic import JsonValue
 
 LIBRARIES = (
     "torch",
@@ -64,27 +65,31 @@ def visible_gpus() -> list[str]:
 
 
 def choose_profile(
-    requested: str, gpus_needed_full: int, gpus: list[str] | None = None
+    requested: str,
+    cpu_profile: str,
+    gpu_profile: str,
+    gpus_needed: int,
+    gpus: list[str] | None = None,
 ) -> tuple[str, str]:
-    """The profile to run and a one-line reason; ``auto`` picks full only on enough GPUs."""
+    """The profile to run and a one-line reason. ``auto`` picks the task's ``gpu_profile`` only
+    where enough GPUs for its jobs are visible, else its ``cpu_profile``."""
     if requested != "auto":
         return requested, f"profile {requested} (requested)"
     gpus = visible_gpus() if gpus is None else gpus
-    if gpus and len(gpus) >= max(1, gpus_needed_full):
-        return "full", f"profile full: {len(gpus)} GPU(s) visible ({gpus[0]})"
-    needs = "has no full profile" if gpus_needed_full >= 10**6 else f"needs {gpus_needed_full}"
-    why = f"{len(gpus)} GPU(s) visible, the full profile {needs}"
-    return "tiny", f"profile tiny (CPU): {why}; pass --profile to choose"
+    if gpus and len(gpus) >= max(1, gpus_needed):
+        return gpu_profile, f"profile {gpu_profile}: {len(gpus)} GPU(s) visible ({gpus[0]})"
+    why = f"{len(gpus)} GPU(s) visible, the {gpu_profile} profile needs {max(1, gpus_needed)}"
+    return cpu_profile, f"profile {cpu_profile} (CPU): {why}; pass --profile to choose"
 
 
-def hardware_info(gpus: list[str] | None = None) -> dict[str, Any]:
+def hardware_info(gpus: list[str] | None = None) -> dict[str, JsonValue]:
     """Host facts recorded with every run."""
     return {
         "host": platform.node(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
-        "gpus": gpus if gpus is not None else [],
+        "gpus": list(gpus or []),
         "gpu_count": len(gpus or []),
     }
 

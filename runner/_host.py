@@ -17,10 +17,16 @@ import json
 import queue
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from runner._agents import BudgetView, ToolArguments
 from runner._display import Display
-from runner._run import ActiveRun, RunConfig
+from runner._run import ActiveRun, RunConfig, RunStatus
+from runner._transcript import Event
+
+if TYPE_CHECKING:
+    from env import ToolResult
+    from sandbox import Executor, ProgressEvent
 
 
 class BusyError(Exception):
@@ -36,7 +42,7 @@ class _FanOut(Display):
     def __init__(self) -> None:
         super().__init__()
         self._lock = threading.Lock()
-        self._queues: list[queue.Queue[dict[str, Any]]] = []
+        self._queues: list[queue.Queue[Event]] = []
         # None until `withhold` is called with the session's labels: until then no event
         # about any setting goes out (fail closed), since none can be told apart.
         self._hidden: frozenset[str] | None = None
@@ -45,7 +51,7 @@ class _FanOut(Display):
         """Drop from now on every event that names one of ``hidden_labels``."""
         self._hidden = frozenset(hidden_labels)
 
-    def _names_hidden(self, event: dict[str, Any]) -> bool:
+    def _names_hidden(self, event: Event) -> bool:
         if self._hidden is None:
             return "setting" in event
         # The whole event, not just its "setting": a message or a later field naming a
@@ -53,20 +59,20 @@ class _FanOut(Display):
         text = json.dumps(event, default=str)
         return any(label in text for label in self._hidden)
 
-    def subscribe(self) -> queue.Queue[dict[str, Any]]:
+    def subscribe(self) -> queue.Queue[Event]:
         """A queue that receives every event published from now on."""
-        q: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=10_000)
+        q: queue.Queue[Event] = queue.Queue(maxsize=10_000)
         with self._lock:
             self._queues.append(q)
         return q
 
-    def unsubscribe(self, q: queue.Queue[dict[str, Any]]) -> None:
+    def unsubscribe(self, q: queue.Queue[Event]) -> None:
         """Stop delivering to ``q``."""
         with self._lock:
             if q in self._queues:
                 self._queues.remove(q)
 
-    def publish(self, event: dict[str, Any]) -> None:
+    def publish(self, event: Event) -> None:
         """Give ``event`` to every subscriber, unless it names a hidden setting."""
         if self._names_hidden(event):
             return
@@ -77,7 +83,7 @@ class _FanOut(Display):
             with contextlib.suppress(queue.Full):
                 q.put_nowait(event)
 
-    def on_tool(self, name: str, arguments: Any, budget: Any) -> None:
+    def on_tool(self, name: str, arguments: ToolArguments, budget: BudgetView) -> None:
         self.publish(
             {
                 "event": "tool",
@@ -87,7 +93,7 @@ class _FanOut(Display):
             }
         )
 
-    def on_progress(self, event: Any) -> None:
+    def on_progress(self, event: ProgressEvent) -> None:
         self.publish({"event": "progress", **event.model_dump(mode="json")})
 
 
@@ -100,7 +106,7 @@ class HostedRun:
         runs_dir: Path,
         *,
         run_id: str | None = None,
-        executor: Any = None,
+        executor: Executor | None = None,
     ) -> None:
         self.events = _FanOut()
         self.active = ActiveRun.create(
@@ -112,7 +118,7 @@ class HostedRun:
         self.busy_with: str | None = None
 
     @classmethod
-    def reopen(cls, run_dir: Path, *, executor: Any = None) -> HostedRun:
+    def reopen(cls, run_dir: Path, *, executor: Executor | None = None) -> HostedRun:
         """Serve an existing (killed) hosted run again; work in flight is finished first."""
         from runner._run import reconcile
 
@@ -133,11 +139,9 @@ class HostedRun:
 
     def observation(self) -> str:
         """The agent's initial observation."""
-        from runner import _components as comp
+        return self.active.session.initial_observation()
 
-        return comp.initial_observation(self.active.session, self.active.task)
-
-    def call(self, name: str, arguments: dict[str, Any] | str | None, *, wait: bool = True) -> Any:
+    def call(self, name: str, arguments: ToolArguments, *, wait: bool = True) -> ToolResult:
         """Run one tool call; raises BusyError when ``wait`` is false and one is running."""
         if not self._lock.acquire(blocking=wait):
             raise BusyError(f"session {self.run_id} is running {self.busy_with}; try again later")
@@ -157,11 +161,9 @@ class HostedRun:
             self.busy_with = None
             self._lock.release()
 
-    def budget(self) -> dict[str, Any]:
+    def budget(self) -> dict[str, int | bool | None]:
         """Budget use and whether the session is over."""
-        from runner import _components as comp
-
-        view = comp.budget_view(self.active.session)
+        view = BudgetView.of(self.active.session)
         submission = self.active.session.submission
         return {
             "steps_used": view.steps_used,
@@ -172,7 +174,7 @@ class HostedRun:
             "done": bool(self.active.session.done),
         }
 
-    def finish(self, status: Any, reason: str) -> None:
+    def finish(self, status: RunStatus, reason: str) -> None:
         """Record the run (once)."""
         if self.finished:
             return

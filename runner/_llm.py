@@ -2,8 +2,9 @@
 
 Speaks the OpenAI chat-completions protocol through the ``openai`` SDK, so any compatible
 endpoint works (OPENAI_BASE_URL / OPENAI_API_KEY). Rate limits (429), server errors (5xx)
-and connection failures are retried with exponential backoff; every retry is reported to
-``on_event`` so the transcript shows it, but none of it costs the agent a step.
+and connection failures are retried (tenacity) with exponential backoff or the server's
+Retry-After; every retry is reported to ``on_event`` so the transcript shows it, but none of it
+costs the agent a step.
 """
 
 from __future__ import annotations
@@ -11,9 +12,16 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Protocol, Required, TypeAlias, TypedDict, cast
+
+if TYPE_CHECKING:
+    import tenacity
+    from openai.types.chat import (
+        ChatCompletion,
+        ChatCompletionMessageParam,
+        ChatCompletionToolUnionParam,
+    )
 
 # USD per million tokens (input, output). Only models whose public price we know; others
 # get no cost figure rather than a wrong one.
@@ -26,7 +34,38 @@ PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
     "gpt-5-mini": (0.25, 2.0),
 }
 
-EventSink = Callable[..., Any]
+#: A tool's JSON schema, as env generates it (OpenAI function-calling dialect).
+ToolSchema: TypeAlias = dict[str, object]
+
+
+class EventSink(Protocol):
+    """Where retries are reported (`Transcript.append`)."""
+
+    def __call__(self, kind: str, **data: object) -> object: ...
+
+
+class FunctionCall(TypedDict):
+    """The function part of a tool call: its name and its JSON-encoded arguments."""
+
+    name: str
+    arguments: str
+
+
+class ToolCall(TypedDict):
+    """One tool call of an assistant message (OpenAI chat format)."""
+
+    id: str
+    type: str
+    function: FunctionCall
+
+
+class Message(TypedDict, total=False):
+    """One chat message as it goes to the endpoint and into the transcript."""
+
+    role: Required[str]
+    content: str
+    tool_calls: list[ToolCall]
+    tool_call_id: str
 
 
 class LLMError(Exception):
@@ -46,11 +85,11 @@ class Usage:
 class Reply:
     """One assistant reply: the message as it goes back into the conversation, and usage."""
 
-    message: dict[str, Any]
+    message: Message
     usage: Usage
     latency_s: float
     attempts: int
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
 
 def price(model: str, usage: Usage) -> float | None:
@@ -93,60 +132,28 @@ class ChatClient:
 
     def complete(
         self,
-        messages: list[dict[str, Any]],
-        tools: list[dict[str, Any]],
+        messages: list[Message],
+        tools: list[ToolSchema],
         on_event: EventSink | None = None,
     ) -> Reply:
         """One chat completion; retries 429/5xx/connection errors with exponential backoff."""
-        openai = self._openai
-        kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "tools": tools}
-        if self.temperature is not None:
-            kwargs["temperature"] = self.temperature
-        attempt = 0
+        from openai.types.chat import ChatCompletionMessageFunctionToolCall
+
         start = time.monotonic()
-        while True:
-            attempt += 1
-            try:
-                response = self._client.chat.completions.create(**kwargs)
-                break
-            except (
-                openai.RateLimitError,
-                openai.InternalServerError,
-                openai.APIConnectionError,
-                openai.APITimeoutError,
-            ) as e:
-                status = getattr(e, "status_code", None)
-                if attempt > self.max_retries:
-                    raise LLMError(
-                        f"model endpoint failed after {attempt} attempts: {type(e).__name__}: {e}"
-                    ) from e
-                delay = self._delay(attempt, e)
-                if on_event:
-                    on_event(
-                        "llm_retry",
-                        attempt=attempt,
-                        status=status,
-                        error=f"{type(e).__name__}: {str(e)[:500]}",
-                        delay_s=delay,
-                    )
-                time.sleep(delay)
-            except openai.APIStatusError as e:
-                raise LLMError(
-                    f"model endpoint refused the request (HTTP {e.status_code}): {str(e)[:1000]}"
-                ) from e
+        response, attempts = self._create(messages, tools, on_event)
         if not response.choices:
             raise LLMError("model endpoint returned no choices")
         choice = response.choices[0].message
-        tool_calls = [
+        tool_calls: list[ToolCall] = [
             {
                 "id": tc.id,
                 "type": "function",
                 "function": {"name": tc.function.name, "arguments": tc.function.arguments or ""},
             }
             for tc in (choice.tool_calls or [])
-            if getattr(tc, "function", None) is not None
+            if isinstance(tc, ChatCompletionMessageFunctionToolCall)
         ]
-        message: dict[str, Any] = {"role": "assistant", "content": choice.content or ""}
+        message: Message = {"role": "assistant", "content": choice.content or ""}
         if tool_calls:
             message["tool_calls"] = tool_calls
         usage = Usage()
@@ -158,11 +165,68 @@ class ChatClient:
             message=message,
             usage=usage,
             latency_s=round(time.monotonic() - start, 3),
-            attempts=attempt,
+            attempts=attempts,
             tool_calls=tool_calls,
         )
 
-    def _delay(self, attempt: int, error: Exception) -> float:
+    def _create(
+        self, messages: list[Message], tools: list[ToolSchema], on_event: EventSink | None
+    ) -> tuple[ChatCompletion, int]:
+        """The completion and how many attempts it took; transient failures are retried by
+        tenacity, each retry reported to ``on_event`` (an ``llm_retry`` transcript event)."""
+        import tenacity
+
+        openai = self._openai
+        transient = (
+            openai.RateLimitError,
+            openai.InternalServerError,
+            openai.APIConnectionError,
+            openai.APITimeoutError,
+        )
+
+        def delay(state: tenacity.RetryCallState) -> float:
+            return self._delay(state.attempt_number, _failure(state))
+
+        def report(state: tenacity.RetryCallState) -> None:
+            error = _failure(state)
+            if on_event is not None:
+                on_event(
+                    "llm_retry",
+                    attempt=state.attempt_number,
+                    status=getattr(error, "status_code", None),
+                    error=f"{type(error).__name__}: {str(error)[:500]}",
+                    delay_s=state.upcoming_sleep,
+                )
+
+        def create() -> ChatCompletion:
+            return self._client.chat.completions.create(
+                model=self.model,
+                # Our message and schema types are subsets of the SDK's unions.
+                messages=cast("list[ChatCompletionMessageParam]", messages),
+                tools=cast("list[ChatCompletionToolUnionParam]", tools),
+                temperature=openai.omit if self.temperature is None else self.temperature,
+            )
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(transient),
+            stop=tenacity.stop_after_attempt(self.max_retries + 1),
+            wait=delay,
+            before_sleep=report,
+            reraise=True,
+        )
+        try:
+            return retrying(create), retrying.statistics["attempt_number"]
+        except transient as e:
+            attempts = retrying.statistics["attempt_number"]
+            raise LLMError(
+                f"model endpoint failed after {attempts} attempts: {type(e).__name__}: {e}"
+            ) from e
+        except openai.APIStatusError as e:
+            raise LLMError(
+                f"model endpoint refused the request (HTTP {e.status_code}): {str(e)[:1000]}"
+            ) from e
+
+    def _delay(self, attempt: int, error: BaseException) -> float:
         """The server's Retry-After when it gives one (capped), else exponential backoff."""
         response = getattr(error, "response", None)
         retry_after = response.headers.get("retry-after") if response is not None else None
@@ -171,3 +235,11 @@ class ChatClient:
             with contextlib.suppress(ValueError):
                 return min(self.max_backoff_s, max(0.0, float(retry_after)))
         return min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
+
+
+def _failure(state: tenacity.RetryCallState) -> BaseException:
+    """The exception of the attempt that just failed."""
+    error = state.outcome.exception() if state.outcome is not None else None
+    if error is None:  # tenacity only retries on an exception here
+        raise RuntimeError("retry without an exception")
+    return error

@@ -74,9 +74,9 @@ def create_mcp_server(run: HostedRun) -> Any:
     import mcp_types as types
     from mcp.server import Server
 
-    from runner import _components as comp
+    import env
 
-    schemas = comp.tool_schemas("mcp")
+    schemas = env.tool_schemas("mcp")
     observation = run.observation()
 
     async def list_tools(ctx: Any, params: Any) -> Any:

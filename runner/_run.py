@@ -15,25 +15,35 @@ import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from runner import _components as comp
 from runner._agents import (
     SYSTEM_PROMPT,
     VANILLA_INSTRUCTION,
+    Agent,
     BaselineAgent,
+    BudgetView,
     LimitsExceeded,
     LLMAgent,
     Submitted,
     ToolBox,
+    append_tool_result,
     conversation_from_transcript,
 )
+from runner._choices import DataSource, RunMode, SandboxKind
 from runner._display import Display
 from runner._hardware import git_commit, hardware_info, library_versions
-from runner._llm import LLMError
-from runner._transcript import Transcript, read_transcript
+from runner._llm import LLMError, Message
+from runner._transcript import Event, Transcript, read_transcript
+
+if TYPE_CHECKING:
+    from env import Session, TaskSpec
+    from leaderboard import MetricSpec, RunRecord
+    from leaderboard import TestRecord as TestRow
+    from sandbox import DataPaths, Executor, TestResult
 
 RUN_FORMAT_VERSION = 1
 AGENT_SPEC = r"^(baseline|openai|mcp|http):[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,150}$"
@@ -55,16 +65,16 @@ class RunConfig(BaseModel):
         description="baseline:<name>, openai:<model>, or "
         "mcp:<label> / http:<label> for externally driven runs",
     )
-    mode: Literal["agent", "vanilla"] = "agent"
-    profile: str = "tiny"
-    sandbox: Literal["local", "docker", "slurm"] = "local"
+    mode: RunMode = RunMode.AGENT
+    profile: str  # a profile of the task (`runner run --profile auto` picks the task's default)
+    sandbox: SandboxKind = SandboxKind.LOCAL
     seeds: list[int] | None = None
     max_steps: int | None = Field(default=None, ge=1)
     max_tests: int | None = Field(default=None, ge=1)
     base_url: str | None = None
     db: str | None = None
     home: str | None = None
-    data_source: Literal["offline", "fineweb"] = "offline"
+    data_source: DataSource = DataSource.OFFLINE
     allow_weak_isolation: bool = False
 
 
@@ -81,7 +91,7 @@ class RunInfo(BaseModel):
     max_tests: int
     codebase_version: str
     git_commit: str | None
-    hardware: dict[str, Any]
+    hardware: dict[str, JsonValue]
     library_versions: dict[str, str]
     started_at: datetime
     finished_at: datetime | None = None
@@ -96,7 +106,7 @@ class RunOutcome:
 
     run_dir: Path
     info: RunInfo
-    records: list[Any]
+    records: list[RunRecord]
 
 
 def new_run_id(task_id: str, agent: str) -> str:
@@ -108,9 +118,9 @@ def new_run_id(task_id: str, agent: str) -> str:
 
 def write_run_info(run_dir: Path, info: RunInfo) -> None:
     """Atomically (re)write run.json."""
-    tmp = run_dir / ".run.json.tmp"
-    tmp.write_text(info.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    tmp.replace(run_dir / "run.json")
+    from sandbox import write_atomic
+
+    write_atomic(run_dir / "run.json", info.model_dump_json(indent=2) + "\n")
 
 
 def read_run_info(run_dir: Path) -> RunInfo:
@@ -135,8 +145,8 @@ class ActiveRun:
         self,
         run_dir: Path,
         info: RunInfo,
-        task: Any,
-        session: Any,
+        task: TaskSpec,
+        session: Session,
         transcript: Transcript,
         display: Display,
     ) -> None:
@@ -146,10 +156,8 @@ class ActiveRun:
         self.session = session
         self.transcript = transcript
         self.display = display
-        self.tools = ToolBox(
-            session, transcript, comp.budget_view, comp.edited_files, display.on_tool
-        )
-        self.records: list[Any] = []
+        self.tools = ToolBox(session, transcript, display.on_tool)
+        self.records: list[RunRecord] = []
 
     @classmethod
     def create(
@@ -160,9 +168,11 @@ class ActiveRun:
         *,
         gpus: list[str] | None = None,
         run_id: str | None = None,
-        executor: Any = None,
+        executor: Executor | None = None,
     ) -> ActiveRun:
         """Make ``runs_dir/<run-id>/`` with run.json and a fresh session."""
+        from sandbox import hash_tree
+
         task = comp.load_task(config.task)
         run_id = run_id or new_run_id(task.id, config.agent)
         run_dir = runs_dir / run_id
@@ -172,17 +182,15 @@ class ActiveRun:
         if config.agent.startswith("baseline:") or config.mode == "vanilla":
             max_tests = 1  # one test, then submit (the 2-test rule is for larger budgets)
         config = config.model_copy(update={"max_steps": max_steps, "max_tests": max_tests})
-        home = Path(config.home) if config.home else comp.pretrainbench_home()
-        executor = executor or comp.make_executor(
-            config.sandbox, home / "cache", allow_weak_isolation=config.allow_weak_isolation
-        )
+        executor = executor or _executor(config)
         info = RunInfo(
             run_id=run_id,
             task_id=task.id,
             config=config,
             max_steps=max_steps,
             max_tests=max_tests,
-            codebase_version=comp.codebase_version(comp.codebase_dir(task)),
+            # the sandbox's own identity of the codebase: the cache key carries the same one
+            codebase_version=hash_tree(task.codebase_dir),
             git_commit=git_commit(comp.REPO_ROOT),
             # the guarantees the sandbox gave this run: recorded and shown on its page
             hardware={**hardware_info(gpus), "sandbox": comp.sandbox_description(executor)},
@@ -195,7 +203,7 @@ class ActiveRun:
             run_dir,
             executor=executor,
             profile=config.profile,
-            data=comp.data_paths(home, source=config.data_source),
+            data=_data_paths(config),
             max_steps=max_steps,
             max_tests=max_tests,
             seeds=config.seeds,
@@ -206,7 +214,9 @@ class ActiveRun:
         return cls(run_dir, info, task, session, transcript, display)
 
     @classmethod
-    def reopen(cls, run_dir: Path, display: Display, *, executor: Any = None) -> ActiveRun:
+    def reopen(
+        cls, run_dir: Path, display: Display, *, executor: Executor | None = None
+    ) -> ActiveRun:
         """Reopen a killed run; `reconcile` then finishes work that was in flight."""
         info = read_run_info(run_dir)
         if info.status == "finished":
@@ -216,18 +226,11 @@ class ActiveRun:
             update={"resumed": info.resumed + 1, "status": "running", "finished_at": None}
         )
         write_run_info(run_dir, info)
-        config = info.config
-        home = Path(config.home) if config.home else comp.pretrainbench_home()
         try:
             session = comp.resume_session(
                 run_dir,
-                executor=executor
-                or comp.make_executor(
-                    config.sandbox,
-                    home / "cache",
-                    allow_weak_isolation=config.allow_weak_isolation,
-                ),
-                data=comp.data_paths(home, source=config.data_source),
+                executor=executor or _executor(info.config),
+                data=_data_paths(info.config),
                 progress=display.on_progress,
             )
         except Exception as e:
@@ -236,9 +239,9 @@ class ActiveRun:
         transcript.append("resume", run_id=info.run_id, count=info.resumed)
         return cls(run_dir, info, task, session, transcript, display)
 
-    def finish(self, status: RunStatus, reason: str | None) -> list[Any]:
+    def finish(self, status: RunStatus, reason: str | None) -> list[RunRecord]:
         """Close the transcript, rewrite run.json, build and store the leaderboard records."""
-        budget = comp.budget_view(self.session)
+        budget = BudgetView.of(self.session)
         if status == "finished" and not budget.submitted:
             status = "incomplete"
         if (
@@ -271,13 +274,25 @@ class ActiveRun:
                 for record in self.records:
                     store.record(record)
             finally:
-                close = getattr(store, "close", None)
-                if close:
-                    close()
+                store.close()
         return self.records
 
 
-def _header(info: RunInfo) -> dict[str, Any]:
+def _home(config: RunConfig) -> Path:
+    return Path(config.home) if config.home else comp.pretrainbench_home()
+
+
+def _executor(config: RunConfig) -> Executor:
+    return comp.make_executor(
+        config.sandbox, _home(config) / "cache", allow_weak_isolation=config.allow_weak_isolation
+    )
+
+
+def _data_paths(config: RunConfig) -> DataPaths:
+    return comp.data_paths(_home(config), source=config.data_source)
+
+
+def _header(info: RunInfo) -> Event:
     return {
         "run_id": info.run_id,
         "task_id": info.task_id,
@@ -295,7 +310,7 @@ def start_run(
     gpus: list[str] | None = None,
     api_key: str | None = None,
     run_id: str | None = None,
-    executor: Any = None,
+    executor: Executor | None = None,
 ) -> RunOutcome:
     """Create ``runs_dir/<run-id>/`` and run ``config``'s agent in it to the end."""
     active = ActiveRun.create(
@@ -309,7 +324,7 @@ def resume_run(
     display: Display,
     *,
     api_key: str | None = None,
-    executor: Any = None,
+    executor: Executor | None = None,
 ) -> RunOutcome:
     """Continue a killed run: the session state, the transcript and the conversation."""
     active = ActiveRun.reopen(run_dir, display, executor=executor)
@@ -363,7 +378,7 @@ def _drive(active: ActiveRun, *, resume: bool, api_key: str | None) -> RunOutcom
     return RunOutcome(run_dir=active.run_dir, info=active.info, records=records)
 
 
-def reconcile(session: Any, transcript: Transcript) -> None:
+def reconcile(session: Session, transcript: Transcript) -> None:
     """Bring the transcript level with the session after a crash.
 
     A tool call in the transcript without a result is either (a) a test or final evaluation
@@ -372,7 +387,7 @@ def reconcile(session: Any, transcript: Transcript) -> None:
     (c) a call the session never saw, which the agent will issue again.
     """
     events = read_transcript(transcript.path)
-    open_calls: list[dict[str, Any]] = []
+    open_calls: list[Event] = []
     results = 0
     for event in events:
         if event["kind"] == "tool_call":
@@ -388,51 +403,44 @@ def reconcile(session: Any, transcript: Transcript) -> None:
         transcript.append("resume_pending", pending=kind, number=session.pending.number)
         result = session.complete_pending()
         if result is not None:
-            budget = comp.budget_view(session)
-            transcript.append(
-                "tool_result",
-                name="test" if kind == "test" else "submit",
-                call_id=call_id,
+            name = "test" if kind == "test" else "submit"
+            append_tool_result(
+                transcript,
+                session,
+                name,
+                call_id,
+                result,
                 text=result.text,
-                ok=bool(result.ok),
-                cost_step=result.cost_step,
-                cost_test=result.cost_test,
                 elapsed_s=None,
-                steps_used=budget.steps_used,
-                tests_used=budget.tests_used,
                 resumed=True,
             )
         return
-    calls = comp.session_state(session).calls
+    calls = session.state.calls
     if open_call is not None and len(calls) > results:
         record = calls[-1]
-        budget = comp.budget_view(session)
-        transcript.append(
-            "tool_result",
-            name=record.tool,
-            call_id=call_id,
-            ok=record.ok,
+        append_tool_result(
+            transcript,
+            session,
+            record.tool,
+            call_id,
+            record,
+            elapsed_s=None,
             text="[harness] This call completed just before the runner stopped; "
             "its output was lost. Use view to see the current file.",
-            cost_step=record.cost_step,
-            cost_test=record.cost_test,
-            elapsed_s=None,
-            steps_used=budget.steps_used,
-            tests_used=budget.tests_used,
             resumed=True,
         )
 
 
 def _build_agent(
     config: RunConfig,
-    task: Any,
-    session: Any,
+    task: TaskSpec,
+    session: Session,
     transcript: Transcript,
     *,
     resume: bool,
     api_key: str | None,
     display: Display,
-) -> Any:
+) -> Agent:
     kind, _, name = config.agent.partition(":")
     if kind == "baseline":
         baselines = {b.name: b for b in comp.load_baselines(task)}
@@ -442,6 +450,7 @@ def _build_agent(
             )
         return BaselineAgent(baselines[name])
     if kind == "openai":
+        import env
         from runner._llm import ChatClient
 
         if not name:
@@ -449,18 +458,19 @@ def _build_agent(
         client = ChatClient(name, base_url=config.base_url, api_key=api_key)
         messages = conversation_from_transcript(read_transcript(transcript.path)) if resume else []
         if not messages:
-            observation = comp.initial_observation(session, task)
+            observation = session.initial_observation()
             if config.mode == "vanilla":
                 observation = f"{observation}\n\n{VANILLA_INSTRUCTION}"
-            for message in (
+            opening: list[Message] = [
                 {"role": "system", "content": SYSTEM_PROMPT},
                 {"role": "user", "content": observation},
-            ):
+            ]
+            for message in opening:
                 messages.append(message)
                 transcript.append("message", message=message)
         return LLMAgent(
             client,
-            comp.tool_schemas("openai"),
+            list(env.tool_schemas("openai")),
             messages,
             mode=config.mode,
             on_text=lambda text: display.note(f"assistant: {text[:200]}"),
@@ -478,14 +488,41 @@ def _build_agent(
 # ── leaderboard records ──────────────────────────────────────────────────────────────────
 
 
-def build_records(run_dir: Path, info: RunInfo, task: Any, session: Any) -> list[Any]:
+def build_records(
+    run_dir: Path, info: RunInfo, task: TaskSpec, session: Session
+) -> list[RunRecord]:
     """The run as leaderboard RunRecords: one per baseline/vanilla/agent result it holds."""
+    from leaderboard import RunRecord
+
+    state = session.state
+    record = _run_record(run_dir, info, task, session)
+    if record.type != "agent" or not state.tests:
+        return [record]
+    # MLS-Bench "vanilla": the agent's first test, shown beside its submitted result.
+    first = min(state.tests, key=lambda t: t.number)
+    vanilla = RunRecord.model_validate(
+        record.model_dump()
+        | {
+            "run_id": f"{info.run_id}:vanilla",
+            "type": "vanilla",
+            "status": "finished",
+            "tests": _rows(first.number, first.result),
+            "final": None,
+            "regions": first.regions,
+            "diff": first.diff,
+            "transcript": None,
+        }
+    )
+    return [record, vanilla]
+
+
+def _run_record(run_dir: Path, info: RunInfo, task: TaskSpec, session: Session) -> RunRecord:
+    """The record of the run's own result: the baseline's test, or the agent's submission."""
     from leaderboard import FinalRecord, RunRecord
 
-    state = comp.session_state(session)
+    state = session.state
     config = info.config
     kind, _, name = config.agent.partition(":")
-    tests = [row for t in state.tests for row in _rows(t.number, t.result)]
     final = None
     submitted = state.submission
     if submitted is not None and state.final is not None:
@@ -496,11 +533,23 @@ def build_records(run_dir: Path, info: RunInfo, task: Any, session: Any) -> list
             per_seed=_rows(submitted.test_number, state.final),
         )
     chosen = next((t for t in state.tests if submitted and t.number == submitted.test_number), None)
-    events = read_transcript(run_dir)
     sources = {r.dataset_source for t in state.tests for r in t.result.results if r.dataset_source}
-    common: dict[str, Any] = dict(
+    baseline = kind == "baseline"
+    method = name if baseline else (name or config.agent)
+    return RunRecord(
+        run_id=info.run_id,
+        type="baseline" if baseline else ("vanilla" if config.mode == "vanilla" else "agent"),
+        method=method,
+        model=None if baseline else method,
+        reference=baseline and name == task.reference_baseline,
+        status=info.status,
+        tests=[row for t in state.tests for row in _rows(t.number, t.result)],
+        final=final,
+        regions=chosen.regions if chosen else {},
+        diff=chosen.diff if chosen else "",
+        transcript=read_transcript(run_dir),
         task_id=task.id,
-        task_title=getattr(task, "title", None),
+        task_title=task.title,
         agent=config.agent,
         profile=config.profile,
         max_steps=info.max_steps,
@@ -515,54 +564,9 @@ def build_records(run_dir: Path, info: RunInfo, task: Any, session: Any) -> list
         metric_specs=metric_specs(task, config.profile),
         transcript_ref=str(run_dir / "transcript.jsonl"),
     )
-    status = info.status
-    run_type: Literal["baseline", "vanilla", "agent"]
-    model: str | None
-    if kind == "baseline":
-        run_type, method, model = "baseline", name, None
-        reference = name == getattr(task, "reference_baseline", None)
-    else:
-        method = name or config.agent
-        run_type = "vanilla" if config.mode == "vanilla" else "agent"
-        model, reference = method, False
-    records = [
-        RunRecord(
-            run_id=info.run_id,
-            type=run_type,
-            method=method,
-            model=model,
-            reference=reference,
-            status=status,
-            tests=tests,
-            final=final,
-            regions=chosen.regions if chosen else {},
-            diff=chosen.diff if chosen else "",
-            transcript=events,
-            **common,
-        )
-    ]
-    if run_type == "agent" and state.tests:
-        # MLS-Bench "vanilla": the agent's first test, shown beside its submitted result.
-        first = min(state.tests, key=lambda t: t.number)
-        records.append(
-            RunRecord(
-                run_id=f"{info.run_id}:vanilla",
-                type="vanilla",
-                method=method,
-                model=model,
-                status="finished",
-                tests=_rows(first.number, first.result),
-                final=None,
-                regions=first.regions,
-                diff=first.diff,
-                transcript=None,
-                **common,
-            )
-        )
-    return records
 
 
-def _rows(number: int, result: Any) -> list[Any]:
+def _rows(number: int, result: TestResult) -> list[TestRow]:
     from leaderboard import TestRecord
 
     rows = []
@@ -591,7 +595,7 @@ def _rows(number: int, result: Any) -> list[Any]:
     return rows
 
 
-def metric_specs(task: Any, profile: str) -> list[Any]:
+def metric_specs(task: TaskSpec, profile: str) -> list[MetricSpec]:
     """The task's metrics bound to the job of this profile that reports each."""
     from leaderboard import MetricSpec
 
@@ -609,13 +613,27 @@ def metric_specs(task: Any, profile: str) -> list[Any]:
     ]
 
 
-def summary_rows(records: list[Any]) -> list[dict[str, Any]]:
+class SummaryRow(TypedDict):
+    """One line of the CLI's results table."""
+
+    run_id: str
+    method: str
+    type: str
+    reference: bool
+    status: str
+    note: str
+    metrics: dict[str, float]
+    headers: dict[str, str]
+    primary: str | None
+
+
+def summary_rows(records: list[RunRecord]) -> list[SummaryRow]:
     """Per record: method, type, status and every metric value of its result rows.
 
     Researchers see all metrics, hidden ones too (their header carries a dagger): hidden means
     hidden from the agent during its run, not from the people reading the results.
     """
-    rows = []
+    rows: list[SummaryRow] = []
     for record in records:
         visible = list(record.metric_specs)
         values: dict[str, float] = {}
@@ -627,7 +645,7 @@ def summary_rows(records: list[Any]) -> list[dict[str, Any]]:
         status = record.result_status()
         note = ""
         if status != "ok":
-            reasons = [record.final.reason] if record.final is not None else []
+            reasons: list[str | None] = [record.final.reason] if record.final is not None else []
             reasons += [r.reason for r in result_rows if r.status != "ok"]
             note = next((r for r in reasons if r), "") or "no submitted result"
         rows.append(

@@ -11,7 +11,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 GPT2_TIKTOKEN_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
@@ -62,16 +62,24 @@ def setup_ready(home: Path) -> bool:
     return tokenizer_ready(home) and shards_ready(home / "data" / "offline")
 
 
-def setup_codebase() -> Path:
-    """The codebase whose trusted scripts prepare the home (the one `runner setup` runs)."""
+#: What a codebase must ship to prepare the home (run by `run_setup`).
+SETUP_SCRIPTS = ("pb_tokenizer.py", "offline_corpus.py")
+
+
+def setup_codebase(candidates: list[Path]) -> Path:
+    """The first of ``candidates`` (the tasks' codebases) that ships the data-preparation
+    scripts; else the first shipped with the harness that does. The tokenizer and the offline
+    corpus are shared by every task, so any codebase that can prepare them will do."""
     from runner._components import REPO_ROOT
 
-    return REPO_ROOT / "tasks" / "codebases" / "nanogpt"
+    shipped = sorted(p for p in (REPO_ROOT / "tasks" / "codebases").iterdir() if p.is_dir())
+    for codebase in [*candidates, *shipped]:
+        if all((codebase / script).is_file() for script in SETUP_SCRIPTS):
+            return codebase
+    raise SetupError(f"no codebase ships the setup scripts {', '.join(SETUP_SCRIPTS)}")
 
 
-def ensure_home_ready(
-    home: Path, *, say: Callable[[str], None], codebase: Path | None = None
-) -> bool:
+def ensure_home_ready(home: Path, *, say: Callable[[str], None], codebases: list[Path]) -> bool:
     """Prepare what the offline quick start still lacks under ``home``; True if anything.
 
     For servers (`runner mcp`, `runner serve`): an agent's first test must not be the first
@@ -83,7 +91,7 @@ def ensure_home_ready(
         return False
     say(f"preparing {home} (GPT-2 tokenizer, offline corpus; logs in {home / 'logs'}) …")
     try:
-        run_setup(home, codebase or setup_codebase(), say=lambda _: None)
+        run_setup(home, setup_codebase(codebases), say=lambda _: None)
     except (SetupError, OSError) as e:
         raise SetupError(
             f"{home} is not prepared for tests and preparing it failed: {e}\n"
@@ -104,69 +112,49 @@ def run_setup(
     """Prepare what is missing under ``home``; returns what was found or done."""
     home.mkdir(parents=True, exist_ok=True)
     logs = home / "logs"
-    steps: list[SetupStep] = []
-
     tok_dir = home / "tokenizer"
-    if tokenizer_ready(home) and not force:
-        steps.append(SetupStep("tokenizer", tok_dir / "gpt2.tiktoken", "present", "sha256 ok"))
-    else:
-        say(f"fetching the GPT-2 tokenizer into {tok_dir} …")
-        _run(
-            [sys.executable, str(codebase / "pb_tokenizer.py"), "--fetch", str(tok_dir)],
-            codebase,
-            logs / "tokenizer.log",
-        )
-        if not tokenizer_ready(home):
-            raise SetupError(
-                f"{tok_dir / 'gpt2.tiktoken'} is missing or has the wrong sha256 "
-                f"after pb_tokenizer.py --fetch (log: {logs / 'tokenizer.log'})"
-            )
-        steps.append(SetupStep("tokenizer", tok_dir / "gpt2.tiktoken", "prepared", "sha256 ok"))
-
     offline = home / "data" / "offline"
-    if shards_ready(offline) and not force:
-        steps.append(SetupStep("offline corpus", offline, "present"))
-    else:
-        say(f"building the offline English corpus into {offline} …")
-        _run(
-            [
-                sys.executable,
-                str(codebase / "offline_corpus.py"),
-                "--out",
-                str(offline),
-                "--tokenizer-dir",
-                str(tok_dir),
-            ],
-            codebase,
+    steps = [
+        _step(
+            SetupStep("tokenizer", tok_dir / "gpt2.tiktoken", "", "sha256 ok"),
+            lambda: tokenizer_ready(home),
+            f"fetching the GPT-2 tokenizer into {tok_dir} …",
+            [codebase / "pb_tokenizer.py", "--fetch", tok_dir],
+            logs / "tokenizer.log",
+            force=force,
+            say=say,
+        ),
+        _step(
+            SetupStep("offline corpus", offline, ""),
+            lambda: shards_ready(offline),
+            f"building the offline English corpus into {offline} …",
+            [codebase / "offline_corpus.py", "--out", offline, "--tokenizer-dir", tok_dir],
             logs / "offline_corpus.log",
-        )
-        if not shards_ready(offline):
-            raise SetupError(
-                f"{offline} has no valid shards after offline_corpus.py "
-                f"(log: {logs / 'offline_corpus.log'})"
-            )
-        steps.append(SetupStep("offline corpus", offline, "prepared"))
-
+            force=force,
+            say=say,
+        ),
+    ]
     if fineweb:
         target = home / "data" / "fineweb"
-        if shards_ready(target) and not force:
-            steps.append(SetupStep("fineweb shards", target, "present"))
-        else:
-            say(f"downloading and tokenizing FineWeb into {target} (needs network) …")
-            _run(
+        steps.append(
+            _step(
+                SetupStep("fineweb shards", target, ""),
+                lambda: shards_ready(target),
+                f"downloading and tokenizing FineWeb into {target} (needs network) …",
                 [
-                    sys.executable,
-                    str(codebase / "prepare_data.py"),
+                    codebase / "prepare_data.py",
                     "--out",
-                    str(target),
+                    target,
                     "--tokenizer-dir",
-                    str(tok_dir),
+                    tok_dir,
                     "--quiet",
                 ],
-                codebase,
                 logs / "fineweb.log",
+                force=force,
+                say=say,
+                check=False,
             )
-            steps.append(SetupStep("fineweb shards", target, "prepared"))
+        )
     if eval_datasets:
         hf_home = home / "hf"
         say(f"downloading the lm-eval datasets into {hf_home} (needs network) …")
@@ -178,6 +166,31 @@ def run_setup(
         )
         steps.append(SetupStep("lm-eval datasets", hf_home, "prepared"))
     return steps
+
+
+def _step(
+    step: SetupStep,
+    ready: Callable[[], bool],
+    message: str,
+    script: list[str | Path],
+    log: Path,
+    *,
+    force: bool,
+    say: Callable[[str], None],
+    check: bool = True,
+) -> SetupStep:
+    """One idempotent step: ``present`` when ``ready()``; else run the codebase's ``script``
+    (its path, then its arguments) and, with ``check``, make sure it left ``ready()`` true."""
+    if ready() and not force:
+        return replace(step, action="present")
+    say(message)
+    codebase = Path(script[0]).parent
+    _run([sys.executable, *map(str, script)], codebase, log)
+    if check and not ready():
+        raise SetupError(
+            f"{step.path} is missing or invalid after {Path(script[0]).name} (log: {log})"
+        )
+    return replace(step, action="prepared")
 
 
 def _run(cmd: list[str], cwd: Path, log: Path, env_extra: dict[str, str] | None = None) -> None:

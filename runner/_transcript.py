@@ -11,10 +11,14 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TypeAlias
 
 TRANSCRIPT_FORMAT_VERSION = 1
 TRANSCRIPT_NAME = "transcript.jsonl"
+
+#: One transcript line. Values are whatever ``json.dumps(default=str)`` writes; readers narrow
+#: the fields they use.
+Event: TypeAlias = dict[str, object]
 
 
 class TranscriptError(Exception):
@@ -24,7 +28,7 @@ class TranscriptError(Exception):
 class Transcript:
     """Append-only JSONL writer; each event is flushed to disk before ``append`` returns."""
 
-    def __init__(self, run_dir: Path, *, header: dict[str, Any] | None = None) -> None:
+    def __init__(self, run_dir: Path, *, header: Event | None = None) -> None:
         self.path = run_dir / TRANSCRIPT_NAME
         self.snapshots_dir = run_dir / "snapshots"
         exists = self.path.exists() and self.path.stat().st_size > 0
@@ -41,7 +45,7 @@ class Transcript:
                 }
             )
 
-    def append(self, kind: str, **data: Any) -> dict[str, Any]:
+    def append(self, kind: str, **data: object) -> Event:
         """Write one event and return it (as written)."""
         event = {"kind": kind, "t": round(time.time(), 3), **data}
         self._write(event)
@@ -66,7 +70,7 @@ class Transcript:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def _write(self, event: dict[str, Any]) -> None:
+    def _write(self, event: Event) -> None:
         if self._file.closed:  # a call after the run ended (e.g. a client calling on): still kept
             self._file = self.path.open("a", encoding="utf-8")
         self._file.write(json.dumps(event, ensure_ascii=False, default=str) + "\n")
@@ -74,13 +78,13 @@ class Transcript:
         os.fsync(self._file.fileno())
 
 
-def read_transcript(path: Path) -> list[dict[str, Any]]:
+def read_transcript(path: Path) -> list[Event]:
     """All complete events of a transcript, header first; a truncated last line is dropped."""
     if path.is_dir():
         path = path / TRANSCRIPT_NAME
     if not path.exists():
         raise TranscriptError(f"no transcript at {path}")
-    events: list[dict[str, Any]] = []
+    events: list[Event] = []
     lines = path.read_text(encoding="utf-8").splitlines()
     for number, line in enumerate(lines, 1):
         if not line.strip():

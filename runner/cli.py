@@ -10,11 +10,20 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+from runner._choices import DataSource, ExportFormat, RunMode, SandboxKind, Transport
+
+if TYPE_CHECKING:
+    from env import TaskSpec
+    from leaderboard import RunRecord
+    from runner._display import Display
+    from runner._run import RunConfig
 
 app = typer.Typer(
     help="PretrainBench: evaluate AI research agents on LLM-pretraining science.",
@@ -54,7 +63,7 @@ def _stop_cleanly_on_signals() -> None:
 
     from runner._components import cancel_running_tests
 
-    def handler(signum: int, frame: Any) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
         cancel_running_tests()
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
@@ -71,18 +80,23 @@ WeakIsolationOption = Annotated[
     ),
 ]
 
+SandboxOption = Annotated[SandboxKind, typer.Option(help="The sandbox backend.")]
+ApiKeyOption = Annotated[str | None, typer.Option(help="API key (default $OPENAI_API_KEY).")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")]
 
-def _prepare_home_before_serving() -> None:
+
+def _prepare_home_before_serving(task: str | None = None) -> None:
     """Prepare $PRETRAINBENCH_HOME (or exit) before an agent can call a tool: missing data is
     the harness's fault and must never fail an agent's first test. stderr only (stdout is the
-    stdio transport's channel)."""
-    from runner._components import pretrainbench_home
+    stdio transport's channel). ``task``'s codebase prepares it (every task's when None)."""
+    from runner._components import pretrainbench_home, task_codebases
     from runner._setup import SetupError, ensure_home_ready
 
     try:
         ensure_home_ready(
             pretrainbench_home(),
             say=lambda t: err.print(t, markup=False, highlight=False, soft_wrap=True),
+            codebases=task_codebases(task),
         )
     except SetupError as e:
         raise _fail(str(e)) from e
@@ -105,9 +119,17 @@ def run(
             "Default: all the task's baselines.",
         ),
     ] = None,
-    mode: Annotated[str, typer.Option(help="agent (tool loop) or vanilla (one shot).")] = "agent",
-    profile: Annotated[str, typer.Option(help="auto, tiny, small or full.")] = "auto",
-    sandbox: Annotated[str, typer.Option(help="local, docker or slurm.")] = "local",
+    mode: Annotated[
+        RunMode, typer.Option(help="agent (tool loop) or vanilla (one shot).")
+    ] = RunMode.AGENT,
+    profile: Annotated[
+        str,
+        typer.Option(
+            help="A profile of the task, or auto: the task's GPU default where its GPUs are "
+            "visible, else its CPU default."
+        ),
+    ] = "auto",
+    sandbox: SandboxOption = SandboxKind.LOCAL,
     seeds: Annotated[
         str | None, typer.Option(help="Comma-separated test seeds, e.g. 42,43.")
     ] = None,
@@ -116,116 +138,157 @@ def run(
     run_dir: Annotated[Path, typer.Option(help="Directory of run directories.")] = Path("runs"),
     db: DbOption = None,
     data: Annotated[
-        str | None,
-        typer.Option(
-            help="offline (local corpus) or fineweb; default offline for tiny, else fineweb."
-        ),
+        DataSource | None,
+        typer.Option(help="Training data; default: what the task's profile declares."),
     ] = None,
     base_url: Annotated[
         str | None, typer.Option(help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL).")
     ] = None,
-    api_key: Annotated[str | None, typer.Option(help="API key (default $OPENAI_API_KEY).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")] = False,
+    api_key: ApiKeyOption = None,
+    quiet: QuietOption = False,
     allow_weak_isolation: WeakIsolationOption = False,
 ) -> None:
     """Run agents (or, by default, the task's baselines) on a task and record the results."""
-    from runner._components import codebase_dir, load_baselines, load_task, pretrainbench_home
+    from runner._components import pretrainbench_home
     from runner._display import LiveDisplay, QuietDisplay
-    from runner._hardware import choose_profile, visible_gpus
-    from runner._run import AGENT_SPEC, RunConfig, RunError, start_run
-    from runner._setup import SetupError, run_setup, setup_ready, shards_ready
+    from runner._run import RunConfig
 
-    for item in agent or []:
-        if item != "baseline:all" and not re.match(AGENT_SPEC, item):
+    db_url = _db_url(db)
+    seed_list = _parse_seeds(seeds)
+    spec = _load_task(task)
+    agents = _expand_agents(spec, agent or ["baseline:all"])
+    chosen, gpus = _choose_profile(spec, profile)
+    data_source = data or spec.profile(chosen).data
+    home = pretrainbench_home()
+    _prepare_data(spec, chosen, DataSource(data_source), home)
+    if sandbox is SandboxKind.LOCAL:
+        _print_host_summary()
+    configs = [
+        RunConfig(
+            task=task,
+            agent=item,
+            mode=mode,
+            profile=chosen,
+            sandbox=sandbox,
+            seeds=seed_list,
+            max_steps=max_steps,
+            max_tests=max_tests,
+            base_url=base_url,
+            db=db_url,
+            home=str(home),
+            data_source=DataSource(data_source),
+            allow_weak_isolation=allow_weak_isolation,
+        )
+        for item in agents
+    ]
+    display = QuietDisplay(err) if quiet else LiveDisplay(err)
+    _stop_cleanly_on_signals()
+    failures = _run_each(configs, run_dir, display, gpus=gpus, api_key=api_key, db=db_url)
+    raise typer.Exit(1 if failures else 0)
+
+
+def _parse_seeds(seeds: str | None) -> list[int] | None:
+    try:
+        return [int(s) for s in seeds.split(",") if s.strip()] if seeds else None
+    except ValueError as e:
+        raise _fail(f"--seeds must be comma-separated integers: {e}") from e
+
+
+def _load_task(task: str) -> TaskSpec:
+    from runner._components import load_task
+
+    try:
+        return load_task(task)
+    except Exception as e:
+        raise _fail(f"cannot load task {task!r}: {e}") from e
+
+
+def _expand_agents(spec: TaskSpec, requested: list[str]) -> list[str]:
+    """``baseline:all`` → one agent per baseline; an unknown agent or baseline exits."""
+    from runner._components import load_baselines
+    from runner._run import AGENT_SPEC
+
+    baselines = [b.name for b in load_baselines(spec)]
+    agents: list[str] = []
+    for item in requested:
+        name = item.partition(":")[2]
+        if item == "baseline:all":
+            agents += [f"baseline:{b}" for b in baselines]
+        elif not re.match(AGENT_SPEC, item):
             raise _fail(
                 f"unknown agent {item!r}; use baseline:<name>, baseline:all or openai:<model>"
             )
-    if mode not in ("agent", "vanilla"):
-        raise _fail(f"--mode must be agent or vanilla, not {mode!r}")
-    if sandbox not in ("local", "docker", "slurm"):
-        raise _fail(f"--sandbox must be local, docker or slurm, not {sandbox!r}")
-    if data not in (None, "offline", "fineweb"):
-        raise _fail(f"--data must be offline or fineweb, not {data!r}")
-    if profile not in ("auto", "tiny", "small", "full"):
-        raise _fail(f"--profile must be auto, tiny, small or full, not {profile!r}")
-    try:
-        seed_list = [int(s) for s in seeds.split(",") if s.strip()] if seeds else None
-    except ValueError as e:
-        raise _fail(f"--seeds must be comma-separated integers: {e}") from e
-    try:
-        spec = load_task(task)
-    except Exception as e:
-        raise _fail(f"cannot load task {task!r}: {e}") from e
-    baselines = [b.name for b in load_baselines(spec)]
-    agents: list[str] = []
-    for item in agent or ["baseline:all"]:
-        if item == "baseline:all":
-            agents += [f"baseline:{name}" for name in baselines]
-        elif item.startswith("baseline:") and item.partition(":")[2] not in baselines:
+        elif item.startswith("baseline:") and name not in baselines:
             raise _fail(
-                f"task {spec.id} has no baseline {item.partition(':')[2]!r}; "
-                f"it has: {', '.join(baselines) or 'none'}"
+                f"task {spec.id} has no baseline {name!r}; it has: {', '.join(baselines) or 'none'}"
             )
         else:
             agents.append(item)
-    gpus = visible_gpus() if profile == "auto" else None
-    full_gpus = (
-        max((j.gpus for j in spec.jobs("full")), default=1)
-        if profile == "auto" and "full" in spec.profiles
-        else 10**6
-    )
-    chosen, why = choose_profile(profile, full_gpus, gpus)
+    return agents
+
+
+def _choose_profile(spec: TaskSpec, requested: str) -> tuple[str, list[str] | None]:
+    """The profile to run (``auto``: the task's GPU default where its GPUs are visible, else its
+    CPU default) and the GPUs seen, said on stderr; a profile the task lacks exits."""
+    from runner._hardware import choose_profile, visible_gpus
+
+    defaults = spec.default_profiles
+    gpus = visible_gpus() if requested == "auto" else None
+    needed = max((j.gpus for j in spec.jobs(defaults.gpu)), default=1)
+    chosen, why = choose_profile(requested, defaults.cpu, defaults.gpu, needed, gpus)
     if chosen not in spec.profiles:
         raise _fail(
             f"task {spec.id} has no profile {chosen!r} "
             f"(profiles: {', '.join(sorted(spec.profiles))})"
         )
     err.print(why, highlight=False)
-    data_source = data or ("offline" if chosen == "tiny" else "fineweb")
-    home = pretrainbench_home()
-    if data_source == "offline" and not setup_ready(home):
+    return chosen, gpus
+
+
+def _prepare_data(spec: TaskSpec, profile: str, source: DataSource, home: Path) -> None:
+    """Build the offline data on first use; FineWeb needs `runner setup --fineweb` (network)."""
+    from runner._setup import SetupError, run_setup, setup_ready, shards_ready
+
+    if source is DataSource.OFFLINE and not setup_ready(home):
         err.print(f"preparing {home} (first run) …", highlight=False)
         try:
             for step in run_setup(
-                home, codebase_dir(spec), say=lambda t: err.print(t, highlight=False)
+                home, spec.codebase_dir, say=lambda t: err.print(t, highlight=False)
             ):
                 err.print(f"  {step.name}: {step.action} ({step.path})", highlight=False)
         except SetupError as e:
             raise _fail(str(e)) from e
-    if data_source == "fineweb" and not shards_ready(home / "data" / "fineweb"):
+    if source is DataSource.FINEWEB and not shards_ready(home / "data" / "fineweb"):
         raise _fail(
-            f"profile {chosen} trains on FineWeb, which is not prepared in "
+            f"profile {profile} trains on FineWeb, which is not prepared in "
             f"{home / 'data' / 'fineweb'}: run `runner setup --fineweb` (needs network) "
             "or pass --data offline"
         )
-    if sandbox == "local":
-        from runner._doctor import summary
-        from sandbox import check_host
 
-        err.print(escape(summary(check_host(measure=False))), highlight=False)
-    display = QuietDisplay(err) if quiet else LiveDisplay(err)
-    records: list[Any] = []
+
+def _print_host_summary() -> None:
+    from runner._doctor import summary
+    from sandbox import check_host
+
+    err.print(escape(summary(check_host(measure=False))), highlight=False)
+
+
+def _run_each(
+    configs: list[RunConfig],
+    run_dir: Path,
+    display: Display,
+    *,
+    gpus: list[str] | None,
+    api_key: str | None,
+    db: str,
+) -> int:
+    """Run each config in turn (a run that fails to start is reported and the others go on),
+    then print the results; returns how many runs did not finish."""
+    from runner._run import RunError, start_run
+
+    records: list[RunRecord] = []
     failures = 0
-    _stop_cleanly_on_signals()
-    for item in agents:
-        # Validated from plain values: mode, sandbox and data were checked above.
-        config = RunConfig.model_validate(
-            {
-                "task": task,
-                "agent": item,
-                "mode": mode,
-                "profile": chosen,
-                "sandbox": sandbox,
-                "seeds": seed_list,
-                "max_steps": max_steps,
-                "max_tests": max_tests,
-                "base_url": base_url,
-                "db": _db_url(db),
-                "home": str(home),
-                "data_source": data_source,
-                "allow_weak_isolation": allow_weak_isolation,
-            }
-        )
+    for config in configs:
         try:
             outcome = start_run(config, run_dir, display, gpus=gpus, api_key=api_key)
         except KeyboardInterrupt as e:
@@ -233,28 +296,29 @@ def run(
             raise _fail(f"interrupted; continue with `runner resume {where}`", 130) from None
         except RunError as e:
             failures += 1
-            err.print(f"[red]{item}: {escape(str(e))}[/]", highlight=False)
+            err.print(f"[red]{config.agent}: {escape(str(e))}[/]", highlight=False)
             continue
         except Exception as e:  # the run could not even start (session, sandbox, store)
             failures += 1
-            err.print(f"[red]{item}: {type(e).__name__}: {escape(str(e))}[/]", highlight=False)
+            err.print(
+                f"[red]{config.agent}: {type(e).__name__}: {escape(str(e))}[/]", highlight=False
+            )
             continue
         records += outcome.records
         if outcome.info.status != "finished":
             failures += 1
     _print_results(records)
     out.print(
-        f"\nOpen the leaderboard: [bold]runner leaderboard serve --db {_db_url(db)}[/]",
-        highlight=False,
+        f"\nOpen the leaderboard: [bold]runner leaderboard serve --db {db}[/]", highlight=False
     )
-    raise typer.Exit(1 if failures else 0)
+    return failures
 
 
 @app.command()
 def resume(
     run_dir: Annotated[Path, typer.Argument(help="The run directory to continue.")],
-    api_key: Annotated[str | None, typer.Option(help="API key (default $OPENAI_API_KEY).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    api_key: ApiKeyOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Continue a killed run from its directory (nothing finished is re-run or re-charged)."""
     from runner._display import LiveDisplay, QuietDisplay
@@ -285,16 +349,24 @@ def setup(
         ),
     ] = False,
     force: Annotated[bool, typer.Option(help="Redo steps whose output is already valid.")] = False,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            "--task",
+            "-t",
+            help="Prepare with this task's codebase (default: the first task's that can).",
+        ),
+    ] = None,
 ) -> None:
     """Prepare $PRETRAINBENCH_HOME: tokenizer and offline corpus (idempotent)."""
-    from runner._components import REPO_ROOT, pretrainbench_home
-    from runner._setup import SetupError, run_setup
+    from runner._components import pretrainbench_home, task_codebases
+    from runner._setup import SetupError, run_setup, setup_codebase
 
     home = pretrainbench_home()
     try:
         steps = run_setup(
             home,
-            REPO_ROOT / "tasks" / "codebases" / "nanogpt",
+            setup_codebase(task_codebases(task)),
             fineweb=fineweb,
             eval_datasets=eval_datasets,
             force=force,
@@ -329,7 +401,9 @@ def tasks_list() -> None:
 @tasks_app.command("show")
 def tasks_show(
     task_id: Annotated[str, typer.Argument(help="Task id or folder.")],
-    profile: Annotated[str, typer.Option(help="Scale profile to describe.")] = "tiny",
+    profile: Annotated[
+        str | None, typer.Option(help="Scale profile to describe (default: the task's CPU one).")
+    ] = None,
 ) -> None:
     """Print the agent's initial observation for a task."""
     from runner._components import observation_for_task
@@ -341,23 +415,42 @@ def tasks_show(
     out.print(text, markup=False, highlight=False)
 
 
-@tasks_app.command("schedules")
+@tasks_app.command("plot")
+def tasks_plot(
+    task_id: Annotated[str, typer.Argument(help="Task id or folder.")],
+    plot: Annotated[
+        str | None, typer.Option("--plot", help="A plot the task declares (default: its first).")
+    ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(help="Scale profile whose recipe to plot (default: the task's GPU one)."),
+    ] = None,
+    output: Annotated[Path, typer.Option("--out", help="Where to write the SVG.")] = Path(
+        "plot.svg"
+    ),
+) -> None:
+    """Plot a function of the task's code for each baseline, from the baselines' own code
+    (the learning-rate task: each get_lr against the iteration)."""
+    from runner._components import plot_svg
+
+    try:
+        svg = plot_svg(task_id, plot, profile)
+    except Exception as e:
+        raise _fail(f"cannot plot {task_id!r}: {e}") from e
+    output.write_text(svg, encoding="utf-8")
+    out.print(f"wrote {output}", highlight=False)
+
+
+@tasks_app.command("schedules", hidden=True)
 def tasks_schedules(
     task_id: Annotated[str, typer.Argument(help="Task id or folder.")],
-    profile: Annotated[str, typer.Option(help="Scale profile whose recipe to plot.")] = "full",
+    profile: Annotated[str | None, typer.Option(help="Scale profile whose recipe to plot.")] = None,
     output: Annotated[Path, typer.Option("--out", help="Where to write the SVG.")] = Path(
         "lr_schedules.svg"
     ),
 ) -> None:
-    """Plot the learning rate of each baseline against the iteration, from their own get_lr."""
-    from runner._components import schedule_svg
-
-    try:
-        svg = schedule_svg(task_id, profile)
-    except Exception as e:
-        raise _fail(f"cannot plot the schedules of {task_id!r}: {e}") from e
-    output.write_text(svg, encoding="utf-8")
-    out.print(f"wrote {output}", highlight=False)
+    """The former name of `runner tasks plot` (the task's first plot)."""
+    tasks_plot(task_id, None, profile, output)
 
 
 @tasks_app.command("validate")
@@ -385,7 +478,7 @@ def leaderboard_show(
     if not records:
         out.print("no runs stored yet: try `runner run --task llm-pretrain-lr-schedule`")
         return
-    groups: dict[tuple[str, str], list[Any]] = {}
+    groups: dict[tuple[str, str], list[RunRecord]] = {}
     for record in records:  # results of different tasks or profiles never share a table
         groups.setdefault((record.task_id, record.profile), []).append(record)
     for (task_id, profile), group in sorted(groups.items()):
@@ -420,13 +513,13 @@ def leaderboard_export(
     output: Annotated[
         Path | None, typer.Option("--out", "-o", help="File (default stdout).")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
+    fmt: Annotated[
+        ExportFormat, typer.Option("--format", help="Output format.")
+    ] = ExportFormat.JSONL,
 ) -> None:
     """Export stored runs (one JSON record per line, or a CSV of result rows)."""
     from runner._board import board_records, export_text
 
-    if fmt not in ("jsonl", "csv"):
-        raise _fail("--format must be jsonl or csv")
     text = export_text(board_records(_db_url(db), task), fmt)
     if output is None:
         sys.stdout.write(text)
@@ -438,12 +531,16 @@ def leaderboard_export(
 @app.command()
 def mcp(
     task: Annotated[str, typer.Option("--task", "-t", help="Task id or folder.")],
-    transport: Annotated[str, typer.Option(help="stdio or http (streamable HTTP).")] = "stdio",
-    profile: Annotated[str, typer.Option(help="tiny, small or full.")] = "tiny",
+    transport: Annotated[
+        Transport, typer.Option(help="stdio or http (streamable HTTP).")
+    ] = Transport.STDIO,
+    profile: Annotated[
+        str | None, typer.Option(help="A profile of the task (default: its CPU one).")
+    ] = None,
     run_dir: Annotated[
         Path | None, typer.Option(help="Run directory (default runs/<new id>).")
     ] = None,
-    sandbox: Annotated[str, typer.Option(help="local, docker or slurm.")] = "local",
+    sandbox: SandboxOption = SandboxKind.LOCAL,
     max_steps: Annotated[int | None, typer.Option(min=1)] = None,
     max_tests: Annotated[int | None, typer.Option(min=1)] = None,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
@@ -461,13 +558,11 @@ def mcp(
     """Serve one task session's tools over MCP (stdio or streamable HTTP)."""
     from runner._mcp import serve_mcp
 
-    if transport not in ("stdio", "http"):
-        raise _fail("--transport must be stdio or http")
-    _prepare_home_before_serving()
+    _prepare_home_before_serving(task)
     serve_mcp(
         task=task,
         transport=transport,
-        profile=profile,
+        profile=profile or _load_task(task).default_profiles.cpu,
         run_dir=run_dir,
         sandbox=sandbox,
         max_steps=max_steps,
@@ -494,7 +589,7 @@ def serve(
             "(default $PRETRAINBENCH_API_TOKEN)."
         ),
     ] = None,
-    sandbox: Annotated[str, typer.Option(help="local, docker or slurm.")] = "local",
+    sandbox: SandboxOption = SandboxKind.LOCAL,
     db: DbOption = None,
     allow_weak_isolation: WeakIsolationOption = False,
 ) -> None:
@@ -544,7 +639,7 @@ def doctor(
         raise typer.Exit(1)
 
 
-def _print_results(records: list[Any], title: str = "Results") -> None:
+def _print_results(records: list[RunRecord], title: str = "Results") -> None:
     from rich.table import Table
 
     from runner._run import summary_rows

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from env import Budgets, Session, TaskSpec, TaskSpecError, load_baselines, load_task
+from env import Budgets, Session, TaskSpec, TaskSpecError, baseline_edits, load_baselines, load_task
 from sandbox import DataPaths, Executor, LocalBackend
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -53,7 +53,8 @@ def test_real_tiny_test_resume_and_submit(tmp_path: Path, pb_data_paths: DataPat
         env=FAST,
     )
     wsd = next(b for b in load_baselines(task, baselines_root) if b.name == "wsd")
-    wsd.apply(session)
+    for edit in baseline_edits(wsd, task, session.workspace.edited_files()):
+        assert session.call("edit", edit.arguments).ok
 
     result = session.call("test")
     assert result.ok, result.text

@@ -61,7 +61,8 @@ def test_baseline_completes_a_tiny_test(
         # shorter than the profile: test_codebase_jobs pins the full chain's numbers already
         env={"PB_MAX_ITERS": "40"},
     )
-    for text in baseline.apply(session):
+    for edit in env.baseline_edits(baseline, task, session.workspace.edited_files()):
+        text = session.call("edit", edit.arguments).text
         assert text.startswith("OK:"), text
     session.workspace.check()
 

@@ -1,4 +1,4 @@
-"""Baselines: parsing region files, load order, errors, and applying through the edit tool."""
+"""Baselines: parsing region files, load order, errors, and their edits through the edit tool."""
 
 from __future__ import annotations
 
@@ -6,7 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from env import BaselineError, Budgets, Session, TaskSpecError, load_baselines, load_task
+from env import (
+    Baseline,
+    BaselineError,
+    Budgets,
+    Session,
+    TaskSpecError,
+    baseline_edits,
+    load_baselines,
+    load_task,
+)
 from env._baselines import parse_baseline
 from env._spec import TaskSpec
 from sandbox import DataPaths
@@ -81,12 +90,59 @@ def test_empty_region_body() -> None:
     assert parse_baseline("b", text, OPEN).regions == {"config_overrides": ""}
 
 
-def test_apply_edits_through_the_tool_path(mini: tuple[TaskSpec, Path], tmp_path: Path) -> None:
+def _apply(baseline: Baseline, session: Session) -> list[str]:
+    """Issue a baseline's edits through the session's edit tool, as the runner's agent does."""
+    edits = baseline_edits(baseline, session.task, session.workspace.edited_files())
+    return [session.call("edit", edit.arguments).text for edit in edits]
+
+
+def test_edits_are_pure_data(mini: tuple[TaskSpec, Path], tmp_path: Path) -> None:
+    task, root = mini
+    flat = load_baselines(task, root)[1]
+    files = _session(task, tmp_path).workspace.edited_files()
+    edits = baseline_edits(flat, task, files)
+    # Bottom-most region first, so the line numbers of the regions above stay valid.
+    assert [e.region for e in edits] == ["config_overrides", "get_lr"]
+    assert edits[0].arguments == {
+        "op": "replace",
+        "filename": FILE,
+        "content": flat.regions["config_overrides"],
+        "start_line": 22,
+        "end_line": 22,
+    }
+    assert edits[1].arguments["start_line"] == 9 and edits[1].arguments["end_line"] == 13
+    assert baseline_edits(flat, task, files) == edits  # the same texts, the same edits
+
+
+def test_empty_region_is_an_insert_after_its_start_marker(mini: tuple[TaskSpec, Path]) -> None:
+    task, _ = mini
+    text = (
+        "x = 1\n# ── EDITABLE REGION START: config_overrides ──\n"
+        "# ── EDITABLE REGION END: config_overrides ──\n"
+    )
+    overrides = Baseline("b", "d", {"config_overrides": "CONFIG_OVERRIDES = {}"})
+    path = next(e.path for e in task.editable_files if "config_overrides" in e.regions)
+    [edit] = baseline_edits(overrides, task, {path: text})
+    assert edit.arguments == {
+        "op": "insert",
+        "filename": FILE,
+        "content": "CONFIG_OVERRIDES = {}",
+        "after_line": 2,
+    }
+
+
+def test_a_region_missing_from_the_files_is_an_error(mini: tuple[TaskSpec, Path]) -> None:
+    task, root = mini
+    flat = load_baselines(task, root)[1]
+    with pytest.raises(BaselineError, match="are not in the workspace"):
+        baseline_edits(flat, task, {})
+
+
+def test_edits_through_the_tool_path(mini: tuple[TaskSpec, Path], tmp_path: Path) -> None:
     task, root = mini
     flat = load_baselines(task, root)[1]
     session = _session(task, tmp_path)
-    texts = flat.apply(session)
-    # Bottom-most region first, so the second edit's line numbers were still right.
+    texts = _apply(flat, session)
     assert texts[0].startswith("OK: Replaced lines 22..22 with 1 line(s)")
     assert texts[1].startswith("OK: Replaced lines 9..13 with 2 line(s)")
     regions = session.workspace.region_texts()
@@ -96,27 +152,11 @@ def test_apply_edits_through_the_tool_path(mini: tuple[TaskSpec, Path], tmp_path
     assert session.steps_left == 18  # charged like an agent's edits
 
 
-def test_default_baseline_applies_nothing(mini: tuple[TaskSpec, Path], tmp_path: Path) -> None:
+def test_default_baseline_edits_nothing(mini: tuple[TaskSpec, Path], tmp_path: Path) -> None:
     task, root = mini
     session = _session(task, tmp_path)
-    before = session.workspace.text(FILE)
-    assert load_baselines(task, root)[0].apply(session) == []
-    assert session.workspace.text(FILE) == before and session.steps_left == 20
-
-
-def test_refused_edit_is_a_clear_error(mini: tuple[TaskSpec, Path], tmp_path: Path) -> None:
-    task, _ = mini
-    bad = parse_baseline(
-        "sneaky",
-        '"""d"""\n# ── EDITABLE REGION START: get_lr ──\nimport os\n'
-        "def get_lr(it, warmup_iters, lr_decay_iters, learning_rate, min_lr):\n"
-        "    return float(os.environ['LR'])\n# ── EDITABLE REGION END: get_lr ──\n",
-        OPEN,
-    )
-    session = _session(task, tmp_path)
-    with pytest.raises(BaselineError, match="baseline 'sneaky': the edit of region 'get_lr'") as e:
-        bad.apply(session)
-    assert "ERROR:" in str(e.value)
+    default = load_baselines(task, root)[0]
+    assert baseline_edits(default, task, session.workspace.edited_files()) == []
 
 
 def test_real_task_baselines_load() -> None:

@@ -67,3 +67,47 @@ def test_codebase_imports_only_its_runtime() -> None:
             ok = name in sys.stdlib_module_names or name in CODEBASE_THIRD_PARTY or name in siblings
             assert ok, f"{path.relative_to(ROOT)} imports {name!r}"
             assert name not in OURS - siblings, f"{path.relative_to(ROOT)} imports our {name!r}"
+
+
+def _env_imports(path: Path) -> set[str]:
+    """The env modules ``path`` imports, those under ``if TYPE_CHECKING:`` included."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "env")
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "env":  # `from env import x`: the package, or its submodule x
+                subs = {f"env.{a.name}" for a in node.names}
+                found.update(subs & _ENV_MODULES or {"env"})
+            elif node.module.split(".")[0] == "env":
+                found.add(node.module)
+    return found
+
+
+_ENV_MODULES = {
+    "env" if p.stem == "__init__" else f"env.{p.stem}" for p in (ROOT / "env").glob("*.py")
+}
+
+
+def test_env_has_no_import_cycle() -> None:
+    """Each env module's imports (type-only ones too) form a graph without a cycle below the
+    package: a cycle means behaviour sits on the wrong side of a boundary."""
+    graph = {
+        ("env" if p.stem == "__init__" else f"env.{p.stem}"): _env_imports(p) - {"env"}
+        for p in (ROOT / "env").glob("*.py")
+    }
+    state: dict[str, str] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        if state.get(module) == "done":
+            return
+        assert state.get(module) != "open", f"import cycle: {' → '.join([*path, module])}"
+        state[module] = "open"
+        for target in sorted(graph.get(module, set())):
+            visit(target, [*path, module])
+        state[module] = "done"
+
+    assert len(graph) > 5
+    for module in sorted(graph):
+        visit(module, [])

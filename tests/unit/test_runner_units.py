@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from runner._agents import conversation_from_transcript
+from env import BaselineError, Budgets, Session, load_baselines, load_task
+from env._baselines import parse_baseline
+from runner._agents import BaselineAgent, ToolBox, conversation_from_transcript
 from runner._hardware import choose_profile
 from runner._llm import ChatClient, Usage, price
 from runner._setup import GPT2_TIKTOKEN_SHA256, shards_ready, tokenizer_ready
@@ -22,6 +24,8 @@ from runner._transcript import (
     TranscriptError,
     read_transcript,
 )
+from sandbox import DataPaths
+from tests.unit._inprocess_executor import InProcessExecutor, write_mini_task
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -133,11 +137,14 @@ def test_connection_errors_are_retried_then_fail_clearly() -> None:
 
 
 def test_choose_profile() -> None:
-    assert choose_profile("small", 2, [])[0] == "small"
-    assert choose_profile("auto", 2, ["H200", "H200"])[0] == "full"
-    profile, why = choose_profile("auto", 2, ["H100"])
+    assert choose_profile("small", "tiny", "full", 2, [])[0] == "small"
+    assert choose_profile("auto", "tiny", "full", 2, ["H200", "H200"])[0] == "full"
+    profile, why = choose_profile("auto", "tiny", "full", 2, ["H100"])
     assert profile == "tiny" and "1 GPU(s) visible" in why and "needs 2" in why
-    assert choose_profile("auto", 2, [])[0] == "tiny"
+    assert choose_profile("auto", "tiny", "full", 2, [])[0] == "tiny"
+    # the names are the task's: nothing here knows tiny or full
+    assert choose_profile("auto", "cpu-mini", "gpu-big", 1, ["A100"])[0] == "gpu-big"
+    assert choose_profile("auto", "cpu-mini", "gpu-big", 1, [])[0] == "cpu-mini"
 
 
 def test_setup_checks(tmp_path: Path) -> None:
@@ -184,3 +191,45 @@ def test_cli_help_is_fast_and_imports_nothing_heavy() -> None:
     for command in ("run", "resume", "setup", "tasks", "leaderboard", "mcp", "serve"):
         assert command in help_out.stdout
     assert elapsed < 10, f"runner --help took {elapsed:.1f}s"
+
+
+def _mini_session(tmp_path: Path) -> Session:
+    task_dir, _ = write_mini_task(tmp_path / "src")
+    return Session(
+        load_task(task_dir),
+        tmp_path / "run",
+        executor=InProcessExecutor(),
+        profile="tiny",
+        data=DataPaths(data_dir=tmp_path),
+        budgets=Budgets(max_steps=20, max_tests=3),
+    )
+
+
+def test_baseline_edits_go_through_the_recorded_edit_tool(tmp_path: Path) -> None:
+    session = _mini_session(tmp_path)
+    tools = ToolBox(session, Transcript(tmp_path / "run"))
+    flat = load_baselines(session.task, tmp_path / "src" / "baselines")[1]
+    texts = BaselineAgent(flat).apply(tools)
+    assert [t[:22] for t in texts] == ["OK: Replaced lines 22.", "OK: Replaced lines 9.."]
+    events = read_transcript(tmp_path / "run")
+    calls = [e for e in events if e["kind"] == "tool_call"]
+    assert [c["name"] for c in calls] == ["edit", "edit"]
+    assert [e["kind"] for e in events].count("snapshot") == 2
+    assert session.steps_left == 18  # charged like an agent's edits
+
+
+def test_a_refused_baseline_edit_is_a_clear_error(tmp_path: Path) -> None:
+    session = _mini_session(tmp_path)
+    sneaky = parse_baseline(
+        "sneaky",
+        '"""d"""\n# ── EDITABLE REGION START: get_lr ──\nimport os\n'
+        "def get_lr(it, warmup_iters, lr_decay_iters, learning_rate, min_lr):\n"
+        "    return float(os.environ['LR'])\n# ── EDITABLE REGION END: get_lr ──\n",
+        {"get_lr", "config_overrides"},
+    )
+    tools = ToolBox(session, Transcript(tmp_path / "run"))
+    with pytest.raises(BaselineError, match="baseline 'sneaky': the edit of region 'get_lr'") as e:
+        BaselineAgent(sneaky).apply(tools)
+    assert "ERROR:" in str(e.value)
+    results = [e for e in read_transcript(tmp_path / "run") if e["kind"] == "tool_result"]
+    assert [r["ok"] for r in results] == [False]  # the refusal is in the transcript

@@ -320,12 +320,13 @@ def test_rmsnorm_post_block_normalises_the_residual_stream(tmp_path: Path) -> No
 
 
 def test_schedule_plot_is_drawn_from_each_baselines_code() -> None:
-    from runner._components import schedule_svg
+    from env import TaskSpecError
+    from runner._components import plot_svg
 
-    svg = schedule_svg("llm-pretrain-lr-schedule", "full")
+    svg = plot_svg("llm-pretrain-lr-schedule", "lr-schedule", "full")
     assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
     assert svg.count("<polyline") == 4
     for name in ("cosine", "trapezoidal", "wsd", "wsd_sqrt"):
         assert f">{name}<" in svg
-    with pytest.raises(ValueError, match="no baseline with a learning-rate schedule"):
-        schedule_svg("llm-pretrain-normalization", "full")
+    with pytest.raises(TaskSpecError, match="has no plot"):
+        plot_svg("llm-pretrain-normalization", None, "full")
