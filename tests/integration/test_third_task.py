@@ -5,7 +5,6 @@ evaluation through the real executor on the local backend, with no change to har
 The codebase "trains" a one-parameter model with the agent's ``score_fn`` as its loss; the
 trusted evaluation (original code) scores the trained weight on fixed points and writes
 ``metrics.json``. Nothing of nanoGPT, ``get_lr`` or the profiles tiny/small/full is used.
-Assertions that today's harness blocks are marked ``xfail(strict=True)`` with what blocks.
 """
 
 from __future__ import annotations
@@ -267,12 +266,6 @@ def test_it_shows(world: TaskWorld, tmp_path: Path) -> None:
     assert "holdout" not in shown.stdout and "get_lr" not in shown.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13: `tasks show` defaults to the profile name 'tiny' "
-    "(runner/cli.py:332), not a profile the task declares (once task.yaml has "
-    "`default_profile`, this task may need to declare it)",
-)
 def test_it_shows_without_naming_a_profile(world: TaskWorld) -> None:
     shown = _cli(world, "tasks", "show", str(world.task_dir))
     assert shown.returncode == 0, shown.stderr
@@ -325,11 +318,6 @@ def test_a_test_and_its_final_evaluation_run(world: TaskWorld, tmp_path: Path) -
 
 
 @needs_sandbox
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13: `runner run --profile` accepts only auto, tiny, small or full "
-    "(runner/cli.py:149-150)",
-)
 def test_the_runner_runs_its_baseline(world: TaskWorld, tmp_path: Path) -> None:
     prepare_fake_home(world.home)
     done = _cli(

@@ -25,7 +25,8 @@ from runner._transcript import (
     read_transcript,
 )
 from sandbox import DataPaths
-from tests.unit._inprocess_executor import InProcessExecutor, write_mini_task
+from tests._fixtures.scripted_backend import scripted_executor
+from tests._fixtures.worlds import mini_task_world
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -194,11 +195,11 @@ def test_cli_help_is_fast_and_imports_nothing_heavy() -> None:
 
 
 def _mini_session(tmp_path: Path) -> Session:
-    task_dir, _ = write_mini_task(tmp_path / "src")
+    world = mini_task_world(tmp_path / "src")
     return Session(
-        load_task(task_dir),
+        load_task(world.task_dir),
         tmp_path / "run",
-        executor=InProcessExecutor(),
+        executor=scripted_executor(),
         profile="tiny",
         data=DataPaths(data_dir=tmp_path),
         budgets=Budgets(max_steps=20, max_tests=3),
