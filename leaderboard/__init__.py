@@ -5,7 +5,7 @@ Imports nothing else of PretrainBench: the runner converts its runs into ``RunRe
 
 from ._plots import Series, line_plot
 from ._records import FinalRecord, MetricSpec, RunRecord, TestRecord
-from ._schema import MIGRATIONS, SCHEMA_VERSION, SchemaTooNewError, migrate
+from ._schema import SCHEMA_VERSION, SchemaTooNewError, migrate
 from ._scoring import (
     Anchor,
     ComparableGroup,
@@ -31,7 +31,6 @@ from ._web import create_app, serve
 
 __all__ = [
     "DEFAULT_URL",
-    "MIGRATIONS",
     "SCHEMA_VERSION",
     "Anchor",
     "ComparableGroup",
