@@ -25,6 +25,7 @@ from ._views import (
     build_task_table,
     cross_task_ranking,
     export_csv,
+    group_tables,
     scores_json,
 )
 from ._web import create_app, serve
@@ -56,6 +57,7 @@ __all__ = [
     "cross_task_ranking",
     "export_csv",
     "geometric_mean_eps",
+    "group_tables",
     "line_plot",
     "migrate",
     "normalise",

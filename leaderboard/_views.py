@@ -302,6 +302,24 @@ def build_task_table(
     )
 
 
+def group_tables(
+    store: Store, task_id: str | None = None, *, reference_as_anchor: bool = False
+) -> list[TaskTable]:
+    """The table of every comparable group (of one task, or all tasks), ranked as on the web
+    page: the one scored view the CLI table and the CSV export are printed from."""
+    task_ids = [task_id] if task_id else [t.task_id for t in store.list_tasks()]
+    tables = []
+    for tid in task_ids:
+        data = store.task_data(tid)
+        if data is None:
+            raise NotFoundError(f"no task {tid!r}")
+        tables += [
+            build_task_table(store, tid, group=g.slug(), reference_as_anchor=reference_as_anchor)
+            for g in data.groups()
+        ]
+    return tables
+
+
 def export_csv(
     store: Store, task_id: str | None = None, *, reference_as_anchor: bool = False
 ) -> str:
@@ -310,7 +328,6 @@ def export_csv(
     Columns: the group's identity, the run's identity, score and setting scores, and per metric
     its mean, std and number of seeds.
     """
-    task_ids = [task_id] if task_id else [t.task_id for t in store.list_tasks()]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     fixed = [
@@ -331,23 +348,15 @@ def export_csv(
         "score",
         "note",
     ]
-    tables = []
+    tables = group_tables(store, task_id, reference_as_anchor=reference_as_anchor)
     metric_keys: list[str] = []
     settings: list[str] = []
-    for tid in task_ids:
-        data = store.task_data(tid)
-        if data is None:
-            raise NotFoundError(f"no task {tid!r}")
-        for g in data.groups():
-            table = build_task_table(
-                store, tid, group=g.slug(), reference_as_anchor=reference_as_anchor
-            )
-            tables.append(table)
-            for spec in table.specs:
-                if spec.key not in metric_keys:
-                    metric_keys.append(spec.key)
-                if spec.setting not in settings:
-                    settings.append(spec.setting)
+    for table in tables:
+        for spec in table.specs:
+            if spec.key not in metric_keys:
+                metric_keys.append(spec.key)
+            if spec.setting not in settings:
+                settings.append(spec.setting)
     header = fixed + [f"score_{s}" for s in settings]
     for key in metric_keys:
         header += [key, f"{key}_std", f"{key}_n"]
