@@ -3,6 +3,7 @@
 Imports nothing else of PretrainBench: the runner converts its runs into ``RunRecord``s.
 """
 
+from ._auth import BEARER_SCHEME, BearerTokenGate, bearer_token_matches, send_problem
 from ._plots import Series, line_plot
 from ._records import FinalRecord, MetricSpec, RunRecord, TestRecord
 from ._schema import SCHEMA_VERSION, SchemaTooNewError, migrate
@@ -26,14 +27,15 @@ from ._views import (
     cross_task_ranking,
     export_csv,
     group_tables,
-    scores_json,
 )
 from ._web import create_app, serve
 
 __all__ = [
+    "BEARER_SCHEME",
     "DEFAULT_URL",
     "SCHEMA_VERSION",
     "Anchor",
+    "BearerTokenGate",
     "ComparableGroup",
     "FinalRecord",
     "MetricSpec",
@@ -52,6 +54,7 @@ __all__ = [
     "TaskTable",
     "TestRecord",
     "WelchResult",
+    "bearer_token_matches",
     "build_task_table",
     "create_app",
     "cross_task_ranking",
@@ -62,8 +65,8 @@ __all__ = [
     "migrate",
     "normalise",
     "score_task",
-    "scores_json",
     "seed_stats",
+    "send_problem",
     "serve",
     "t_ppf",
     "welch_t_test",

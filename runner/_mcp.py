@@ -197,7 +197,8 @@ def serve_mcp(
         else:
             import uvicorn
 
-            from runner._api import MAX_BODY_BYTES, BearerTokenGate
+            from leaderboard import BearerTokenGate
+            from runner._api import MAX_BODY_BYTES
 
             secret = token or secrets.token_urlsafe(32)
             app = BearerTokenGate(
