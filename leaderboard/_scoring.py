@@ -43,7 +43,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ._records import Direction, MetricSpec, RunRecord
+from ._records import Direction, MetricInfo, RunRecord
 from ._stats import SeedStats, WelchResult, seed_stats, welch_from_stats
 
 GMEAN_EPS = 0.01
@@ -261,7 +261,7 @@ class TaskScores:
     """The scored, ranked rows of one comparable group (best first; failed rows last)."""
 
     group: ComparableGroup | None
-    specs: Sequence[MetricSpec]
+    specs: Sequence[MetricInfo]
     anchors: Mapping[str, Anchor]
     noise: Mapping[str, NoiseBand]
     rows: Sequence[ScoredRun]
@@ -327,7 +327,7 @@ def weighted_mean(pairs: Sequence[tuple[float, float]]) -> float:
 
 
 def compute_anchors(
-    baselines: Sequence[RunResult], specs: Sequence[MetricSpec]
+    baselines: Sequence[RunResult], specs: Sequence[MetricInfo]
 ) -> dict[str, Anchor]:
     """Anchors per metric key from the baselines' seed means (complete baselines only)."""
     anchors: dict[str, Anchor] = {}
@@ -375,7 +375,7 @@ def compute_noise(
 
 def score_task(
     results: Sequence[RunResult],
-    specs: Sequence[MetricSpec],
+    specs: Sequence[MetricInfo],
     *,
     group: ComparableGroup | None = None,
     reference_as_anchor: bool = False,
@@ -467,7 +467,7 @@ def _failure_note(res: RunResult) -> str:
     return "a scored metric is missing or not finite"
 
 
-def _settings_in_order(specs: Sequence[MetricSpec]) -> list[str]:
+def _settings_in_order(specs: Sequence[MetricInfo]) -> list[str]:
     seen: list[str] = []
     for spec in specs:
         if spec.setting not in seen:

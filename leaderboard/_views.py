@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from ._records import MetricSpec
+from ._records import MetricInfo
 from ._scoring import ComparableGroup, MetricResult, ScoredRun, TaskScores, goodness, score_task
 from ._store import Store, TaskData
 
@@ -44,7 +44,7 @@ class TaskTable:
     group: ComparableGroup
     groups: list[ComparableGroup]
     scores: TaskScores
-    specs: list[MetricSpec]
+    specs: list[MetricInfo]
     rows: list[TableRow]
     sort: str
     order: str
@@ -490,7 +490,7 @@ class TaskScoresBody(_Body):
     title: str | None
     group: GroupBody
     groups: list[str]
-    metrics: list[MetricSpec]
+    metrics: list[MetricInfo]
     anchors: dict[str, AnchorBody]
     noise: dict[str, NoiseBody]
     rows: list[ScoreRowBody]

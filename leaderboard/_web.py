@@ -598,19 +598,3 @@ def _entry_view(entry: dict[str, Any]) -> dict[str, Any]:
         "extra": extra,
         "is_tool_result": role == "tool",
     }
-
-
-def serve(
-    store: Store,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    write_token: str | None = None,
-    reference_as_anchor: bool = False,
-    log_level: str = "info",
-) -> None:
-    """Serve the leaderboard with uvicorn until interrupted (the runner's ``leaderboard serve``)."""
-    import uvicorn
-
-    app = create_app(store, write_token, reference_as_anchor=reference_as_anchor)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -563,7 +563,7 @@ def build_records(run_dir: Path, info: RunInfo, task: Any, session: Any) -> list
 
 
 def _rows(number: int, result: Any) -> list[Any]:
-    from leaderboard import TestRecord
+    from leaderboard import SeedResult
 
     rows = []
     for r in result.results:
@@ -577,7 +577,7 @@ def _rows(number: int, result: Any) -> list[Any]:
             for point in r.curve
         ]
         rows.append(
-            TestRecord(
+            SeedResult(
                 number=number,
                 setting=r.setting,
                 seed=r.seed,
@@ -593,10 +593,10 @@ def _rows(number: int, result: Any) -> list[Any]:
 
 def metric_specs(task: Any, profile: str) -> list[Any]:
     """The task's metrics bound to the job of this profile that reports each."""
-    from leaderboard import MetricSpec
+    from leaderboard import MetricInfo
 
     return [
-        MetricSpec(
+        MetricInfo(
             name=metric.name,
             setting=task.metric_job(metric, profile).label,
             direction=metric.direction,

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:  # imported lazily: a broken leaderboard must not break other areas' tests
-    from leaderboard import MetricSpec, RunRecord, Store, TestRecord
+    from leaderboard import MetricInfo, RunRecord, SeedResult, Store
 
 TRAIN, LM_EVAL = "gpt-345m", "lm-eval-345m"
 SEEDS = [42, 43, 44]
@@ -35,20 +35,20 @@ MAX_ITERS = 12030
 XSS_MARKER = "<script>window.__pwned = 1; document.title = 'pwned'</script>"
 
 
-def specs_345m() -> list[MetricSpec]:
+def specs_345m() -> list[MetricInfo]:
     """The metric specs of the 345M tasks (as in task.yaml)."""
-    from leaderboard import MetricSpec
+    from leaderboard import MetricInfo
 
     return [
-        MetricSpec(
+        MetricInfo(
             name="val_loss", setting=TRAIN, direction="lower", bound=0, weight=2, primary=True
         ),
-        MetricSpec(name="wikitext2_ppl", setting=TRAIN, direction="lower", bound=1),
-        MetricSpec(name="lambada_ppl", setting=TRAIN, direction="lower", bound=1),
-        MetricSpec(name="arc_easy", setting=LM_EVAL, direction="higher", bound=100),
-        MetricSpec(name="hellaswag", setting=LM_EVAL, direction="higher", bound=100),
-        MetricSpec(name="piqa", setting=LM_EVAL, direction="higher", bound=100, hidden=True),
-        MetricSpec(name="winogrande", setting=LM_EVAL, direction="higher", bound=100, hidden=True),
+        MetricInfo(name="wikitext2_ppl", setting=TRAIN, direction="lower", bound=1),
+        MetricInfo(name="lambada_ppl", setting=TRAIN, direction="lower", bound=1),
+        MetricInfo(name="arc_easy", setting=LM_EVAL, direction="higher", bound=100),
+        MetricInfo(name="hellaswag", setting=LM_EVAL, direction="higher", bound=100),
+        MetricInfo(name="piqa", setting=LM_EVAL, direction="higher", bound=100, hidden=True),
+        MetricInfo(name="winogrande", setting=LM_EVAL, direction="higher", bound=100, hidden=True),
     ]
 
 
@@ -179,15 +179,15 @@ def _seed_rows(
     schedule: str,
     rng: random.Random,
     seeds: list[int],
-) -> list[TestRecord]:
-    from leaderboard import TestRecord
+) -> list[SeedResult]:
+    from leaderboard import SeedResult
 
-    rows: list[TestRecord] = []
+    rows: list[SeedResult] = []
     names = [s.name for s in specs_345m()]
     for seed in seeds:
         if values is None:  # a diverged run: NaN loss, lm-eval at chance
             rows.append(
-                TestRecord(
+                SeedResult(
                     number=number,
                     setting=TRAIN,
                     seed=seed,
@@ -199,7 +199,7 @@ def _seed_rows(
                 )
             )
             rows.append(
-                TestRecord(
+                SeedResult(
                     number=number,
                     setting=LM_EVAL,
                     seed=seed,
@@ -218,7 +218,7 @@ def _seed_rows(
         train = {f"{n}_{TRAIN}": round(v, 4) for n, v in zip(names[:3], noisy[:3], strict=True)}
         lm = {f"{n}_{LM_EVAL}": round(v, 2) for n, v in zip(names[3:], noisy[3:], strict=True)}
         rows.append(
-            TestRecord(
+            SeedResult(
                 number=number,
                 setting=TRAIN,
                 seed=seed,
@@ -229,7 +229,7 @@ def _seed_rows(
             )
         )
         rows.append(
-            TestRecord(
+            SeedResult(
                 number=number,
                 setting=LM_EVAL,
                 seed=seed,
@@ -382,7 +382,7 @@ def _base(
 
 def realistic_runs() -> list[RunRecord]:
     """The fixture run set (deterministic)."""
-    from leaderboard import FinalRecord, RunRecord, TestRecord
+    from leaderboard import FinalRecord, RunRecord, SeedResult
 
     SPECS_345M = specs_345m()
     rng = random.Random(20261123)
@@ -499,7 +499,7 @@ def realistic_runs() -> list[RunRecord]:
     tiny_specs = [s.model_copy(update={"setting": "gpt-tiny"}) for s in SPECS_345M[:3]]
     for k, (name, val) in enumerate([("cosine", 5.91), ("wsd", 5.84), ("wsd_sqrt", 5.86)]):
         rows = [
-            TestRecord(
+            SeedResult(
                 number=1,
                 setting="gpt-tiny",
                 seed=s,

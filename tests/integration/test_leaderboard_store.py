@@ -15,18 +15,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
-from leaderboard import (
-    SCHEMA_VERSION,
-    FinalRecord,
-    MetricSpec,
-    RunRecord,
-    RunResult,
-    SchemaTooNewError,
-    Store,
-    TestRecord,
-    migrate,
-)
-from leaderboard._schema import Base, current_version
+from leaderboard import FinalRecord, MetricInfo, RunRecord, SeedResult, Store
+from leaderboard._schema import SCHEMA_VERSION, Base, SchemaTooNewError, current_version, migrate
+from leaderboard._scoring import RunResult
 
 FIXTURES = Path(__file__).parents[1] / "_fixtures"
 
@@ -57,7 +48,7 @@ def small_run(
     run_id: str, *, tests: int = 5, seeds: int = 2, val: float = 2.25, task_id: str = "task-a"
 ) -> RunRecord:
     rows = [
-        TestRecord(
+        SeedResult(
             number=n,
             setting="gpt-tiny",
             seed=40 + s,
@@ -95,7 +86,7 @@ def small_run(
         regions={"get_lr": "def get_lr(...): ..."},
         diff="--- a\n+++ b\n",
         transcript=[{"role": "user", "content": "hi"}],
-        metric_specs=[MetricSpec(name="val_loss", setting="gpt-tiny", direction="lower", bound=0)],
+        metric_specs=[MetricInfo(name="val_loss", setting="gpt-tiny", direction="lower", bound=0)],
     )
 
 

@@ -10,25 +10,22 @@ import math
 
 import pytest
 
-from leaderboard import (
+from leaderboard import MetricInfo
+from leaderboard._scoring import (
     Anchor,
     ComparableGroup,
-    MetricSpec,
     RunResult,
     geometric_mean_eps,
     normalise,
     score_task,
-    seed_stats,
-    t_ppf,
-    welch_t_test,
 )
-from leaderboard._stats import t_cdf
+from leaderboard._stats import seed_stats, t_cdf, t_ppf, welch_t_test
 
-LOSS = MetricSpec(
+LOSS = MetricInfo(
     name="val_loss", setting="gpt", direction="lower", bound=0, weight=2, primary=True
 )
-PPL = MetricSpec(name="ppl", setting="gpt", direction="lower", bound=1)
-ACC = MetricSpec(name="acc", setting="eval", direction="higher", bound=100)
+PPL = MetricInfo(name="ppl", setting="gpt", direction="lower", bound=1)
+ACC = MetricInfo(name="acc", setting="eval", direction="higher", bound=100)
 
 
 def result(
