@@ -81,6 +81,33 @@ class Site:
     templates: Environment = field(default_factory=_environment)
     cache: ScoreCache = field(default_factory=ScoreCache)
 
+    def table(
+        self,
+        task_id: str,
+        *,
+        group: str | None,
+        profile: str | None,
+        types: list[str] | None,
+        sort: str = "score",
+        order: str | None = None,
+        limit: int = 0,
+        page: int = 1,
+    ) -> TaskTable:
+        """A task's table, scored with this site's anchors and kept in its cache."""
+        return build_task_table(
+            self.store,
+            task_id,
+            group=group,
+            profile=profile,
+            types=types or (),
+            sort=sort,
+            order=order,
+            limit=limit,
+            page=page,
+            reference_as_anchor=self.reference_as_anchor,
+            cache=self.cache,
+        )
+
     def render(self, name: str, status: int = 200, **ctx: object) -> HTMLResponse:
         """A page from ``templates/`` (autoescaped)."""
         html = self.templates.get_template(name).render(site_title=self.title, **ctx)
@@ -186,18 +213,15 @@ def task_page(
 ) -> HTMLResponse:
     """A task's ranked table in one comparable group."""
     try:
-        table = build_task_table(
-            site.store,
+        table = site.table(
             task_id,
             group=group,
             profile=profile,
-            types=type or (),
+            types=type,
             sort=sort,
             order=order,
             limit=limit,
             page=page,
-            reference_as_anchor=site.reference_as_anchor,
-            cache=site.cache,
         )
     except NotFoundError as exc:
         return site.render("error.html", status=404, message=str(exc))
@@ -261,15 +285,7 @@ def api_task(
 ) -> TaskScoresBody:
     """A task's scored table in one comparable group."""
     try:
-        table = build_task_table(
-            site.store,
-            task_id,
-            group=group,
-            profile=profile,
-            types=type or (),
-            reference_as_anchor=site.reference_as_anchor,
-            cache=site.cache,
-        )
+        table = site.table(task_id, group=group, profile=profile, types=type)
     except NotFoundError as exc:
         raise WebError(404, str(exc)) from exc
     return task_scores_body(table)

@@ -32,6 +32,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from env import ToolResult
 from leaderboard import BEARER_SCHEME, BearerTokenGate, send_problem
 from runner._host import BusyError, HostedRun
 from runner._run import RunConfig, RunError
@@ -184,19 +185,6 @@ class CreatedSession(SessionInfo):
     """A new session and the agent's initial observation."""
 
     observation: str
-
-
-class ToolCallResult(_Body):
-    """The observation of one tool call and what it cost."""
-
-    tool: str
-    text: str
-    ok: bool
-    cost_step: int
-    cost_test: int
-    steps_left: int
-    tests_left: int
-    done: bool
 
 
 class Observation(_Body):
@@ -368,25 +356,17 @@ def call_tool(
     run: SessionDep,
     tool: ToolName,
     arguments: Annotated[dict[str, JsonValue] | None, Body()] = None,
-) -> ToolCallResult:
-    """Call a tool with its arguments (a JSON object); returns the observation.
+) -> ToolResult:
+    """Call a tool with its arguments (a JSON object); returns the observation and its cost
+    (the session's own ``env.ToolResult``).
 
     `test` blocks until the test finishes; follow it live on the events stream.
     """
     try:
-        result = run.call(tool.value, arguments or {}, wait=False)
+        result: ToolResult = run.call(tool.value, arguments or {}, wait=False)
     except BusyError as e:
         raise HTTPException(409, str(e)) from e
-    return ToolCallResult(
-        tool=tool.value,
-        text=result.text,
-        ok=bool(result.ok),
-        cost_step=result.cost_step,
-        cost_test=result.cost_test,
-        steps_left=result.steps_left,
-        tests_left=result.tests_left,
-        done=bool(result.done),
-    )
+    return result
 
 
 @routes.get(

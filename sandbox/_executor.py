@@ -16,6 +16,7 @@ from typing import Any
 
 from sandbox._backend import Backend, Job, JobOutcome, Workers
 from sandbox._cache import ResultCache, cache_key, link_tree
+from sandbox._files import write_atomic
 from sandbox._models import (
     DataPaths,
     JobSpec,
@@ -520,9 +521,7 @@ def _load_record(path: Path, key: str | None) -> SeedResult | None:
 
 
 def _write_record(path: Path, key: str, result: SeedResult) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"key": key, "result": result.model_dump(mode="json")}, indent=1))
-    tmp.replace(path)
+    write_atomic(path, json.dumps({"key": key, "result": result.model_dump(mode="json")}, indent=1))
 
 
 def _safe(progress: ProgressCallback | None) -> ProgressCallback:
