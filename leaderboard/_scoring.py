@@ -385,16 +385,7 @@ def score_task(
     Returns rows sorted by score (best first); rows that are not ``ok`` score 0 and come
     last but stay in the table.
     """
-    if group is not None:
-        results = [r for r in results if group.admits(r)]
-    else:
-        anchor_keys = {r.anchor_key for r in results}
-        budget_groups = {r.group() for r in results if r.type != "baseline"}
-        if len(anchor_keys) > 1 or len(budget_groups) > 1:
-            raise ValueError(
-                f"results from several comparable groups: {sorted(anchor_keys)}, "
-                f"{sorted(g.slug() for g in budget_groups)}; pass group="
-            )
+    results = _of_one_group(results, group)
     baselines = [
         r for r in results if r.type == "baseline" and (reference_as_anchor or not r.reference)
     ]
@@ -455,6 +446,22 @@ def score_task(
         key=lambda r: (r.score is None, r.result.status != "ok", -(r.score or 0.0), r.result.run_id)
     )
     return TaskScores(group=group, specs=list(specs), anchors=anchors, noise=noise, rows=rows)
+
+
+def _of_one_group(
+    results: Sequence[RunResult], group: ComparableGroup | None
+) -> Sequence[RunResult]:
+    """The results ``group`` admits; without a group they must all share one already."""
+    if group is not None:
+        return [r for r in results if group.admits(r)]
+    anchor_keys = {r.anchor_key for r in results}
+    budget_groups = {r.group() for r in results if r.type != "baseline"}
+    if len(anchor_keys) > 1 or len(budget_groups) > 1:
+        raise ValueError(
+            f"results from several comparable groups: {sorted(anchor_keys)}, "
+            f"{sorted(g.slug() for g in budget_groups)}; pass group="
+        )
+    return results
 
 
 def _failure_note(res: RunResult) -> str:

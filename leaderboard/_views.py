@@ -262,24 +262,9 @@ def build_task_table(
     wanted_types = tuple(t for t in types if t in RUN_TYPES) or RUN_TYPES
     rows = [r for r in sg.rows if r.scored.result.type in wanted_types]
 
-    def value(row: TableRow) -> Any:
-        s = row.scored
-        if sort == "score":
-            return s.score
-        if sort == "method":
-            return s.result.method.lower()
-        if sort == "type":
-            return RUN_TYPES.index(s.result.type)
-        if sort == "started":
-            return row.started_at
-        m = s.metrics.get(sort)
-        if m is None or m.stats is None or not math.isfinite(m.stats.mean):
-            return None
-        return m.stats.mean
-
-    present = [r for r in rows if value(r) is not None]
-    missing = [r for r in rows if value(r) is None]
-    present.sort(key=value, reverse=order == "desc")
+    present = [r for r in rows if _sort_value(r, sort) is not None]
+    missing = [r for r in rows if _sort_value(r, sort) is None]
+    present.sort(key=lambda r: _sort_value(r, sort), reverse=order == "desc")
     ordered = present + missing
     page = max(1, page)
     pages = max(1, math.ceil(len(ordered) / limit)) if limit > 0 else 1
@@ -302,6 +287,23 @@ def build_task_table(
         pages,
         limit,
     )
+
+
+def _sort_value(row: TableRow, sort: str) -> Any:
+    """The value a row is sorted by (``None``: no value, sorted last)."""
+    s = row.scored
+    if sort == "score":
+        return s.score
+    if sort == "method":
+        return s.result.method.lower()
+    if sort == "type":
+        return RUN_TYPES.index(s.result.type)
+    if sort == "started":
+        return row.started_at
+    m = s.metrics.get(sort)
+    if m is None or m.stats is None or not math.isfinite(m.stats.mean):
+        return None
+    return m.stats.mean
 
 
 def group_tables(
