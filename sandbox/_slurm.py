@@ -568,7 +568,19 @@ class SlurmBackend(Backend):
             time.sleep(self.poll_s)
         time.sleep(0.2)
         follow()
-        wall = time.monotonic() - start
+        return self._ended(job_id, work, state, exit_code, timed_out, time.monotonic() - start)
+
+    def _ended(
+        self,
+        job_id: str,
+        work: Path,
+        state: str | None,
+        exit_code: str | None,
+        timed_out: bool,
+        wall: float,
+    ) -> JobOutcome:
+        """The outcome of a job that left the queue, from its last state and exit code (the
+        supervisor's observations decide what is an infrastructure failure)."""
         with self._lock:
             ours = job_id in self._cancelled_jobs
         code: int | None = None
