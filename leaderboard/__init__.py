@@ -1,69 +1,30 @@
 """The leaderboard: a store of runs and results, their scoring, and the web page.
 
 Imports nothing else of PretrainBench: the runner converts its runs into ``RunRecord``s.
+The public surface is what other packages use; scoring, statistics and the schema are
+internals (tests import them from their modules).
 """
 
+from ._auth import BEARER_SCHEME, BearerTokenGate, send_problem
 from ._plots import Series, line_plot
-from ._records import FinalRecord, MetricSpec, RunRecord, TestRecord
-from ._schema import MIGRATIONS, SCHEMA_VERSION, SchemaTooNewError, migrate
-from ._scoring import (
-    Anchor,
-    ComparableGroup,
-    NoiseBand,
-    RunResult,
-    ScoredRun,
-    TaskScores,
-    geometric_mean_eps,
-    normalise,
-    score_task,
-)
-from ._stats import SeedStats, WelchResult, seed_stats, t_ppf, welch_t_test
-from ._store import DEFAULT_URL, Store, TaskData, TaskInfo
-from ._views import (
-    NotFoundError,
-    TaskTable,
-    build_task_table,
-    cross_task_ranking,
-    export_csv,
-    scores_json,
-)
-from ._web import create_app, serve
+from ._records import FinalRecord, MetricInfo, RunRecord, SeedRecord
+from ._store import Store
+from ._views import NotFoundError, export_csv, group_tables
+from ._web import create_app
 
 __all__ = [
-    "DEFAULT_URL",
-    "MIGRATIONS",
-    "SCHEMA_VERSION",
-    "Anchor",
-    "ComparableGroup",
+    "BEARER_SCHEME",
+    "BearerTokenGate",
     "FinalRecord",
-    "MetricSpec",
-    "NoiseBand",
+    "MetricInfo",
     "NotFoundError",
     "RunRecord",
-    "RunResult",
-    "SchemaTooNewError",
-    "ScoredRun",
-    "SeedStats",
+    "SeedRecord",
     "Series",
     "Store",
-    "TaskData",
-    "TaskInfo",
-    "TaskScores",
-    "TaskTable",
-    "TestRecord",
-    "WelchResult",
-    "build_task_table",
     "create_app",
-    "cross_task_ranking",
     "export_csv",
-    "geometric_mean_eps",
+    "group_tables",
     "line_plot",
-    "migrate",
-    "normalise",
-    "score_task",
-    "scores_json",
-    "seed_stats",
-    "serve",
-    "t_ppf",
-    "welch_t_test",
+    "send_problem",
 ]

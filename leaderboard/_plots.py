@@ -65,6 +65,9 @@ def line_plot(
     y_range: tuple[float, float] | None = None,
 ) -> str:
     """An ``<svg>`` element (as text) plotting ``series``; an empty-state note if nothing to plot."""
+    # One function on purpose (95 lines): the SVG is emitted top to bottom — frame, ticks,
+    # lines, legend — through the two scale closures ``sx``/``sy``; split, each part would
+    # need the whole geometry passed in.
     pts = [(x, y) for s in series for x, y in s.points if y is not None and math.isfinite(y)]
     left, right, top, bottom = 64, 150, 30, 44
     pw, ph = width - left - right, height - top - bottom

@@ -27,8 +27,9 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", ser_json_inf_nan="strings")
 
 
-class MetricSpec(_Model):
-    """How one metric of one evaluation setting is scored.
+class MetricInfo(_Model):
+    """How one metric of one evaluation setting is scored (the leaderboard's record of a
+    metric, which the runner builds from env's ``MetricSpec``).
 
     The reported key is ``f"{name}_{setting}"`` (e.g. ``val_loss_gpt-345m``), as in the
     sandbox's suffixed metrics.
@@ -48,10 +49,8 @@ class MetricSpec(_Model):
         return f"{self.name}_{self.setting}"
 
 
-class TestRecord(_Model):
+class SeedRecord(_Model):
     """One (test number, evaluation setting, seed) result."""
-
-    __test__ = False  # not a pytest test class, despite the name
 
     number: int = Field(ge=0)
     setting: str = Field(pattern=_LABEL_PATTERN)
@@ -89,7 +88,7 @@ class FinalRecord(_Model):
     test_number: int = Field(ge=0)
     status: Literal["ok", "failed", "infra_error"]
     reason: str | None = Field(default=None, max_length=20_000)
-    per_seed: list[TestRecord] = Field(default_factory=list)
+    per_seed: list[SeedRecord] = Field(default_factory=list)
 
 
 class RunRecord(_Model):
@@ -119,13 +118,13 @@ class RunRecord(_Model):
     started_at: datetime
     finished_at: datetime | None = None
     status: Literal["running", "finished", "failed", "infra_error", "incomplete"]
-    tests: list[TestRecord] = Field(default_factory=list)
+    tests: list[SeedRecord] = Field(default_factory=list)
     final: FinalRecord | None = None
     regions: dict[str, str] = Field(default_factory=dict)
     diff: str = Field(default="", max_length=2_000_000)
     transcript: list[dict[str, Any]] | None = None
     transcript_ref: str | None = Field(default=None, max_length=2000)
-    metric_specs: list[MetricSpec] = Field(default_factory=list)
+    metric_specs: list[MetricInfo] = Field(default_factory=list)
 
     @field_validator("started_at", "finished_at")
     @classmethod
@@ -155,7 +154,7 @@ class RunRecord(_Model):
             raise ValueError("metric_specs names the same metric of the same setting twice")
         return self
 
-    def result_rows(self) -> list[TestRecord]:
+    def result_rows(self) -> list[SeedRecord]:
         """The per-seed rows that represent this run on the leaderboard.
 
         The final evaluation when there is one; otherwise, for baselines and vanilla runs

@@ -1,19 +1,24 @@
-"""The store's tables (SQLAlchemy 2 typed ORM) and their versioned migrations.
+"""The store's tables (SQLAlchemy 2 typed ORM) and their migrations (Alembic).
 
-Migrations are a hand-written, append-only list: each step has a version number and a
-function of a connection. ``migrate(engine)`` applies the missing steps in order inside one
-write transaction (serialised across processes: ``BEGIN IMMEDIATE`` on SQLite, an advisory
-lock on PostgreSQL) and records each in ``pb_schema_version``. A database written by a newer
-version of this code is refused rather than silently misread.
+The migration scripts ship inside the package (``leaderboard/migrations``). ``migrate(engine)``
+runs them on every ``Store`` open, inside one write transaction serialised across processes
+(``BEGIN IMMEDIATE`` on SQLite, an advisory lock on PostgreSQL). A database made by the earlier
+hand-written framework (``pb_schema_version`` at version 1) is stamped with the revision that
+has the same tables and carries on from there. A database written by a newer version of this
+code is refused rather than silently misread.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionError
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -27,7 +32,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    select,
+    inspect,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -35,16 +40,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 class Base(DeclarativeBase):
     """Declarative base of the leaderboard tables."""
-
-
-class SchemaVersion(Base):
-    """One applied migration step."""
-
-    __tablename__ = "pb_schema_version"
-
-    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    description: Mapped[str] = mapped_column(String(200))
-    applied_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class TaskRow(Base):
@@ -127,66 +122,68 @@ class TestRow(Base):
     )
 
 
-@dataclass(frozen=True)
-class Migration:
-    """One schema step: applied once, in order, recorded in ``pb_schema_version``."""
-
-    version: int
-    description: str
-    apply: Callable[[Connection], None]
-
-
-def _initial_schema(conn: Connection) -> None:
-    # Version 1 is the tables as declared above. Later steps must ALTER explicitly and never
-    # edit this step, so that an old database and a new one converge on the same schema.
-    Base.metadata.create_all(
-        conn,
-        tables=[TaskRow.__table__, RunRow.__table__, TestRow.__table__],  # type: ignore[list-item]
-    )
-
-
-MIGRATIONS: list[Migration] = [
-    Migration(1, "initial schema: tasks, runs, tests", _initial_schema),
-]
-SCHEMA_VERSION = MIGRATIONS[-1].version
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+_LEGACY_VERSION_TABLE = "pb_schema_version"  # the hand-written framework's bookkeeping
+_LEGACY_V1_REVISION = "0001"  # the revision whose tables equal that framework's version 1
 
 
 class SchemaTooNewError(RuntimeError):
     """The database was written by a newer version of the leaderboard."""
 
 
-def current_version(conn: Connection) -> int:
-    """The highest applied migration (0 for an empty database)."""
-    SchemaVersion.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
-    found = conn.execute(
-        select(SchemaVersion.version).order_by(SchemaVersion.version.desc())
-    ).first()
-    return int(found[0]) if found else 0
+def _alembic_config(conn: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = conn  # env.py migrates on this connection, in its lock
+    return config
+
+
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory(str(MIGRATIONS_DIR))
+
+
+SCHEMA_VERSION: str = _scripts().get_current_head() or ""  # the newest revision id
+
+
+def current_version(conn: Connection) -> str | None:
+    """The database's Alembic revision (``None`` for an empty database)."""
+    return MigrationContext.configure(conn).get_current_revision()
 
 
 def migrate(engine: Engine) -> int:
-    """Bring the database up to ``SCHEMA_VERSION``; returns the number of steps applied."""
+    """Bring the database up to ``SCHEMA_VERSION``; returns the number of revisions applied."""
     with engine.execution_options(pb_write=True).begin() as conn:
         if conn.dialect.name == "postgresql":
             # Two processes opening a fresh database must not both create the tables.
             conn.execute(text("SELECT pg_advisory_xact_lock(7312024)"))
+        config = _alembic_config(conn)
+        _adopt_legacy_schema(conn, config)
         version = current_version(conn)
-        if version > SCHEMA_VERSION:
+        scripts = _scripts()
+        try:
+            pending = list(scripts.iterate_revisions(SCHEMA_VERSION, version))
+        except RevisionError as exc:
             raise SchemaTooNewError(
-                f"database schema version {version} is newer than this code's {SCHEMA_VERSION}; "
-                "upgrade pretrainbench"
-            )
-        applied = 0
-        for step in MIGRATIONS:
-            if step.version <= version:
-                continue
-            step.apply(conn)
-            conn.execute(
-                SchemaVersion.__table__.insert().values(  # type: ignore[attr-defined]
-                    version=step.version,
-                    description=step.description,
-                    applied_at=datetime.now(UTC),
-                )
-            )
-            applied += 1
-        return applied
+                f"database schema revision {version} is unknown to this code (newest "
+                f"{SCHEMA_VERSION}): it was written by a newer pretrainbench; upgrade it"
+            ) from exc
+        if pending:
+            command.upgrade(config, "head")
+        return len(pending)
+
+
+def _adopt_legacy_schema(conn: Connection, config: Config) -> None:
+    """Stamp a database made by the hand-written framework and drop its version table."""
+    if not inspect(conn).has_table(_LEGACY_VERSION_TABLE):
+        return
+    versions = [
+        row[0] for row in conn.execute(text(f"SELECT version FROM {_LEGACY_VERSION_TABLE}"))
+    ]
+    if max(versions, default=0) > 1:
+        raise SchemaTooNewError(
+            f"database schema version {max(versions)} is newer than this code knows; "
+            "upgrade pretrainbench"
+        )
+    if versions:
+        command.stamp(config, _LEGACY_V1_REVISION)
+    conn.execute(text(f"DROP TABLE {_LEGACY_VERSION_TABLE}"))

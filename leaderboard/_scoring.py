@@ -43,7 +43,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ._records import Direction, MetricSpec, RunRecord
+from ._records import Direction, MetricInfo, RunRecord
 from ._stats import SeedStats, WelchResult, seed_stats, welch_from_stats
 
 GMEAN_EPS = 0.01
@@ -261,7 +261,7 @@ class TaskScores:
     """The scored, ranked rows of one comparable group (best first; failed rows last)."""
 
     group: ComparableGroup | None
-    specs: Sequence[MetricSpec]
+    specs: Sequence[MetricInfo]
     anchors: Mapping[str, Anchor]
     noise: Mapping[str, NoiseBand]
     rows: Sequence[ScoredRun]
@@ -327,7 +327,7 @@ def weighted_mean(pairs: Sequence[tuple[float, float]]) -> float:
 
 
 def compute_anchors(
-    baselines: Sequence[RunResult], specs: Sequence[MetricSpec]
+    baselines: Sequence[RunResult], specs: Sequence[MetricInfo]
 ) -> dict[str, Anchor]:
     """Anchors per metric key from the baselines' seed means (complete baselines only)."""
     anchors: dict[str, Anchor] = {}
@@ -375,7 +375,7 @@ def compute_noise(
 
 def score_task(
     results: Sequence[RunResult],
-    specs: Sequence[MetricSpec],
+    specs: Sequence[MetricInfo],
     *,
     group: ComparableGroup | None = None,
     reference_as_anchor: bool = False,
@@ -385,16 +385,7 @@ def score_task(
     Returns rows sorted by score (best first); rows that are not ``ok`` score 0 and come
     last but stay in the table.
     """
-    if group is not None:
-        results = [r for r in results if group.admits(r)]
-    else:
-        anchor_keys = {r.anchor_key for r in results}
-        budget_groups = {r.group() for r in results if r.type != "baseline"}
-        if len(anchor_keys) > 1 or len(budget_groups) > 1:
-            raise ValueError(
-                f"results from several comparable groups: {sorted(anchor_keys)}, "
-                f"{sorted(g.slug() for g in budget_groups)}; pass group="
-            )
+    results = _of_one_group(results, group)
     baselines = [
         r for r in results if r.type == "baseline" and (reference_as_anchor or not r.reference)
     ]
@@ -457,6 +448,22 @@ def score_task(
     return TaskScores(group=group, specs=list(specs), anchors=anchors, noise=noise, rows=rows)
 
 
+def _of_one_group(
+    results: Sequence[RunResult], group: ComparableGroup | None
+) -> Sequence[RunResult]:
+    """The results ``group`` admits; without a group they must all share one already."""
+    if group is not None:
+        return [r for r in results if group.admits(r)]
+    anchor_keys = {r.anchor_key for r in results}
+    budget_groups = {r.group() for r in results if r.type != "baseline"}
+    if len(anchor_keys) > 1 or len(budget_groups) > 1:
+        raise ValueError(
+            f"results from several comparable groups: {sorted(anchor_keys)}, "
+            f"{sorted(g.slug() for g in budget_groups)}; pass group="
+        )
+    return results
+
+
 def _failure_note(res: RunResult) -> str:
     if res.status == "incomplete":
         return "no final result"
@@ -467,7 +474,7 @@ def _failure_note(res: RunResult) -> str:
     return "a scored metric is missing or not finite"
 
 
-def _settings_in_order(specs: Sequence[MetricSpec]) -> list[str]:
+def _settings_in_order(specs: Sequence[MetricInfo]) -> list[str]:
     seen: list[str] = []
     for spec in specs:
         if spec.setting not in seen:

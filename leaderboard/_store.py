@@ -25,9 +25,9 @@ from sqlalchemy.orm import Session
 
 from ._records import (
     FinalRecord,
-    MetricSpec,
+    MetricInfo,
     RunRecord,
-    TestRecord,
+    SeedRecord,
     decode_metrics,
     decode_number,
     encode_curve,
@@ -59,11 +59,11 @@ class TaskData:
     task: TaskInfo
     results: list[RunResult]
     started_at: dict[str, datetime]
-    run_specs: dict[str, list[MetricSpec]]
+    run_specs: dict[str, list[MetricInfo]]
 
-    def specs_for(self, group: ComparableGroup) -> list[MetricSpec]:
+    def specs_for(self, group: ComparableGroup) -> list[MetricInfo]:
         """The metric specs of a group's runs (the latest run's version of each metric)."""
-        specs: dict[str, MetricSpec] = {}
+        specs: dict[str, MetricInfo] = {}
         for res in self.results:  # in start order: later runs win
             if group.admits(res):
                 for spec in self.run_specs.get(res.run_id, []):
@@ -252,8 +252,8 @@ class Store:
             ).all()
         results: list[RunResult] = []
         started: dict[str, datetime] = {}
-        run_specs: dict[str, list[MetricSpec]] = {}
-        parsed_specs: dict[str, list[MetricSpec]] = {}
+        run_specs: dict[str, list[MetricInfo]] = {}
+        parsed_specs: dict[str, list[MetricInfo]] = {}
         for r in rows:
             values = {
                 k: [x if type(x) is float else float(decode_number(x)) for x in v]
@@ -281,7 +281,7 @@ class Store:
             # Runs of one codebase share their specs' text: parse each distinct text once.
             if r.metric_specs not in parsed_specs:
                 parsed_specs[r.metric_specs] = [
-                    MetricSpec.model_validate(s) for s in json.loads(r.metric_specs)
+                    MetricInfo.model_validate(s) for s in json.loads(r.metric_specs)
                 ]
             run_specs[r.run_id] = parsed_specs[r.metric_specs]
         info = TaskInfo(task.task_id, task.title, task.description, len(results))
@@ -376,7 +376,7 @@ def _run_columns(run: RunRecord, digest: str, now: datetime) -> dict[str, Any]:
     }
 
 
-def _test_columns(run_id: str, test: TestRecord, is_final: bool) -> dict[str, Any]:
+def _test_columns(run_id: str, test: SeedRecord, is_final: bool) -> dict[str, Any]:
     return {
         "run_id": run_id,
         "is_final": is_final,
@@ -391,8 +391,8 @@ def _test_columns(run_id: str, test: TestRecord, is_final: bool) -> dict[str, An
     }
 
 
-def _test_from_row(row: TestRow) -> TestRecord:
-    return TestRecord(
+def _test_from_row(row: TestRow) -> SeedRecord:
+    return SeedRecord(
         number=row.number,
         setting=row.setting,
         seed=row.seed,
@@ -440,5 +440,5 @@ def _run_from_rows(row: RunRow, tests: list[TestRow]) -> RunRecord:
         diff=row.diff,
         transcript=row.transcript,
         transcript_ref=row.transcript_ref,
-        metric_specs=[MetricSpec.model_validate(s) for s in json.loads(row.metric_specs)],
+        metric_specs=[MetricInfo.model_validate(s) for s in json.loads(row.metric_specs)],
     )

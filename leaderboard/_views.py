@@ -14,8 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._records import MetricSpec
-from ._scoring import ComparableGroup, ScoredRun, TaskScores, goodness, score_task
+from pydantic import BaseModel, ConfigDict
+
+from ._records import MetricInfo
+from ._scoring import ComparableGroup, MetricResult, ScoredRun, TaskScores, goodness, score_task
 from ._store import Store, TaskData
 
 RUN_TYPES = ("baseline", "vanilla", "agent")
@@ -42,7 +44,7 @@ class TaskTable:
     group: ComparableGroup
     groups: list[ComparableGroup]
     scores: TaskScores
-    specs: list[MetricSpec]
+    specs: list[MetricInfo]
     rows: list[TableRow]
     sort: str
     order: str
@@ -260,24 +262,9 @@ def build_task_table(
     wanted_types = tuple(t for t in types if t in RUN_TYPES) or RUN_TYPES
     rows = [r for r in sg.rows if r.scored.result.type in wanted_types]
 
-    def value(row: TableRow) -> Any:
-        s = row.scored
-        if sort == "score":
-            return s.score
-        if sort == "method":
-            return s.result.method.lower()
-        if sort == "type":
-            return RUN_TYPES.index(s.result.type)
-        if sort == "started":
-            return row.started_at
-        m = s.metrics.get(sort)
-        if m is None or m.stats is None or not math.isfinite(m.stats.mean):
-            return None
-        return m.stats.mean
-
-    present = [r for r in rows if value(r) is not None]
-    missing = [r for r in rows if value(r) is None]
-    present.sort(key=value, reverse=order == "desc")
+    present = [r for r in rows if _sort_value(r, sort) is not None]
+    missing = [r for r in rows if _sort_value(r, sort) is None]
+    present.sort(key=lambda r: _sort_value(r, sort), reverse=order == "desc")
     ordered = present + missing
     page = max(1, page)
     pages = max(1, math.ceil(len(ordered) / limit)) if limit > 0 else 1
@@ -302,6 +289,41 @@ def build_task_table(
     )
 
 
+def _sort_value(row: TableRow, sort: str) -> Any:
+    """The value a row is sorted by (``None``: no value, sorted last)."""
+    s = row.scored
+    if sort == "score":
+        return s.score
+    if sort == "method":
+        return s.result.method.lower()
+    if sort == "type":
+        return RUN_TYPES.index(s.result.type)
+    if sort == "started":
+        return row.started_at
+    m = s.metrics.get(sort)
+    if m is None or m.stats is None or not math.isfinite(m.stats.mean):
+        return None
+    return m.stats.mean
+
+
+def group_tables(
+    store: Store, task_id: str | None = None, *, reference_as_anchor: bool = False
+) -> list[TaskTable]:
+    """The table of every comparable group (of one task, or all tasks), ranked as on the web
+    page: the one scored view the CLI table and the CSV export are printed from."""
+    task_ids = [task_id] if task_id else [t.task_id for t in store.list_tasks()]
+    tables = []
+    for tid in task_ids:
+        data = store.task_data(tid)
+        if data is None:
+            raise NotFoundError(f"no task {tid!r}")
+        tables += [
+            build_task_table(store, tid, group=g.slug(), reference_as_anchor=reference_as_anchor)
+            for g in data.groups()
+        ]
+    return tables
+
+
 def export_csv(
     store: Store, task_id: str | None = None, *, reference_as_anchor: bool = False
 ) -> str:
@@ -310,7 +332,6 @@ def export_csv(
     Columns: the group's identity, the run's identity, score and setting scores, and per metric
     its mean, std and number of seeds.
     """
-    task_ids = [task_id] if task_id else [t.task_id for t in store.list_tasks()]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     fixed = [
@@ -331,23 +352,15 @@ def export_csv(
         "score",
         "note",
     ]
-    tables = []
+    tables = group_tables(store, task_id, reference_as_anchor=reference_as_anchor)
     metric_keys: list[str] = []
     settings: list[str] = []
-    for tid in task_ids:
-        data = store.task_data(tid)
-        if data is None:
-            raise NotFoundError(f"no task {tid!r}")
-        for g in data.groups():
-            table = build_task_table(
-                store, tid, group=g.slug(), reference_as_anchor=reference_as_anchor
-            )
-            tables.append(table)
-            for spec in table.specs:
-                if spec.key not in metric_keys:
-                    metric_keys.append(spec.key)
-                if spec.setting not in settings:
-                    settings.append(spec.setting)
+    for table in tables:
+        for spec in table.specs:
+            if spec.key not in metric_keys:
+                metric_keys.append(spec.key)
+            if spec.setting not in settings:
+                settings.append(spec.setting)
     header = fixed + [f"score_{s}" for s in settings]
     for key in metric_keys:
         header += [key, f"{key}_std", f"{key}_n"]
@@ -393,78 +406,158 @@ def export_csv(
     return buf.getvalue()
 
 
-def scores_json(table: TaskTable) -> dict[str, Any]:
-    """A task table as JSON-ready data (the ``/api/tasks/{id}`` body)."""
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
-    def num(v: float | None) -> float | str | None:
-        if v is None or math.isfinite(v):
-            return v
-        return "NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")
 
-    rows = []
-    for row in table.rows:
-        s = row.scored
-        rows.append(
-            {
-                "rank": row.rank,
-                "run_id": s.run_id,
-                "type": s.result.type,
-                "method": s.result.method,
-                "agent": s.result.agent,
-                "model": s.result.model,
-                "reference": s.result.reference,
-                "status": s.result.status,
-                "score": num(s.score),
-                "note": s.note,
-                "setting_scores": {k: num(v) for k, v in s.setting_scores.items()},
-                "metrics": {
-                    k: None
-                    if m.stats is None
-                    else {
-                        "mean": num(m.stats.mean),
-                        "std": num(m.stats.std),
-                        "n": m.stats.n,
-                        "ci95": None
-                        if m.stats.ci_low is None
-                        else [num(m.stats.ci_low), num(m.stats.ci_high)],
-                        "score": m.score,
-                        "p_vs_best_baseline": None if m.vs_best is None else num(m.vs_best.p_value),
-                        "within_baseline_noise": m.within_noise,
-                    }
-                    for k, m in s.metrics.items()
-                },
-            }
+#: JSON has no NaN or infinity: such a value travels as the text "NaN", "Infinity", "-Infinity".
+JsonNumber = float | str | None
+
+
+def _num(v: float | None) -> JsonNumber:
+    if v is None or math.isfinite(v):
+        return v
+    return "NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")
+
+
+class TaskSummary(_Body):
+    """A task in ``GET /api/tasks``."""
+
+    task_id: str
+    title: str | None
+    runs: int
+
+
+class MetricScoreBody(_Body):
+    """One metric of one ranked run: seed summary, score and comparison with the best baseline."""
+
+    mean: JsonNumber
+    std: JsonNumber
+    n: int
+    ci95: list[JsonNumber] | None
+    score: float | None
+    p_vs_best_baseline: JsonNumber
+    within_baseline_noise: bool | None
+
+
+class ScoreRowBody(_Body):
+    """One ranked run of a task table."""
+
+    rank: int | None
+    run_id: str
+    type: str
+    method: str
+    agent: str
+    model: str | None
+    reference: bool
+    status: str
+    score: JsonNumber
+    note: str | None
+    setting_scores: dict[str, JsonNumber]
+    metrics: dict[str, MetricScoreBody | None]
+
+
+class GroupBody(_Body):
+    """A comparable group's identity."""
+
+    slug: str
+    profile: str
+    max_steps: int | None
+    max_tests: int | None
+    codebase_version: str
+    dataset_source: str
+
+
+class AnchorBody(_Body):
+    """A metric's normalisation anchors."""
+
+    worst: float
+    best: float
+    bound: float | None
+    gamma: float | None
+    best_run_id: str
+
+
+class NoiseBody(_Body):
+    """The best baseline's seed-noise band of a metric."""
+
+    center: float
+    half_width: float
+
+
+class TaskScoresBody(_Body):
+    """A task table as JSON (the ``GET /api/tasks/{id}`` body)."""
+
+    task_id: str
+    title: str | None
+    group: GroupBody
+    groups: list[str]
+    metrics: list[MetricInfo]
+    anchors: dict[str, AnchorBody]
+    noise: dict[str, NoiseBody]
+    rows: list[ScoreRowBody]
+
+
+def _metric_body(m: MetricResult) -> MetricScoreBody | None:
+    if m.stats is None:
+        return None
+    return MetricScoreBody(
+        mean=_num(m.stats.mean),
+        std=_num(m.stats.std),
+        n=m.stats.n,
+        ci95=None if m.stats.ci_low is None else [_num(m.stats.ci_low), _num(m.stats.ci_high)],
+        score=m.score,
+        p_vs_best_baseline=None if m.vs_best is None else _num(m.vs_best.p_value),
+        within_baseline_noise=m.within_noise,
+    )
+
+
+def task_scores_body(table: TaskTable) -> TaskScoresBody:
+    """A task table as the JSON API's response model."""
+    rows = [
+        ScoreRowBody(
+            rank=row.rank,
+            run_id=s.run_id,
+            type=s.result.type,
+            method=s.result.method,
+            agent=s.result.agent,
+            model=s.result.model,
+            reference=s.result.reference,
+            status=s.result.status,
+            score=_num(s.score),
+            note=s.note,
+            setting_scores={k: _num(v) for k, v in s.setting_scores.items()},
+            metrics={k: _metric_body(m) for k, m in s.metrics.items()},
         )
+        for row in table.rows
+        for s in [row.scored]
+    ]
     g = table.group
-    return {
-        "task_id": table.data.task.task_id,
-        "title": table.data.task.title,
-        "group": {
-            "slug": g.slug(),
-            "profile": g.profile,
-            "max_steps": g.max_steps,
-            "max_tests": g.max_tests,
-            "codebase_version": g.codebase_version,
-            "dataset_source": g.dataset_source,
-        },
-        "groups": [x.slug() for x in table.groups],
-        "metrics": [s.model_dump() for s in table.specs],
-        "anchors": {
-            k: {
-                "worst": a.worst,
-                "best": a.best,
-                "bound": a.bound,
-                "gamma": a.gamma,
-                "best_run_id": a.best_run_id,
-            }
+    return TaskScoresBody(
+        task_id=table.data.task.task_id,
+        title=table.data.task.title,
+        group=GroupBody(
+            slug=g.slug(),
+            profile=g.profile,
+            max_steps=g.max_steps,
+            max_tests=g.max_tests,
+            codebase_version=g.codebase_version,
+            dataset_source=g.dataset_source,
+        ),
+        groups=[x.slug() for x in table.groups],
+        metrics=list(table.specs),
+        anchors={
+            k: AnchorBody(
+                worst=a.worst, best=a.best, bound=a.bound, gamma=a.gamma, best_run_id=a.best_run_id
+            )
             for k, a in table.scores.anchors.items()
         },
-        "noise": {
-            k: {"center": b.center, "half_width": b.half_width}
+        noise={
+            k: NoiseBody(center=b.center, half_width=b.half_width)
             for k, b in table.scores.noise.items()
         },
-        "rows": rows,
-    }
+        rows=rows,
+    )
 
 
 @dataclass(frozen=True)

@@ -9,19 +9,22 @@ the stylesheet is served from ``/static``.
 
 from __future__ import annotations
 
-import hmac
 import json
 import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from ._auth import BEARER_SCHEME, MISSING_OR_WRONG, bearer_token_matches
 from ._plots import Series, line_plot
 from ._records import RunRecord
 from ._scoring import ComparableGroup, RunResult
@@ -30,13 +33,16 @@ from ._views import (
     RUN_TYPES,
     NotFoundError,
     ScoreCache,
+    TaskScoresBody,
+    TaskSummary,
+    TaskTable,
     build_task_table,
     cross_task_ranking,
     export_csv,
     format_score,
     format_std,
     format_value,
-    scores_json,
+    task_scores_body,
 )
 
 HERE = Path(__file__).parent
@@ -63,6 +69,331 @@ def _environment() -> Environment:
     return env
 
 
+# ── what every route depends on ─────────────────────────────────────────────
+@dataclass(frozen=True)
+class Site:
+    """One served leaderboard: its store, write token, scoring option and templates."""
+
+    store: Store
+    write_token: str | None
+    reference_as_anchor: bool
+    title: str
+    templates: Environment = field(default_factory=_environment)
+    cache: ScoreCache = field(default_factory=ScoreCache)
+
+    def table(
+        self,
+        task_id: str,
+        *,
+        group: str | None,
+        profile: str | None,
+        types: list[str] | None,
+        sort: str = "score",
+        order: str | None = None,
+        limit: int = 0,
+        page: int = 1,
+    ) -> TaskTable:
+        """A task's table, scored with this site's anchors and kept in its cache."""
+        return build_task_table(
+            self.store,
+            task_id,
+            group=group,
+            profile=profile,
+            types=types or (),
+            sort=sort,
+            order=order,
+            limit=limit,
+            page=page,
+            reference_as_anchor=self.reference_as_anchor,
+            cache=self.cache,
+        )
+
+    def render(self, name: str, status: int = 200, **ctx: object) -> HTMLResponse:
+        """A page from ``templates/`` (autoescaped)."""
+        html = self.templates.get_template(name).render(site_title=self.title, **ctx)
+        return HTMLResponse(html, status_code=status)
+
+
+def get_site(request: Request) -> Site:
+    """The ``Site`` the app was created for."""
+    site: Site = request.app.state.site
+    return site
+
+
+def get_store(site: Annotated[Site, Depends(get_site)]) -> Store:
+    """The store the app serves."""
+    return site.store
+
+
+SiteDep = Annotated[Site, Depends(get_site)]
+StoreDep = Annotated[Store, Depends(get_store)]
+
+
+class WebError(Exception):
+    """An API error, answered as ``{"error": message, **extra}`` with ``status``."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, object] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+        self.headers, self.extra = headers, extra or {}
+
+
+async def _web_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, WebError)
+    return JSONResponse(
+        {"error": exc.message, **exc.extra}, status_code=exc.status, headers=exc.headers
+    )
+
+
+def require_writer(
+    request: Request,
+    site: SiteDep,
+    _scheme: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER_SCHEME)],
+) -> None:
+    """Writes need ``Authorization: Bearer <write_token>``; without a token the app is
+    read-only. ``_scheme`` only documents the scheme in the OpenAPI schema."""
+    if site.write_token is None:
+        raise WebError(403, "this server is read-only (started without a write token)")
+    authorization = request.headers.get("authorization")
+    # Headers arrive as latin-1 text: encoding it back gives the bytes the client sent.
+    raw = None if authorization is None else authorization.encode("latin-1")
+    if not bearer_token_matches(raw, site.write_token):
+        raise WebError(401, MISSING_OR_WRONG, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def _security_headers(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    response = await call_next(request)
+    if not request.url.path.startswith("/api/docs"):
+        response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    return response
+
+
+# ── pages ───────────────────────────────────────────────────────────────────
+pages = APIRouter(default_response_class=HTMLResponse)
+
+
+@pages.get("/")
+def home(site: SiteDep, profile: str | None = None) -> HTMLResponse:
+    """The task list and the cross-task ranking of one profile."""
+    task_ids, ranking, profiles, chosen = cross_task_ranking(
+        site.store, profile, reference_as_anchor=site.reference_as_anchor
+    )
+    return site.render(
+        "home.html",
+        tasks=site.store.list_tasks(),
+        task_ids=task_ids,
+        ranking=ranking,
+        profiles=profiles,
+        profile=chosen,
+    )
+
+
+@pages.get("/tasks/{task_id}")
+def task_page(
+    site: SiteDep,
+    task_id: str,
+    group: str | None = None,
+    profile: str | None = None,
+    type: Annotated[list[str] | None, Query()] = None,
+    sort: str = "score",
+    order: str | None = None,
+    limit: Annotated[int, Query(ge=0, le=100_000)] = PAGE_SIZE,
+    page: Annotated[int, Query(ge=1)] = 1,
+) -> HTMLResponse:
+    """A task's ranked table in one comparable group."""
+    try:
+        table = site.table(
+            task_id,
+            group=group,
+            profile=profile,
+            types=type,
+            sort=sort,
+            order=order,
+            limit=limit,
+            page=page,
+        )
+    except NotFoundError as exc:
+        return site.render("error.html", status=404, message=str(exc))
+    return site.render("task.html", t=table, qs=_query_builder(table))
+
+
+@pages.get("/runs/{run_id}")
+def run_page(site: SiteDep, run_id: str) -> HTMLResponse:
+    """One run: scores, plots, per-seed values, the diff and the transcript."""
+    run = site.store.get_run(run_id)
+    if run is None:
+        return site.render("error.html", status=404, message=f"no run {run_id!r}")
+    return site.render(
+        "run.html", **_run_context(site.store, run, site.reference_as_anchor, site.cache)
+    )
+
+
+# ── JSON API and CSV ────────────────────────────────────────────────────────
+class ErrorBody(BaseModel):
+    """An API error."""
+
+    model_config = ConfigDict(extra="allow")  # a 422 adds ``detail``: the problems found
+
+    error: str
+
+
+class RecordedRun(BaseModel):
+    """What ``POST /api/runs`` did with a run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    outcome: Literal["inserted", "replaced", "unchanged"]
+
+
+class Health(BaseModel):
+    """Liveness."""
+
+    status: str
+
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "unknown"}}
+api = APIRouter(prefix="/api")
+
+
+@api.get("/tasks")
+def api_tasks(store: StoreDep) -> list[TaskSummary]:
+    """Every task with its number of runs."""
+    return [
+        TaskSummary(task_id=t.task_id, title=t.title, runs=t.n_runs) for t in store.list_tasks()
+    ]
+
+
+@api.get("/tasks/{task_id}", responses=NOT_FOUND)
+def api_task(
+    site: SiteDep,
+    task_id: str,
+    group: str | None = None,
+    profile: str | None = None,
+    type: Annotated[list[str] | None, Query()] = None,
+) -> TaskScoresBody:
+    """A task's scored table in one comparable group."""
+    try:
+        table = site.table(task_id, group=group, profile=profile, types=type)
+    except NotFoundError as exc:
+        raise WebError(404, str(exc)) from exc
+    return task_scores_body(table)
+
+
+def _csv(text: str, filename: str) -> PlainTextResponse:
+    return PlainTextResponse(
+        text,
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@api.get("/tasks/{task_id}/export.csv", response_class=PlainTextResponse, responses=NOT_FOUND)
+def api_task_csv(site: SiteDep, task_id: str) -> PlainTextResponse:
+    """One task's ranked tables, every comparable group, as CSV."""
+    try:
+        text = export_csv(site.store, task_id, reference_as_anchor=site.reference_as_anchor)
+    except NotFoundError as exc:
+        raise WebError(404, str(exc)) from exc
+    return _csv(text, f"{task_id}.csv")
+
+
+@api.get("/export.csv", response_class=PlainTextResponse)
+def api_csv(site: SiteDep) -> PlainTextResponse:
+    """Every task's ranked tables as CSV."""
+    return _csv(
+        export_csv(site.store, reference_as_anchor=site.reference_as_anchor), "leaderboard.csv"
+    )
+
+
+@api.get("/runs/{run_id}", response_model=RunRecord, responses=NOT_FOUND)
+def api_run(store: StoreDep, run_id: str) -> Response:
+    """One stored run record, transcript included."""
+    run = store.get_run(run_id)
+    if run is None:
+        raise WebError(404, f"no run {run_id!r}")
+    # The record's own JSON, as stored: no second serialisation through FastAPI's encoder.
+    return Response(run.model_dump_json(), media_type="application/json")
+
+
+@api.post(
+    "/runs",
+    dependencies=[Depends(require_writer)],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": RunRecord.model_json_schema()}},
+        }
+    },
+    responses={
+        201: {"model": RecordedRun, "description": "recorded"},
+        401: {"model": ErrorBody, "description": "no or wrong token"},
+        403: {"model": ErrorBody, "description": "the server is read-only"},
+        413: {"model": ErrorBody, "description": f"body over {MAX_BODY_BYTES} bytes"},
+        422: {"model": ErrorBody, "description": "not a valid RunRecord"},
+        503: {"model": ErrorBody, "description": "the store is unavailable"},
+    },
+)
+async def api_record(store: StoreDep, request: Request, response: Response) -> RecordedRun:
+    """Record a run (201 when new, 200 when it replaced or matched a stored one).
+
+    The body is read by hand, not declared: its size is checked before it is parsed.
+    """
+    too_large = WebError(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    declared = request.headers.get("content-length", "0")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise too_large
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise too_large
+    try:
+        run = RunRecord.model_validate_json(body)
+    except ValidationError as exc:
+        raise WebError(
+            422,
+            f"invalid run record: {exc.error_count()} problem(s)",
+            extra={"detail": _problems(exc)},
+        ) from exc
+    try:
+        outcome = store.record(run)
+    except RuntimeError as exc:
+        raise WebError(503, f"store unavailable: {exc}") from exc
+    response.status_code = 201 if outcome == "inserted" else 200
+    return RecordedRun(run_id=run.run_id, outcome=outcome)
+
+
+def _problems(exc: ValidationError) -> list[dict[str, str]]:
+    """Where and what, never the rejected input (the caller's own data), at most 50."""
+    return [
+        {
+            "loc": ".".join(str(p) for p in e["loc"]) or "(body)",
+            "msg": e["msg"],
+            "type": e["type"],
+        }
+        for e in exc.errors(include_url=False, include_context=False, include_input=False)
+    ][:50]
+
+
+health = APIRouter()
+
+
+@health.get("/healthz")
+def healthz() -> Health:
+    """Liveness."""
+    return Health(status="ok")
+
+
 def create_app(
     store: Store,
     write_token: str | None = None,
@@ -81,210 +412,20 @@ def create_app(
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
-    env = _environment()
-    cache = ScoreCache()
+    app.state.site = Site(store, write_token, reference_as_anchor, title)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-
-    def render(name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
-        html = env.get_template(name).render(site_title=title, **ctx)
-        return HTMLResponse(html, status_code=status)
-
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: Any) -> Response:
-        response: Response = await call_next(request)
-        if not request.url.path.startswith("/api/docs"):
-            response.headers.setdefault("Content-Security-Policy", CSP)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        return response
-
-    # ── pages ───────────────────────────────────────────────────────────────
-    @app.get("/", response_class=HTMLResponse)
-    def home(profile: str | None = None) -> HTMLResponse:
-        tasks = store.list_tasks()
-        task_ids, ranking, profiles, chosen = cross_task_ranking(
-            store, profile, reference_as_anchor=reference_as_anchor
-        )
-        return render(
-            "home.html",
-            tasks=tasks,
-            task_ids=task_ids,
-            ranking=ranking,
-            profiles=profiles,
-            profile=chosen,
-        )
-
-    @app.get("/tasks/{task_id}", response_class=HTMLResponse)
-    def task_page(
-        task_id: str,
-        group: str | None = None,
-        profile: str | None = None,
-        type: Annotated[list[str] | None, Query()] = None,
-        sort: str = "score",
-        order: str | None = None,
-        limit: Annotated[int, Query(ge=0, le=100_000)] = PAGE_SIZE,
-        page: Annotated[int, Query(ge=1)] = 1,
-    ) -> HTMLResponse:
-        try:
-            table = build_task_table(
-                store,
-                task_id,
-                group=group,
-                profile=profile,
-                types=type or (),
-                sort=sort,
-                order=order,
-                limit=limit,
-                page=page,
-                reference_as_anchor=reference_as_anchor,
-                cache=cache,
-            )
-        except NotFoundError as exc:
-            return render("error.html", status=404, message=str(exc))
-        return render("task.html", t=table, qs=_query_builder(table))
-
-    @app.get("/runs/{run_id}", response_class=HTMLResponse)
-    def run_page(run_id: str) -> HTMLResponse:
-        run = store.get_run(run_id)
-        if run is None:
-            return render("error.html", status=404, message=f"no run {run_id!r}")
-        return render("run.html", **_run_context(store, run, reference_as_anchor, cache))
-
-    # ── JSON API ────────────────────────────────────────────────────────────
-    @app.get("/api/tasks")
-    def api_tasks() -> list[dict[str, Any]]:
-        return [
-            {"task_id": t.task_id, "title": t.title, "runs": t.n_runs} for t in store.list_tasks()
-        ]
-
-    @app.get("/api/tasks/{task_id}")
-    def api_task(
-        task_id: str,
-        group: str | None = None,
-        profile: str | None = None,
-        type: Annotated[list[str] | None, Query()] = None,
-    ) -> JSONResponse:
-        try:
-            table = build_task_table(
-                store,
-                task_id,
-                group=group,
-                profile=profile,
-                types=type or (),
-                reference_as_anchor=reference_as_anchor,
-                cache=cache,
-            )
-        except NotFoundError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=404)
-        return JSONResponse(scores_json(table))
-
-    @app.get("/api/tasks/{task_id}/export.csv")
-    def api_task_csv(task_id: str) -> Response:
-        try:
-            text = export_csv(store, task_id, reference_as_anchor=reference_as_anchor)
-        except NotFoundError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=404)
-        return PlainTextResponse(
-            text,
-            media_type="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="{task_id}.csv"'},
-        )
-
-    @app.get("/api/export.csv")
-    def api_csv() -> Response:
-        return PlainTextResponse(
-            export_csv(store, reference_as_anchor=reference_as_anchor),
-            media_type="text/csv",
-            headers={"Content-Disposition": 'attachment; filename="leaderboard.csv"'},
-        )
-
-    @app.get("/api/runs/{run_id}")
-    def api_run(run_id: str) -> Response:
-        run = store.get_run(run_id)
-        if run is None:
-            return JSONResponse({"error": f"no run {run_id!r}"}, status_code=404)
-        return Response(run.model_dump_json(), media_type="application/json")
-
-    @app.post(
-        "/api/runs",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": RunRecord.model_json_schema()}},
-            }
-        },
-        responses={
-            201: {"description": "recorded"},
-            401: {"description": "no or wrong token"},
-            422: {"description": "not a valid RunRecord"},
-        },
-    )
-    async def api_record(request: Request) -> JSONResponse:
-        if write_token is None:
-            return JSONResponse(
-                {"error": "this server is read-only (started without a write token)"},
-                status_code=403,
-            )
-        given = request.headers.get("authorization", "")
-        scheme, _, token = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            token.strip().encode(), write_token.encode()
-        ):
-            return JSONResponse(
-                {"error": "missing or wrong bearer token"},
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        declared = request.headers.get("content-length", "0")
-        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            return JSONResponse(
-                {"error": f"body larger than {MAX_BODY_BYTES} bytes"}, status_code=413
-            )
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            return JSONResponse(
-                {"error": f"body larger than {MAX_BODY_BYTES} bytes"}, status_code=413
-            )
-        try:
-            run = RunRecord.model_validate_json(body)
-        except ValidationError as exc:
-            return JSONResponse(
-                {
-                    "error": f"invalid run record: {exc.error_count()} problem(s)",
-                    "detail": [
-                        {
-                            "loc": ".".join(str(p) for p in e["loc"]) or "(body)",
-                            "msg": e["msg"],
-                            "type": e["type"],
-                        }
-                        for e in exc.errors(
-                            include_url=False, include_context=False, include_input=False
-                        )
-                    ][:50],
-                },
-                status_code=422,
-            )
-        try:
-            outcome = store.record(run)
-        except RuntimeError as exc:
-            return JSONResponse({"error": f"store unavailable: {exc}"}, status_code=503)
-        return JSONResponse(
-            {"run_id": run.run_id, "outcome": outcome},
-            status_code=201 if outcome == "inserted" else 200,
-        )
-
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
+    app.middleware("http")(_security_headers)
+    app.add_exception_handler(WebError, _web_error)
+    for router in (pages, api, health):
+        app.include_router(router)
     return app
 
 
-def _query_builder(table: Any) -> Any:
+def _query_builder(table: TaskTable) -> Callable[..., str]:
     """A function for templates: the task page URL with some query parameters changed."""
     from urllib.parse import urlencode
 
-    def qs(**changes: Any) -> str:
+    def qs(**changes: object) -> str:
         params: dict[str, Any] = {
             "group": table.group.slug(),
             "sort": table.sort,
@@ -364,13 +505,13 @@ def _run_context(
                 )
             )
         )
-    for field, label, span in (
+    for curve, label, span in (
         ("train_loss", "Training loss", 1.2),
         ("val_loss", "Validation loss", 0.6),
     ):
-        series = _series(own, field, run.method, emphasis=True)
+        series = _series(own, curve, run.method, emphasis=True)
         for b in baselines:
-            series += _series(_train_curves(b), field, b.method, dashed=True)
+            series += _series(_train_curves(b), curve, b.method, dashed=True)
         ys = [y for s in series for _, y in s.points if y is not None and math.isfinite(y)]
         if ys:
             lo = min(ys)
@@ -380,7 +521,7 @@ def _run_context(
                         series,
                         title=f"{label} (vs baselines)",
                         x_label="step",
-                        y_label=field,
+                        y_label=curve,
                         y_range=(lo, lo + span),
                         width=PLOT_WIDTH,
                     )
@@ -473,19 +614,3 @@ def _entry_view(entry: dict[str, Any]) -> dict[str, Any]:
         "extra": extra,
         "is_tool_result": role == "tool",
     }
-
-
-def serve(
-    store: Store,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    write_token: str | None = None,
-    reference_as_anchor: bool = False,
-    log_level: str = "info",
-) -> None:
-    """Serve the leaderboard with uvicorn until interrupted (the runner's ``leaderboard serve``)."""
-    import uvicorn
-
-    app = create_app(store, write_token, reference_as_anchor=reference_as_anchor)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -2,9 +2,10 @@
 
 Every request needs ``Authorization: Bearer <token>`` except ``GET /health`` and the API's
 own description (``/openapi.json``, ``/docs``, ``/redoc``), which say nothing about any
-session. The check is an ASGI middleware in front of routing, so a route added later is
-covered without anyone remembering to, and a request without the token is refused before a
-byte of its body is read. A body over the cap (``MAX_BODY_BYTES``, 1 MiB) is refused with
+session. The check is the leaderboard's ``BearerTokenGate`` (the one bearer-auth
+implementation, shared with the leaderboard's writes and MCP over HTTP), an ASGI middleware in
+front of routing, so a route added later is covered without anyone remembering to, and a
+request without the token is refused before a byte of its body is read. A body over the cap (``MAX_BODY_BYTES``, 1 MiB) is refused with
 413 before it is parsed.
 
 Bodies are pydantic models with ``extra="forbid"``: a malformed request gets a 4xx that says
@@ -13,28 +14,32 @@ agent, so texts and budgets are identical; an agent mistake is a 200 whose ``ok`
 and whose ``text`` is the ``ERROR: …`` observation.
 """
 
-# No `from __future__ import annotations`: FastAPI resolves the closures' annotations at runtime.
+# No `from __future__ import annotations`: FastAPI resolves the routes' annotations at runtime.
 
 import json
 import queue
-import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from fastapi.security import HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from env import ToolResult
+from leaderboard import BEARER_SCHEME, BearerTokenGate, send_problem
 from runner._host import BusyError, HostedRun
 from runner._run import RunConfig, RunError
 from runner._transcript import TranscriptError, read_transcript
+
+if TYPE_CHECKING:
+    from sandbox import Executor
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$"
 _TASK = r"^[a-z0-9][a-z0-9._-]{0,99}$"
@@ -46,62 +51,7 @@ MAX_BODY_BYTES = 1 << 20
 OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 
 
-# ── ASGI middleware: the bearer token and the body cap, before any routing or parsing ──────
-
-
-async def _problem(send: Send, status: int, detail: str, headers: dict[str, str]) -> None:
-    """Answer with a JSON problem body ``{"detail": …}`` (the shape of every API error)."""
-    body = json.dumps({"detail": detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *((k.encode(), v.encode()) for k, v in headers.items()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-def bearer_token_matches(authorization: bytes | None, token: str) -> bool:
-    """Whether an ``Authorization`` header value is ``Bearer <token>`` (constant-time)."""
-    if authorization is None:
-        return False
-    scheme, _, presented = authorization.partition(b" ")
-    # Bytes on both sides: compare_digest refuses non-ASCII str, and a header may hold any byte.
-    return scheme.lower() == b"bearer" and secrets.compare_digest(presented.strip(), token.encode())
-
-
-class BearerTokenGate:
-    """Refuse every HTTP request without ``Authorization: Bearer <token>`` with 401.
-
-    Pure ASGI, so it runs before routing and before the body is read; paths in
-    ``open_paths`` pass without a token. Lifespan events pass through untouched.
-    """
-
-    def __init__(self, app: ASGIApp, *, token: str, open_paths: frozenset[str] = frozenset()):
-        if not token:
-            raise ValueError("a bearer token gate needs a non-empty token")
-        self.app = app
-        self.token = token
-        self.open_paths = open_paths
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve ``scope`` when it carries the token or asks for an open path."""
-        if scope["type"] in ("http", "websocket") and scope["path"] not in self.open_paths:
-            authorization = dict(scope["headers"]).get(b"authorization")
-            if not bearer_token_matches(authorization, self.token):
-                if scope["type"] == "websocket":
-                    await send({"type": "websocket.close", "code": 1008})
-                    return
-                await _problem(
-                    send, 401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"}
-                )
-                return
-        await self.app(scope, receive, send)
+# ── ASGI middleware: the body cap, before any routing or parsing ───────────────────────────
 
 
 class BodySizeLimit:
@@ -130,10 +80,10 @@ class BodySizeLimit:
             try:
                 size = int(declared)
             except ValueError:
-                await _problem(send, 400, "Content-Length is not a number", {})
+                await send_problem(send, 400, "Content-Length is not a number", {})
                 return
             if size > self.max_bytes:
-                await _problem(send, 413, too_large, {"Connection": "close"})
+                await send_problem(send, 413, too_large, {"Connection": "close"})
                 return
         chunks: list[bytes] = []
         received = 0
@@ -144,7 +94,7 @@ class BodySizeLimit:
             chunk = message.get("body", b"")
             received += len(chunk)
             if received > self.max_bytes:
-                await _problem(send, 413, too_large, {"Connection": "close"})
+                await send_problem(send, 413, too_large, {"Connection": "close"})
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -161,6 +111,9 @@ class BodySizeLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+# ── request and response bodies ─────────────────────────────────────────────────────────────
 
 
 class ToolName(StrEnum):
@@ -181,7 +134,11 @@ class CreateSession(_Body):
     """A new session of a task."""
 
     task: str = Field(pattern=_TASK, description="Task id, e.g. llm-pretrain-lr-schedule.")
-    profile: Literal["tiny", "small", "full"] = "tiny"
+    profile: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$",
+        description="A profile the task declares; default: the task's CPU profile.",
+    )
     max_steps: int | None = Field(default=None, ge=1, le=1000)
     max_tests: int | None = Field(default=None, ge=1, le=100)
     seeds: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] | None = Field(
@@ -215,24 +172,23 @@ class SessionInfo(_Body):
     budget: Budget
     busy_with: str | None = None
 
+    @classmethod
+    def of(cls, run: HostedRun) -> "SessionInfo":
+        """The state of a served run."""
+        return cls(
+            session_id=run.run_id,
+            task_id=run.active.task.id,
+            profile=run.active.info.config.profile,
+            run_dir=str(run.active.run_dir),
+            budget=Budget.model_validate(run.budget()),
+            busy_with=run.busy_with,
+        )
+
 
 class CreatedSession(SessionInfo):
     """A new session and the agent's initial observation."""
 
     observation: str
-
-
-class ToolCallResult(_Body):
-    """The observation of one tool call and what it cost."""
-
-    tool: str
-    text: str
-    ok: bool
-    cost_step: int
-    cost_test: int
-    steps_left: int
-    tests_left: int
-    done: bool
 
 
 class Observation(_Body):
@@ -241,15 +197,237 @@ class Observation(_Body):
     text: str
 
 
+class Health(_Body):
+    """Liveness."""
+
+    status: str
+
+
 class Problem(_Body):
     """An error: what was wrong with the request."""
 
-    detail: Any
+    detail: JsonValue
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
+_ERRORS: dict[int | str, dict[str, object]] = {
     404: {"model": Problem, "description": "no such session or task"},
 }
+
+
+# ── the sessions a server holds (what every session route depends on) ─────────────────────
+
+
+@dataclass
+class Sessions:
+    """The sessions of one server and how new ones are made."""
+
+    runs_dir: Path
+    sandbox: str
+    db: str | None
+    executor: "Executor | None"
+    allow_weak_isolation: bool
+    max_sessions: int
+    runs: dict[str, HostedRun] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, session_id: str) -> HostedRun:
+        """The session, or 404."""
+        run = self.runs.get(session_id)
+        if run is None:
+            raise HTTPException(404, f"no session {session_id!r}")
+        return run
+
+    def create(self, body: CreateSession) -> HostedRun:
+        """A new session (404 for an unknown task, 429 when full, 422 when it cannot start)."""
+        import env
+
+        if body.task not in env.list_tasks():
+            raise HTTPException(404, f"no task {body.task!r}")
+        with self.lock:
+            if len(self.runs) >= self.max_sessions:
+                raise HTTPException(429, f"at most {self.max_sessions} sessions per server")
+        task = env.load_task(body.task)
+        profile = body.profile or task.default_profiles.cpu
+        if profile not in task.profiles:
+            raise HTTPException(
+                422, f"task {task.id} has no profile {profile!r} ({', '.join(task.profiles)})"
+            )
+        config = RunConfig.model_validate(
+            {
+                "task": body.task,
+                "agent": body.agent,
+                "profile": profile,
+                "sandbox": self.sandbox,
+                "seeds": body.seeds,
+                "max_steps": body.max_steps,
+                "max_tests": body.max_tests,
+                "db": self.db,
+                "allow_weak_isolation": self.allow_weak_isolation,
+            }
+        )
+        try:
+            run = HostedRun(config, self.runs_dir, executor=self.executor)
+        except (RunError, ValueError) as e:
+            raise HTTPException(422, f"cannot create a session: {e}") from e
+        with self.lock:
+            self.runs[run.run_id] = run
+        return run
+
+
+def get_sessions(request: Request) -> Sessions:
+    """The server's sessions."""
+    sessions: Sessions = request.app.state.sessions
+    return sessions
+
+
+def session_in_path(
+    sessions: Annotated[Sessions, Depends(get_sessions)],
+    session_id: Annotated[str, PathParam(pattern=_ID)],
+) -> HostedRun:
+    """The session named in the path, or 404."""
+    return sessions.get(session_id)
+
+
+SessionsDep = Annotated[Sessions, Depends(get_sessions)]
+SessionDep = Annotated[HostedRun, Depends(session_in_path)]
+
+
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+    # Only the locations and messages: the rejected input is the caller's own data.
+    assert isinstance(exc, RequestValidationError)
+    errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()]
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+# ── routes ──────────────────────────────────────────────────────────────────────────────────
+
+open_routes = APIRouter()
+#: Every route here sits behind the gate; the dependency only declares the bearer scheme in
+#: the OpenAPI schema (so /docs offers "Authorize").
+routes = APIRouter(dependencies=[Depends(BEARER_SCHEME)])
+
+
+@open_routes.get("/health")
+def health() -> Health:
+    """Liveness."""
+    return Health(status="ok")
+
+
+@routes.get("/tasks")
+def tasks() -> list[str]:
+    """Task ids."""
+    import env
+
+    return list(env.list_tasks())
+
+
+@routes.get("/tools")
+def tools(dialect: Literal["openai", "mcp"] = "openai") -> list[dict[str, JsonValue]]:
+    """The tool schemas (OpenAI function-calling or MCP dialect)."""
+    import env
+
+    return env.tool_schemas(dialect)
+
+
+@routes.post(
+    "/sessions",
+    status_code=201,
+    responses={**_ERRORS, 429: {"model": Problem, "description": "too many sessions"}},
+)
+def create_session(sessions: SessionsDep, body: CreateSession) -> CreatedSession:
+    """Create a session for a task; returns its id and the initial observation."""
+    run = sessions.create(body)
+    return CreatedSession(**dict(SessionInfo.of(run)), observation=run.observation())
+
+
+@routes.get("/sessions")
+def list_sessions(sessions: SessionsDep) -> list[SessionInfo]:
+    """The sessions of this server."""
+    return [SessionInfo.of(run) for run in list(sessions.runs.values())]
+
+
+@routes.get("/sessions/{session_id}", responses=_ERRORS)
+def get_session(run: SessionDep) -> SessionInfo:
+    """A session's budget use and state."""
+    return SessionInfo.of(run)
+
+
+@routes.get("/sessions/{session_id}/observation", responses=_ERRORS)
+def observation(run: SessionDep) -> Observation:
+    """The agent's initial observation."""
+    return Observation(text=run.observation())
+
+
+@routes.post(
+    "/sessions/{session_id}/tools/{tool}",
+    responses={**_ERRORS, 409: {"model": Problem, "description": "a call is running"}},
+)
+def call_tool(
+    run: SessionDep,
+    tool: ToolName,
+    arguments: Annotated[dict[str, JsonValue] | None, Body()] = None,
+) -> ToolResult:
+    """Call a tool with its arguments (a JSON object); returns the observation and its cost
+    (the session's own ``env.ToolResult``).
+
+    `test` blocks until the test finishes; follow it live on the events stream.
+    """
+    try:
+        result: ToolResult = run.call(tool.value, dict(arguments or {}), wait=False)
+    except BusyError as e:
+        raise HTTPException(409, str(e)) from e
+    return result
+
+
+@routes.get(
+    "/sessions/{session_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        **_ERRORS,
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "server-sent events: state, tool, progress, result",
+        },
+    },
+)
+def events(run: SessionDep) -> StreamingResponse:
+    """Live events of the call in flight (test progress with step, loss and ETA).
+
+    The stream starts with the session's state and ends when the call in flight ends
+    (at once when none is running). Nothing about a hidden setting is ever sent (the
+    session's event fan-out withholds it), not even during a submit's final evaluation.
+    """
+    q = run.events.subscribe()
+
+    def stream() -> Iterator[str]:
+        try:
+            yield _sse("state", {**run.budget(), "busy_with": run.busy_with})
+            while run.busy_with is not None:
+                try:
+                    event = q.get(timeout=1.0)
+                except queue.Empty:
+                    yield ": keep-alive\n\n"
+                    continue
+                yield _sse(str(event.get("event", "message")), event)
+                if event.get("event") == "result":
+                    break
+        finally:
+            run.events.unsubscribe(q)
+
+    return StreamingResponse(stream(), media_type="text/event-stream")
+
+
+@routes.get("/sessions/{session_id}/transcript", responses=_ERRORS)
+def transcript(run: SessionDep) -> list[dict[str, object]]:
+    """Every event of the session so far (transcript.jsonl)."""
+    try:
+        return read_transcript(run.active.run_dir)
+    except TranscriptError as e:
+        raise HTTPException(409, str(e)) from e
+
+
+def _sse(kind: str, data: Mapping[str, object]) -> str:
+    return f"event: {kind}\ndata: {json.dumps(data, default=str)}\n\n"
 
 
 def create_api(
@@ -258,7 +436,7 @@ def create_api(
     token: str,
     sandbox: str = "local",
     db: str | None = None,
-    executor: Any = None,
+    executor: "Executor | None" = None,
     allow_weak_isolation: bool = False,
     max_sessions: int = 64,
     max_body_bytes: int = MAX_BODY_BYTES,
@@ -278,224 +456,18 @@ def create_api(
         "texts and budgets as the CLI, MCP and OpenAI agents. Every route but /health "
         "needs `Authorization: Bearer <token>`.",
     )
+    app.state.sessions = Sessions(
+        runs_dir, sandbox, db, executor, allow_weak_isolation, max_sessions
+    )
     # add_middleware wraps outside-in in reverse order: the gate runs first, so a caller
     # without the token cannot even make the server read its body.
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.add_middleware(BearerTokenGate, token=token, open_paths=OPEN_PATHS)
-    # BearerTokenGate enforces the token; this dependency only declares the scheme in the
-    # OpenAPI schema (so /docs offers "Authorize"), hence auto_error=False. Routes are kept
-    # flat on the app (no APIRouter) so that `app.routes` lists every one of them.
-    secured = [Depends(HTTPBearer(auto_error=False))]
-    refused: dict[int | str, dict[str, Any]] = {
+    app.add_exception_handler(RequestValidationError, _invalid)
+    refused: dict[int | str, dict[str, object]] = {
         401: {"model": Problem, "description": "missing or wrong bearer token"},
         413: {"model": Problem, "description": f"body over {max_body_bytes} bytes"},
     }
-    sessions: dict[str, HostedRun] = {}
-    lock = threading.Lock()
-
-    def get_run(session_id: str) -> HostedRun:
-        run = sessions.get(session_id)
-        if run is None:
-            raise HTTPException(404, f"no session {session_id!r}")
-        return run
-
-    def info(run: HostedRun) -> dict[str, Any]:
-        return {
-            "session_id": run.run_id,
-            "task_id": run.active.task.id,
-            "profile": run.active.info.config.profile,
-            "run_dir": str(run.active.run_dir),
-            "budget": run.budget(),
-            "busy_with": run.busy_with,
-        }
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # Only the locations and messages: the rejected input is the caller's own data.
-        errors = [
-            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()
-        ]
-        return JSONResponse({"detail": errors}, status_code=422)
-
-    @app.get("/health")
-    def health() -> dict[str, str]:
-        """Liveness."""
-        return {"status": "ok"}
-
-    @app.get("/tasks", dependencies=secured, responses=refused)
-    def tasks() -> list[str]:
-        """Task ids."""
-        import env
-
-        return list(env.list_tasks())
-
-    @app.get("/tools", dependencies=secured, responses=refused)
-    def tools(dialect: Literal["openai", "mcp"] = "openai") -> list[dict[str, Any]]:
-        """The tool schemas (OpenAI function-calling or MCP dialect)."""
-        import env
-
-        return env.tool_schemas(dialect)
-
-    @app.post(
-        "/sessions",
-        status_code=201,
-        response_model=CreatedSession,
-        dependencies=secured,
-        responses={
-            **refused,
-            **_ERRORS,
-            429: {"model": Problem, "description": "too many sessions"},
-        },
-    )
-    def create_session(body: CreateSession) -> dict[str, Any]:
-        """Create a session for a task; returns its id and the initial observation."""
-        import env
-
-        if body.task not in env.list_tasks():
-            raise HTTPException(404, f"no task {body.task!r}")
-        with lock:
-            if len(sessions) >= max_sessions:
-                raise HTTPException(429, f"at most {max_sessions} sessions per server")
-        config = RunConfig.model_validate(
-            {
-                "task": body.task,
-                "agent": body.agent,
-                "profile": body.profile,
-                "sandbox": sandbox,
-                "seeds": body.seeds,
-                "max_steps": body.max_steps,
-                "max_tests": body.max_tests,
-                "db": db,
-                "allow_weak_isolation": allow_weak_isolation,
-            }
-        )
-        try:
-            run = HostedRun(config, runs_dir, executor=executor)
-        except (RunError, ValueError) as e:
-            raise HTTPException(422, f"cannot create a session: {e}") from e
-        with lock:
-            sessions[run.run_id] = run
-        return {**info(run), "observation": run.observation()}
-
-    @app.get(
-        "/sessions",
-        response_model=list[SessionInfo],
-        dependencies=secured,
-        responses=refused,
-    )
-    def list_sessions() -> list[dict[str, Any]]:
-        """The sessions of this server."""
-        return [info(run) for run in list(sessions.values())]
-
-    @app.get(
-        "/sessions/{session_id}",
-        response_model=SessionInfo,
-        dependencies=secured,
-        responses={**refused, **_ERRORS},
-    )
-    def get_session(session_id: Annotated[str, PathParam(pattern=_ID)]) -> dict[str, Any]:
-        """A session's budget use and state."""
-        return info(get_run(session_id))
-
-    @app.get(
-        "/sessions/{session_id}/observation",
-        response_model=Observation,
-        dependencies=secured,
-        responses={**refused, **_ERRORS},
-    )
-    def observation(session_id: Annotated[str, PathParam(pattern=_ID)]) -> dict[str, str]:
-        """The agent's initial observation."""
-        return {"text": get_run(session_id).observation()}
-
-    @app.post(
-        "/sessions/{session_id}/tools/{tool}",
-        response_model=ToolCallResult,
-        dependencies=secured,
-        responses={
-            **refused,
-            **_ERRORS,
-            409: {"model": Problem, "description": "a call is running"},
-        },
-    )
-    def call_tool(
-        session_id: Annotated[str, PathParam(pattern=_ID)],
-        tool: ToolName,
-        arguments: Annotated[dict[str, Any] | None, Body()] = None,
-    ) -> dict[str, Any]:
-        """Call a tool with its arguments (a JSON object); returns the observation.
-
-        `test` blocks until the test finishes; follow it live on the events stream.
-        """
-        run = get_run(session_id)
-        try:
-            result = run.call(tool.value, arguments or {}, wait=False)
-        except BusyError as e:
-            raise HTTPException(409, str(e)) from e
-        return {
-            "tool": tool.value,
-            "text": result.text,
-            "ok": bool(result.ok),
-            "cost_step": result.cost_step,
-            "cost_test": result.cost_test,
-            "steps_left": result.steps_left,
-            "tests_left": result.tests_left,
-            "done": bool(result.done),
-        }
-
-    @app.get(
-        "/sessions/{session_id}/events",
-        dependencies=secured,
-        responses={
-            **refused,
-            **_ERRORS,
-            200: {
-                "content": {"text/event-stream": {}},
-                "description": "server-sent events: state, tool, progress, result",
-            },
-        },
-    )
-    def events(session_id: Annotated[str, PathParam(pattern=_ID)]) -> StreamingResponse:
-        """Live events of the call in flight (test progress with step, loss and ETA).
-
-        The stream starts with the session's state and ends when the call in flight ends
-        (at once when none is running). Nothing about a hidden setting is ever sent (the
-        session's event fan-out withholds it), not even during a submit's final evaluation.
-        """
-        run = get_run(session_id)
-        q = run.events.subscribe()
-
-        def stream() -> Iterator[str]:
-            try:
-                yield _sse("state", {**run.budget(), "busy_with": run.busy_with})
-                while run.busy_with is not None:
-                    try:
-                        event = q.get(timeout=1.0)
-                    except queue.Empty:
-                        yield ": keep-alive\n\n"
-                        continue
-                    yield _sse(str(event.get("event", "message")), event)
-                    if event.get("event") == "result":
-                        break
-            finally:
-                run.events.unsubscribe(q)
-
-        return StreamingResponse(stream(), media_type="text/event-stream")
-
-    @app.get(
-        "/sessions/{session_id}/transcript",
-        dependencies=secured,
-        responses={**refused, **_ERRORS},
-    )
-    def transcript(session_id: Annotated[str, PathParam(pattern=_ID)]) -> list[dict[str, Any]]:
-        """Every event of the session so far (transcript.jsonl)."""
-        run = get_run(session_id)
-        try:
-            return read_transcript(run.active.run_dir)
-        except TranscriptError as e:
-            raise HTTPException(409, str(e)) from e
-
+    app.include_router(open_routes)
+    app.include_router(routes, responses=refused)
     return app
-
-
-def _sse(kind: str, data: dict[str, Any]) -> str:
-    return f"event: {kind}\ndata: {json.dumps(data, default=str)}\n\n"

@@ -18,33 +18,42 @@ import queue
 import secrets
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from runner._host import HostedRun
 from runner._run import RunConfig
+
+if TYPE_CHECKING:  # the SDK is imported only when a server is made (`runner --help` stays fast)
+    import mcp_types as types
+    from mcp.server import Server, ServerRequestContext
+
+    #: what a handler gets: the session (for progress); no lifespan state, no HTTP request read
+    Context = ServerRequestContext[object, object]
 
 OBSERVATION_URI = "task://observation"
 #: how often a running tool call looks for progress to forward (seconds)
 _PROGRESS_POLL_S = 0.2
 
 
-def progress_text(event: dict[str, Any]) -> str:
+def progress_text(event: Mapping[str, object]) -> str:
     """One line for a progress event: setting, seed, phase, step, loss and ETA."""
     parts = [f"{event.get('setting')} seed {event.get('seed')}: {event.get('phase')}"]
     if event.get("step") is not None:
         parts.append(f"step {event['step']}/{event.get('max_steps') or '?'}")
     if event.get("loss") is not None:
         parts.append(f"loss {event['loss']:.3f}")
-    if event.get("eta_s") is not None:
-        eta = int(event["eta_s"])
-        parts.append(f"ETA {eta // 60}:{eta % 60:02d}")
+    eta = event.get("eta_s")
+    if isinstance(eta, int | float):
+        seconds = int(eta)
+        parts.append(f"ETA {seconds // 60}:{seconds % 60:02d}")
     if event.get("message"):
         parts.append(str(event["message"])[:60])
     return "  ".join(parts)
 
 
-async def _forward_progress(ctx: Any, events: queue.Queue[dict[str, Any]]) -> None:
+async def _forward_progress(ctx: Context, events: queue.Queue[dict[str, object]]) -> None:
     """Send each progress event of ``events`` as a notifications/progress of this request.
 
     A no-op for a client that sent no progress token (the SDK drops them). Runs until
@@ -68,7 +77,7 @@ async def _forward_progress(ctx: Any, events: queue.Queue[dict[str, Any]]) -> No
             return  # the client went away: the tool call still completes and is recorded
 
 
-def create_mcp_server(run: HostedRun) -> Any:
+def create_mcp_server(run: HostedRun) -> Server[object]:
     """An MCP low-level Server exposing ``run``'s tools."""
     import anyio
     import mcp_types as types
@@ -79,7 +88,9 @@ def create_mcp_server(run: HostedRun) -> Any:
     schemas = env.tool_schemas("mcp")
     observation = run.observation()
 
-    async def list_tools(ctx: Any, params: Any) -> Any:
+    async def list_tools(
+        ctx: Context, params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
         return types.ListToolsResult(
             tools=[
                 types.Tool(
@@ -89,7 +100,7 @@ def create_mcp_server(run: HostedRun) -> Any:
             ]
         )
 
-    async def call_tool(ctx: Any, params: Any) -> Any:
+    async def call_tool(ctx: Context, params: types.CallToolRequestParams) -> types.CallToolResult:
         # Unknown tools and bad arguments reach the session too: it answers them with the
         # MLS-Bench ``ERROR: …`` texts and charges them like any other client's calls.
         name = params.name
@@ -106,7 +117,9 @@ def create_mcp_server(run: HostedRun) -> Any:
             content=[types.TextContent(type="text", text=result.text)], is_error=not result.ok
         )
 
-    async def list_resources(ctx: Any, params: Any) -> Any:
+    async def list_resources(
+        ctx: Context, params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
         return types.ListResourcesResult(
             resources=[
                 types.Resource(
@@ -118,7 +131,9 @@ def create_mcp_server(run: HostedRun) -> Any:
             ]
         )
 
-    async def read_resource(ctx: Any, params: Any) -> Any:
+    async def read_resource(
+        ctx: Context, params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
         if str(params.uri) != OBSERVATION_URI:
             from mcp.shared.exceptions import MCPError
 
@@ -197,7 +212,8 @@ def serve_mcp(
         else:
             import uvicorn
 
-            from runner._api import MAX_BODY_BYTES, BearerTokenGate
+            from leaderboard import BearerTokenGate
+            from runner._api import MAX_BODY_BYTES
 
             secret = token or secrets.token_urlsafe(32)
             app = BearerTokenGate(

@@ -41,8 +41,7 @@ from runner._transcript import Event, Transcript, read_transcript
 
 if TYPE_CHECKING:
     from env import Session, TaskSpec
-    from leaderboard import MetricSpec, RunRecord
-    from leaderboard import TestRecord as TestRow
+    from leaderboard import MetricInfo, RunRecord, SeedRecord
     from sandbox import DataPaths, Executor, TestResult
 
 RUN_FORMAT_VERSION = 1
@@ -566,8 +565,8 @@ def _run_record(run_dir: Path, info: RunInfo, task: TaskSpec, session: Session) 
     )
 
 
-def _rows(number: int, result: TestResult) -> list[TestRow]:
-    from leaderboard import TestRecord
+def _rows(number: int, result: TestResult) -> list[SeedRecord]:
+    from leaderboard import SeedRecord
 
     rows = []
     for r in result.results:
@@ -581,7 +580,7 @@ def _rows(number: int, result: TestResult) -> list[TestRow]:
             for point in r.curve
         ]
         rows.append(
-            TestRecord(
+            SeedRecord(
                 number=number,
                 setting=r.setting,
                 seed=r.seed,
@@ -595,12 +594,12 @@ def _rows(number: int, result: TestResult) -> list[TestRow]:
     return rows
 
 
-def metric_specs(task: TaskSpec, profile: str) -> list[MetricSpec]:
+def metric_specs(task: TaskSpec, profile: str) -> list[MetricInfo]:
     """The task's metrics bound to the job of this profile that reports each."""
-    from leaderboard import MetricSpec
+    from leaderboard import MetricInfo
 
     return [
-        MetricSpec(
+        MetricInfo(
             name=metric.name,
             setting=task.metric_job(metric, profile).label,
             direction=metric.direction,

@@ -471,18 +471,16 @@ def leaderboard_show(
     task: Annotated[str | None, typer.Option("--task", "-t", help="Only this task.")] = None,
     db: DbOption = None,
 ) -> None:
-    """Print the stored runs as tables, one per task and profile."""
-    from runner._board import board_records
+    """Print the leaderboard as on the web page: one ranked table per comparable group."""
+    from leaderboard import NotFoundError
+    from runner._board import show_board
 
-    records = board_records(_db_url(db), task)
-    if not records:
+    try:
+        shown = show_board(out, _db_url(db), task)
+    except NotFoundError as e:
+        raise _fail(str(e)) from e
+    if not shown:
         out.print("no runs stored yet: try `runner run --task llm-pretrain-lr-schedule`")
-        return
-    groups: dict[tuple[str, str], list[RunRecord]] = {}
-    for record in records:  # results of different tasks or profiles never share a table
-        groups.setdefault((record.task_id, record.profile), []).append(record)
-    for (task_id, profile), group in sorted(groups.items()):
-        _print_results(group, title=f"{task_id} · profile {profile}")
 
 
 @board_app.command("serve")
@@ -517,10 +515,15 @@ def leaderboard_export(
         ExportFormat, typer.Option("--format", help="Output format.")
     ] = ExportFormat.JSONL,
 ) -> None:
-    """Export stored runs (one JSON record per line, or a CSV of result rows)."""
-    from runner._board import board_records, export_text
+    """Export the leaderboard: a CSV of the ranked tables (as the web page's export), or the
+    stored runs as JSON lines."""
+    from leaderboard import NotFoundError
+    from runner._board import export_board
 
-    text = export_text(board_records(_db_url(db), task), fmt)
+    try:
+        text = export_board(_db_url(db), fmt, task)
+    except NotFoundError as e:
+        raise _fail(str(e)) from e
     if output is None:
         sys.stdout.write(text)
     else:

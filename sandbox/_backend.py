@@ -244,3 +244,36 @@ def worker_environment(
     )
     env.update({"PB_WORKER_DIR": worker_dir, "PB_WORKER_INDEX": str(index)})
     return env
+
+
+def sandboxed_job_environment(
+    job: Job, *, path: str, home: str, host_env: dict[str, str] | None = None
+) -> dict[str, str]:
+    """``job_environment`` with every path where an isolating sandbox (bubblewrap, Docker, a
+    Slurm container) mounts it: ``SANDBOX_OUT``, ``SANDBOX_DATA/<input>``, ``SANDBOX_NEEDS``…"""
+    return job_environment(
+        job,
+        path=path,
+        home=home,
+        tmpdir=SANDBOX_TMP,
+        out_dir=SANDBOX_OUT,
+        inputs={name: f"{SANDBOX_DATA}/{name}" for name in job.inputs},
+        needs_dir=SANDBOX_NEEDS if job.needs else None,
+        workers_dir=SANDBOX_WORKERS if job.workers else None,
+        host_env=host_env,
+    )
+
+
+def sandboxed_worker_environment(
+    job: Job, index: int, *, path: str, host_env: dict[str, str] | None = None
+) -> dict[str, str]:
+    """``worker_environment`` with the sandbox's paths (``SANDBOX_WORKER``, ``SANDBOX_NEEDS``)."""
+    return worker_environment(
+        job,
+        index,
+        path=path,
+        tmpdir=SANDBOX_TMP,
+        worker_dir=SANDBOX_WORKER,
+        needs_dir=SANDBOX_NEEDS if job.needs else None,
+        host_env=host_env,
+    )

@@ -32,7 +32,6 @@ import logging
 import os
 import re
 import shutil
-import stat
 import subprocess
 import tempfile
 import threading
@@ -58,10 +57,10 @@ from sandbox._backend import (
     Job,
     JobOutcome,
     LineCallback,
-    job_environment,
-    worker_environment,
+    sandboxed_job_environment,
+    sandboxed_worker_environment,
 )
-from sandbox._workdir import make_copy
+from sandbox._workdir import hand_back_outputs, make_copy
 
 log = logging.getLogger(__name__)
 
@@ -385,7 +384,7 @@ class DockerBackend(Backend):
             # after removal: nothing of the job runs any more while its outputs are reclaimed
             with contextlib.suppress(OSError):
                 if job.out_dir.is_dir():
-                    reclaim_outputs(job.out_dir, chown=self._as_root)
+                    hand_back_outputs(job.out_dir, chown=self._as_root)
             if work is not None:
                 shutil.rmtree(work, ignore_errors=True)
 
@@ -422,18 +421,8 @@ class DockerBackend(Backend):
 
         runtime = [ro(str(p), p) for p in self.host_runtime]
         needs = [ro(f"{SANDBOX_NEEDS}/{label}", path) for label, path in job.needs.items()]
-        needs_dir = SANDBOX_NEEDS if job.needs else None
         kind = self.gpu_limits if job.gpus else self.cpu_limits
-        env = job_environment(
-            job,
-            path=self._facts.path,
-            home=f"{SANDBOX_TMP}/home",
-            tmpdir=SANDBOX_TMP,
-            out_dir=SANDBOX_OUT,
-            inputs={name: f"{SANDBOX_DATA}/{name}" for name in job.inputs},
-            needs_dir=needs_dir,
-            workers_dir=SANDBOX_WORKERS if sockets else None,
-        )
+        env = sandboxed_job_environment(job, path=self._facts.path, home=f"{SANDBOX_TMP}/home")
         mounts = [
             *runtime,
             ro(SANDBOX_CODE, code),
@@ -449,14 +438,7 @@ class DockerBackend(Backend):
         worker_specs = []
         for index, sock in enumerate(sockets):
             assert job.workers is not None
-            wenv = worker_environment(
-                job,
-                index,
-                path=self._facts.path,
-                tmpdir=SANDBOX_TMP,
-                worker_dir=SANDBOX_WORKER,
-                needs_dir=needs_dir,
-            )
+            wenv = sandboxed_worker_environment(job, index, path=self._facts.path)
             wmounts = [
                 *runtime,
                 ro(SANDBOX_CODE, worker_code),
@@ -722,36 +704,6 @@ def _watch_memory(container: Any, stop: threading.Event, peak: list[float]) -> N
                 peak.append(value / 2**20)
         if stop.wait(2.0):
             return
-
-
-def reclaim_outputs(out_dir: Path, *, chown: bool) -> int:
-    """Make a finished job's output safe for the harness and the jobs that read it.
-
-    Symbolic links, FIFOs, sockets and device nodes are removed (a link could send a trusted
-    reader to a host file, a FIFO could block it); set-id and sticky bits and write access for
-    others are cleared; everything becomes the harness's (when root) and world-readable, so a
-    later job (as the sandbox user) can read it through its read-only ``needs`` mount.
-    Returns how many entries were removed.
-    """
-    removed = 0
-    owner = (os.getuid(), os.getgid())
-    for dirpath, dirnames, filenames in os.walk(out_dir, followlinks=False):
-        for name in [*dirnames, *filenames]:
-            path = os.path.join(dirpath, name)
-            st = os.lstat(path)
-            if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
-                os.unlink(path)
-                removed += 1
-                continue
-            if chown:
-                os.chown(path, *owner, follow_symlinks=False)
-            executable = stat.S_ISDIR(st.st_mode) or st.st_mode & 0o111
-            os.chmod(path, 0o755 if executable else 0o644)
-        dirnames[:] = [d for d in dirnames if os.path.isdir(os.path.join(dirpath, d))]
-    if chown:
-        os.chown(out_dir, *owner)
-    out_dir.chmod(0o755)
-    return removed
 
 
 def _count_gpus() -> int:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sandbox._backend import Job, JobOutcome
 from sandbox._bwrap import userns_seccomp
+from sandbox._cgroups import CgroupPlan
 from sandbox._local import LocalBackend, probe_host
 
 _CANARY = "pb-doctor-canary"
@@ -170,6 +171,7 @@ def _configured_checks() -> list[HostCheck]:
 
 
 def _job_checks(work: Path) -> list[HostCheck]:
+    """Run small jobs through the local backend and report what its sandbox held back."""
     host = probe_host()
     backend = LocalBackend(
         allow_weak_isolation=True,
@@ -179,6 +181,17 @@ def _job_checks(work: Path) -> list[HostCheck]:
         max_output_mb=1,
         tmp_root=work,
     )
+    rows, probed = _isolation_checks(backend, work)
+    if not probed:  # the probe job itself failed: its row says why
+        return rows
+    rows += _limit_checks(backend, work, host.cgroups)
+    backend.close()
+    return rows
+
+
+def _isolation_checks(backend: LocalBackend, work: Path) -> tuple[list[HostCheck], bool]:
+    """Privileges, filesystem view, network and user namespaces, as one probe job saw them;
+    false when the probe produced no report."""
     rows: list[HostCheck] = []
     canary = work / "canary" / "secret.txt"
     canary.parent.mkdir()
@@ -209,7 +222,7 @@ def _job_checks(work: Path) -> list[HostCheck]:
     )
     if report is None:
         why = outcome.infra_error or f"the probe job printed no report (exit {outcome.exit_code})"
-        return [HostCheck("sandboxed job", False, why)]
+        return [HostCheck("sandboxed job", False, why)], False
     unprivileged = report["uid"] != 0 and report.get("CapEff") == report.get("CapBnd") == ("0" * 16)
     rows.append(
         HostCheck(
@@ -247,7 +260,12 @@ def _job_checks(work: Path) -> list[HostCheck]:
             else "the job cannot create a user namespace",
         )
     )
-    plan = host.cgroups
+    return rows, True
+
+
+def _limit_checks(backend: LocalBackend, work: Path, plan: CgroupPlan) -> list[HostCheck]:
+    """Memory, processes, CPU, output size and wall time: one job pushing each limit."""
+    rows: list[HostCheck] = []
 
     def via(controller: str) -> str:
         version = plan.version(controller)
@@ -307,7 +325,6 @@ def _job_checks(work: Path) -> list[HostCheck]:
             "a 30 s sleep under 1 s was " + ("stopped" if slow.timed_out else "not stopped"),
         )
     )
-    backend.close()
     return rows
 
 

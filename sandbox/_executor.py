@@ -16,6 +16,7 @@ from typing import Any
 
 from sandbox._backend import Backend, Job, JobOutcome, Workers
 from sandbox._cache import ResultCache, cache_key, link_tree
+from sandbox._files import write_atomic
 from sandbox._models import (
     DataPaths,
     JobSpec,
@@ -156,18 +157,7 @@ class Executor:
                 reason=f"cannot prepare the test directory: {exc.strerror or exc}",
                 elapsed_s=time.monotonic() - start,
             )
-        data_fp = (
-            "|".join(
-                fingerprint_dir(p)
-                for p in (
-                    request.data.data_dir,
-                    request.data.eval_data_dir,
-                    request.data.tokenizer_dir,
-                )
-            )
-            + "|"
-            + request.data.eval_source
-        )
+        data_fp = _data_fingerprint(request.data)
         keys: dict[tuple[str, int], str] = {}
         results: dict[tuple[str, int], SeedResult] = {}
         # in level order, so that the keys of a job's needs exist before its own is made
@@ -231,56 +221,22 @@ class Executor:
     ) -> SeedResult:
         label = spec.label
         out = pair_dir(request.out_dir, label, seed)
-        record = record_path(request.out_dir, label, seed)
         emit = _safe(progress)
 
-        previous = _load_record(record, key)
-        if previous is not None:
-            emit(
-                ProgressEvent(
-                    setting=label, seed=seed, phase="done", message="finished earlier, reused"
-                )
-            )
-            return previous
-        if self.cache is not None and (hit := self.cache.lookup(key)) is not None:
-            cached, cached_out = hit
-            shutil.rmtree(out, ignore_errors=True)
-            link_tree(cached_out, out)
-            cached_log = log_path(request.out_dir, label, seed)
-            with contextlib.suppress(OSError):
-                shutil.copyfile(cached_out.parent / LOG_FILE, cached_log)
-            result = cached.model_copy(update={"cached": True, "log_path": str(cached_log)})
-            _write_record(record, key, result)
-            emit(
-                ProgressEvent(
-                    setting=label, seed=seed, phase="done", message="served from the cache"
-                )
-            )
-            return result
+        reused = self._reuse(request, label, seed, key, emit)
+        if reused is not None:
+            return reused
 
-        needs: dict[str, Path] = {}
-        for need in spec.needs:
-            needed = results.get((need, seed))
-            if needed is None:
-                needed = _load_record(record_path(request.out_dir, need, seed), None)
-            if needed is None or needed.status != "ok":
-                status: Status = needed.status if needed is not None else "infra_error"
-                why = needed.reason if needed is not None else "it did not run"
-                return SeedResult(
-                    setting=label,
-                    seed=seed,
-                    status=status,
-                    reason=f"needs {need} (seed {seed}), which did not succeed: {why}",
-                )
-            needs[need] = pair_dir(request.out_dir, need, seed)
+        needs = _needed_outputs(request, spec, seed, results)
+        if isinstance(needs, SeedResult):
+            return needs
         inputs, missing = _granted_inputs(spec, request.data)
         if missing:
             # the harness's data, not the submission: never charged, and no host path is named
-            return SeedResult(
-                setting=label,
-                seed=seed,
-                status="infra_error",
-                reason=f"infrastructure: the prepared {' and '.join(missing)} "
+            return _infra(
+                label,
+                seed,
+                f"infrastructure: the prepared {' and '.join(missing)} "
                 f"{'is' if len(missing) == 1 else 'are'} missing (run `runner setup`)",
             )
 
@@ -289,19 +245,13 @@ class Executor:
             out.mkdir(parents=True, exist_ok=True)
             free_mb = shutil.disk_usage(out).free / 2**20
         except OSError as exc:
-            return SeedResult(
-                setting=label,
-                seed=seed,
-                status="infra_error",
-                reason=f"infrastructure: cannot create the job's output directory: {exc.strerror}",
+            return _infra(
+                label,
+                seed,
+                f"infrastructure: cannot create the job's output directory: {exc.strerror}",
             )
         if free_mb < 2 * self.min_free_disk_mb:
-            return SeedResult(
-                setting=label,
-                seed=seed,
-                status="infra_error",
-                reason=f"infrastructure: disk almost full ({free_mb:.0f} MB free)",
-            )
+            return _infra(label, seed, f"infrastructure: disk almost full ({free_mb:.0f} MB free)")
         # A job may not fill the disk its result is recorded on: its share of the free space,
         # less a reserve for the logs and records, caps its output (a limit it cannot leave).
         output_cap_mb = int((free_mb - self.min_free_disk_mb) / self._capacity)
@@ -326,6 +276,47 @@ class Executor:
                 "PB_EVAL_SOURCE": request.data.eval_source,
             },
         )
+        outcome = self._run_job(job, spec, progress, emit)
+        result = self._settle(request, spec, key, job, outcome, output_cap_mb)
+        emit(ProgressEvent(setting=label, seed=seed, phase="done", message=result.status))
+        return result
+
+    def _reuse(
+        self, request: TestRequest, label: str, seed: int, key: str, emit: ProgressCallback
+    ) -> SeedResult | None:
+        """This pair's result when it finished in an earlier attempt or is in the cache."""
+        out = pair_dir(request.out_dir, label, seed)
+        record = record_path(request.out_dir, label, seed)
+        previous = _load_record(record, key)
+        if previous is not None:
+            emit(
+                ProgressEvent(
+                    setting=label, seed=seed, phase="done", message="finished earlier, reused"
+                )
+            )
+            return previous
+        if self.cache is None or (hit := self.cache.lookup(key)) is None:
+            return None
+        cached, cached_out = hit
+        shutil.rmtree(out, ignore_errors=True)
+        link_tree(cached_out, out)
+        cached_log = log_path(request.out_dir, label, seed)
+        with contextlib.suppress(OSError):
+            shutil.copyfile(cached_out.parent / LOG_FILE, cached_log)
+        result = cached.model_copy(update={"cached": True, "log_path": str(cached_log)})
+        _write_record(record, key, result)
+        emit(ProgressEvent(setting=label, seed=seed, phase="done", message="served from the cache"))
+        return result
+
+    def _run_job(
+        self,
+        job: Job,
+        spec: JobSpec,
+        progress: ProgressCallback | None,
+        emit: ProgressCallback,
+    ) -> JobOutcome:
+        """The job through the backend, in a free slot, its progress lines forwarded."""
+        label, seed = job.label, job.seed
         emit(ProgressEvent(setting=label, seed=seed, phase="queued"))
         with self._slot(spec.gpus):
             started = time.monotonic()
@@ -347,6 +338,20 @@ class Executor:
                     time.monotonic() - started,
                     infra_error=f"the {self.backend.name} backend failed ({type(exc).__name__})",
                 )
+        return outcome
+
+    def _settle(
+        self,
+        request: TestRequest,
+        spec: JobSpec,
+        key: str,
+        job: Job,
+        outcome: JobOutcome,
+        output_cap_mb: int,
+    ) -> SeedResult:
+        """The finished job's result: output cap enforced, classified, recorded, cached."""
+        label, seed, out = job.label, job.seed, job.out_dir
+        record = record_path(request.out_dir, label, seed)
         used_mb = tree_usage(out, _MAX_COUNTED_ENTRIES)[0] / 2**20
         if used_mb > output_cap_mb:
             # Past its share of the disk (a backend polls, so a fast writer overshoots): whatever
@@ -384,7 +389,6 @@ class Executor:
         if self.cache is not None and result.status != "infra_error" and not outcome.timed_out:
             with contextlib.suppress(OSError):
                 self.cache.store(key, result, out, job.log_path)
-        emit(ProgressEvent(setting=label, seed=seed, phase="done", message=result.status))
         return result
 
     def _classify(
@@ -507,6 +511,40 @@ def _overall(results: list[SeedResult]) -> tuple[Status, str | None]:
     return "ok", None
 
 
+def _data_fingerprint(data: DataPaths) -> str:
+    """The data a test reads, as one string for its cache keys."""
+    dirs = (data.data_dir, data.eval_data_dir, data.tokenizer_dir)
+    return "|".join(fingerprint_dir(p) for p in dirs) + "|" + data.eval_source
+
+
+def _needed_outputs(
+    request: TestRequest, spec: JobSpec, seed: int, results: dict[tuple[str, int], SeedResult]
+) -> dict[str, Path] | SeedResult:
+    """The output directories of the jobs ``spec`` needs, or the result of a pair that cannot
+    run because one of them did not succeed."""
+    needs: dict[str, Path] = {}
+    for need in spec.needs:
+        needed = results.get((need, seed))
+        if needed is None:
+            needed = _load_record(record_path(request.out_dir, need, seed), None)
+        if needed is None or needed.status != "ok":
+            status: Status = needed.status if needed is not None else "infra_error"
+            why = needed.reason if needed is not None else "it did not run"
+            return SeedResult(
+                setting=spec.label,
+                seed=seed,
+                status=status,
+                reason=f"needs {need} (seed {seed}), which did not succeed: {why}",
+            )
+        needs[need] = pair_dir(request.out_dir, need, seed)
+    return needs
+
+
+def _infra(label: str, seed: int, reason: str) -> SeedResult:
+    """A pair that could not run, through no fault of the submission."""
+    return SeedResult(setting=label, seed=seed, status="infra_error", reason=reason)
+
+
 def _load_record(path: Path, key: str | None) -> SeedResult | None:
     """A finished pair's record if valid (and for the same inputs when ``key`` is given)."""
     try:
@@ -520,9 +558,7 @@ def _load_record(path: Path, key: str | None) -> SeedResult | None:
 
 
 def _write_record(path: Path, key: str, result: SeedResult) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"key": key, "result": result.model_dump(mode="json")}, indent=1))
-    tmp.replace(path)
+    write_atomic(path, json.dumps({"key": key, "result": result.model_dump(mode="json")}, indent=1))
 
 
 def _safe(progress: ProgressCallback | None) -> ProgressCallback:

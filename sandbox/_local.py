@@ -74,6 +74,8 @@ from sandbox._backend import (
     JobOutcome,
     LineCallback,
     job_environment,
+    sandboxed_job_environment,
+    sandboxed_worker_environment,
     worker_environment,
 )
 from sandbox._bwrap import (
@@ -98,7 +100,7 @@ from sandbox._cgroups import (
     plan_cgroups,
     sweep_stale_cgroups,
 )
-from sandbox._workdir import make_copy, tree_usage
+from sandbox._workdir import hand_back_outputs, make_copy, tree_usage
 
 log = logging.getLogger(__name__)
 
@@ -384,46 +386,6 @@ def _pump(
     if pending and on_line is not None:
         with contextlib.suppress(Exception):
             on_line(pending.decode("utf-8", "replace").rstrip("\r"))
-
-
-def hand_back(root: Path, *, chown: bool) -> list[str]:
-    """Make a finished job's outputs the supervisor's: owned by it (``chown``), readable by later
-    sandboxes, not writable by any, no set-id bits, and no FIFOs, sockets or device nodes (a
-    trusted reader opening a FIFO would hang). Symlinks are kept, never followed."""
-    notes: list[str] = []
-    uid, gid = os.getuid(), os.getgid()
-    stack = [root]
-    while stack:
-        directory = stack.pop()
-        try:
-            if chown:
-                os.lchown(directory, uid, gid)
-            os.chmod(directory, 0o755)
-            entries = list(os.scandir(directory))
-        except OSError as exc:
-            notes.append(f"cannot hand back {directory}: {exc.strerror}")
-            continue
-        for entry in entries:
-            path = Path(entry.path)
-            try:
-                st = os.lstat(path)
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append(path)
-                    continue
-                if stat.S_ISLNK(st.st_mode):
-                    if chown:
-                        os.lchown(path, uid, gid)
-                    continue
-                if not stat.S_ISREG(st.st_mode):
-                    path.unlink()
-                    notes.append(f"removed a special file from the outputs: {path.name}")
-                    continue
-                if chown:
-                    os.lchown(path, uid, gid)
-                os.chmod(path, 0o755 if st.st_mode & 0o100 else 0o644)
-            except OSError as exc:
-                notes.append(f"cannot hand back {path}: {exc.strerror}")
-    return notes
 
 
 _LOCK_FILE = ".pb-sandbox.lock"
@@ -773,16 +735,8 @@ class _JobRun:
         assert self.work is not None
         cgroup = self._cgroup()
         if b.sandboxed:
-            env = job_environment(
-                job,
-                path=self._path_var(),
-                home=SANDBOX_TMP,
-                tmpdir=SANDBOX_TMP,
-                out_dir=SANDBOX_OUT,
-                inputs={name: f"{SANDBOX_DATA}/{name}" for name in job.inputs},
-                needs_dir=SANDBOX_NEEDS if job.needs else None,
-                workers_dir=SANDBOX_WORKERS if job.workers else None,
-                host_env=dict(os.environ),
+            env = sandboxed_job_environment(
+                job, path=self._path_var(), home=SANDBOX_TMP, host_env=dict(os.environ)
             )
             self._gpu_env(env)
             if b.host.mode == "root":
@@ -890,14 +844,8 @@ class _JobRun:
                     # sockets the worker makes (umask 007) accept the job and nobody else.
                     os.chown(directory, uid, job_uid)
                     os.chmod(directory, 0o2770)
-                env = worker_environment(
-                    job,
-                    i,
-                    path=self._path_var(),
-                    tmpdir=SANDBOX_TMP,
-                    worker_dir=SANDBOX_WORKER,
-                    needs_dir=SANDBOX_NEEDS if job.needs else None,
-                    host_env=dict(os.environ),
+                env = sandboxed_worker_environment(
+                    job, i, path=self._path_var(), host_env=dict(os.environ)
                 )
                 self._gpu_env(env)
                 binds = [(directory, SANDBOX_WORKER, True)]
@@ -1051,7 +999,7 @@ class _JobRun:
             rc = process.proc.returncode
             exit_code = rc if rc >= 0 else 128 + -rc
         infra = self._infra_reason(process, workers_ended, cancelled, timed_out, limit, oom)
-        self.notes += hand_back(job.out_dir, chown=self.chowned_out)
+        self.notes += hand_back_outputs(job.out_dir, chown=self.chowned_out)
         if limit is None and refused and exit_code not in (0, None) and not oom:
             limit = f"process count: the job reached its limit of {limits.max_processes}"
         return JobOutcome(

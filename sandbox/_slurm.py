@@ -55,10 +55,12 @@ from sandbox._backend import (
     JobOutcome,
     LineCallback,
     job_environment,
+    sandboxed_job_environment,
+    sandboxed_worker_environment,
     worker_environment,
 )
-from sandbox._docker import SANDBOX_UID, SANDBOX_USER, reclaim_outputs
-from sandbox._workdir import make_copy
+from sandbox._docker import SANDBOX_UID, SANDBOX_USER
+from sandbox._workdir import hand_back_outputs, make_copy
 
 ContainerRuntime = Literal["apptainer", "singularity"]
 
@@ -255,7 +257,7 @@ class SlurmBackend(Backend):
                     self._jobs.discard(job_id)
             with contextlib.suppress(OSError):
                 if job.out_dir.is_dir():
-                    reclaim_outputs(job.out_dir, chown=self._as_root)
+                    hand_back_outputs(job.out_dir, chown=self._as_root)
             shutil.rmtree(work, ignore_errors=True)
 
     def _prepare(self, job: Job, work: Path) -> None:
@@ -451,30 +453,17 @@ class SlurmBackend(Backend):
 
     def _env_files(self, job: Job, work: Path) -> dict[str, str]:
         """apptainer's ``--env-file`` of the job and of each worker: paths inside the image."""
-        needs_dir = SANDBOX_NEEDS if job.needs else None
         for name in job.inputs:
             if name not in INPUT_VARIABLES:
                 raise BackendError(f"unknown data input {name!r}")
         envs = {
-            "job.env": job_environment(
-                job,
-                path=self.container_path,
-                home=f"{SANDBOX_TMP}/home",
-                tmpdir=SANDBOX_TMP,
-                out_dir=SANDBOX_OUT,
-                inputs={name: f"{SANDBOX_DATA}/{name}" for name in job.inputs},
-                needs_dir=needs_dir,
-                workers_dir=SANDBOX_WORKERS if job.workers else None,
+            "job.env": sandboxed_job_environment(
+                job, path=self.container_path, home=f"{SANDBOX_TMP}/home"
             )
         }
         for index in range(job.workers.count if job.workers else 0):
-            envs[f"worker-{index}.env"] = worker_environment(
-                job,
-                index,
-                path=self.container_path,
-                tmpdir=SANDBOX_TMP,
-                worker_dir=SANDBOX_WORKER,
-                needs_dir=needs_dir,
+            envs[f"worker-{index}.env"] = sandboxed_worker_environment(
+                job, index, path=self.container_path
             )
         return {
             name: "".join(
@@ -579,7 +568,19 @@ class SlurmBackend(Backend):
             time.sleep(self.poll_s)
         time.sleep(0.2)
         follow()
-        wall = time.monotonic() - start
+        return self._ended(job_id, work, state, exit_code, timed_out, time.monotonic() - start)
+
+    def _ended(
+        self,
+        job_id: str,
+        work: Path,
+        state: str | None,
+        exit_code: str | None,
+        timed_out: bool,
+        wall: float,
+    ) -> JobOutcome:
+        """The outcome of a job that left the queue, from its last state and exit code (the
+        supervisor's observations decide what is an infrastructure failure)."""
         with self._lock:
             ours = job_id in self._cancelled_jobs
         code: int | None = None

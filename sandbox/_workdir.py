@@ -1,4 +1,5 @@
-"""Fresh copies of the codebase with a submission's files laid over them, and measures of trees."""
+"""Fresh copies of the codebase with a submission's files laid over them, measures of trees,
+and the hand-back of a finished job's outputs."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import stat
 from pathlib import Path, PurePosixPath
 
 # Build outputs and caches never belong to the copy a submission runs in.
@@ -105,3 +107,48 @@ def tree_usage(root: Path, max_entries: int) -> tuple[int, int]:
                 elif entry.is_file(follow_symlinks=False):
                     total += entry.stat(follow_symlinks=False).st_size
     return total, entries
+
+
+def hand_back_outputs(root: Path, *, chown: bool) -> list[str]:
+    """Make a finished job's outputs safe for the supervisor and the jobs that read them.
+
+    Every backend (local, Docker, Slurm) hands back through this one rule: anything that is
+    not a regular file or a directory is removed — a symbolic link could send a trusted reader
+    to a host file (``/etc/shadow``) or a device, a FIFO could block it, a socket or device node
+    has no business in results. What stays becomes the supervisor's (``chown``, when it ran the
+    job as another user), world-readable so that a later job (the sandbox user) can read it
+    through its read-only mount, writable by nobody else, with no set-id or sticky bits.
+    Directories are opened before they are read, so even a ``chmod 000`` one is handed back.
+    Returns notes: what was removed and what could not be handed back.
+    """
+    notes: list[str] = []
+    uid, gid = os.getuid(), os.getgid()
+    stack = [root]
+    while stack:
+        directory = stack.pop()
+        try:
+            if chown:
+                os.lchown(directory, uid, gid)
+            os.chmod(directory, 0o755)
+            entries = list(os.scandir(directory))
+        except OSError as exc:
+            notes.append(f"cannot hand back {directory}: {exc.strerror}")
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                st = os.lstat(path)
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append(path)
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    path.unlink()
+                    kind = "symbolic link" if stat.S_ISLNK(st.st_mode) else "special file"
+                    notes.append(f"removed a {kind} from the outputs: {path.name}")
+                    continue
+                if chown:
+                    os.lchown(path, uid, gid)
+                os.chmod(path, 0o755 if st.st_mode & 0o100 else 0o644)
+            except OSError as exc:
+                notes.append(f"cannot hand back {path}: {exc.strerror}")
+    return notes

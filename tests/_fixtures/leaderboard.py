@@ -29,7 +29,7 @@ import pytest
 from tests._fixtures.worlds import NANOGPT_GET_LR
 
 if TYPE_CHECKING:  # imported lazily: a broken leaderboard must not break other areas' tests
-    from leaderboard import MetricSpec, RunRecord, Store, TestRecord
+    from leaderboard import MetricInfo, RunRecord, SeedRecord, Store
 
 TRAIN, LM_EVAL = "gpt-345m", "lm-eval-345m"
 SEEDS = [42, 43, 44]
@@ -37,20 +37,20 @@ MAX_ITERS = 12030
 XSS_MARKER = "<script>window.__pwned = 1; document.title = 'pwned'</script>"
 
 
-def specs_345m() -> list[MetricSpec]:
+def specs_345m() -> list[MetricInfo]:
     """The metric specs of the 345M tasks (as in task.yaml)."""
-    from leaderboard import MetricSpec
+    from leaderboard import MetricInfo
 
     return [
-        MetricSpec(
+        MetricInfo(
             name="val_loss", setting=TRAIN, direction="lower", bound=0, weight=2, primary=True
         ),
-        MetricSpec(name="wikitext2_ppl", setting=TRAIN, direction="lower", bound=1),
-        MetricSpec(name="lambada_ppl", setting=TRAIN, direction="lower", bound=1),
-        MetricSpec(name="arc_easy", setting=LM_EVAL, direction="higher", bound=100),
-        MetricSpec(name="hellaswag", setting=LM_EVAL, direction="higher", bound=100),
-        MetricSpec(name="piqa", setting=LM_EVAL, direction="higher", bound=100, hidden=True),
-        MetricSpec(name="winogrande", setting=LM_EVAL, direction="higher", bound=100, hidden=True),
+        MetricInfo(name="wikitext2_ppl", setting=TRAIN, direction="lower", bound=1),
+        MetricInfo(name="lambada_ppl", setting=TRAIN, direction="lower", bound=1),
+        MetricInfo(name="arc_easy", setting=LM_EVAL, direction="higher", bound=100),
+        MetricInfo(name="hellaswag", setting=LM_EVAL, direction="higher", bound=100),
+        MetricInfo(name="piqa", setting=LM_EVAL, direction="higher", bound=100, hidden=True),
+        MetricInfo(name="winogrande", setting=LM_EVAL, direction="higher", bound=100, hidden=True),
     ]
 
 
@@ -181,15 +181,15 @@ def _seed_rows(
     schedule: str,
     rng: random.Random,
     seeds: list[int],
-) -> list[TestRecord]:
-    from leaderboard import TestRecord
+) -> list[SeedRecord]:
+    from leaderboard import SeedRecord
 
-    rows: list[TestRecord] = []
+    rows: list[SeedRecord] = []
     names = [s.name for s in specs_345m()]
     for seed in seeds:
         if values is None:  # a diverged run: NaN loss, lm-eval at chance
             rows.append(
-                TestRecord(
+                SeedRecord(
                     number=number,
                     setting=TRAIN,
                     seed=seed,
@@ -201,7 +201,7 @@ def _seed_rows(
                 )
             )
             rows.append(
-                TestRecord(
+                SeedRecord(
                     number=number,
                     setting=LM_EVAL,
                     seed=seed,
@@ -220,7 +220,7 @@ def _seed_rows(
         train = {f"{n}_{TRAIN}": round(v, 4) for n, v in zip(names[:3], noisy[:3], strict=True)}
         lm = {f"{n}_{LM_EVAL}": round(v, 2) for n, v in zip(names[3:], noisy[3:], strict=True)}
         rows.append(
-            TestRecord(
+            SeedRecord(
                 number=number,
                 setting=TRAIN,
                 seed=seed,
@@ -231,7 +231,7 @@ def _seed_rows(
             )
         )
         rows.append(
-            TestRecord(
+            SeedRecord(
                 number=number,
                 setting=LM_EVAL,
                 seed=seed,
@@ -373,7 +373,7 @@ def _base(
 
 def realistic_runs() -> list[RunRecord]:
     """The fixture run set (deterministic)."""
-    from leaderboard import FinalRecord, RunRecord, TestRecord
+    from leaderboard import FinalRecord, RunRecord, SeedRecord
 
     SPECS_345M = specs_345m()
     rng = random.Random(20261123)
@@ -490,7 +490,7 @@ def realistic_runs() -> list[RunRecord]:
     tiny_specs = [s.model_copy(update={"setting": "gpt-tiny"}) for s in SPECS_345M[:3]]
     for k, (name, val) in enumerate([("cosine", 5.91), ("wsd", 5.84), ("wsd_sqrt", 5.86)]):
         rows = [
-            TestRecord(
+            SeedRecord(
                 number=1,
                 setting="gpt-tiny",
                 seed=s,

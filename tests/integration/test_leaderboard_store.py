@@ -4,26 +4,22 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
 
-from leaderboard import (
-    SCHEMA_VERSION,
-    FinalRecord,
-    MetricSpec,
-    RunRecord,
-    RunResult,
-    SchemaTooNewError,
-    Store,
-    TestRecord,
-    migrate,
-)
-from leaderboard._schema import SchemaVersion
+from leaderboard import FinalRecord, MetricInfo, RunRecord, SeedRecord, Store
+from leaderboard._schema import SCHEMA_VERSION, Base, SchemaTooNewError, current_version, migrate
+from leaderboard._scoring import RunResult
+
+FIXTURES = Path(__file__).parents[1] / "_fixtures"
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +48,7 @@ def small_run(
     run_id: str, *, tests: int = 5, seeds: int = 2, val: float = 2.25, task_id: str = "task-a"
 ) -> RunRecord:
     rows = [
-        TestRecord(
+        SeedRecord(
             number=n,
             setting="gpt-tiny",
             seed=40 + s,
@@ -90,7 +86,7 @@ def small_run(
         regions={"get_lr": "def get_lr(...): ..."},
         diff="--- a\n+++ b\n",
         transcript=[{"role": "user", "content": "hi"}],
-        metric_specs=[MetricSpec(name="val_loss", setting="gpt-tiny", direction="lower", bound=0)],
+        metric_specs=[MetricInfo(name="val_loss", setting="gpt-tiny", direction="lower", bound=0)],
     )
 
 
@@ -150,18 +146,44 @@ def test_schema_version_and_migration_path(store_url: str) -> None:
     with Store(store_url) as store:
         assert migrate(store.engine) == 0  # already current: nothing applied twice
         with store.engine.connect() as conn:
-            versions = [r[0] for r in conn.execute(text("SELECT version FROM pb_schema_version"))]
-        assert versions == list(range(1, SCHEMA_VERSION + 1))
+            assert current_version(conn) == SCHEMA_VERSION
+            # The tables the models declare are exactly the ones the migrations built.
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
         with store.engine.begin() as conn:
-            conn.execute(
-                SchemaVersion.__table__.insert().values(  # type: ignore[attr-defined]
-                    version=SCHEMA_VERSION + 1,
-                    description="from the future",
-                    applied_at=datetime.now(UTC),
-                )
-            )
+            conn.execute(text("UPDATE alembic_version SET version_num = 'from-the-future'"))
     with pytest.raises(SchemaTooNewError):
         Store(store_url)
+
+
+def test_a_store_made_by_the_hand_written_migrations_upgrades(tmp_path: Path) -> None:
+    # The fixture is the `.dump` of a SQLite file the earlier code (its own migration
+    # framework, ``pb_schema_version`` at 1) wrote with one run recorded.
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript((FIXTURES / "leaderboard_store_v1.sql").read_text())
+    url = f"sqlite:///{path}"
+    with Store(url) as store:
+        with store.engine.connect() as conn:
+            assert current_version(conn) == SCHEMA_VERSION
+            assert not inspect(conn).has_table("pb_schema_version")
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        old = small_run("old-r1", tests=2)
+        assert store.run_ids() == ["old-r1"] and store.count_results() == 6
+        assert store.record(old) == "unchanged"  # the same content hash: nothing lost or altered
+        assert store.get_run("old-r1") == old
+        assert store.record(small_run("new-r1")) == "inserted"
+    with Store(url) as store:
+        assert migrate(store.engine) == 0
+        assert store.run_ids() == ["new-r1", "old-r1"]
+
+
+def test_a_store_from_a_newer_hand_written_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript((FIXTURES / "leaderboard_store_v1.sql").read_text())
+        conn.execute("INSERT INTO pb_schema_version VALUES (2, 'future', '2030-01-01')")
+    with pytest.raises(SchemaTooNewError):
+        Store(f"sqlite:///{path}")
 
 
 def _writer(url: str, writer: int) -> int:

@@ -138,7 +138,7 @@ def test_read_only_app_refuses_writes(tmp_path: Any) -> None:
 
 
 def test_text_table_rows_for_the_command_line(lb_store: Store, lb_runs: list[Any]) -> None:
-    from leaderboard import build_task_table
+    from leaderboard._views import build_task_table
 
     for run in lb_runs:
         lb_store.record(run)

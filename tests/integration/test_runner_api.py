@@ -152,11 +152,13 @@ def _example_path(path: str) -> str:
 def test_every_route_but_health_needs_the_token(api_server: LoopbackServer) -> None:
     """Every route the app has (enumerated, so a new one cannot be forgotten) refuses a
     request without the token, or with a wrong one, with 401 and ``WWW-Authenticate``."""
+    from fastapi.routing import iter_route_contexts
+
     app = api_server.server.config.app  # the app being served
-    routes = [
-        (method, route.path)  # type: ignore[attr-defined]  # every route of the app has one
-        for route in app.routes
-        for method in sorted(getattr(route, "methods", None) or {"GET"})
+    routes = [  # the app's own routes and those of the routers it includes, flattened
+        (method, route.path)
+        for route in iter_route_contexts(app.routes)
+        for method in sorted(route.methods or {"GET"})
         if method != "HEAD"
     ]
     assert {path for _, path in routes} >= {"/sessions", "/sessions/{session_id}/events", *OPEN}

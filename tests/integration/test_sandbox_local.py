@@ -607,7 +607,8 @@ def test_outputs_are_handed_back_to_the_supervisor(
     assert data.st_uid == os.getuid()
     assert not (job.out_dir / "pipe").exists() and any("pipe" in n for n in outcome.notes)
     assert (job.out_dir / "sub").stat().st_mode & 0o777 == 0o755
-    assert (job.out_dir / "link").is_symlink()
+    # A link could send a trusted reader to a host file: removed, as by every backend.
+    assert not (job.out_dir / "link").is_symlink() and any("link" in n for n in outcome.notes)
 
 
 def test_limits_are_sized_per_job_kind(tmp_path: Path) -> None:

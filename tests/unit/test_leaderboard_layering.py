@@ -28,3 +28,11 @@ def test_templates_and_static_files_ship_with_the_package(repo_root: Path) -> No
         assert (root / "templates" / name).is_file()
     css = (root / "static" / "style.css").read_text()
     assert "@import" not in css and "url(" not in css  # no external assets, works offline
+
+
+def test_migrations_ship_with_the_package(repo_root: Path) -> None:
+    root = repo_root / "leaderboard" / "migrations"
+    assert (root / "env.py").is_file() and (root / "script.py.mako").is_file()
+    assert sorted(p.name for p in (root / "versions").glob("*.py"))[0] == "0001_initial_schema.py"
+    pyproject = (repo_root / "pyproject.toml").read_text()
+    assert '"migrations/**/*"' in pyproject  # package-data: installed beside the code

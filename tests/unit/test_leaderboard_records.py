@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from leaderboard import FinalRecord, MetricSpec, RunRecord, RunResult, TestRecord
+from leaderboard import FinalRecord, MetricInfo, RunRecord, SeedRecord
 from leaderboard._plots import Series, line_plot, nice_ticks
 from leaderboard._records import decode_metrics, encode_metrics
+from leaderboard._scoring import RunResult
 
 
 def run(**changes: object) -> RunRecord:
@@ -30,7 +31,7 @@ def run(**changes: object) -> RunRecord:
         dataset_source="offline",
         started_at=datetime(2026, 1, 1),
         status="finished",
-        metric_specs=[MetricSpec(name="val_loss", setting="gpt-tiny", direction="lower", bound=0)],
+        metric_specs=[MetricInfo(name="val_loss", setting="gpt-tiny", direction="lower", bound=0)],
     )
     base.update(changes)
     return RunRecord.model_validate(base)
@@ -44,17 +45,17 @@ def test_unknown_fields_and_bad_ids_are_rejected() -> None:
     with pytest.raises(ValidationError):
         run(type="wizard")
     with pytest.raises(ValidationError, match="duplicate test result"):
-        t = TestRecord(number=1, setting="gpt-tiny", seed=42, status="ok")
+        t = SeedRecord(number=1, setting="gpt-tiny", seed=42, status="ok")
         run(tests=[t, t])
     with pytest.raises(ValidationError, match="same metric"):
-        spec = MetricSpec(name="val_loss", setting="gpt-tiny", direction="lower")
+        spec = MetricInfo(name="val_loss", setting="gpt-tiny", direction="lower")
         run(metric_specs=[spec, spec])
 
 
 def test_naive_times_are_utc_and_nan_survives_json() -> None:
     r = run(
         tests=[
-            TestRecord(
+            SeedRecord(
                 number=1,
                 setting="gpt-tiny",
                 seed=42,
@@ -75,10 +76,10 @@ def test_naive_times_are_utc_and_nan_survives_json() -> None:
 
 
 def test_result_rows_follow_the_run_type() -> None:
-    t1 = TestRecord(
+    t1 = SeedRecord(
         number=1, setting="gpt-tiny", seed=42, status="ok", metrics={"val_loss_gpt-tiny": 3.0}
     )
-    t2 = TestRecord(
+    t2 = SeedRecord(
         number=2, setting="gpt-tiny", seed=42, status="ok", metrics={"val_loss_gpt-tiny": 2.0}
     )
     final = FinalRecord(

@@ -10,25 +10,22 @@ import math
 
 import pytest
 
-from leaderboard import (
+from leaderboard import MetricInfo
+from leaderboard._scoring import (
     Anchor,
     ComparableGroup,
-    MetricSpec,
     RunResult,
     geometric_mean_eps,
     normalise,
     score_task,
-    seed_stats,
-    t_ppf,
-    welch_t_test,
 )
-from leaderboard._stats import betainc, t_cdf
+from leaderboard._stats import seed_stats, t_cdf, t_ppf, welch_t_test
 
-LOSS = MetricSpec(
+LOSS = MetricInfo(
     name="val_loss", setting="gpt", direction="lower", bound=0, weight=2, primary=True
 )
-PPL = MetricSpec(name="ppl", setting="gpt", direction="lower", bound=1)
-ACC = MetricSpec(name="acc", setting="eval", direction="higher", bound=100)
+PPL = MetricInfo(name="ppl", setting="gpt", direction="lower", bound=1)
+ACC = MetricInfo(name="acc", setting="eval", direction="higher", bound=100)
 
 
 def result(
@@ -227,7 +224,19 @@ def test_t_quantiles_and_cdf() -> None:
     assert t_cdf(0.0, 5) == pytest.approx(0.5)
     # df=1 is the Cauchy distribution: P(T <= 1) = 1/2 + atan(1)/pi = 0.75
     assert t_cdf(1.0, 1) == pytest.approx(0.75)
-    assert betainc(1.0, 1.0, 0.3) == pytest.approx(0.3)
+    # df=2 has a closed form: P(T <= t) = 1/2 + t / (2 sqrt(2 + t²)); fractional df is allowed
+    assert t_cdf(1.5, 2) == pytest.approx(0.5 + 1.5 / (2 * math.sqrt(2 + 1.5**2)), rel=1e-12)
+    assert 0.5 < t_cdf(1.0, 2.5) < t_cdf(1.0, 3.0)
+    with pytest.raises(ValueError, match="degrees of freedom"):
+        t_cdf(1.0, 0)
+    with pytest.raises(ValueError, match="quantile"):
+        t_ppf(1.0, 3)
+
+
+def test_welch_p_value_keeps_its_digits_in_the_far_tail() -> None:
+    # t = -1000 with df = 4: 1 - cdf would round to 0; the survival function keeps ~1e-11
+    res = welch_t_test([0.0, 0.001, 0.002], [1.0, 1.001, 1.002])
+    assert res is not None and 0.0 < res.p_value < 1e-9
 
 
 def test_welch_t_test_by_hand() -> None:

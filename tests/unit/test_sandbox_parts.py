@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,14 @@ import pytest
 from sandbox import JobSpec, job_levels, parse_progress
 from sandbox._cache import cache_key
 from sandbox._results import MetricsError, last_error_line, read_metrics, tail_text
-from sandbox._workdir import OverlayError, fingerprint_dir, hash_tree, make_copy, safe_relative
+from sandbox._workdir import (
+    OverlayError,
+    fingerprint_dir,
+    hand_back_outputs,
+    hash_tree,
+    make_copy,
+    safe_relative,
+)
 
 EVAL = JobSpec(
     label="gpt-tiny",
@@ -42,6 +51,30 @@ def test_make_copy_overlays_and_hash_tree_tracks_content(tmp_path: Path) -> None
     assert hash_tree(src) == before
     (src / "a.py").write_text("a = 3\n")
     assert hash_tree(src) != before
+
+
+def test_hand_back_outputs_keeps_only_plain_files_and_directories(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "sub" / "deeper").mkdir(parents=True)
+    (out / "data").write_text("x")
+    (out / "data").chmod(0o6666)
+    (out / "run.sh").write_text("#!/bin/sh\n")
+    (out / "run.sh").chmod(0o777)
+    (out / "sub" / "deeper" / "kept").write_text("y")
+    (out / "link").symlink_to("/etc/passwd")
+    (out / "sub" / "dirlink").symlink_to(tmp_path, target_is_directory=True)
+    os.mkfifo(out / "pipe")
+    (out / "sub").chmod(0o000)
+    notes = hand_back_outputs(out, chown=False)
+    assert sorted(p.name for p in out.rglob("*")) == ["data", "deeper", "kept", "run.sh", "sub"]
+    assert sorted(notes) == [
+        "removed a special file from the outputs: pipe",
+        "removed a symbolic link from the outputs: dirlink",
+        "removed a symbolic link from the outputs: link",
+    ]
+    assert stat.S_IMODE((out / "data").stat().st_mode) == 0o644  # no set-id, not writable
+    assert stat.S_IMODE((out / "run.sh").stat().st_mode) == 0o755
+    assert stat.S_IMODE((out / "sub").stat().st_mode) == 0o755
 
 
 def test_fingerprint_dir_changes_with_data(tmp_path: Path) -> None:
