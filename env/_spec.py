@@ -19,6 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, 
 from env._errors import TaskSpecError
 from env._paths import baselines_dir, tasks_dir
 from env._regions import RegionSyntaxError, find_regions
+from env._texts import DESCRIPTION_SLOTS
 from sandbox import JobSpec, job_levels
 
 __all__ = [
@@ -452,18 +453,6 @@ def semantic_problems(spec: TaskSpec, label: str = "task.yaml") -> list[str]:
     return problems
 
 
-_SLOTS = {
-    "file",
-    "lines",
-    "max_steps",
-    "max_tests",
-    "profile",
-    "recipe",
-    "jobs_table",
-    "hardware",
-}
-
-
 def _template_problems(spec: TaskSpec, text: str, label: str) -> list[str]:
     problems: list[str] = []
     open_regions = {r for f in spec.editable_files for r in f.regions}
@@ -473,9 +462,9 @@ def _template_problems(spec: TaskSpec, text: str, label: str) -> list[str]:
         return [f"{label}: not a valid template ({e}); write literal braces as {{{{ and }}}}"]
     for field in fields:
         root = field.split("[", 1)[0].split(".", 1)[0]
-        if root not in _SLOTS:
+        if root not in DESCRIPTION_SLOTS:
             problems.append(
-                f"{label}: unknown slot {{{field}}} (slots: {', '.join(sorted(_SLOTS))})"
+                f"{label}: unknown slot {{{field}}} (slots: {', '.join(sorted(DESCRIPTION_SLOTS))})"
             )
         elif root == "lines":
             key = field[len("lines[") : -1] if field.startswith("lines[") else ""

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from env import _texts as texts
 from env._data_regions import data_region_violations
 from env._errors import EditError, IntegrityError
 from env._invariants import check_invariants, scope_bindings
@@ -37,8 +38,6 @@ from env._regions import (
     RegionSyntaxError,
     content_lines,
     find_regions,
-    format_range,
-    format_ranges,
     line_problem,
 )
 from env._spec import TaskSpec
@@ -49,7 +48,6 @@ STATE_VERSION = 1
 _CONTEXT_BEFORE = 3  # frozen lines shown above a region in a snapshot
 _CONTEXT_AFTER = 1
 _SHOW_WHOLE_REGION = 8  # regions up to this many lines are shown whole in a snapshot
-_VIOLATIONS_SHOWN = 8
 MAX_CONTENT_CHARS = 200_000  # one edit; far above any real region, far below a memory problem
 MAX_FILE_LINES = 20_000
 _SHADOW_GUARD = frozenset(
@@ -238,10 +236,6 @@ def _frozen_token_stream(
     return stream, lines, None
 
 
-def _number(n: int, text: str, sep: str) -> str:
-    return f"{n:>6}{sep}{text}" if text else f"{n:>6}{sep}".rstrip()
-
-
 class Workspace:
     """A task's editable and read-only files under ``root``, with named editable regions.
 
@@ -422,34 +416,31 @@ class Workspace:
     def _resolve(self, filename: Any) -> str:
         """Codebase-relative path of an agent file name; raises EditError for bad names."""
         if not isinstance(filename, str) or not filename.strip():
-            raise EditError("ERROR: Invalid file name: a non-empty string is required")
+            raise EditError(texts.empty_file_name())
         name = filename.strip()
         package, _, rest = name.partition("/")
         if package != self.task.package or not rest:
-            raise EditError(
-                f"ERROR: Package '{package}' is not in allowed packages "
-                f"(allowed: {self.task.package}; name files like "
-                f"{self._agent_name(self.task.editable_files[0].path)})"
-            )
+            example = self._agent_name(self.task.editable_files[0].path)
+            raise EditError(texts.bad_package(package, self.task.package, example))
         parts = rest.split("/")
         if "\\" in rest or any(p in ("", ".", "..") for p in parts):
-            raise EditError(f"ERROR: Invalid file name: {filename}")
+            raise EditError(texts.invalid_file_name(filename))
         return rest
 
     def _editable_file(self, filename: Any) -> _File:
         path = self._resolve(filename)
         f = self._files.get(path)
         if f is None or not f.editable:
-            names = ", ".join(self._agent_name(p) for p, g in self._files.items() if g.editable)
-            raise EditError(f"ERROR: File not editable: {filename} (editable files: {names})")
+            names = [self._agent_name(p) for p, g in self._files.items() if g.editable]
+            raise EditError(texts.not_editable(filename, names))
         return f
 
     def _viewable_file(self, filename: Any) -> _File:
         path = self._resolve(filename)
         f = self._files.get(path)
         if f is None:
-            names = ", ".join(self._agent_name(p) for p in self._files)
-            raise EditError(f"ERROR: File not found: {filename} (files you can view: {names})")
+            names = [self._agent_name(p) for p in self._files]
+            raise EditError(texts.not_found(filename, names))
         return f
 
     # -- rendering ------------------------------------------------------------------------
@@ -467,10 +458,7 @@ class Workspace:
     def _snapshot(self, f: _File) -> str:
         lines = f.lines
         editable = f.editable_lines()
-        out = [
-            f"[Current file: {self._agent_name(f.path)} | editable: {format_ranges(f.ranges())} "
-            f"| total: {len(lines)} lines]"
-        ]
+        out = [texts.snapshot_header(self._agent_name(f.path), f.ranges(), len(lines))]
         shown: set[int] = set()
         for _, start, end in f.regions():
             shown.update(
@@ -482,9 +470,8 @@ class Workspace:
         for n in sorted(shown):
             if previous and n - previous > 1:
                 inside = previous in editable and n in editable
-                out.append(f"{'...':>6}  ({n - previous - 1} more lines)" if inside else "")
-            sep = "  " if n in editable else "| "
-            out.append(_number(n, lines[n - 1], sep))
+                out.append(texts.skipped_lines(n - previous - 1) if inside else "")
+            out.append(self._listing_line(f, n, editable))
             previous = n
         return "\n".join(out)
 
@@ -495,21 +482,17 @@ class Workspace:
         lines are numbered ``N: `` (as MLS-Bench prints files) and editable lines ``N  ``.
         """
         f = self._viewable_file(filename if "/" in filename else self._agent_name(filename))
-        ranges = f.ranges()
-        if f.editable and ranges:
-            shown = ", ".join(
-                f"lines {s}–{e}" if e >= s else f"an empty region after line {s - 1}"
-                for s, e in ranges
-            )
-            header = f"{self._agent_name(f.path)} [EDITABLE — {shown} only]"
-        else:
-            header = f"{self._agent_name(f.path)} [READ-ONLY]"
         editable = f.editable_lines()
-        body = [
-            _number(n, line, "  " if n in editable else ": ")
-            for n, line in enumerate(f.lines, start=1)
-        ]
-        return "\n".join([header, "", *body])
+        body = [self._listing_line(f, n, editable) for n in range(1, len(f.lines) + 1)]
+        ranges = f.ranges() if f.editable else None
+        return texts.file_listing(self._agent_name(f.path), ranges, body)
+
+    def _listing_line(self, f: _File, n: int, editable: set[int]) -> str:
+        """Line `n` of `f` numbered; the marker of a region not open here shown as frozen."""
+        text = f.lines[n - 1]
+        if n not in editable and not any(n in (s - 1, e + 1) for s, e in f.ranges()):
+            text = texts.frozen_marker(text)
+        return texts.listing_line(n, text, n in editable)
 
     def view(
         self, filename: str, start_line: int | None = None, end_line: int | None = None
@@ -520,32 +503,23 @@ class Workspace:
         total = len(lines)
         for value, what in ((start_line, "start_line"), (end_line, "end_line")):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise EditError(
-                    f"ERROR: Invalid line range: {what} must be an integer, got {value!r}"
-                )
+                raise EditError(texts.view_not_an_integer(what, value))
         start = 1 if start_line is None else start_line
         end = total if end_line is None else min(end_line, total)
         if total == 0:
-            return f"[File: {filename} | empty file]"
+            return texts.view_empty(filename)
         if start < 1 or start > total or end < start:
-            raise EditError(
-                f"ERROR: Invalid line range {start_line}..{end_line} for {filename}: the file "
-                f"has lines 1–{total} and start_line must not exceed end_line"
-            )
+            raise EditError(texts.view_bad_range(filename, start_line, end_line, total))
         editable = f.editable_lines()
-        state = f"editable: {format_ranges(f.ranges())}" if f.editable else "read-only"
-        out = [f"[File: {filename} | lines {start}–{end} of {total} | {state}]"]
-        out += [
-            _number(n, lines[n - 1], "  " if n in editable else "| ") for n in range(start, end + 1)
-        ]
-        out.append("(editable lines are numbered 'N  ', frozen lines 'N| ')")
-        return "\n".join(out)
+        body = [self._listing_line(f, n, editable) for n in range(start, end + 1)]
+        ranges = f.ranges() if f.editable else None
+        return texts.view(filename, start, end, total, ranges, body)
 
     def _range_text(self, f: _File) -> str:
-        return format_ranges(f.ranges())
+        return texts.format_ranges(f.ranges())
 
     def _error(self, f: _File, message: str) -> EditError:
-        return EditError(f"ERROR: {message}\n\n{self._snapshot(f)}")
+        return EditError(texts.error(message, self._snapshot(f)))
 
     # -- edits ----------------------------------------------------------------------------
 
@@ -559,18 +533,10 @@ class Workspace:
         total = len(f.lines)
         start, end = self._int(start_line), self._int(end_line)
         if start is None or end is None or start < 1 or end < start or end > total:
-            raise self._error(
-                f,
-                f"Invalid line range {start_line}..{end_line}: the file has lines 1–{total}, "
-                "start_line and end_line are inclusive and start_line must not exceed end_line.",
-            )
+            raise self._error(f, texts.replace_bad_range(start_line, end_line, total))
         target = next(((part, s) for part, s, e in f.regions() if s <= start and end <= e), None)
         if target is None:
-            raise self._error(
-                f,
-                f"Lines {start}..{end} exceed the editable range. You may only edit lines "
-                f"{self._allowed_text(f)}.",
-            )
+            raise self._error(f, texts.replace_outside(start, end, self._allowed_text(f)))
         new_lines = self._content(f, content)
         part, region_start = target
         candidate = f.copy()
@@ -578,9 +544,13 @@ class Workspace:
         offset = start - region_start
         body.lines[offset : offset + end - start + 1] = new_lines
         self._accept(f, candidate, start, len(new_lines))
-        return (
-            f"OK: Replaced lines {start}..{end} with {len(new_lines)} line(s) in {filename}. "
-            f"Editable range: {self._range_text(candidate)}.\n\n{self._snapshot(candidate)}"
+        return texts.replaced(
+            start,
+            end,
+            len(new_lines),
+            filename,
+            self._range_text(candidate),
+            self._snapshot(candidate),
         )
 
     def insert(self, filename: str, after_line: int, content: str) -> str:
@@ -589,104 +559,78 @@ class Workspace:
         total = len(f.lines)
         after = self._int(after_line)
         if after is None or after < 0 or after > total:
-            raise self._error(
-                f,
-                f"Invalid line range: after_line {after_line!r} must be a line number "
-                f"from 0 to {total}.",
-            )
+            raise self._error(f, texts.insert_bad_line(after_line, total))
         target = next(((part, s) for part, s, e in f.regions() if s - 1 <= after <= e), None)
         if target is None:
-            allowed = ", ".join(f"{s - 1}–{e}" for s, e in f.ranges())
-            raise self._error(
-                f,
-                f"Cannot insert after line {after} — target is outside the editable range. "
-                f"after_line must be a region's START marker line or a line inside a region: "
-                f"{allowed} (editable lines {self._allowed_text(f)}).",
-            )
+            raise self._error(f, texts.insert_outside(after, f.ranges(), self._allowed_text(f)))
         new_lines = self._content(f, content)
         if not new_lines:
-            raise self._error(f, "Invalid content: nothing to insert (content is empty).")
+            raise self._error(f, texts.insert_nothing())
         part, region_start = target
         candidate = f.copy()
         body = next(p for p in candidate.parts if p.name == part.name)
         offset = after - region_start + 1
         body.lines[offset:offset] = new_lines
         self._accept(f, candidate, after + 1, len(new_lines))
-        return (
-            f"OK: Inserted {len(new_lines)} line(s) after line {after} in {filename}. "
-            f"Editable range: {self._range_text(candidate)}.\n\n{self._snapshot(candidate)}"
+        return texts.inserted(
+            after, len(new_lines), filename, self._range_text(candidate), self._snapshot(candidate)
         )
 
     def create_file(self, filename: str, content: str) -> str:
         """Create a new file in the package (only when the task sets ``allow_create``)."""
         if not self.task.allow_create:
-            raise EditError("ERROR: allow_create is false; cannot create new files")
+            raise EditError(texts.create_not_allowed())
         path = self._resolve(filename)
         try:
             self._check_new_path(self.task, path, self._files)
         except IntegrityError as e:
-            raise EditError(f"ERROR: {e}") from None
+            raise EditError(str(e)) from None
         if not isinstance(content, str) or len(content) > MAX_CONTENT_CHARS:
-            raise EditError(
-                f"ERROR: Invalid content: a string of at most {MAX_CONTENT_CHARS} characters "
-                "is required"
-            )
+            raise EditError(texts.create_content_invalid(MAX_CONTENT_CHARS))
         try:
             lines = content_lines(content)
         except ValueError as e:
-            raise EditError(f"ERROR: Invalid content: {e}. Nothing was changed.") from None
+            raise EditError(texts.error(texts.content_invalid(e))) from None
         candidate = self._created_file(path, lines)
         self._accept(None, candidate, 1, len(lines))
-        return f"Created: {filename}\n\n{self._snapshot(candidate)}"
+        return texts.created(filename, self._snapshot(candidate))
 
     @staticmethod
     def _check_new_path(task: TaskSpec, path: str, files: dict[str, _File]) -> None:
         if path in files or (task.codebase_dir / path).exists():
-            raise IntegrityError(f"File already exists: {task.agent_path(path)}")
+            raise IntegrityError(texts.file_exists(task.agent_path(path)))
         if not re.fullmatch(r"[a-z_][a-z0-9_]*\.py", path):
-            raise IntegrityError(
-                f"Invalid file name: {task.agent_path(path)} (new files are single Python "
-                "modules named like helpers.py, in the package folder)"
-            )
+            why = "new files are single Python modules named like helpers.py, in the package folder"
+            raise IntegrityError(texts.invalid_file_name(task.agent_path(path), why))
         # A new module beside the training script is first on sys.path: it must not shadow
         # a library or the harness (torch.py, math.py, sitecustomize.py, pb_config.py).
         stem = path[:-3]
         if stem in sys.stdlib_module_names or stem in _SHADOW_GUARD or stem.startswith("pb_"):
-            raise IntegrityError(
-                f"Invalid file name: {task.agent_path(path)} would shadow the module '{stem}'"
-            )
+            raise IntegrityError(texts.shadowing_file_name(task.agent_path(path), stem))
 
     def _allowed_text(self, f: _File) -> str:
-        ranges = f.ranges()
-        filled = [format_range(s, e) for s, e in ranges if e >= s]
-        text = ", ".join(filled) if filled else "none"
-        empty = [(p.name, s) for p, s, e in f.regions() if e < s]
-        for name, s in empty:
-            text += f" (region {name} is empty: insert after line {s - 1})"
-        return text
+        empty = [(p.name or "", s) for p, s, e in f.regions() if e < s]
+        return texts.allowed_lines(f.ranges(), empty)
 
     def _content(self, f: _File, content: Any) -> list[str]:
         if not isinstance(content, str):
-            raise self._error(f, "Invalid content: a string is required.")
+            raise self._error(f, texts.content_not_text())
         if len(content) > MAX_CONTENT_CHARS:
-            raise self._error(
-                f,
-                f"Invalid content: {len(content)} characters; one edit may hold at most "
-                f"{MAX_CONTENT_CHARS}. Nothing was changed.",
-            )
+            raise self._error(f, texts.content_too_long(len(content), MAX_CONTENT_CHARS))
         try:
             return content_lines(content)
         except ValueError as e:
-            raise self._error(f, f"Invalid content: {e}. Nothing was changed.") from None
+            raise self._error(f, texts.content_invalid(e)) from None
 
     def _accept(self, current: _File | None, candidate: _File, first_new: int, count: int) -> None:
         """Verify a candidate file and make it current; raise EditError and change nothing else."""
         shown = current if current is not None else candidate
         problems = self._verify(candidate)
         if problems.frozen:
-            raise self._error(shown, f"{problems.frozen} The edit was not applied.")
+            raise self._error(shown, problems.frozen)
         if problems.violations:
-            raise self._error(shown, self._violation_text(problems, first_new, count))
+            text = texts.violations(problems.kind, problems.violations, first_new, count)
+            raise self._error(shown, text)
         before: Any
         if current is None:
             before = None
@@ -699,25 +643,6 @@ class Workspace:
         )
         self._files[candidate.path] = candidate
         self._write(candidate)
-
-    @staticmethod
-    def _violation_text(problems: _Problems, first_new: int, count: int) -> str:
-        heading = {
-            "syntax": "The edit leaves the file with a syntax error",
-            "structure": "The edit would change the meaning of frozen code",
-            "invariant": "The edit breaks an invariant of the task",
-            "policy": "The edit breaks the code policy",
-        }[problems.kind]
-        rows = []
-        for v in problems.violations[:_VIOLATIONS_SHOWN]:
-            where = f"line {v.line}" if v.line else "file"
-            if v.line and first_new <= v.line < first_new + count:
-                where += f" (line {v.line - first_new + 1} of your content)"
-            rows.append(f"  - {where}: {v.message}")
-        more = len(problems.violations) - _VIOLATIONS_SHOWN
-        if more > 0:
-            rows.append(f"  - … and {more} more")
-        return f"{heading}; nothing was changed:\n" + "\n".join(rows)
 
     # -- verification ---------------------------------------------------------------------
 
@@ -794,9 +719,9 @@ class Workspace:
         try:
             parts, trailing = _split_parts(f.path, f.text, regions)
         except (RegionSyntaxError, IntegrityError) as e:
-            return f"The edit would break the region markers of {self._agent_name(f.path)} ({e})."
+            return texts.markers_broken(self._agent_name(f.path), e)
         if _frozen_digest(parts, trailing) != f.frozen_digest:
-            return f"The edit would change frozen text of {self._agent_name(f.path)}."
+            return texts.frozen_changed(self._agent_name(f.path))
         return None
 
     def check(self) -> None:
@@ -828,10 +753,10 @@ class Workspace:
         """Undo the last ``n`` accepted edits (contents and ranges); ``Undo complete:`` text."""
         count = self._int(n)
         if count is None or count < 1:
-            raise EditError(f"ERROR: Invalid n for undo: {n!r} (must be a positive integer)")
+            raise EditError(texts.undo_bad_n(n))
         if not self._history:
-            raise EditError("ERROR: Nothing to undo")
-        restored: list[str] = []
+            raise EditError(texts.nothing_to_undo())
+        restored: list[tuple[str, bool]] = []
         last: _File | None = None
         for _ in range(min(count, len(self._history))):
             entry = self._history.pop()
@@ -840,7 +765,7 @@ class Workspace:
             if entry["before"] is None:
                 del self._files[path]
                 (self.root / path).unlink(missing_ok=True)
-                restored.append(f"Deleted (created file): {name}")
+                restored.append((name, True))
                 last = None
                 continue
             f = self._files[path].copy()
@@ -850,12 +775,9 @@ class Workspace:
                 self._restore_bodies(f, entry["before"])
             self._files[path] = f
             self._write(f)
-            restored.append(f"Restored: {name}")
+            restored.append((name, False))
             last = f
-        text = "Undo complete:\n" + "\n".join(restored)
-        if last is not None:
-            text += f"\n\n{self._snapshot(last)}"
-        return text
+        return texts.undone(restored, self._snapshot(last) if last is not None else None)
 
     # -- results --------------------------------------------------------------------------
 

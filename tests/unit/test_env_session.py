@@ -492,7 +492,7 @@ def test_initial_observation(task: TaskSpec, tmp_path: Path) -> None:
     session, _ = make_session(task, tmp_path, max_steps=7)
     text = session.initial_observation(baselines=[])
     assert text.startswith("# Mini task") and "You have 7 steps and 3 tests." in text
-    assert "[EDITABLE — lines 9–13, lines 22–22 only]" in text
+    assert "[EDITABLE — lines 9–13, line 22 only]" in text
     assert session.steps_left == 7  # reading the task costs nothing
 
 

@@ -33,8 +33,9 @@ def test_initial_ranges_follow_markers(lr_workspace) -> None:
 def test_render_file_header_and_marks(lr_workspace) -> None:
     (s1, e1), (s2, _) = lr_workspace.editable_ranges(F)
     out = lr_workspace.render_file(F)
-    assert out.startswith(f"{F} [EDITABLE — lines {s1}–{e1}, lines {s2}–{s2} only]\n\n")
-    assert '     1: """Mini pretraining script' in out
+    # One line is "line N", and frozen lines are numbered "N| " as in every other tool text.
+    assert out.startswith(f"{F} [EDITABLE — lines {s1}–{e1}, line {s2} only]\n")
+    assert '     1| """Mini pretraining script' in out
     assert f"{s1:>6}  def get_lr(" in out
     ro = lr_workspace.render_file("nanoGPT/train_notes.py")
     assert ro.startswith("nanoGPT/train_notes.py [READ-ONLY]")
@@ -46,12 +47,11 @@ def test_replace_ok_text_and_shift(lr_workspace) -> None:
     delta = 2 - (e1 - s1 + 1)
     assert out.startswith(
         f"OK: Replaced lines {s1}..{e1} with 2 line(s) in {F}. "
-        f"Editable range: {s1}–{s1 + 1}, {s2 + delta}–{e2 + delta}.\n\n"
+        f"Editable range: {s1}–{s1 + 1}, {s2 + delta}.\n\n"
     )
     total = len(lr_workspace.text(F).split("\n")) - 1
     assert (
-        f"[Current file: {F} | editable: {s1}–{s1 + 1}, {s2 + delta}–{e2 + delta} | total: {total} lines]"
-        in out
+        f"[Current file: {F} | editable: {s1}–{s1 + 1}, {s2 + delta} | total: {total} lines]" in out
     )
     assert f"{s1 - 1:>6}| # ── EDITABLE REGION START: get_lr ──" in out
     assert f"{s1:>6}  def get_lr(" in out
@@ -135,8 +135,9 @@ def test_range_errors(lr_workspace) -> None:
     msg = _err(lr_workspace.replace, F, s1 - 1, e1, "x")
     assert msg.startswith(
         f"ERROR: Lines {s1 - 1}..{e1} exceed the editable range. You may only edit lines "
-        f"{s1}–{e1}, {s2}–{e2}."
+        f"{s1}–{e1}, {s2}."
     )
+    assert s2 == e2
     assert f"[Current file: {F} |" in msg
     msg = _err(lr_workspace.replace, F, s1, s2, "x")  # spans two regions and frozen text
     assert "exceed the editable range" in msg
@@ -338,7 +339,7 @@ def test_real_codebase(task_id: str, repo_root: Path, tmp_path: Path) -> None:
     spans = {s.name: s for s in find_regions(lines)}
     expected = [spans[name].body for name in spec.editable_files[0].regions]
     assert ws.editable_ranges(F) == sorted(expected)
-    shown = ", ".join(f"lines {s}–{e}" for s, e in sorted(expected))
+    shown = ", ".join(f"lines {s}–{e}" if e > s else f"line {s}" for s, e in sorted(expected))
     assert ws.render_file(F).startswith(f"{F} [EDITABLE — {shown} only]\n")
     assert ws.text(F) == real.read_text(encoding="utf-8")
     assert ws.diff() == ""
