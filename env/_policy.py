@@ -19,6 +19,7 @@ import io
 import re
 import tokenize
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 
 from env._invariants import Binding, Violation, scope_bindings
 from env._spec import CodePolicy
@@ -139,7 +140,7 @@ class _Checker(ast.NodeVisitor):
     def __init__(
         self,
         tree: ast.Module,
-        open_lines: set[int],
+        open_lines: AbstractSet[int],
         policy: CodePolicy,
         region_names: set[str],
     ) -> None:
@@ -506,7 +507,7 @@ def _same_import(binding: Binding, frozen_imports: dict[str, str]) -> bool:
     return binding.name in frozen_imports and mine.get(binding.name) == frozen_imports[binding.name]
 
 
-def _identifier_violations(source: str, open_lines: set[int]) -> list[Violation]:
+def _identifier_violations(source: str, open_lines: AbstractSet[int]) -> list[Violation]:
     """Non-ASCII identifiers (Python NFKC-folds them, so the AST alone cannot see them)."""
     found = []
     try:
@@ -527,7 +528,7 @@ def _identifier_violations(source: str, open_lines: set[int]) -> list[Violation]
 def check_policy(
     tree: ast.Module,
     source: str,
-    open_lines: set[int],
+    open_lines: AbstractSet[int],
     policy: CodePolicy,
     region_names: set[str] | None = None,
 ) -> list[Violation]:

@@ -42,7 +42,6 @@ from env._state import (
     ToolResult,
     UncountedAttempt,
     state_json,
-    write_json_atomic,
 )
 from env._tools import (
     EditArgs,
@@ -58,6 +57,7 @@ from sandbox import (
     ProgressCallback,
     TestRequest,
     TestResult,
+    write_atomic,
 )
 
 __all__ = ["ExecutorLike", "Session", "SessionError"]
@@ -229,7 +229,7 @@ class Session:
     def save(self) -> None:
         """Write the state atomically to ``run_dir/session.json``."""
         self._state.workspace = self.workspace.state()
-        write_json_atomic(self.run_dir / STATE_FILE, state_json(self._state))
+        write_atomic(self.run_dir / STATE_FILE, state_json(self._state))
 
     # ── tool calls ────────────────────────────────────────────────────────────────────────
 

@@ -214,11 +214,11 @@ def test_undo_restores_content_and_ranges(lr_workspace) -> None:
 
 
 def test_rejected_edit_changes_nothing(lr_workspace) -> None:
-    state = json.dumps(lr_workspace.state())
+    state = lr_workspace.state().model_dump_json()
     (s1, e1), _ = lr_workspace.editable_ranges(F)
     _err(lr_workspace.replace, F, s1, e1, "import os\n" + NEW_LR)
     _err(lr_workspace.replace, F, s1, e1, "def get_lr(:\n")
-    assert json.dumps(lr_workspace.state()) == state
+    assert lr_workspace.state().model_dump_json() == state
     assert _err(lr_workspace.undo) == "ERROR: Nothing to undo"
 
 
@@ -234,7 +234,7 @@ def test_state_round_trip_and_results(lr_workspace, lr_task, tmp_path: Path) -> 
     lr_workspace.replace(
         F, s2 - (e1 - s1 - 1), e2 - (e1 - s1 - 1), "CONFIG_OVERRIDES = {'min_lr': 0.0}"
     )
-    state = json.loads(json.dumps(lr_workspace.state()))
+    state = lr_workspace.state().model_dump(mode="json")
     again = Workspace.load(lr_task, tmp_path / "again", state)
     assert again.state() == lr_workspace.state()
     assert again.text(F) == lr_workspace.text(F)
@@ -253,7 +253,7 @@ def test_state_round_trip_and_results(lr_workspace, lr_task, tmp_path: Path) -> 
 
 
 def test_load_rejects_tampered_state(lr_workspace, lr_task, tmp_path: Path) -> None:
-    good = lr_workspace.state()
+    good = lr_workspace.state().model_dump(mode="json")
     bad_marker = json.loads(json.dumps(good))
     bad_marker["files"]["custom_pretrain.py"]["regions"]["config_overrides"] = [
         "# ── EDITABLE REGION END: config_overrides ──",
@@ -369,7 +369,7 @@ def test_multi_line_undo_of_several_edits(lr_workspace) -> None:
 def test_load_rejects_tampered_history(lr_workspace, lr_task, tmp_path: Path) -> None:
     (s1, _), _ = lr_workspace.editable_ranges(F)
     lr_workspace.insert(F, s1, "    z = 1")
-    good = lr_workspace.state()
+    good = lr_workspace.state().model_dump(mode="json")
     assert Workspace.load(lr_task, tmp_path / "ok", good).undo().startswith("Undo complete")
     forged = json.loads(json.dumps(good))
     forged["history"][0]["before"]["get_lr"] = ["# ── EDITABLE REGION END: get_lr ──"]
@@ -440,3 +440,38 @@ def test_find_regions_errors(text: str, message: str) -> None:
 
     with pytest.raises(RegionSyntaxError, match=message):
         find_regions(text.split("\n"))
+
+
+def test_state_written_before_the_state_model_still_loads(lr_task, tmp_path: Path) -> None:
+    """The JSON shape of format version 1, spelled out as the old code wrote it: a session
+    saved before the workspace had a pydantic state model resumes, and saves the same JSON."""
+    import hashlib
+
+    original = (lr_task.codebase_dir / "custom_pretrain.py").read_text(encoding="utf-8")
+    ws = Workspace.create(lr_task, tmp_path / "fresh")
+    (s1, e1), (s2, _) = ws.editable_ranges(F)
+    lines = original.split("\n")
+    get_lr, overrides = lines[s1 - 1 : e1], lines[s2 - 1 : s2]
+    old = {
+        "schema_version": 1,
+        "task_id": lr_task.id,
+        "files": {
+            "custom_pretrain.py": {
+                "original_sha256": hashlib.sha256(original.encode()).hexdigest(),
+                "regions": {"get_lr": ["# mine", *get_lr], "config_overrides": overrides},
+            }
+        },
+        "created": {},
+        "history": [
+            {
+                "file": "custom_pretrain.py",
+                "created": False,
+                "before": {"get_lr": get_lr, "config_overrides": overrides},
+            }
+        ],
+    }
+    again = Workspace.load(lr_task, tmp_path / "old", json.loads(json.dumps(old)))
+    assert again.state().model_dump(mode="json") == old
+    assert again.text(F).split("\n")[s1 - 1] == "# mine"
+    assert again.undo().startswith(f"Undo complete:\nRestored: {F}")
+    assert again.text(F) == original
