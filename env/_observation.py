@@ -17,7 +17,7 @@ from env import _texts as texts
 from env._baselines import Baseline
 from env._errors import TaskSpecError
 from env._regions import find_regions
-from env._spec import BudgetSpec, TaskSpec
+from env._spec import Budgets, TaskSpec
 from env._workspace import Workspace
 from sandbox import JobSpec
 
@@ -49,7 +49,7 @@ def render_observation(
     task: TaskSpec,
     workspace: Workspace,
     profile: str,
-    budgets: BudgetSpec | None = None,
+    budgets: Budgets | None = None,
     baselines: Sequence[Baseline] = (),
 ) -> str:
     """The initial observation text for `task` at `profile` (see the module docstring).

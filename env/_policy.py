@@ -21,7 +21,7 @@ import tokenize
 from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 
-from env._invariants import Binding, Violation, scope_bindings
+from env._invariants import Binding, Violation, bound_names, scope_bindings
 from env._spec import CodePolicy
 
 __all__ = ["FORBIDDEN_BUILTINS", "FORBIDDEN_MODULE_NAMES", "Violation", "check_policy"]
@@ -192,16 +192,16 @@ class _Checker(ast.NodeVisitor):
             if getattr(where, "lineno", 0) not in self.open_lines:
                 continue
             if isinstance(node, ast.Assign):
-                names = [n.id for t in node.targets for n in _target_names(t)]
+                names = [n.id for t in node.targets for n in bound_names(t)]
                 pairs.append((names, node.value))
             elif isinstance(node, ast.AnnAssign | ast.AugAssign | ast.NamedExpr) and node.value:
-                pairs.append(([n.id for n in _target_names(node.target)], node.value))
+                pairs.append(([n.id for n in bound_names(node.target)], node.value))
             elif isinstance(node, ast.For | ast.AsyncFor | ast.comprehension):
-                pairs.append(([n.id for n in _target_names(node.target)], node.iter))
+                pairs.append(([n.id for n in bound_names(node.target)], node.iter))
             elif isinstance(node, ast.With | ast.AsyncWith):
                 for item in node.items:
                     if item.optional_vars is not None:
-                        names = [n.id for n in _target_names(item.optional_vars)]
+                        names = [n.id for n in bound_names(item.optional_vars)]
                         pairs.append((names, item.context_expr))
         sources = self.modules | self.frozen_names | _BUILTIN_NAMES
         tainted: set[str] = set()
@@ -479,17 +479,6 @@ class _Checker(ast.NodeVisitor):
     def visit_Delete(self, node: ast.Delete) -> None:
         self._check_targets(node, node.targets)
         self.generic_visit(node)
-
-
-def _target_names(target: ast.AST) -> list[ast.Name]:
-    """Names a target binds (``a``, ``a, *b``), not the roots of ``a.x`` or ``a[i]``."""
-    if isinstance(target, ast.Name):
-        return [target]
-    if isinstance(target, ast.Tuple | ast.List):
-        return [n for elt in target.elts for n in _target_names(elt)]
-    if isinstance(target, ast.Starred):
-        return _target_names(target.value)
-    return []
 
 
 def _flatten(target: ast.expr) -> list[ast.expr]:

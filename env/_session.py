@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from env import _texts as texts
 from env._baselines import Baseline, load_baselines
 from env._data_regions import DataRegionError, data_region_env
-from env._errors import EditError
+from env._errors import EditError, IntegrityError
 from env._observation import render_observation
 from env._spec import TaskSpec, load_task
 from env._state import (
@@ -38,9 +38,10 @@ from env._state import (
     SeedPlan,
     SessionState,
     Submission,
-    TestRecord,
+    TestEntry,
     ToolResult,
     UncountedAttempt,
+    UncountedKind,
     state_json,
 )
 from env._tools import (
@@ -189,7 +190,7 @@ class Session:
         return self._state.profile
 
     @property
-    def tests(self) -> list[TestRecord]:
+    def tests(self) -> list[TestEntry]:
         """The counted tests, numbered from 1."""
         return list(self._state.tests)
 
@@ -295,9 +296,11 @@ class Session:
             return self._finish("test", text, ok=False, cost_test=0)
         try:
             self.workspace.check()
-        except EditError as e:
-            self._uncounted("rejected", str(e))
-            text = texts.test_rejected(str(e), self.tests_left)
+        except IntegrityError as e:
+            # The files or the saved state changed behind the workspace's back (accepted edits
+            # always pass): the harness's failure, labelled and charged no test.
+            self._uncounted("infra_error", f"run {st.run_id}: {e}")
+            text = texts.infrastructure_failure(texts.WORKSPACE_DAMAGED, self.tests_left)
             return self._finish("test", text, ok=False, cost_test=0)
         files = self.workspace.edited_files()
         number = len(st.tests) + 1
@@ -355,7 +358,7 @@ class Session:
                 0,
             )
         st.tests_used += 1
-        record = TestRecord(
+        record = TestEntry(
             number=pending.number,
             step=pending.step,
             status="ok" if result.status == "ok" else "failed",
@@ -520,7 +523,7 @@ class Session:
     def _test_dir(self, number: int) -> Path:
         return self.run_dir / TESTS_DIR / str(number)
 
-    def _uncounted(self, kind: Any, reason: str, out_dir: Path | None = None) -> None:
+    def _uncounted(self, kind: UncountedKind, reason: str, out_dir: Path | None = None) -> None:
         self._state.uncounted.append(
             UncountedAttempt(
                 step=self._state.steps_used,

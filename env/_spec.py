@@ -17,6 +17,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from env._errors import TaskSpecError
+from env._invariants import check_invariants
 from env._paths import baselines_dir, tasks_dir
 from env._regions import RegionSyntaxError, find_regions
 from env._texts import DESCRIPTION_SLOTS
@@ -24,7 +25,7 @@ from sandbox import JobSpec, job_levels
 
 __all__ = [
     "DEFAULT_ALLOWED_IMPORTS",
-    "BudgetSpec",
+    "Budgets",
     "ClassInvariant",
     "CodePolicy",
     "DataRegion",
@@ -32,7 +33,7 @@ __all__ = [
     "Invariant",
     "MetricSpec",
     "ProfileSpec",
-    "SeedSpec",
+    "SeedPlan",
     "SignatureInvariant",
     "TaskSpec",
     "list_tasks",
@@ -114,7 +115,7 @@ class DataRegion(_Model):
     env: str = Field(pattern=r"^PB_[A-Z0-9_]+$")
 
 
-class SeedSpec(_Model):
+class SeedPlan(_Model):
     """Seeds of intermediate tests and of the final evaluation."""
 
     test: list[int] = Field(default_factory=lambda: [42], min_length=1)
@@ -125,7 +126,7 @@ class ProfileSpec(_Model):
     """One scale profile: its jobs (linked by ``needs``), seeds override and recipe facts."""
 
     jobs: list[JobSpec] = Field(min_length=1)
-    seeds: SeedSpec | None = None
+    seeds: SeedPlan | None = None
     recipe: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
 
@@ -140,7 +141,7 @@ class MetricSpec(_Model):
     weight: float = Field(default=1.0, gt=0)
 
 
-class BudgetSpec(_Model):
+class Budgets(_Model):
     """The default budgets of a task (a run may override them)."""
 
     max_steps: int = Field(default=20, ge=1)
@@ -167,8 +168,8 @@ class TaskSpec(_Model):
         min_length=1
     )
     metrics: list[MetricSpec] = Field(min_length=1)
-    budgets: BudgetSpec = Field(default_factory=BudgetSpec)
-    default_seeds: SeedSpec = Field(default_factory=SeedSpec, alias="seeds")
+    budgets: Budgets = Field(default_factory=Budgets)
+    default_seeds: SeedPlan = Field(default_factory=SeedPlan, alias="seeds")
     baselines: list[Annotated[str, Field(pattern=_NAME)]] = Field(default_factory=list)
     reference_baseline: str | None = None
 
@@ -228,7 +229,7 @@ class TaskSpec(_Model):
         """The jobs the agent may see and that intermediate tests run."""
         return [j for j in self.jobs(profile) if not j.hidden]
 
-    def seeds(self, profile: str) -> SeedSpec:
+    def seeds(self, profile: str) -> SeedPlan:
         """Seeds of a profile: its own ``seeds`` if given, else the task's."""
         return self.profile(profile).seeds or self.default_seeds
 
@@ -473,14 +474,6 @@ def _template_problems(spec: TaskSpec, text: str, label: str) -> list[str]:
     return problems
 
 
-def _module_functions(tree: ast.Module) -> dict[str, ast.AST]:
-    return {
-        node.name: node
-        for node in tree.body
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
-    }
-
-
 def _file_problems(spec: TaskSpec, label: str) -> list[str]:
     problems: list[str] = []
     codebase = spec.codebase_dir
@@ -515,47 +508,11 @@ def _file_problems(spec: TaskSpec, label: str) -> list[str]:
             problems.append(f"{label}: read_only_files[{i}]: no file {_display(codebase / ro)}")
     for i, inv in enumerate(spec.invariants):
         tree = trees.get(inv.file)
-        if tree is None:
-            continue
-        defs = _module_functions(tree)
-        name = inv.function if isinstance(inv, SignatureInvariant) else inv.name
-        node = defs.get(name)
-        field = "function" if isinstance(inv, SignatureInvariant) else "name"
-        if node is None:
-            problems.append(
-                f"{label}: invariants[{i}].{field}: {inv.file} defines no module-level "
-                f"{'function' if field == 'function' else 'class'} {name!r}"
-            )
-            continue
-        if isinstance(inv, SignatureInvariant):
-            if not isinstance(node, ast.FunctionDef):
-                problems.append(f"{label}: invariants[{i}].function: {name!r} is not a function")
-                continue
-            actual = [a.arg for a in node.args.posonlyargs + node.args.args]
-            if actual != inv.params:
-                problems.append(
-                    f"{label}: invariants[{i}].params: {inv.params} but {inv.file} has "
-                    f"{name}({', '.join(actual)})"
-                )
-        else:
-            if not isinstance(node, ast.ClassDef):
-                problems.append(f"{label}: invariants[{i}].name: {name!r} is not a class")
-                continue
-            methods = {m.name: m for m in node.body if isinstance(m, ast.FunctionDef)}
-            for method, params in inv.methods.items():
-                m = methods.get(method)
-                if m is None:
-                    problems.append(
-                        f"{label}: invariants[{i}].methods.{method}: {name} has no method "
-                        f"{method!r} in {inv.file}"
-                    )
-                    continue
-                actual = [a.arg for a in m.args.posonlyargs + m.args.args]
-                if actual != params:
-                    problems.append(
-                        f"{label}: invariants[{i}].methods.{method}: {params} but {inv.file} "
-                        f"has {name}.{method}({', '.join(actual)})"
-                    )
+        if tree is not None:
+            # The checker that guards every edit, applied to the original: one implementation.
+            for v in check_invariants(tree, [inv], tree):
+                where = f"invariants[{i}].{v.field}" if v.field else f"invariants[{i}]"
+                problems.append(f"{label}: {where}: {inv.file}: {v.message}")
     for pname, profile in spec.profiles.items():
         for i, job in enumerate(profile.jobs):
             scripts = {"script": job.script}

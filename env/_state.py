@@ -11,9 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# The task's own budget and seed models are the session's: one schema, not two.
-from env._spec import BudgetSpec as Budgets
-from env._spec import SeedSpec as SeedPlan
+from env._spec import Budgets, SeedPlan
 from env._workspace_state import WorkspaceState
 from sandbox import DataPaths, TestResult
 
@@ -24,9 +22,10 @@ __all__ = [
     "SeedPlan",
     "SessionState",
     "Submission",
-    "TestRecord",
+    "TestEntry",
     "ToolResult",
     "UncountedAttempt",
+    "UncountedKind",
 ]
 
 STATE_FORMAT_VERSION = 1
@@ -49,7 +48,7 @@ class ToolResult(_Model):
     done: bool = False
 
 
-class TestRecord(_Model):
+class TestEntry(_Model):
     """A counted test: the code it ran, the visible result, and (once submitted) the final one."""
 
     __test__ = False
@@ -64,11 +63,15 @@ class TestRecord(_Model):
     final: TestResult | None = None
 
 
+UncountedKind = Literal["preflight", "infra_error"]
+
+
 class UncountedAttempt(_Model):
-    """A test call that cost no test: rejected by checks or preflight, or lost to the infra."""
+    """A test call that cost no test: refused by a preflight job, or lost to an infrastructure
+    failure (the sandbox's, or a workspace that fails its own integrity check)."""
 
     step: int
-    kind: Literal["rejected", "preflight", "infra_error"]
+    kind: UncountedKind
     reason: str
     out_dir: str | None = None
 
@@ -116,7 +119,7 @@ class SessionState(_Model):
     tests_used: int = 0
     failed_submits: int = 0
     calls: list[CallRecord] = Field(default_factory=list)
-    tests: list[TestRecord] = Field(default_factory=list)
+    tests: list[TestEntry] = Field(default_factory=list)
     uncounted: list[UncountedAttempt] = Field(default_factory=list)
     workspace: WorkspaceState
     pending: PendingWork | None = None

@@ -470,8 +470,7 @@ def test_budget_exhausted(used: int, allowed: int, tests: int) -> str:
     )
 
 
-def test_rejected(problem: str, left: int) -> str:
-    return f"{problem}\n\n[Test not run] No test was used ({tests_remaining(left)})."
+WORKSPACE_DAMAGED = "the harness's copy of your files failed its integrity check"
 
 
 def infrastructure_failure(reason: str, left: int) -> str:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import pytest
 
 from env import Budgets, Session, SessionError, load_task
-from env._spec import SeedSpec, TaskSpec
+from env._spec import SeedPlan, TaskSpec
 from sandbox import DataPaths, TestResult
 from tests.unit._inprocess_executor import (
     InProcessExecutor,
@@ -442,7 +442,7 @@ def test_custom_seeds_and_harness_env(task: TaskSpec, tmp_path: Path) -> None:
         executor=executor,
         profile="tiny",
         data=DataPaths(data_dir=tmp_path),
-        seeds=SeedSpec(test=[7], final=[7, 8]),
+        seeds=SeedPlan(test=[7], final=[7, 8]),
         env={"PB_MAX_ITERS": "20"},
     )
     session.call("test")
@@ -538,3 +538,23 @@ def test_no_host_path_reaches_the_agent(task: TaskSpec, tmp_path: Path) -> None:
     result = session.call("test")
     assert "No space left on device" in result.text
     assert str(tmp_path) not in result.text and "<host>" in result.text
+
+
+def test_a_damaged_workspace_is_an_uncharged_infrastructure_failure(
+    task: TaskSpec, tmp_path: Path
+) -> None:
+    """Files changed behind the workspace's back are the harness's failure, not the agent's:
+    labelled, charged no test, and nothing runs."""
+    session, executor = make_session(task, tmp_path)
+    on_disk = session.run_dir / "workspace" / "custom_pretrain.py"
+    on_disk.write_text(on_disk.read_text().replace("import math", "import math, os"))
+    result = session.call("test")
+    assert result.text.startswith(
+        "[Test not counted] Infrastructure failure: the harness's copy of your files failed "
+        "its integrity check. This was not caused by your code. No test was used (3 tests "
+        "remaining)"
+    )
+    assert result.cost_test == 0 and result.cost_step == 1 and session.tests_left == 3
+    attempt = session.state.uncounted[-1]
+    assert attempt.kind == "infra_error" and "differs from the workspace" in attempt.reason
+    assert not executor.requests and not executor.preflight_requests

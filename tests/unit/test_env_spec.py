@@ -179,7 +179,7 @@ MALFORMED = {
             ]
         },
         "invariants[0].methods.backward",
-        "no method",
+        "must define Block.backward(self)",
     ),
     "invariant kind unknown": (
         {"invariants": [{"kind": "vibes", "file": "custom_pretrain.py"}]},
