@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import string
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from env import _texts as texts
 from env._baselines import Baseline
@@ -28,14 +27,14 @@ class ObservationError(TaskSpecError):
     """A description template that names a slot (or a key of one) that does not exist."""
 
 
-class _Slots(dict[str, Any]):
+class _Slots(dict[str, object]):
     """The template's slots; a missing one is an error that says which and what exists."""
 
-    def __init__(self, what: str, values: Mapping[str, Any]) -> None:
+    def __init__(self, what: str, values: Mapping[str, object]) -> None:
         super().__init__(values)
         self.what = what
 
-    def __missing__(self, key: str) -> Any:
+    def __missing__(self, key: str) -> object:
         known = ", ".join(sorted(self)) or "none"
         raise ObservationError(f"description.md: unknown {self.what} {key!r} (known: {known})")
 
@@ -60,7 +59,7 @@ def render_observation(
     visible = task.visible_jobs(profile)
     template = task.description_template
     recipe = task.recipe(profile)
-    values: dict[str, Any] = {
+    values: dict[str, object] = {
         "file": task.agent_path(task.editable_files[0].path),
         "lines": _Slots("region in {lines[…]}", _region_lines(task, workspace)),
         "max_steps": budgets.max_steps,

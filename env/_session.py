@@ -21,9 +21,9 @@ from __future__ import annotations
 import fnmatch
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from env import _texts as texts
 from env._baselines import Baseline, load_baselines
@@ -234,7 +234,7 @@ class Session:
 
     # ── tool calls ────────────────────────────────────────────────────────────────────────
 
-    def call(self, tool: str, arguments: dict[str, Any] | str | None = None) -> ToolResult:
+    def call(self, tool: str, arguments: Mapping[str, object] | str | None = None) -> ToolResult:
         """Execute one tool call and return its observation; agent mistakes become ``ERROR:``."""
         if self._state.pending is not None and self._state.pending.kind == "test":
             raise SessionError(
@@ -383,7 +383,7 @@ class Session:
 
     # ── submit ────────────────────────────────────────────────────────────────────────────
 
-    def _submit_call(self, arguments: dict[str, Any] | str | None) -> ToolResult:
+    def _submit_call(self, arguments: Mapping[str, object] | str | None) -> ToolResult:
         st = self._state
         try:
             args = parse_tool_call("submit", arguments)

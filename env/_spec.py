@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 import string
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
@@ -294,7 +294,7 @@ def _resolve_task_dir(task: str | Path) -> Path:
     raise TaskSpecError(f"{task}: not a task folder (no task.yaml)")
 
 
-def _read_yaml(path: Path) -> tuple[Any, str | None]:
+def _read_yaml(path: Path) -> tuple[object, str | None]:
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8")), None
     except (OSError, UnicodeDecodeError) as e:

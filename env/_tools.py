@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from env import _texts as texts
 from env._errors import EditError
+from env._json import JSONObject
 
 __all__ = [
     "TOOL_NAMES",
@@ -109,7 +111,7 @@ _MODELS: dict[str, type[_Args]] = {
 TOOL_NAMES: tuple[str, ...] = tuple(_MODELS)
 
 
-def parse_tool_call(name: str, arguments: dict[str, Any] | str | None) -> BaseModel:
+def parse_tool_call(name: str, arguments: Mapping[str, object] | str | None) -> BaseModel:
     """Validate a tool call; return its argument model or raise `EditError`.
 
     `arguments` may be a dict or a JSON string (as OpenAI function calling delivers them);
@@ -153,7 +155,7 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def tool_schemas(dialect: Literal["openai", "mcp"] = "openai") -> list[dict[str, Any]]:
+def tool_schemas(dialect: Literal["openai", "mcp"] = "openai") -> list[JSONObject]:
     """The tools as OpenAI function-calling dicts or MCP ``name/description/inputSchema`` dicts.
 
     Generated from the argument models, with pydantic's ``title`` noise removed and optional
@@ -161,7 +163,7 @@ def tool_schemas(dialect: Literal["openai", "mcp"] = "openai") -> list[dict[str,
     """
     if dialect not in ("openai", "mcp"):
         raise ValueError(f"unknown tool schema dialect {dialect!r}; use 'openai' or 'mcp'")
-    out: list[dict[str, Any]] = []
+    out: list[JSONObject] = []
     for name, model in _MODELS.items():
         schema = _clean(model.model_json_schema())
         schema.setdefault("properties", {})
@@ -169,27 +171,26 @@ def tool_schemas(dialect: Literal["openai", "mcp"] = "openai") -> list[dict[str,
         schema["additionalProperties"] = False
         description = texts.TOOL_DESCRIPTIONS[name]
         if dialect == "openai":
-            out.append(
-                {
-                    "type": "function",
-                    "function": {"name": name, "description": description, "parameters": schema},
-                }
-            )
+            function: JSONObject = {"name": name, "description": description, "parameters": schema}
+            out.append({"type": "function", "function": function})
         else:
             out.append({"name": name, "description": description, "inputSchema": schema})
     return out
 
 
-def _clean(schema: dict[str, Any]) -> dict[str, Any]:
+def _clean(schema: JSONObject) -> JSONObject:
     schema = copy.deepcopy(schema)
     schema.pop("title", None)
     schema.pop("description", None)  # the tool's description is said once, at the top
-    for prop in schema.get("properties", {}).values():
+    properties = schema.get("properties")
+    for prop in properties.values() if isinstance(properties, dict) else []:
+        if not isinstance(prop, dict):
+            continue
         prop.pop("title", None)
         options = prop.pop("anyOf", None)
-        if options is not None:
-            non_null = [o for o in options if o.get("type") != "null"]
-            if len(non_null) == 1:
+        if isinstance(options, list):
+            non_null = [o for o in options if not (isinstance(o, dict) and o.get("type") == "null")]
+            if len(non_null) == 1 and isinstance(non_null[0], dict):
                 prop.update(non_null[0])
             else:
                 prop["anyOf"] = non_null
