@@ -1,5 +1,6 @@
-"""The JSON type: what a tool call's arguments, a tool schema, a YAML document or a data
-region holds once parsed (instead of ``Any``)."""
+"""The JSON type, for the tool schemas generated from the argument models (instead of
+``Any``). Values parsed from outside (tool arguments, YAML, data regions) are ``object`` until
+checked."""
 
 from __future__ import annotations
 

@@ -4,9 +4,9 @@ Budget rules (MLS-Bench compatible, with its leaks and double charges fixed):
 
 - every call but ``submit`` costs a step, invalid and unknown calls included (as in MLS-Bench,
   where the agent loop counts turns, not successful calls); ``submit`` is free, errors included;
-- ``test`` costs a test only when it completes (``ok`` or ``failed``); a test refused by the
-  workspace checks or by a preflight job (the task's ``stage: preflight`` jobs, run first in
-  the sandbox), or lost to an infrastructure failure, costs none;
+- ``test`` costs a test only when it completes (``ok`` or ``failed``); a test refused by a
+  preflight job (the task's ``stage: preflight`` jobs, run first in the sandbox), or lost to an
+  infrastructure failure (a workspace that fails its own integrity check included), costs none;
 - when the steps run out without a submission, the latest completed test is submitted for the
   agent (``Submission.auto``).
 

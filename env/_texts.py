@@ -10,7 +10,8 @@ it reads. Sections follow the order an agent meets them. Texts follow MLS-Bench 
 - a one-line range reads ``line 224``, never ``lines 224–224``;
 - a marker of a region that is not open in this task reads ``FROZEN REGION``.
 
-Nothing here reads the task folder or the workspace: the callers hand over values.
+Nothing here reads the task folder or the workspace: the callers hand over values. Used as a
+namespace: ``from env import _texts as texts``.
 """
 
 from __future__ import annotations
@@ -33,15 +34,6 @@ from sandbox import (
 if TYPE_CHECKING:
     from env._invariants import Violation
 
-__all__ = [
-    "DESCRIPTION_SLOTS",
-    "LISTING_LEGEND",
-    "Redaction",
-    "format_range",
-    "format_ranges",
-    "lines_phrase",
-    "listing_line",
-]
 
 # ── the first observation ─────────────────────────────────────────────────────────────────
 
