@@ -9,6 +9,7 @@ regions, invariants, scripts, baselines). Every problem names the file and the f
 from __future__ import annotations
 
 import ast
+import re
 import string
 from pathlib import Path
 from typing import Annotated, Literal
@@ -456,6 +457,9 @@ def semantic_problems(spec: TaskSpec, label: str = "task.yaml") -> list[str]:
 
 def _template_problems(spec: TaskSpec, text: str, label: str) -> list[str]:
     problems: list[str] = []
+    if re.search(r"^#+\s*your budget\b", text, re.IGNORECASE | re.MULTILINE):
+        # The budget section is generated from the spec; a second one would drift from it.
+        problems.append(f"{label}: has a budget section; it is generated, leave it out")
     open_regions = {r for f in spec.editable_files for r in f.regions}
     try:
         fields = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
