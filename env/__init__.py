@@ -11,7 +11,7 @@ from env._paths import tasks_dir
 from env._plots import PlotSeries, plot_series
 from env._session import Session, SessionError
 from env._spec import TaskSpec, list_tasks, load_task, validate_task_dir
-from env._state import Budgets, SessionState, TestRecord, ToolResult
+from env._state import Budgets, SessionState, TestEntry, ToolResult
 from env._tools import TOOL_NAMES, tool_schemas
 from env._workspace import Workspace
 
@@ -30,7 +30,7 @@ __all__ = [
     "SessionState",
     "TaskSpec",
     "TaskSpecError",
-    "TestRecord",
+    "TestEntry",
     "ToolResult",
     "Workspace",
     "baseline_edits",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 import json
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from env._policy import Violation
 from env._regions import find_regions
@@ -28,7 +28,7 @@ class DataRegionError(ValueError):
     """The region is not one ``NAME = <literal>`` assignment of JSON-compatible data."""
 
 
-def parse_data_region(text: str, variable: str) -> Any:
+def parse_data_region(text: str, variable: str) -> object:
     """The value assigned to ``variable`` in a region's text; `DataRegionError` otherwise."""
     try:
         tree = ast.parse(text)
@@ -71,8 +71,8 @@ def data_region_violations(text: str, variable: str, first_line: int) -> list[Vi
     return []
 
 
-def _check_json(value: Any, variable: str) -> None:
-    def walk(v: Any) -> None:
+def _check_json(value: object, variable: str) -> None:
+    def walk(v: object) -> None:
         if isinstance(v, dict):
             for k, item in v.items():
                 if not isinstance(k, str):

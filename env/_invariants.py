@@ -12,11 +12,24 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from typing import Annotated, Literal, NamedTuple
 
-from env._spec import ClassInvariant, SignatureInvariant
+from pydantic import Field
 
-__all__ = ["Binding", "Violation", "check_invariants", "scope_bindings"]
+from env._models import NAME as _NAME
+from env._models import RelPath
+from env._models import SpecModel as _Model
+
+__all__ = [
+    "Binding",
+    "ClassInvariant",
+    "Invariant",
+    "SignatureInvariant",
+    "Violation",
+    "bound_names",
+    "check_invariants",
+    "scope_bindings",
+]
 
 
 class Violation(NamedTuple):
@@ -24,6 +37,7 @@ class Violation(NamedTuple):
 
     line: int
     message: str
+    field: str = ""  # the field of an invariant it breaks ("params", "methods.forward"), if any
 
 
 class Binding(NamedTuple):
@@ -34,10 +48,29 @@ class Binding(NamedTuple):
     node: ast.AST
 
 
-def _target_names(target: ast.AST) -> Iterator[ast.Name]:
-    for node in ast.walk(target):
-        if isinstance(node, ast.Name):
-            yield node
+class SignatureInvariant(_Model):
+    """A module-level function whose name and parameter list must stay exactly as given."""
+
+    kind: Literal["signature"]
+    file: RelPath
+    function: str = Field(pattern=_NAME)
+    params: list[Annotated[str, Field(pattern=_NAME)]]
+
+
+class ClassInvariant(_Model):
+    """A module-level class that must keep its bases and the signatures of some methods.
+
+    ``bases`` defaults to the bases the class has in the original codebase file.
+    """
+
+    kind: Literal["class"]
+    file: RelPath
+    name: str = Field(pattern=_NAME)
+    bases: list[str] | None = None
+    methods: dict[str, list[Annotated[str, Field(pattern=_NAME)]]] = Field(default_factory=dict)
+
+
+Invariant = Annotated[SignatureInvariant | ClassInvariant, Field(discriminator="kind")]
 
 
 def _expression_bindings(node: ast.AST) -> Iterator[Binding]:
@@ -81,21 +114,20 @@ def _statement_bindings(stmt: ast.stmt) -> Iterator[Binding]:
         targets = stmt.targets if isinstance(stmt, ast.Assign | ast.Delete) else [stmt.target]
         kind = "deletion" if isinstance(stmt, ast.Delete) else "assignment"
         for target in targets:
-            for name in _target_names(target):
-                if name in _direct_names(target):
-                    yield Binding(name.id, kind, stmt)
+            for name in bound_names(target):
+                yield Binding(name.id, kind, stmt)
         value = getattr(stmt, "value", None)
         if value is not None:
             yield from _expression_bindings(value)
         return
     if isinstance(stmt, ast.For | ast.AsyncFor):
-        for name in _direct_names(stmt.target):
+        for name in bound_names(stmt.target):
             yield Binding(name.id, "for-loop target", stmt)
     if isinstance(stmt, ast.With | ast.AsyncWith):
         for item in stmt.items:
             yield from _expression_bindings(item.context_expr)
             if item.optional_vars is not None:
-                for name in _direct_names(item.optional_vars):
+                for name in bound_names(item.optional_vars):
                     yield Binding(name.id, "with-statement target", stmt)
     if isinstance(stmt, ast.Try | ast.TryStar):
         for handler in stmt.handlers:
@@ -118,14 +150,14 @@ def _statement_bindings(stmt: ast.stmt) -> Iterator[Binding]:
             yield from scope_bindings(block)
 
 
-def _direct_names(target: ast.AST) -> list[ast.Name]:
-    """Names a target binds: ``a``, ``a, (b, *c)`` — not ``a.b`` or ``a[i]``."""
+def bound_names(target: ast.AST) -> list[ast.Name]:
+    """Names an assignment target binds: ``a``, ``a, (b, *c)`` — not ``a.b`` or ``a[i]``."""
     if isinstance(target, ast.Name):
         return [target]
     if isinstance(target, ast.Tuple | ast.List):
-        return [n for elt in target.elts for n in _direct_names(elt)]
+        return [n for elt in target.elts for n in bound_names(elt)]
     if isinstance(target, ast.Starred):
-        return _direct_names(target.value)
+        return bound_names(target.value)
     return []
 
 
@@ -146,8 +178,10 @@ def _params(args: ast.arguments) -> list[str]:
 
 
 def _signature_problems(
-    qualname: str, func: ast.FunctionDef | ast.AsyncFunctionDef, params: list[str]
+    qualname: str, func: ast.FunctionDef | ast.AsyncFunctionDef, params: list[str], field: str
 ) -> list[Violation]:
+    """How `func` departs from a plain ``def qualname(params)`` (`field`: the invariant's field
+    that names the parameters)."""
     expected = f"{qualname}({', '.join(params)})"
     found = f"{qualname}({ast.unparse(func.args)})"
     line = func.lineno
@@ -175,7 +209,8 @@ def _signature_problems(
         if extra:
             detail.append(f"no added parameters ({', '.join(extra)}), even with defaults")
         hint = f" ({'; '.join(detail)})" if detail else ""
-        problems.append(Violation(line, f"the signature must stay {expected}; found {found}{hint}"))
+        message = f"the signature must stay {expected}; found {found}{hint}"
+        problems.append(Violation(line, message, field))
     return problems
 
 
@@ -217,12 +252,14 @@ def _check_signature(tree: ast.Module, inv: SignatureInvariant) -> list[Violatio
                 0,
                 f"the module-level function {expected} is missing; it must stay a plain def "
                 "directly in the module body",
+                "function",
             ),
         )
     elif isinstance(definition, ast.FunctionDef | ast.AsyncFunctionDef):
-        problems += _signature_problems(name, definition, inv.params)
+        problems += _signature_problems(name, definition, inv.params, "params")
     else:
-        problems.append(Violation(getattr(definition, "lineno", 0), f"{name} must be a function"))
+        line = getattr(definition, "lineno", 0)
+        problems.append(Violation(line, f"{name} must be a function", "function"))
     for node in _globals_naming(tree, name):
         problems.append(
             Violation(
@@ -248,11 +285,11 @@ def _check_class(
     )
     if not isinstance(definition, ast.ClassDef):
         if definition is None:
-            problems.insert(
-                0, Violation(0, f"the module-level class {name} is missing; it must stay a class")
-            )
+            message = f"the module-level class {name} is missing; it must stay a class"
+            problems.insert(0, Violation(0, message, "name"))
         else:
-            problems.append(Violation(getattr(definition, "lineno", 0), f"{name} must be a class"))
+            line = getattr(definition, "lineno", 0)
+            problems.append(Violation(line, f"{name} must be a class", "name"))
         return problems
     before = _class_node(original, name)
     expected_bases = inv.bases
@@ -265,6 +302,7 @@ def _check_class(
                 definition.lineno,
                 f"class {name} must keep its bases ({', '.join(expected_bases) or 'none'}); "
                 f"found ({', '.join(bases) or 'none'})",
+                "bases",
             )
         )
     keywords = [ast.unparse(k) for k in definition.keywords]
@@ -291,10 +329,11 @@ def _check_class(
                 Violation(
                     definition.lineno,
                     f"class {name} must define {qual}({', '.join(params)}) directly in its body",
+                    f"methods.{method}",
                 )
             )
         elif isinstance(found, ast.FunctionDef | ast.AsyncFunctionDef):
-            problems += _signature_problems(qual, found, params)
+            problems += _signature_problems(qual, found, params, f"methods.{method}")
     return problems
 
 
@@ -306,7 +345,7 @@ def check_invariants(
     """Violations of ``invariants`` in ``tree`` (``original``: the unedited file, for defaults)."""
     problems: list[Violation] = []
     for inv in invariants:
-        if isinstance(inv, SignatureInvariant):
+        if inv.kind == "signature":
             problems += _check_signature(tree, inv)
         else:
             problems += _check_class(tree, inv, original)

@@ -10,8 +10,9 @@ project and checked by the same code policy as an agent's edit), so running it h
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from env._baselines import Baseline
 from env._errors import TaskSpecError
@@ -22,6 +23,12 @@ __all__ = ["PlotSeries", "plot_series"]
 _BUILTINS = {"max": max, "min": min, "int": int, "float": float, "abs": abs, "round": round}
 
 
+class _Function(Protocol):
+    """A plotted region function, called with keyword arguments only."""
+
+    def __call__(self, **kwargs: object) -> float: ...
+
+
 @dataclass(frozen=True)
 class PlotSeries:
     """One curve: a baseline's name and its (x, y) points."""
@@ -30,7 +37,7 @@ class PlotSeries:
     points: list[tuple[float, float]]
 
 
-def _compile(source: str, function: str, where: str) -> Callable[..., float]:
+def _compile(source: str, function: str, where: str) -> _Function:
     namespace: dict[str, object] = {"math": math, "__builtins__": dict(_BUILTINS)}
     try:
         exec(compile(source, where, "exec"), namespace)
@@ -58,7 +65,7 @@ def _sources(task: TaskSpec, plot: PlotSpec, baselines: Sequence[Baseline]) -> d
 
 
 def _sample(
-    fn: Callable[..., float], plot: PlotSpec, recipe: dict[str, str | int | float | bool]
+    fn: _Function, plot: PlotSpec, recipe: dict[str, str | int | float | bool]
 ) -> list[tuple[float, float]]:
     """(x, y) over ``0..recipe[x_range]``: 400 steps, plus every integer argument in range (the
     warmup's end of a schedule), so that corners are drawn where they are."""

@@ -19,8 +19,9 @@ import io
 import re
 import tokenize
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 
-from env._invariants import Binding, Violation, scope_bindings
+from env._invariants import Binding, Violation, bound_names, scope_bindings
 from env._spec import CodePolicy
 
 __all__ = ["FORBIDDEN_BUILTINS", "FORBIDDEN_MODULE_NAMES", "Violation", "check_policy"]
@@ -139,7 +140,7 @@ class _Checker(ast.NodeVisitor):
     def __init__(
         self,
         tree: ast.Module,
-        open_lines: set[int],
+        open_lines: AbstractSet[int],
         policy: CodePolicy,
         region_names: set[str],
     ) -> None:
@@ -191,16 +192,16 @@ class _Checker(ast.NodeVisitor):
             if getattr(where, "lineno", 0) not in self.open_lines:
                 continue
             if isinstance(node, ast.Assign):
-                names = [n.id for t in node.targets for n in _target_names(t)]
+                names = [n.id for t in node.targets for n in bound_names(t)]
                 pairs.append((names, node.value))
             elif isinstance(node, ast.AnnAssign | ast.AugAssign | ast.NamedExpr) and node.value:
-                pairs.append(([n.id for n in _target_names(node.target)], node.value))
+                pairs.append(([n.id for n in bound_names(node.target)], node.value))
             elif isinstance(node, ast.For | ast.AsyncFor | ast.comprehension):
-                pairs.append(([n.id for n in _target_names(node.target)], node.iter))
+                pairs.append(([n.id for n in bound_names(node.target)], node.iter))
             elif isinstance(node, ast.With | ast.AsyncWith):
                 for item in node.items:
                     if item.optional_vars is not None:
-                        names = [n.id for n in _target_names(item.optional_vars)]
+                        names = [n.id for n in bound_names(item.optional_vars)]
                         pairs.append((names, item.context_expr))
         sources = self.modules | self.frozen_names | _BUILTIN_NAMES
         tainted: set[str] = set()
@@ -480,17 +481,6 @@ class _Checker(ast.NodeVisitor):
         self.generic_visit(node)
 
 
-def _target_names(target: ast.AST) -> list[ast.Name]:
-    """Names a target binds (``a``, ``a, *b``), not the roots of ``a.x`` or ``a[i]``."""
-    if isinstance(target, ast.Name):
-        return [target]
-    if isinstance(target, ast.Tuple | ast.List):
-        return [n for elt in target.elts for n in _target_names(elt)]
-    if isinstance(target, ast.Starred):
-        return _target_names(target.value)
-    return []
-
-
 def _flatten(target: ast.expr) -> list[ast.expr]:
     if isinstance(target, ast.Tuple | ast.List):
         return [e for elt in target.elts for e in _flatten(elt)]
@@ -506,7 +496,7 @@ def _same_import(binding: Binding, frozen_imports: dict[str, str]) -> bool:
     return binding.name in frozen_imports and mine.get(binding.name) == frozen_imports[binding.name]
 
 
-def _identifier_violations(source: str, open_lines: set[int]) -> list[Violation]:
+def _identifier_violations(source: str, open_lines: AbstractSet[int]) -> list[Violation]:
     """Non-ASCII identifiers (Python NFKC-folds them, so the AST alone cannot see them)."""
     found = []
     try:
@@ -527,7 +517,7 @@ def _identifier_violations(source: str, open_lines: set[int]) -> list[Violation]
 def check_policy(
     tree: ast.Module,
     source: str,
-    open_lines: set[int],
+    open_lines: AbstractSet[int],
     policy: CodePolicy,
     region_names: set[str] | None = None,
 ) -> list[Violation]:

@@ -4,9 +4,9 @@ Budget rules (MLS-Bench compatible, with its leaks and double charges fixed):
 
 - every call but ``submit`` costs a step, invalid and unknown calls included (as in MLS-Bench,
   where the agent loop counts turns, not successful calls); ``submit`` is free, errors included;
-- ``test`` costs a test only when it completes (``ok`` or ``failed``); a test refused by the
-  workspace checks or by a preflight job (the task's ``stage: preflight`` jobs, run first in
-  the sandbox), or lost to an infrastructure failure, costs none;
+- ``test`` costs a test only when it completes (``ok`` or ``failed``); a test refused by a
+  preflight job (the task's ``stage: preflight`` jobs, run first in the sandbox), or lost to an
+  infrastructure failure (a workspace that fails its own integrity check included), costs none;
 - when the steps run out without a submission, the latest completed test is submitted for the
   agent (``Submission.auto``).
 
@@ -19,17 +19,16 @@ skips finished (job, seed) pairs) and charges it once, when it completes.
 from __future__ import annotations
 
 import fnmatch
-import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-import sandbox
+from env import _texts as texts
 from env._baselines import Baseline, load_baselines
 from env._data_regions import DataRegionError, data_region_env
-from env._errors import EditError
+from env._errors import EditError, IntegrityError
 from env._observation import render_observation
 from env._spec import TaskSpec, load_task
 from env._state import (
@@ -39,16 +38,15 @@ from env._state import (
     SeedPlan,
     SessionState,
     Submission,
-    TestRecord,
+    TestEntry,
     ToolResult,
     UncountedAttempt,
+    UncountedKind,
     state_json,
-    write_json_atomic,
 )
 from env._tools import (
     EditArgs,
     SubmitArgs,
-    ToolCallError,
     UndoArgs,
     ViewArgs,
     parse_tool_call,
@@ -60,6 +58,7 @@ from sandbox import (
     ProgressCallback,
     TestRequest,
     TestResult,
+    write_atomic,
 )
 
 __all__ = ["ExecutorLike", "Session", "SessionError"]
@@ -191,7 +190,7 @@ class Session:
         return self._state.profile
 
     @property
-    def tests(self) -> list[TestRecord]:
+    def tests(self) -> list[TestEntry]:
         """The counted tests, numbered from 1."""
         return list(self._state.tests)
 
@@ -231,11 +230,11 @@ class Session:
     def save(self) -> None:
         """Write the state atomically to ``run_dir/session.json``."""
         self._state.workspace = self.workspace.state()
-        write_json_atomic(self.run_dir / STATE_FILE, state_json(self._state))
+        write_atomic(self.run_dir / STATE_FILE, state_json(self._state))
 
     # ── tool calls ────────────────────────────────────────────────────────────────────────
 
-    def call(self, tool: str, arguments: dict[str, Any] | str | None = None) -> ToolResult:
+    def call(self, tool: str, arguments: Mapping[str, object] | str | None = None) -> ToolResult:
         """Execute one tool call and return its observation; agent mistakes become ``ERROR:``."""
         if self._state.pending is not None and self._state.pending.kind == "test":
             raise SessionError(
@@ -249,7 +248,7 @@ class Session:
         self._state.steps_used += 1
         try:
             args = parse_tool_call(tool, arguments)
-        except ToolCallError as e:
+        except EditError as e:
             return self._finish(tool, str(e), ok=False, cost_test=0)
         try:
             if isinstance(args, ViewArgs):
@@ -293,17 +292,15 @@ class Session:
     def _test_call(self) -> ToolResult:
         st = self._state
         if st.tests_used >= st.budgets.max_tests:
-            text = (
-                f"ERROR: Test budget exhausted ({st.tests_used}/{st.budgets.max_tests}). "
-                f"You must now call submit(n=N) to choose your final result "
-                f"(N from 1 to {len(st.tests)})."
-            )
+            text = texts.test_budget_exhausted(st.tests_used, st.budgets.max_tests, len(st.tests))
             return self._finish("test", text, ok=False, cost_test=0)
         try:
             self.workspace.check()
-        except EditError as e:
-            self._uncounted("rejected", str(e))
-            text = f"{e}\n\n[Test not run] No test was used ({self._remaining()})."
+        except IntegrityError as e:
+            # The files or the saved state changed behind the workspace's back (accepted edits
+            # always pass): the harness's failure, labelled and charged no test.
+            self._uncounted("infra_error", f"run {st.run_id}: {e}")
+            text = texts.infrastructure_failure(texts.WORKSPACE_DAMAGED, self.tests_left)
             return self._finish("test", text, ok=False, cost_test=0)
         files = self.workspace.edited_files()
         number = len(st.tests) + 1
@@ -335,19 +332,14 @@ class Session:
         if result.status == "infra_error":
             kept = _set_aside(out_dir, "infra")
             self._uncounted("infra_error", result.reason or "infrastructure failure", kept)
-            return (
-                f"[Test not counted] Infrastructure failure: {self._agent_safe(result.reason)}. "
-                f"This was not caused by your code. No test was used ({self._remaining()}); "
-                "you may call test again."
-            )
+            return texts.infrastructure_failure(self._redact(result.reason), self.tests_left)
         kept = _set_aside(out_dir, "preflight")
         failed = [r for r in result.results if r.status == "failed"]
-        reasons = "\n\n".join(f"{r.setting}: {self._agent_safe(r.reason)}" for r in failed[:1])
+        reasons = "\n\n".join(
+            texts.setting_reason(r.setting, self._redact(r.reason)) for r in failed[:1]
+        )
         self._uncounted("preflight", reasons, kept)
-        return (
-            f"ERROR: Preflight failed: your code was rejected before training "
-            f"({result.elapsed_s:.1f}s). No test was used ({self._remaining()}).\n\n{reasons}"
-        ).rstrip()
+        return texts.preflight_refused(result.elapsed_s, self.tests_left, reasons)
 
     def _run_test(self, pending: PendingWork) -> tuple[str, bool, int]:
         """Run the visible jobs for the test seeds; returns (text, ok, tests charged)."""
@@ -360,14 +352,13 @@ class Session:
             # that no pair of this attempt is mistaken for a finished result of the next one.
             kept = _set_aside(out_dir, "infra")
             self._uncounted("infra_error", result.reason or "infrastructure failure", kept)
-            text = (
-                f"[Test not counted] Infrastructure failure: {self._agent_safe(result.reason)}. "
-                f"This was not caused by your code. No test was used ({self._remaining()}); "
-                "you may call test again."
+            return (
+                texts.infrastructure_failure(self._redact(result.reason), self.tests_left),
+                False,
+                0,
             )
-            return text, False, 0
         st.tests_used += 1
-        record = TestRecord(
+        record = TestEntry(
             number=pending.number,
             step=pending.step,
             status="ok" if result.status == "ok" else "failed",
@@ -378,34 +369,27 @@ class Session:
         )
         st.tests.append(record)
         left = self.tests_left
-        header = (
-            f"[Test #{record.number}] ({left} test{'' if left == 1 else 's'} remaining; "
-            "call submit(n=N) to choose which test result to submit as final)"
-        )
         feedback = self._feedback(result)
-        parts = [header]
+        parts = [texts.test_header(record.number, left)]
         seed_reasons = [r.reason for r in result.results if r.status != "ok" and r.reason]
         said = bool(seed_reasons) and all(reason in feedback for reason in seed_reasons)
         if record.status == "failed" and result.reason and not said:
             # The overall reason, when the per-setting sections do not already say it.
-            parts.append(f"[STATUS: FAILED] {self._agent_safe(result.reason)}")
+            parts.append(texts.test_failed(self._redact(result.reason)))
         parts += [feedback, self._results_saved(result)]
         if left == 0:
-            parts.append(
-                "[NOTE] This was your last test. You MUST now call submit(n=X) with X the "
-                f"number of the test to submit as your final result (1–{len(st.tests)})."
-            )
-        return "\n\n".join(p for p in parts if p), record.status == "ok", 1
+            parts.append(texts.last_test(len(st.tests)))
+        return texts.tool_result(parts), record.status == "ok", 1
 
     # ── submit ────────────────────────────────────────────────────────────────────────────
 
-    def _submit_call(self, arguments: dict[str, Any] | str | None) -> ToolResult:
+    def _submit_call(self, arguments: Mapping[str, object] | str | None) -> ToolResult:
         st = self._state
         try:
             args = parse_tool_call("submit", arguments)
             assert isinstance(args, SubmitArgs)
             number = self._check_submit(args.n)
-        except ToolCallError as e:
+        except EditError as e:
             st.failed_submits += 1
             return self._result("submit", str(e), ok=False)
         pending = PendingWork(
@@ -416,19 +400,13 @@ class Session:
     def _check_submit(self, n: int | None) -> int:
         st = self._state
         if not st.tests:
-            raise ToolCallError("ERROR: No test results yet. Call test() first, then submit(n=N).")
+            raise EditError(texts.no_tests_yet())
         if len(st.tests) < 2 and st.budgets.max_tests >= 2 and self.tests_left > 0:
-            raise ToolCallError(
-                "ERROR: You must iterate at least once (edit → test → review → edit → test) "
-                f"before submitting. You have run {len(st.tests)} test ({self._remaining()})."
-            )
+            raise EditError(texts.iterate_first(len(st.tests), self.tests_left))
         if n is None or n <= 0:
             return len(st.tests)
         if n > len(st.tests):
-            raise ToolCallError(
-                f"ERROR: Invalid test number n={n}: choose 1–{len(st.tests)} "
-                "(or n <= 0 for the latest test)."
-            )
+            raise EditError(texts.invalid_test_number(n, len(st.tests)))
         return n
 
     def _start_final(self, pending: PendingWork, *, auto: bool = False) -> str:
@@ -454,30 +432,23 @@ class Session:
         # An infrastructure failure leaves the marker so that a resumed run retries it.
         st.pending = pending if final.status == "infra_error" else None
         self.save()
-        verb = "Auto-submitting" if pending.auto else "Submitting"
-        parts = [f"[submit] {verb} result from test #{pending.number} as final."]
+        parts = [texts.submitting(pending.number, pending.auto)]
         if final.status == "infra_error":
-            parts.append(
-                f"[NOTE] The final evaluation hit an infrastructure failure "
-                f"({self._agent_safe(final.reason)}); the harness will retry it."
-            )
+            parts.append(texts.final_infrastructure_failure(self._redact(final.reason)))
         else:
             parts += [self._feedback(final), self._results_saved(final)]
-        return "\n\n".join(p for p in parts if p)
+        return texts.tool_result(parts)
 
     def _auto_submit(self) -> str:
         st = self._state
         if not st.tests:
-            return "[NOTE] Step budget exhausted with no completed test; nothing was submitted."
+            return texts.steps_exhausted_nothing_submitted()
         number = st.tests[-1].number
         pending = PendingWork(
             kind="final", number=number, step=st.steps_used, files=st.tests[-1].files, auto=True
         )
-        note = (
-            f"[NOTE] Step budget exhausted ({st.steps_used}/{st.budgets.max_steps}); "
-            f"your latest test #{number} is submitted as final."
-        )
-        return note + "\n\n" + self._start_final(pending, auto=True)
+        note = texts.steps_exhausted_auto_submit(st.steps_used, st.budgets.max_steps, number)
+        return texts.tool_result([note, self._start_final(pending, auto=True)])
 
     # ── helpers ───────────────────────────────────────────────────────────────────────────
 
@@ -514,29 +485,12 @@ class Session:
                 reason=f"executor raised {type(e).__name__}: {e} (run {st.run_id}, {out_dir})",
             )
 
-    def _agent_safe(self, reason: str | None) -> str:
-        """A harness reason fit for the agent: hidden jobs and metrics are not named, and no
-        path of the host is shown.
-
-        Reasons come from the executor and may name the (job, seed) that failed, which in a
-        final evaluation can be a hidden job, or quote an OS error with a host path.
-        """
-        text = reason or "unknown"
-        for root in self._host_roots():
-            text = text.replace(root, "<host>")
-        for job in self.jobs:
-            if job.hidden:
-                text = text.replace(job.script, "<hidden>").replace(job.label, "<hidden>")
-        for metric in self.task.metrics:
-            if metric.hidden:
-                text = re.sub(rf"\b{re.escape(metric.name)}\w*", "<hidden>", text)
-        return text
-
-    def _host_roots(self) -> list[str]:
-        """Host directories that may appear in harness reasons, longest first."""
+    def _redact(self, reason: str | None) -> str:
+        """A harness reason fit for the agent (`texts.Redaction`): no hidden job or metric
+        named, no path of the host shown."""
         st = self._state
-        paths = [self.run_dir.parent, self.task.codebase_dir, Path(tempfile.gettempdir())]
-        paths += [
+        roots = [self.run_dir.parent, self.task.codebase_dir, Path(tempfile.gettempdir())]
+        roots += [
             p
             for p in (
                 st.data.data_dir,
@@ -546,16 +500,16 @@ class Session:
             )
             if p is not None
         ]
-        paths.append(Path.home())
-        roots = {str(p.resolve()) for p in paths} | {str(p) for p in paths}
-        return sorted((r for r in roots if r not in ("/", "")), key=len, reverse=True)
+        roots.append(Path.home())
+        hidden = [name for job in self.jobs if job.hidden for name in (job.script, job.label)]
+        metrics = [m.name for m in self.task.metrics if m.hidden]
+        return texts.Redaction.of(roots, hidden, metrics)(reason)
 
     def _feedback(self, result: TestResult) -> str:
-        text = sandbox.render_feedback(result, self.visible_jobs, self.hidden_metric_patterns)
-        return text.strip()
+        return texts.render_feedback(result, self.visible_jobs, self.hidden_metric_patterns).strip()
 
     def _results_saved(self, result: TestResult) -> str:
-        return f"[Leaderboard] Results saved: {self.visible_metrics(result)!r}"
+        return texts.results_saved(self.visible_metrics(result))
 
     def visible_metrics(self, result: TestResult) -> dict[str, float]:
         """The metrics an agent may see: visible jobs only, hidden metrics removed."""
@@ -569,11 +523,7 @@ class Session:
     def _test_dir(self, number: int) -> Path:
         return self.run_dir / TESTS_DIR / str(number)
 
-    def _remaining(self) -> str:
-        left = self.tests_left
-        return f"{left} test{'' if left == 1 else 's'} remaining"
-
-    def _uncounted(self, kind: Any, reason: str, out_dir: Path | None = None) -> None:
+    def _uncounted(self, kind: UncountedKind, reason: str, out_dir: Path | None = None) -> None:
         self._state.uncounted.append(
             UncountedAttempt(
                 step=self._state.steps_used,
@@ -587,7 +537,7 @@ class Session:
         """Close a step-costing call: auto-submit if the steps ran out, then save."""
         # (The "few steps left, no test yet" reminder is the agent loop's, as in MLS-Bench.)
         if self.steps_left <= 0 and self._state.submission is None:
-            text = text + "\n\n" + self._auto_submit()
+            text = texts.tool_result([text, self._auto_submit()])
         return self._result(tool, text, ok=ok, cost_step=1, cost_test=cost_test)
 
     def _result(
@@ -611,14 +561,8 @@ class Session:
 
 def _over_text(state: SessionState) -> str:
     if state.submission is not None:
-        return (
-            f"ERROR: Already submitted test #{state.submission.test_number} as final; "
-            "the session is over."
-        )
-    return (
-        f"ERROR: Step budget exhausted ({state.steps_used}/{state.budgets.max_steps}); "
-        "the session is over."
-    )
+        return texts.already_submitted(state.submission.test_number)
+    return texts.session_over(state.steps_used, state.budgets.max_steps)
 
 
 def _set_aside(out_dir: Path, label: str) -> Path | None:

@@ -9,21 +9,27 @@ regions, invariants, scripts, baselines). Every problem names the file and the f
 from __future__ import annotations
 
 import ast
+import re
 import string
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import ConfigDict, Field, PrivateAttr, ValidationError
 
 from env._errors import TaskSpecError
+from env._invariants import ClassInvariant, Invariant, SignatureInvariant, check_invariants
+from env._models import NAME as _NAME
+from env._models import RelPath
+from env._models import SpecModel as _Model
 from env._paths import baselines_dir, tasks_dir
 from env._regions import RegionSyntaxError, find_regions
+from env._texts import DESCRIPTION_SLOTS
 from sandbox import JobSpec, job_levels
 
 __all__ = [
     "DEFAULT_ALLOWED_IMPORTS",
-    "BudgetSpec",
+    "Budgets",
     "ClassInvariant",
     "CodePolicy",
     "DataRegion",
@@ -33,7 +39,7 @@ __all__ = [
     "MetricSpec",
     "PlotSpec",
     "ProfileSpec",
-    "SeedSpec",
+    "SeedPlan",
     "SignatureInvariant",
     "TaskSpec",
     "list_tasks",
@@ -43,26 +49,6 @@ __all__ = [
 ]
 
 DEFAULT_ALLOWED_IMPORTS = ["math", "torch", "torch.nn", "torch.nn.functional"]
-_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
-
-
-def _check_relative_path(value: str) -> str:
-    parts = value.split("/")
-    if (
-        not value
-        or value.startswith("/")
-        or any(part in ("", ".", "..") for part in parts)
-        or not all(ch.isascii() and (ch.isalnum() or ch in "_.-/") for ch in value)
-    ):
-        raise ValueError(f"{value!r} is not a plain relative path (letters, digits, _ . - /)")
-    return value
-
-
-RelPath = Annotated[str, AfterValidator(_check_relative_path)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class EditableFile(_Model):
@@ -70,31 +56,6 @@ class EditableFile(_Model):
 
     path: RelPath
     regions: list[Annotated[str, Field(pattern=_NAME)]] = Field(min_length=1)
-
-
-class SignatureInvariant(_Model):
-    """A module-level function whose name and parameter list must stay exactly as given."""
-
-    kind: Literal["signature"]
-    file: RelPath
-    function: str = Field(pattern=_NAME)
-    params: list[Annotated[str, Field(pattern=_NAME)]]
-
-
-class ClassInvariant(_Model):
-    """A module-level class that must keep its bases and the signatures of some methods.
-
-    ``bases`` defaults to the bases the class has in the original codebase file.
-    """
-
-    kind: Literal["class"]
-    file: RelPath
-    name: str = Field(pattern=_NAME)
-    bases: list[str] | None = None
-    methods: dict[str, list[Annotated[str, Field(pattern=_NAME)]]] = Field(default_factory=dict)
-
-
-Invariant = Annotated[SignatureInvariant | ClassInvariant, Field(discriminator="kind")]
 
 
 class CodePolicy(_Model):
@@ -115,7 +76,7 @@ class DataRegion(_Model):
     env: str = Field(pattern=r"^PB_[A-Z0-9_]+$")
 
 
-class SeedSpec(_Model):
+class SeedPlan(_Model):
     """Seeds of intermediate tests and of the final evaluation."""
 
     test: list[int] = Field(default_factory=lambda: [42], min_length=1)
@@ -127,7 +88,7 @@ class ProfileSpec(_Model):
     data it trains on (``offline``: the corpus built locally; ``fineweb``: FineWeb shards)."""
 
     jobs: list[JobSpec] = Field(min_length=1)
-    seeds: SeedSpec | None = None
+    seeds: SeedPlan | None = None
     recipe: dict[str, str | int | float | bool] = Field(default_factory=dict)
     data: Literal["offline", "fineweb"] = "offline"
 
@@ -174,7 +135,7 @@ class MetricSpec(_Model):
     weight: float = Field(default=1.0, gt=0)
 
 
-class BudgetSpec(_Model):
+class Budgets(_Model):
     """The default budgets of a task (a run may override them)."""
 
     max_steps: int = Field(default=20, ge=1)
@@ -201,8 +162,8 @@ class TaskSpec(_Model):
         min_length=1
     )
     metrics: list[MetricSpec] = Field(min_length=1)
-    budgets: BudgetSpec = Field(default_factory=BudgetSpec)
-    default_seeds: SeedSpec = Field(default_factory=SeedSpec, alias="seeds")
+    budgets: Budgets = Field(default_factory=Budgets)
+    default_seeds: SeedPlan = Field(default_factory=SeedPlan, alias="seeds")
     baselines: list[Annotated[str, Field(pattern=_NAME)]] = Field(default_factory=list)
     reference_baseline: str | None = None
     default_profile: DefaultProfiles | None = None
@@ -264,7 +225,7 @@ class TaskSpec(_Model):
         """The jobs the agent may see and that intermediate tests run."""
         return [j for j in self.jobs(profile) if not j.hidden]
 
-    def seeds(self, profile: str) -> SeedSpec:
+    def seeds(self, profile: str) -> SeedPlan:
         """Seeds of a profile: its own ``seeds`` if given, else the task's."""
         return self.profile(profile).seeds or self.default_seeds
 
@@ -362,7 +323,7 @@ def _resolve_task_dir(task: str | Path) -> Path:
     raise TaskSpecError(f"{task}: not a task folder (no task.yaml)")
 
 
-def _read_yaml(path: Path) -> tuple[Any, str | None]:
+def _read_yaml(path: Path) -> tuple[object, str | None]:
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8")), None
     except (OSError, UnicodeDecodeError) as e:
@@ -567,20 +528,11 @@ def _plot_problems(spec: TaskSpec, label: str) -> list[str]:
     return problems
 
 
-_SLOTS = {
-    "file",
-    "lines",
-    "max_steps",
-    "max_tests",
-    "profile",
-    "recipe",
-    "jobs_table",
-    "hardware",
-}
-
-
 def _template_problems(spec: TaskSpec, text: str, label: str) -> list[str]:
     problems: list[str] = []
+    if re.search(r"^#+\s*your budget\b", text, re.IGNORECASE | re.MULTILINE):
+        # The budget section is generated from the spec; a second one would drift from it.
+        problems.append(f"{label}: has a budget section; it is generated, leave it out")
     open_regions = {r for f in spec.editable_files for r in f.regions}
     try:
         fields = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
@@ -588,23 +540,15 @@ def _template_problems(spec: TaskSpec, text: str, label: str) -> list[str]:
         return [f"{label}: not a valid template ({e}); write literal braces as {{{{ and }}}}"]
     for field in fields:
         root = field.split("[", 1)[0].split(".", 1)[0]
-        if root not in _SLOTS:
+        if root not in DESCRIPTION_SLOTS:
             problems.append(
-                f"{label}: unknown slot {{{field}}} (slots: {', '.join(sorted(_SLOTS))})"
+                f"{label}: unknown slot {{{field}}} (slots: {', '.join(sorted(DESCRIPTION_SLOTS))})"
             )
         elif root == "lines":
             key = field[len("lines[") : -1] if field.startswith("lines[") else ""
             if key not in open_regions:
                 problems.append(f"{label}: slot {{{field}}} names no open region")
     return problems
-
-
-def _module_functions(tree: ast.Module) -> dict[str, ast.AST]:
-    return {
-        node.name: node
-        for node in tree.body
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
-    }
 
 
 def _file_problems(spec: TaskSpec, label: str) -> list[str]:
@@ -641,47 +585,11 @@ def _file_problems(spec: TaskSpec, label: str) -> list[str]:
             problems.append(f"{label}: read_only_files[{i}]: no file {_display(codebase / ro)}")
     for i, inv in enumerate(spec.invariants):
         tree = trees.get(inv.file)
-        if tree is None:
-            continue
-        defs = _module_functions(tree)
-        name = inv.function if isinstance(inv, SignatureInvariant) else inv.name
-        node = defs.get(name)
-        field = "function" if isinstance(inv, SignatureInvariant) else "name"
-        if node is None:
-            problems.append(
-                f"{label}: invariants[{i}].{field}: {inv.file} defines no module-level "
-                f"{'function' if field == 'function' else 'class'} {name!r}"
-            )
-            continue
-        if isinstance(inv, SignatureInvariant):
-            if not isinstance(node, ast.FunctionDef):
-                problems.append(f"{label}: invariants[{i}].function: {name!r} is not a function")
-                continue
-            actual = [a.arg for a in node.args.posonlyargs + node.args.args]
-            if actual != inv.params:
-                problems.append(
-                    f"{label}: invariants[{i}].params: {inv.params} but {inv.file} has "
-                    f"{name}({', '.join(actual)})"
-                )
-        else:
-            if not isinstance(node, ast.ClassDef):
-                problems.append(f"{label}: invariants[{i}].name: {name!r} is not a class")
-                continue
-            methods = {m.name: m for m in node.body if isinstance(m, ast.FunctionDef)}
-            for method, params in inv.methods.items():
-                m = methods.get(method)
-                if m is None:
-                    problems.append(
-                        f"{label}: invariants[{i}].methods.{method}: {name} has no method "
-                        f"{method!r} in {inv.file}"
-                    )
-                    continue
-                actual = [a.arg for a in m.args.posonlyargs + m.args.args]
-                if actual != params:
-                    problems.append(
-                        f"{label}: invariants[{i}].methods.{method}: {params} but {inv.file} "
-                        f"has {name}.{method}({', '.join(actual)})"
-                    )
+        if tree is not None:
+            # The checker that guards every edit, applied to the original: one implementation.
+            for v in check_invariants(tree, [inv], tree):
+                where = f"invariants[{i}].{v.field}" if v.field else f"invariants[{i}]"
+                problems.append(f"{label}: {where}: {inv.file}: {v.message}")
     for pname, profile in spec.profiles.items():
         for i, job in enumerate(profile.jobs):
             scripts = {"script": job.script}

@@ -1,4 +1,4 @@
-"""The session's persistent state: budgets, test records, the submission, and atomic saving.
+"""The session's persistent state: budgets, test records, the submission, the workspace.
 
 Everything here crosses a file boundary (``run_dir/session.json``), so every model is a pydantic
 model with ``extra="forbid"``; a session restored from the file is exactly the one that wrote it.
@@ -7,16 +7,12 @@ model with ``extra="forbid"``; a session restored from the file is exactly the o
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# The task's own budget and seed models are the session's: one schema, not two.
-from env._spec import BudgetSpec as Budgets
-from env._spec import SeedSpec as SeedPlan
+from env._spec import Budgets, SeedPlan
+from env._workspace_state import WorkspaceState
 from sandbox import DataPaths, TestResult
 
 __all__ = [
@@ -26,10 +22,10 @@ __all__ = [
     "SeedPlan",
     "SessionState",
     "Submission",
-    "TestRecord",
+    "TestEntry",
     "ToolResult",
     "UncountedAttempt",
-    "write_json_atomic",
+    "UncountedKind",
 ]
 
 STATE_FORMAT_VERSION = 1
@@ -52,7 +48,7 @@ class ToolResult(_Model):
     done: bool = False
 
 
-class TestRecord(_Model):
+class TestEntry(_Model):
     """A counted test: the code it ran, the visible result, and (once submitted) the final one."""
 
     __test__ = False
@@ -67,11 +63,15 @@ class TestRecord(_Model):
     final: TestResult | None = None
 
 
+UncountedKind = Literal["preflight", "infra_error"]
+
+
 class UncountedAttempt(_Model):
-    """A test call that cost no test: rejected by checks or preflight, or lost to the infra."""
+    """A test call that cost no test: refused by a preflight job, or lost to an infrastructure
+    failure (the sandbox's, or a workspace that fails its own integrity check)."""
 
     step: int
-    kind: Literal["rejected", "preflight", "infra_error"]
+    kind: UncountedKind
     reason: str
     out_dir: str | None = None
 
@@ -119,35 +119,12 @@ class SessionState(_Model):
     tests_used: int = 0
     failed_submits: int = 0
     calls: list[CallRecord] = Field(default_factory=list)
-    tests: list[TestRecord] = Field(default_factory=list)
+    tests: list[TestEntry] = Field(default_factory=list)
     uncounted: list[UncountedAttempt] = Field(default_factory=list)
-    workspace: dict[str, Any]
+    workspace: WorkspaceState
     pending: PendingWork | None = None
     submission: Submission | None = None
     final: TestResult | None = None
-
-
-def write_json_atomic(path: Path, data: str) -> None:
-    """Write `data` to `path` so that a crash leaves either the old or the new file, whole.
-
-    tmp file in the same directory + fsync + ``os.replace`` + fsync of the directory.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def state_json(state: SessionState) -> str:

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from env import _texts as texts
+from env._errors import EditError
+from env._json import JSONObject
 
 __all__ = [
     "TOOL_NAMES",
     "EditArgs",
     "SubmitArgs",
     "TestArgs",
-    "ToolCallError",
     "UndoArgs",
     "ViewArgs",
     "parse_tool_call",
@@ -33,9 +37,7 @@ class _Args(BaseModel):
 class ViewArgs(_Args):
     """Show numbered lines of a file; editable lines are marked."""
 
-    filename: str = Field(
-        description="Package-relative path of the file, e.g. 'nanoGPT/custom_pretrain.py'."
-    )
+    filename: str = Field(description=texts.FILENAME_HELP)
     start_line: int | None = Field(
         default=None, description="First line to show (1-indexed). Default: the first line."
     )
@@ -54,9 +56,7 @@ class EditArgs(_Args):
             "'create' creates a new file (only when the task allows it)."
         )
     )
-    filename: str = Field(
-        description="Package-relative path of the file, e.g. 'nanoGPT/custom_pretrain.py'."
-    )
+    filename: str = Field(description=texts.FILENAME_HELP)
     content: str = Field(description="The new text (one or more lines).")
     start_line: int | None = Field(
         default=None, description="replace: first line to replace (1-indexed)."
@@ -110,60 +110,16 @@ _MODELS: dict[str, type[_Args]] = {
 }
 TOOL_NAMES: tuple[str, ...] = tuple(_MODELS)
 
-_SIGNATURES = {
-    "view": "view(filename, start_line?, end_line?)",
-    "edit": "edit(op, filename, content, start_line?, end_line?, after_line?)",
-    "undo": "undo(n=1)",
-    "test": "test()",
-    "submit": "submit(n)",
-}
 
-# What the agent reads about each tool; budget rules are stated where they apply.
-_DESCRIPTIONS = {
-    "view": ("Show numbered lines of a file (editable lines are marked). Costs one step."),
-    "edit": (
-        "Edit a file. Only the editable lines may change; all line numbers are 1-indexed and "
-        "refer to the current file. op='replace' replaces lines start_line..end_line "
-        "(inclusive) with content; op='insert' inserts content after line after_line; "
-        "op='create' creates a new file (only if the task allows it). Editable ranges shift "
-        "when a region grows or shrinks, so edit the bottom-most region first. The result "
-        "shows the new editable ranges and the edited region. Costs one step."
-    ),
-    "undo": (
-        "Undo the last n edits, restoring both the file contents and the editable ranges. "
-        "Costs one step."
-    ),
-    "test": (
-        "Train the model with the current code and evaluate it (takes a long time). Returns "
-        "the training log tail and the metrics. Costs one step and one test; a test rejected "
-        "before training (the code does not import or crashes in a few CPU steps) or lost to "
-        "an infrastructure failure costs no test."
-    ),
-    "submit": (
-        "Choose test #n as your final result (n <= 0: the latest test); its code is then "
-        "evaluated once more with more seeds. Allowed after at least two tests (one if the test "
-        "budget is one), and only once: it ends the session. Costs no step."
-    ),
-}
-
-
-class ToolCallError(Exception):
-    """A tool call the agent got wrong; ``str()`` is the full ``ERROR: …`` observation."""
-
-
-def parse_tool_call(name: str, arguments: dict[str, Any] | str | None) -> BaseModel:
-    """Validate a tool call; return its argument model or raise `ToolCallError`.
+def parse_tool_call(name: str, arguments: Mapping[str, object] | str | None) -> BaseModel:
+    """Validate a tool call; return its argument model or raise `EditError`.
 
     `arguments` may be a dict or a JSON string (as OpenAI function calling delivers them);
     empty or missing arguments mean ``{}``.
     """
     model = _MODELS.get(name) if isinstance(name, str) else None
     if model is None:
-        raise ToolCallError(
-            f"ERROR: Unknown tool {name!r}. Available tools: {', '.join(TOOL_NAMES)}."
-        )
-    prefix = f"ERROR: Invalid arguments for {name!r}:"
-    usage = f"Usage: {_SIGNATURES[name]}"
+        raise EditError(texts.unknown_tool(name, TOOL_NAMES))
     if arguments is None:
         arguments = {}
     if isinstance(arguments, str):
@@ -173,15 +129,13 @@ def parse_tool_call(name: str, arguments: dict[str, Any] | str | None) -> BaseMo
             try:
                 arguments = json.loads(arguments)
             except json.JSONDecodeError as e:
-                raise ToolCallError(f"{prefix} arguments are not valid JSON ({e}). {usage}") from e
+                raise EditError(texts.invalid_arguments(name, texts.bad_json(e))) from e
     if not isinstance(arguments, dict):
-        raise ToolCallError(
-            f"{prefix} arguments must be a JSON object, got {type(arguments).__name__}. {usage}"
-        )
+        raise EditError(texts.invalid_arguments(name, texts.not_an_object(arguments)))
     try:
         return model.model_validate(arguments)
     except ValidationError as e:
-        raise ToolCallError(f"{prefix} {_describe(e)}. {usage}") from e
+        raise EditError(texts.invalid_arguments(name, _describe(e))) from e
 
 
 def _describe(error: ValidationError) -> str:
@@ -190,24 +144,18 @@ def _describe(error: ValidationError) -> str:
         field = ".".join(str(x) for x in item["loc"])
         kind = item["type"]
         if kind == "missing":
-            parts.append(f"missing required argument {field!r}")
+            parts.append(texts.missing_argument(field))
         elif kind == "extra_forbidden":
-            parts.append(f"unexpected argument {field!r}")
+            parts.append(texts.unexpected_argument(field))
         elif not field:
             # A model-level rule, e.g. "op='replace' requires start_line".
             parts.append(str(item["msg"]).removeprefix("Value error, "))
         else:
-            got = _short(item.get("input"))
-            parts.append(f"argument {field!r}: {item['msg']} (got {got})")
+            parts.append(texts.bad_argument(field, item["msg"], item.get("input")))
     return "; ".join(parts)
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def tool_schemas(dialect: Literal["openai", "mcp"] = "openai") -> list[dict[str, Any]]:
+def tool_schemas(dialect: Literal["openai", "mcp"] = "openai") -> list[JSONObject]:
     """The tools as OpenAI function-calling dicts or MCP ``name/description/inputSchema`` dicts.
 
     Generated from the argument models, with pydantic's ``title`` noise removed and optional
@@ -215,35 +163,34 @@ def tool_schemas(dialect: Literal["openai", "mcp"] = "openai") -> list[dict[str,
     """
     if dialect not in ("openai", "mcp"):
         raise ValueError(f"unknown tool schema dialect {dialect!r}; use 'openai' or 'mcp'")
-    out: list[dict[str, Any]] = []
+    out: list[JSONObject] = []
     for name, model in _MODELS.items():
         schema = _clean(model.model_json_schema())
         schema.setdefault("properties", {})
         schema.setdefault("required", [])
         schema["additionalProperties"] = False
-        description = _DESCRIPTIONS[name]
+        description = texts.TOOL_DESCRIPTIONS[name]
         if dialect == "openai":
-            out.append(
-                {
-                    "type": "function",
-                    "function": {"name": name, "description": description, "parameters": schema},
-                }
-            )
+            function: JSONObject = {"name": name, "description": description, "parameters": schema}
+            out.append({"type": "function", "function": function})
         else:
             out.append({"name": name, "description": description, "inputSchema": schema})
     return out
 
 
-def _clean(schema: dict[str, Any]) -> dict[str, Any]:
+def _clean(schema: JSONObject) -> JSONObject:
     schema = copy.deepcopy(schema)
     schema.pop("title", None)
     schema.pop("description", None)  # the tool's description is said once, at the top
-    for prop in schema.get("properties", {}).values():
+    properties = schema.get("properties")
+    for prop in properties.values() if isinstance(properties, dict) else []:
+        if not isinstance(prop, dict):
+            continue
         prop.pop("title", None)
         options = prop.pop("anyOf", None)
-        if options is not None:
-            non_null = [o for o in options if o.get("type") != "null"]
-            if len(non_null) == 1:
+        if isinstance(options, list):
+            non_null = [o for o in options if not (isinstance(o, dict) and o.get("type") == "null")]
+            if len(non_null) == 1 and isinstance(non_null[0], dict):
                 prop.update(non_null[0])
             else:
                 prop["anyOf"] = non_null

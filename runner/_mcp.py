@@ -93,10 +93,9 @@ def create_mcp_server(run: HostedRun) -> Server[object]:
     ) -> types.ListToolsResult:
         return types.ListToolsResult(
             tools=[
-                types.Tool(
-                    name=s["name"], description=s["description"], input_schema=s["inputSchema"]
-                )
+                types.Tool(name=str(s["name"]), description=str(s["description"]), input_schema=i)
                 for s in schemas
+                if isinstance(i := s["inputSchema"], dict)
             ]
         )
 

@@ -36,7 +36,7 @@ from runner._agents import (
 from runner._choices import DataSource, RunMode, SandboxKind
 from runner._display import Display
 from runner._hardware import git_commit, hardware_info, library_versions
-from runner._llm import LLMError, Message
+from runner._llm import LLMError, Message, ToolSchema
 from runner._transcript import Event, Transcript, read_transcript
 
 if TYPE_CHECKING:
@@ -449,7 +449,6 @@ def _build_agent(
             )
         return BaselineAgent(baselines[name])
     if kind == "openai":
-        import env
         from runner._llm import ChatClient
 
         if not name:
@@ -469,7 +468,7 @@ def _build_agent(
                 transcript.append("message", message=message)
         return LLMAgent(
             client,
-            list(env.tool_schemas("openai")),
+            _openai_tools(),
             messages,
             mode=config.mode,
             on_text=lambda text: display.note(f"assistant: {text[:200]}"),
@@ -663,3 +662,10 @@ def summary_rows(records: list[RunRecord]) -> list[SummaryRow]:
             }
         )
     return rows
+
+
+def _openai_tools() -> list[ToolSchema]:
+    """env's tool schemas in the OpenAI dialect, as the chat client's type."""
+    import env
+
+    return [dict(schema) for schema in env.tool_schemas("openai")]

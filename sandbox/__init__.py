@@ -7,7 +7,7 @@ from sandbox._backend import Backend, BackendError, Job, JobOutcome, Workers
 from sandbox._docker import CPU_IMAGE, GPU_IMAGE, DockerBackend, docker_client, start_docker_daemon
 from sandbox._doctor import HostCheck, check_host
 from sandbox._executor import Executor, parse_progress
-from sandbox._feedback import is_hidden_metric, render_feedback
+from sandbox._feedback import is_hidden_metric, train_metric_lines
 from sandbox._files import write_atomic
 from sandbox._local import JobLimits, LocalBackend, probe_host
 from sandbox._models import (
@@ -61,8 +61,8 @@ __all__ = [
     "parse_duration",
     "parse_progress",
     "probe_host",
-    "render_feedback",
     "slurm_available",
     "start_docker_daemon",
+    "train_metric_lines",
     "write_atomic",
 ]

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from env import Budgets, Session, TaskSpec, ToolResult, load_task
-from sandbox import DataPaths, Executor, JobSpec, TestRequest, TestResult, render_feedback
+from env._texts import render_feedback
+from sandbox import DataPaths, Executor, JobSpec, TestRequest, TestResult
 
 REPO = Path(__file__).resolve().parents[2]
 LR = "llm-pretrain-lr-schedule"

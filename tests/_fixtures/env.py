@@ -98,7 +98,7 @@ if __name__ == "__main__":
 
 DESCRIPTION = """# Mini task
 
-Edit `get_lr` in `{file}` (lines {lines[get_lr]}). Budget: {max_steps} steps, {max_tests} tests.
+Edit `get_lr` in `{file}` ({lines[get_lr]}). Budget: {max_steps} steps, {max_tests} tests.
 Profile `{profile}`, model {recipe[model]}.
 
 {jobs_table}

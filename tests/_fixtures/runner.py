@@ -162,8 +162,8 @@ TASK_SPEC = lr_task_spec(
 DESCRIPTION = """\
 # Fake learning-rate task
 
-Change `get_lr` in `{file}` (lines {lines[get_lr]}) and `CONFIG_OVERRIDES`
-(lines {lines[config_overrides]}). Budget: {max_steps} steps, {max_tests} tests. Profile {profile}.
+Change `get_lr` in `{file}` ({lines[get_lr]}) and `CONFIG_OVERRIDES`
+({lines[config_overrides]}). Budget: {max_steps} steps, {max_tests} tests. Profile {profile}.
 
 {jobs_table}
 """

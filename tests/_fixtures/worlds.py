@@ -351,8 +351,8 @@ MINI_SPEC = lr_task_spec(
 
 MINI_DESCRIPTION = """# Mini task
 
-Change `get_lr` in `{file}` (lines {lines[get_lr]}) and `CONFIG_OVERRIDES`
-(lines {lines[config_overrides]}). Model: {recipe[model]}, {recipe[max_iters]} iterations,
+Change `get_lr` in `{file}` ({lines[get_lr]}) and `CONFIG_OVERRIDES`
+({lines[config_overrides]}). Model: {recipe[model]}, {recipe[max_iters]} iterations,
 profile `{profile}`, hardware {hardware}.
 
 {jobs_table}

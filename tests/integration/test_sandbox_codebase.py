@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 import env
-from sandbox import DataPaths, Executor, JobSpec, LocalBackend, TestRequest, render_feedback
+from env._texts import render_feedback
+from sandbox import DataPaths, Executor, JobSpec, LocalBackend, TestRequest
 
 pytestmark = pytest.mark.integration
 

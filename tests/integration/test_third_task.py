@@ -145,7 +145,7 @@ SPEC: dict[str, object] = {
 
 DESCRIPTION = """# Score function
 
-Write the loss `score_fn` in `{file}` (lines {lines[score_fn]}) that fitting minimises.
+Write the loss `score_fn` in `{file}` ({lines[score_fn]}) that fitting minimises.
 Profile `{profile}`: {recipe[steps]} steps on {hardware}.
 You have {max_steps} steps and {max_tests} tests.
 

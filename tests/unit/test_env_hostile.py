@@ -6,7 +6,6 @@ the real tasks/codebases/nanogpt/custom_pretrain.py with the real task specs.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -384,14 +383,14 @@ def _real(task_id: str, tmp_path: Path) -> Workspace:
 
 
 def _assert_refused(ws: Workspace, edit: Callable[[Workspace], str], expected: str) -> None:
-    before = json.dumps(ws.state())
+    before = ws.state().model_dump_json()
     files = {p: (ws.root / p).read_text() for p in ws.edited_files()}
     with pytest.raises(EditError) as err:
         edit(ws)
     text = str(err.value)
     assert text.startswith("ERROR: "), text
     assert expected in text, text
-    assert json.dumps(ws.state()) == before
+    assert ws.state().model_dump_json() == before
     assert {p: (ws.root / p).read_text() for p in ws.edited_files()} == files
     ws.check()
 
@@ -637,7 +636,7 @@ def test_string_spanning_two_regions_cannot_swallow_frozen_code(
 
 
 def test_bracket_nesting_of_frozen_code_is_compared() -> None:
-    from env._workspace import _frozen_token_stream
+    from env._checks import _frozen_token_stream
 
     original = "a = 1\nb,\nc = 3\n"
     wrapped = "a = [\nb,\nc]\n"  # frozen line 2 is byte-identical, but inside brackets here

@@ -31,7 +31,7 @@ def test_slots_are_filled(mini: tuple[TaskSpec, Path, Workspace]) -> None:
     task, _, ws = mini
     text = render_observation(task, ws, "tiny", Budgets(max_steps=12, max_tests=2))
     assert "Change `get_lr` in `nanoGPT/custom_pretrain.py` (lines 9–13)" in text
-    assert "(lines 22–22)" in text
+    assert "(line 22)" in text
     assert "Model: 4L/4H/128D, 80 iterations" in text
     assert "profile `tiny`, hardware CPU" in text
     assert "You have 12 steps and 2 tests." in text
@@ -44,11 +44,14 @@ def test_slots_are_filled(mini: tuple[TaskSpec, Path, Workspace]) -> None:
 def test_numbered_file_and_budget(mini: tuple[TaskSpec, Path, Workspace]) -> None:
     task, _, ws = mini
     text = render_observation(task, ws, "tiny")
-    assert "nanoGPT/custom_pretrain.py [EDITABLE — lines 9–13, lines 22–22 only]" in text
-    assert "     9  def get_lr(" in text and "     8: # ── EDITABLE REGION START" in text
+    assert "nanoGPT/custom_pretrain.py [EDITABLE — lines 9–13, line 22 only]" in text
+    assert "     9  def get_lr(" in text and "     8| # ── EDITABLE REGION START" in text
+    # The budget rules are said once, generated from the spec (the task text does not say them).
+    assert text.count("## Your budget") == 1 and text.count("uses a step") == 1
     budget = text.split("## Your budget", 1)[1]
     assert "20 steps and 3 tests" in budget
     assert "infrastructure failure use no test" in budget and "submit(n)" in budget
+    assert "rejected before training (by the preflight job `schedule`)" in budget
     # The jobs table was a slot of the description, so it is not repeated.
     assert "## How a test runs" not in text
 
@@ -107,6 +110,9 @@ def test_real_task_renders() -> None:
         for profile in task.profiles:
             text = render_observation(task, ws, profile, baselines=load_baselines(task))
             assert "[EDITABLE — lines" in text
+            # The markers of the other task's regions are frozen here and do not read as open.
+            assert "EDITABLE REGION START: layernorm" not in text
+            assert "| # ── FROZEN REGION START: layernorm ──" in text
             for job in task.jobs(profile):
                 assert (f"`{job.label}`" in text) != job.hidden
             for metric in task.metrics:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import pytest
 
 from env import Budgets, Session, SessionError, load_task
-from env._spec import SeedSpec, TaskSpec
+from env._spec import SeedPlan, TaskSpec
 from sandbox import DataPaths, TestResult
 from tests._fixtures.scripted_backend import Outcome, RecordingExecutor, scripted_executor
 from tests._fixtures.worlds import mini_task_world
@@ -437,7 +437,7 @@ def test_custom_seeds_and_harness_env(task: TaskSpec, tmp_path: Path) -> None:
         executor=executor,
         profile="tiny",
         data=DataPaths(data_dir=tmp_path),
-        seeds=SeedSpec(test=[7], final=[7, 8]),
+        seeds=SeedPlan(test=[7], final=[7, 8]),
         env={"PB_MAX_ITERS": "20"},
     )
     session.call("test")
@@ -487,7 +487,7 @@ def test_initial_observation(task: TaskSpec, tmp_path: Path) -> None:
     session, _ = make_session(task, tmp_path, max_steps=7)
     text = session.initial_observation(baselines=[])
     assert text.startswith("# Mini task") and "You have 7 steps and 3 tests." in text
-    assert "[EDITABLE — lines 9–13, lines 22–22 only]" in text
+    assert "[EDITABLE — lines 9–13, line 22 only]" in text
     assert session.steps_left == 7  # reading the task costs nothing
 
 
@@ -545,3 +545,23 @@ def test_no_host_path_reaches_the_agent(task: TaskSpec, tmp_path: Path) -> None:
     result = session.call("test")
     assert "No space left on device" in result.text
     assert str(tmp_path) not in result.text and "<host>" in result.text
+
+
+def test_a_damaged_workspace_is_an_uncharged_infrastructure_failure(
+    task: TaskSpec, tmp_path: Path
+) -> None:
+    """Files changed behind the workspace's back are the harness's failure, not the agent's:
+    labelled, charged no test, and nothing runs."""
+    session, executor = make_session(task, tmp_path)
+    on_disk = session.run_dir / "workspace" / "custom_pretrain.py"
+    on_disk.write_text(on_disk.read_text().replace("import math", "import math, os"))
+    result = session.call("test")
+    assert result.text.startswith(
+        "[Test not counted] Infrastructure failure: the harness's copy of your files failed "
+        "its integrity check. This was not caused by your code. No test was used (3 tests "
+        "remaining)"
+    )
+    assert result.cost_test == 0 and result.cost_step == 1 and session.tests_left == 3
+    attempt = session.state.uncounted[-1]
+    assert attempt.kind == "infra_error" and "differs from the workspace" in attempt.reason
+    assert not executor.requests and not executor.preflight_requests

@@ -179,7 +179,7 @@ MALFORMED = {
             ]
         },
         "invariants[0].methods.backward",
-        "no method",
+        "must define Block.backward(self)",
     ),
     "invariant kind unknown": (
         {"invariants": [{"kind": "vibes", "file": "custom_pretrain.py"}]},
@@ -228,6 +228,10 @@ def test_validate_missing_description_and_bad_template(make_env_task) -> None:
     problems = validate_task_dir(make_env_task(description="{lines[block]} {budget}\n"))
     assert any("slot {lines[block]} names no open region" in p for p in problems)
     assert any("unknown slot {budget}" in p for p in problems)
+    problems = validate_task_dir(
+        make_env_task(description="# T\n\n## Your budget\n\nMany steps.\n")
+    )
+    assert any("has a budget section; it is generated" in p for p in problems)
 
 
 def test_validate_missing_and_unlisted_baseline_files(make_env_task, env_tasks_root) -> None:

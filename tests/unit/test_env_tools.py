@@ -6,11 +6,11 @@ import json
 
 import pytest
 
+from env._errors import EditError
 from env._tools import (
     TOOL_NAMES,
     EditArgs,
     SubmitArgs,
-    ToolCallError,
     UndoArgs,
     ViewArgs,
     parse_tool_call,
@@ -19,7 +19,7 @@ from env._tools import (
 
 
 def _error(name: str, arguments: object) -> str:
-    with pytest.raises(ToolCallError) as info:
+    with pytest.raises(EditError) as info:
         parse_tool_call(name, arguments)  # type: ignore[arg-type]
     return str(info.value)
 

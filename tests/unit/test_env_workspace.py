@@ -33,8 +33,9 @@ def test_initial_ranges_follow_markers(lr_workspace) -> None:
 def test_render_file_header_and_marks(lr_workspace) -> None:
     (s1, e1), (s2, _) = lr_workspace.editable_ranges(F)
     out = lr_workspace.render_file(F)
-    assert out.startswith(f"{F} [EDITABLE — lines {s1}–{e1}, lines {s2}–{s2} only]\n\n")
-    assert '     1: """Mini pretraining script' in out
+    # One line is "line N", and frozen lines are numbered "N| " as in every other tool text.
+    assert out.startswith(f"{F} [EDITABLE — lines {s1}–{e1}, line {s2} only]\n")
+    assert '     1| """Mini pretraining script' in out
     assert f"{s1:>6}  def get_lr(" in out
     ro = lr_workspace.render_file("nanoGPT/train_notes.py")
     assert ro.startswith("nanoGPT/train_notes.py [READ-ONLY]")
@@ -46,12 +47,11 @@ def test_replace_ok_text_and_shift(lr_workspace) -> None:
     delta = 2 - (e1 - s1 + 1)
     assert out.startswith(
         f"OK: Replaced lines {s1}..{e1} with 2 line(s) in {F}. "
-        f"Editable range: {s1}–{s1 + 1}, {s2 + delta}–{e2 + delta}.\n\n"
+        f"Editable range: {s1}–{s1 + 1}, {s2 + delta}.\n\n"
     )
     total = len(lr_workspace.text(F).split("\n")) - 1
     assert (
-        f"[Current file: {F} | editable: {s1}–{s1 + 1}, {s2 + delta}–{e2 + delta} | total: {total} lines]"
-        in out
+        f"[Current file: {F} | editable: {s1}–{s1 + 1}, {s2 + delta} | total: {total} lines]" in out
     )
     assert f"{s1 - 1:>6}| # ── EDITABLE REGION START: get_lr ──" in out
     assert f"{s1:>6}  def get_lr(" in out
@@ -135,8 +135,9 @@ def test_range_errors(lr_workspace) -> None:
     msg = _err(lr_workspace.replace, F, s1 - 1, e1, "x")
     assert msg.startswith(
         f"ERROR: Lines {s1 - 1}..{e1} exceed the editable range. You may only edit lines "
-        f"{s1}–{e1}, {s2}–{e2}."
+        f"{s1}–{e1}, {s2}."
     )
+    assert s2 == e2
     assert f"[Current file: {F} |" in msg
     msg = _err(lr_workspace.replace, F, s1, s2, "x")  # spans two regions and frozen text
     assert "exceed the editable range" in msg
@@ -213,11 +214,11 @@ def test_undo_restores_content_and_ranges(lr_workspace) -> None:
 
 
 def test_rejected_edit_changes_nothing(lr_workspace) -> None:
-    state = json.dumps(lr_workspace.state())
+    state = lr_workspace.state().model_dump_json()
     (s1, e1), _ = lr_workspace.editable_ranges(F)
     _err(lr_workspace.replace, F, s1, e1, "import os\n" + NEW_LR)
     _err(lr_workspace.replace, F, s1, e1, "def get_lr(:\n")
-    assert json.dumps(lr_workspace.state()) == state
+    assert lr_workspace.state().model_dump_json() == state
     assert _err(lr_workspace.undo) == "ERROR: Nothing to undo"
 
 
@@ -233,7 +234,7 @@ def test_state_round_trip_and_results(lr_workspace, lr_task, tmp_path: Path) -> 
     lr_workspace.replace(
         F, s2 - (e1 - s1 - 1), e2 - (e1 - s1 - 1), "CONFIG_OVERRIDES = {'min_lr': 0.0}"
     )
-    state = json.loads(json.dumps(lr_workspace.state()))
+    state = lr_workspace.state().model_dump(mode="json")
     again = Workspace.load(lr_task, tmp_path / "again", state)
     assert again.state() == lr_workspace.state()
     assert again.text(F) == lr_workspace.text(F)
@@ -252,7 +253,7 @@ def test_state_round_trip_and_results(lr_workspace, lr_task, tmp_path: Path) -> 
 
 
 def test_load_rejects_tampered_state(lr_workspace, lr_task, tmp_path: Path) -> None:
-    good = lr_workspace.state()
+    good = lr_workspace.state().model_dump(mode="json")
     bad_marker = json.loads(json.dumps(good))
     bad_marker["files"]["custom_pretrain.py"]["regions"]["config_overrides"] = [
         "# ── EDITABLE REGION END: config_overrides ──",
@@ -338,7 +339,7 @@ def test_real_codebase(task_id: str, repo_root: Path, tmp_path: Path) -> None:
     spans = {s.name: s for s in find_regions(lines)}
     expected = [spans[name].body for name in spec.editable_files[0].regions]
     assert ws.editable_ranges(F) == sorted(expected)
-    shown = ", ".join(f"lines {s}–{e}" for s, e in sorted(expected))
+    shown = ", ".join(f"lines {s}–{e}" if e > s else f"line {s}" for s, e in sorted(expected))
     assert ws.render_file(F).startswith(f"{F} [EDITABLE — {shown} only]\n")
     assert ws.text(F) == real.read_text(encoding="utf-8")
     assert ws.diff() == ""
@@ -368,7 +369,7 @@ def test_multi_line_undo_of_several_edits(lr_workspace) -> None:
 def test_load_rejects_tampered_history(lr_workspace, lr_task, tmp_path: Path) -> None:
     (s1, _), _ = lr_workspace.editable_ranges(F)
     lr_workspace.insert(F, s1, "    z = 1")
-    good = lr_workspace.state()
+    good = lr_workspace.state().model_dump(mode="json")
     assert Workspace.load(lr_task, tmp_path / "ok", good).undo().startswith("Undo complete")
     forged = json.loads(json.dumps(good))
     forged["history"][0]["before"]["get_lr"] = ["# ── EDITABLE REGION END: get_lr ──"]
@@ -439,3 +440,38 @@ def test_find_regions_errors(text: str, message: str) -> None:
 
     with pytest.raises(RegionSyntaxError, match=message):
         find_regions(text.split("\n"))
+
+
+def test_state_written_before_the_state_model_still_loads(lr_task, tmp_path: Path) -> None:
+    """The JSON shape of format version 1, spelled out as the old code wrote it: a session
+    saved before the workspace had a pydantic state model resumes, and saves the same JSON."""
+    import hashlib
+
+    original = (lr_task.codebase_dir / "custom_pretrain.py").read_text(encoding="utf-8")
+    ws = Workspace.create(lr_task, tmp_path / "fresh")
+    (s1, e1), (s2, _) = ws.editable_ranges(F)
+    lines = original.split("\n")
+    get_lr, overrides = lines[s1 - 1 : e1], lines[s2 - 1 : s2]
+    old = {
+        "schema_version": 1,
+        "task_id": lr_task.id,
+        "files": {
+            "custom_pretrain.py": {
+                "original_sha256": hashlib.sha256(original.encode()).hexdigest(),
+                "regions": {"get_lr": ["# mine", *get_lr], "config_overrides": overrides},
+            }
+        },
+        "created": {},
+        "history": [
+            {
+                "file": "custom_pretrain.py",
+                "created": False,
+                "before": {"get_lr": get_lr, "config_overrides": overrides},
+            }
+        ],
+    }
+    again = Workspace.load(lr_task, tmp_path / "old", json.loads(json.dumps(old)))
+    assert again.state().model_dump(mode="json") == old
+    assert again.text(F).split("\n")[s1 - 1] == "# mine"
+    assert again.undo().startswith(f"Undo complete:\nRestored: {F}")
+    assert again.text(F) == original

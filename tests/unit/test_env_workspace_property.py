@@ -3,7 +3,6 @@ match the markers, and the workspace behaves like a plain list of lines (a refer
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
@@ -134,7 +133,7 @@ def _run_sequence(mini_task, data, root: Path) -> None:
                 op, fixed = "insert", (cfg_start - 1, None, safe or "Z = 3")
         else:
             fixed = None
-        before_state = json.dumps(ws.state())
+        before_state = ws.state().model_dump_json()
         try:
             if op == "replace":
                 if fixed:
@@ -165,7 +164,7 @@ def _run_sequence(mini_task, data, root: Path) -> None:
             accepted += op != "undo"
         except EditError as e:
             assert str(e).startswith("ERROR: ")
-            assert json.dumps(ws.state()) == before_state  # a refused call changes nothing
+            assert ws.state().model_dump_json() == before_state  # a refused call changes nothing
         text = ws.text(F)
         assert text == "\n".join(model) + "\n"  # the workspace behaves like a list of lines
         frozen, marker_ranges = _frozen_and_ranges(text)
@@ -174,5 +173,5 @@ def _run_sequence(mini_task, data, root: Path) -> None:
         assert (root / "custom_pretrain.py").read_text(encoding="utf-8") == text
     event(f"accepted edits: {min(accepted, 3)}")
     ws.check()
-    again = Workspace.load(mini_task, root / "again", json.loads(json.dumps(ws.state())))
+    again = Workspace.load(mini_task, root / "again", ws.state().model_dump(mode="json"))
     assert again.text(F) == ws.text(F) and again.state() == ws.state()

@@ -1,5 +1,5 @@
-"""render_feedback: MLS-Bench shape, caps, no hidden job or metric ever shown, and nothing
-printed by a job whose log may not be shown (an evaluation, a worker)."""
+"""Test feedback (env._texts.render_feedback): MLS-Bench shape, caps, no hidden job or metric
+ever shown, and nothing printed by a job whose log may not be shown (an evaluation, a worker)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sandbox import JobSpec, SeedResult, TestResult, is_hidden_metric, render_feedback
-from sandbox._feedback import cap_text
+from env._texts import cap_text, render_feedback
+from sandbox import JobSpec, SeedResult, TestResult, is_hidden_metric
 
 SCHEDULE = JobSpec(
     label="schedule", script="scripts/schedule.sh", stage="preflight", code="edited", time_limit=60
