@@ -11,16 +11,22 @@ from pathlib import Path
 LineCallback = Callable[[str], None]
 
 
-#: Where a job finds things inside a sandbox that has its own filesystem view (bubblewrap,
-#: Docker). Backends without one (the weak local mode, Slurm without a container) pass host
-#: paths in the same variables instead.
-SANDBOX_CODE = "/pb/code"
-SANDBOX_OUT = "/pb/out"
-SANDBOX_DATA = "/pb/data"  # /pb/data/<input name>
-SANDBOX_NEEDS = "/pb/needs"  # /pb/needs/<job label>
-SANDBOX_WORKERS = "/pb/workers"  # /pb/workers/<i>: the job's side of worker i's socket dir
-SANDBOX_WORKER = "/pb/worker"  # a worker's own socket dir
-SANDBOX_TMP = "/tmp"
+@dataclass(frozen=True)
+class SandboxPaths:
+    """Where a job finds things inside a sandbox that has its own filesystem view (bubblewrap,
+    Docker). Backends without one (the weak local mode, Slurm without a container) pass host
+    paths in the same variables instead."""
+
+    code: str = "/pb/code"
+    out: str = "/pb/out"
+    data: str = "/pb/data"  # /pb/data/<input name>
+    needs: str = "/pb/needs"  # /pb/needs/<job label>
+    workers: str = "/pb/workers"  # /pb/workers/<i>: the job's side of worker i's socket dir
+    worker: str = "/pb/worker"  # a worker's own socket dir
+    tmp: str = "/tmp"
+
+
+IN_SANDBOX = SandboxPaths()
 
 #: The variable that names each data input inside a job.
 INPUT_VARIABLES: dict[str, str] = {
@@ -125,6 +131,12 @@ class BackendError(RuntimeError):
     """The backend cannot run jobs at all (daemon missing, image missing); an infra error."""
 
 
+def cancelled_outcome() -> JobOutcome:
+    """What a job started after its backend's `cancel` gets: an uncharged infrastructure
+    failure (the supervisor stopped it, not the job)."""
+    return JobOutcome(None, 0.0, infra_error="the supervisor cancelled the job")
+
+
 class Backend(abc.ABC):
     """Runs jobs somewhere isolated. Lifecycle: construct → ``run_job``* → ``close``.
 
@@ -149,8 +161,9 @@ class Backend(abc.ABC):
     def cancel(self) -> None:  # noqa: B027 - optional hook
         """Stop every job in flight."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release what the backend holds (daemons connections, temp dirs)."""
+    def close(self) -> None:
+        """Release what the backend holds; by default, stop every job in flight (`cancel`)."""
+        self.cancel()
 
     def describe(self) -> dict[str, str]:
         """A short description for run records (backend name and the guarantees in force)."""
@@ -250,16 +263,16 @@ def sandboxed_job_environment(
     job: Job, *, path: str, home: str, host_env: dict[str, str] | None = None
 ) -> dict[str, str]:
     """``job_environment`` with every path where an isolating sandbox (bubblewrap, Docker, a
-    Slurm container) mounts it: ``SANDBOX_OUT``, ``SANDBOX_DATA/<input>``, ``SANDBOX_NEEDS``…"""
+    Slurm container) mounts it: ``IN_SANDBOX.out``, ``IN_SANDBOX.data/<input>``, ``IN_SANDBOX.needs``…"""
     return job_environment(
         job,
         path=path,
         home=home,
-        tmpdir=SANDBOX_TMP,
-        out_dir=SANDBOX_OUT,
-        inputs={name: f"{SANDBOX_DATA}/{name}" for name in job.inputs},
-        needs_dir=SANDBOX_NEEDS if job.needs else None,
-        workers_dir=SANDBOX_WORKERS if job.workers else None,
+        tmpdir=IN_SANDBOX.tmp,
+        out_dir=IN_SANDBOX.out,
+        inputs={name: f"{IN_SANDBOX.data}/{name}" for name in job.inputs},
+        needs_dir=IN_SANDBOX.needs if job.needs else None,
+        workers_dir=IN_SANDBOX.workers if job.workers else None,
         host_env=host_env,
     )
 
@@ -267,13 +280,13 @@ def sandboxed_job_environment(
 def sandboxed_worker_environment(
     job: Job, index: int, *, path: str, host_env: dict[str, str] | None = None
 ) -> dict[str, str]:
-    """``worker_environment`` with the sandbox's paths (``SANDBOX_WORKER``, ``SANDBOX_NEEDS``)."""
+    """``worker_environment`` with the sandbox's paths (``IN_SANDBOX.worker``, ``IN_SANDBOX.needs``)."""
     return worker_environment(
         job,
         index,
         path=path,
-        tmpdir=SANDBOX_TMP,
-        worker_dir=SANDBOX_WORKER,
-        needs_dir=SANDBOX_NEEDS if job.needs else None,
+        tmpdir=IN_SANDBOX.tmp,
+        worker_dir=IN_SANDBOX.worker,
+        needs_dir=IN_SANDBOX.needs if job.needs else None,
         host_env=host_env,
     )

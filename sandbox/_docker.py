@@ -43,20 +43,15 @@ from pathlib import Path
 from typing import IO, Any
 
 from sandbox._backend import (
+    IN_SANDBOX,
     INPUT_VARIABLES,
-    SANDBOX_CODE,
-    SANDBOX_DATA,
-    SANDBOX_NEEDS,
-    SANDBOX_OUT,
-    SANDBOX_TMP,
-    SANDBOX_WORKER,
-    SANDBOX_WORKERS,
     Backend,
     BackendError,
     GpuPool,
     Job,
     JobOutcome,
     LineCallback,
+    cancelled_outcome,
     sandboxed_job_environment,
     sandboxed_worker_environment,
 )
@@ -337,15 +332,11 @@ class DockerBackend(Backend):
             with contextlib.suppress(Exception):
                 container.kill()
 
-    def close(self) -> None:
-        self.cancel()
-
     # -- one job ----------------------------------------------------------------------------
     def run_job(self, job: Job, on_line: LineCallback | None = None) -> JobOutcome:
         start = time.monotonic()
-        with self._lock:
-            if self._cancelled:
-                return JobOutcome(None, 0.0, infra_error="the supervisor cancelled the job")
+        if self._cancelled:  # one flag, written under the lock by cancel()
+            return cancelled_outcome()
         work: Path | None = None
         gpu_ids: list[int] = []
         containers: list[Any] = []
@@ -420,17 +411,17 @@ class DockerBackend(Backend):
             return Mount(target, str(source.resolve()), type="bind", read_only=True)
 
         runtime = [ro(str(p), p) for p in self.host_runtime]
-        needs = [ro(f"{SANDBOX_NEEDS}/{label}", path) for label, path in job.needs.items()]
+        needs = [ro(f"{IN_SANDBOX.needs}/{label}", path) for label, path in job.needs.items()]
         kind = self.gpu_limits if job.gpus else self.cpu_limits
-        env = sandboxed_job_environment(job, path=self._facts.path, home=f"{SANDBOX_TMP}/home")
+        env = sandboxed_job_environment(job, path=self._facts.path, home=f"{IN_SANDBOX.tmp}/home")
         mounts = [
             *runtime,
-            ro(SANDBOX_CODE, code),
-            Mount(SANDBOX_OUT, str(job.out_dir.resolve()), type="bind", read_only=False),
-            *(ro(f"{SANDBOX_DATA}/{name}", path) for name, path in job.inputs.items()),
+            ro(IN_SANDBOX.code, code),
+            Mount(IN_SANDBOX.out, str(job.out_dir.resolve()), type="bind", read_only=False),
+            *(ro(f"{IN_SANDBOX.data}/{name}", path) for name, path in job.inputs.items()),
             *needs,
             *(
-                Mount(f"{SANDBOX_WORKERS}/{i}", str(sock), type="bind", read_only=False)
+                Mount(f"{IN_SANDBOX.workers}/{i}", str(sock), type="bind", read_only=False)
                 for i, sock in enumerate(sockets)
             ),
         ]
@@ -441,9 +432,9 @@ class DockerBackend(Backend):
             wenv = sandboxed_worker_environment(job, index, path=self._facts.path)
             wmounts = [
                 *runtime,
-                ro(SANDBOX_CODE, worker_code),
+                ro(IN_SANDBOX.code, worker_code),
                 *needs,
-                Mount(SANDBOX_WORKER, str(sock), type="bind", read_only=False),
+                Mount(IN_SANDBOX.worker, str(sock), type="bind", read_only=False),
             ]
             worker_specs.append(
                 self._spec(job, f"worker-{index}", job.workers.script, wenv, wmounts, kind, gpu_ids)
@@ -475,7 +466,7 @@ class DockerBackend(Backend):
             "image": self.image,
             # the script is an argument, never spliced into shell text
             "command": ["bash", "-c", 'mkdir -p "$HOME" && exec bash "$0"', script],
-            "working_dir": SANDBOX_CODE,
+            "working_dir": IN_SANDBOX.code,
             "environment": env,
             "mounts": mounts,
             "user": f"{self.uid}:{self.gid}",
@@ -486,7 +477,7 @@ class DockerBackend(Backend):
             "ipc_mode": "private",
             "init": True,  # reaps the orphans of torchrun and compile workers
             # torch.compile writes and loads shared objects under /tmp: it must allow exec
-            "tmpfs": {SANDBOX_TMP: f"rw,exec,nosuid,nodev,size={limits.tmp_mb}m"},
+            "tmpfs": {IN_SANDBOX.tmp: f"rw,exec,nosuid,nodev,size={limits.tmp_mb}m"},
             "shm_size": f"{limits.shm_mb}m",
             "mem_limit": f"{limits.memory_mb}m",
             "memswap_limit": f"{limits.memory_mb}m",

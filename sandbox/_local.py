@@ -59,20 +59,15 @@ from pathlib import Path
 from typing import IO
 
 from sandbox._backend import (
+    IN_SANDBOX,
     INPUT_VARIABLES,
-    SANDBOX_CODE,
-    SANDBOX_DATA,
-    SANDBOX_NEEDS,
-    SANDBOX_OUT,
-    SANDBOX_TMP,
-    SANDBOX_WORKER,
-    SANDBOX_WORKERS,
     Backend,
     BackendError,
     GpuPool,
     Job,
     JobOutcome,
     LineCallback,
+    cancelled_outcome,
     job_environment,
     sandboxed_job_environment,
     sandboxed_worker_environment,
@@ -586,15 +581,11 @@ class LocalBackend(Backend):
         for process in running:
             process.kill()
 
-    def close(self) -> None:
-        self.cancel()
-
     # -- one job -------------------------------------------------------------------------------
     def run_job(self, job: Job, on_line: LineCallback | None = None) -> JobOutcome:
         start = time.monotonic()
-        with self._lock:
-            if self._cancelled:
-                return JobOutcome(None, 0.0, infra_error="the executor was cancelled")
+        if self._cancelled:  # one flag, written under the lock by cancel()
+            return cancelled_outcome()
         if self._missing and not self.allow_weak_isolation:
             why = "; ".join(self._missing)
             return JobOutcome(
@@ -736,17 +727,17 @@ class _JobRun:
         cgroup = self._cgroup()
         if b.sandboxed:
             env = sandboxed_job_environment(
-                job, path=self._path_var(), home=SANDBOX_TMP, host_env=dict(os.environ)
+                job, path=self._path_var(), home=IN_SANDBOX.tmp, host_env=dict(os.environ)
             )
             self._gpu_env(env)
             if b.host.mode == "root":
                 os.chown(job.out_dir, uid, uid)
                 self.chowned_out = True
             os.chmod(job.out_dir, 0o755)
-            binds: list[tuple[Path, str, bool]] = [(job.out_dir, SANDBOX_OUT, True)]
-            binds += [(p, f"{SANDBOX_DATA}/{n}", False) for n, p in sorted(job.inputs.items())]
-            binds += [(p, f"{SANDBOX_NEEDS}/{n}", False) for n, p in sorted(job.needs.items())]
-            binds += [(d, f"{SANDBOX_WORKERS}/{i}", False) for i, d in enumerate(workers)]
+            binds: list[tuple[Path, str, bool]] = [(job.out_dir, IN_SANDBOX.out, True)]
+            binds += [(p, f"{IN_SANDBOX.data}/{n}", False) for n, p in sorted(job.inputs.items())]
+            binds += [(p, f"{IN_SANDBOX.needs}/{n}", False) for n, p in sorted(job.needs.items())]
+            binds += [(d, f"{IN_SANDBOX.workers}/{i}", False) for i, d in enumerate(workers)]
             argv = self._bwrap_argv("job", code, uid, binds, env, job.script)
             return _Sandbox("job", argv, env, "/", "0022", job.log_path, cgroup)
         # weak: a plain subprocess that sees the host; paths are host paths
@@ -797,7 +788,7 @@ class _JobRun:
             shm_bytes=limits.shm_mb * 2**20,
             gpu=self.job.gpus > 0,
         )
-        view.bind(code, SANDBOX_CODE)
+        view.bind(code, IN_SANDBOX.code)
         for src, dest, writable in binds:
             view.bind(src, dest, writable=writable)
         bash = helper("bash") or "/bin/bash"
@@ -814,7 +805,7 @@ class _JobRun:
             *view.args,
             *env_args(env),
             "--chdir",
-            SANDBOX_CODE,
+            IN_SANDBOX.code,
             "--",
             *inner,
         ]
@@ -848,8 +839,10 @@ class _JobRun:
                     job, i, path=self._path_var(), host_env=dict(os.environ)
                 )
                 self._gpu_env(env)
-                binds = [(directory, SANDBOX_WORKER, True)]
-                binds += [(p, f"{SANDBOX_NEEDS}/{n}", False) for n, p in sorted(job.needs.items())]
+                binds = [(directory, IN_SANDBOX.worker, True)]
+                binds += [
+                    (p, f"{IN_SANDBOX.needs}/{n}", False) for n, p in sorted(job.needs.items())
+                ]
                 argv = self._bwrap_argv(
                     f"worker-{i}", original, uid, binds, env, job.workers.script,
                     extra_groups={"pb-job": job_uid},
@@ -1030,7 +1023,7 @@ class _JobRun:
                 return "disk full while writing the log"
             return f"cannot write the log: {err.strerror}"
         if cancelled:
-            return "the executor was cancelled"
+            return "the supervisor cancelled the job"
         for i, worker in enumerate(p for p in self.processes if p is not process):
             if id(worker) in workers_ended and "exit-code" not in worker.status:
                 cg = worker.cgroup

@@ -41,19 +41,14 @@ from pathlib import Path
 from typing import Literal
 
 from sandbox._backend import (
+    IN_SANDBOX,
     INPUT_VARIABLES,
-    SANDBOX_CODE,
-    SANDBOX_DATA,
-    SANDBOX_NEEDS,
-    SANDBOX_OUT,
-    SANDBOX_TMP,
-    SANDBOX_WORKER,
-    SANDBOX_WORKERS,
     Backend,
     BackendError,
     Job,
     JobOutcome,
     LineCallback,
+    cancelled_outcome,
     job_environment,
     sandboxed_job_environment,
     sandboxed_worker_environment,
@@ -218,9 +213,6 @@ class SlurmBackend(Backend):
             with contextlib.suppress(OSError, subprocess.SubprocessError):
                 _slurm(["scancel", *jobs])
 
-    def close(self) -> None:
-        self.cancel()
-
     # -- one job ----------------------------------------------------------------------------
     def run_job(self, job: Job, on_line: LineCallback | None = None) -> JobOutcome:
         start = time.monotonic()
@@ -234,9 +226,8 @@ class SlurmBackend(Backend):
                 return JobOutcome(
                     None, time.monotonic() - start, infra_error=f"cannot prepare the job: {exc}"
                 )
-            with self._lock:
-                if self._cancelled:
-                    return JobOutcome(None, 0.0, infra_error="the supervisor cancelled the job")
+            if self._cancelled:  # one flag, written under the lock by cancel()
+                return cancelled_outcome()
             proc = _slurm(argv)
             if proc.returncode != 0:
                 return JobOutcome(
@@ -411,7 +402,7 @@ class SlurmBackend(Backend):
             binds = " ".join(f"--bind {q(b)}" for b in self._binds(job, work, worker))
             return (
                 f"{self._drop()} {self.container} exec --containall --no-home --cleanenv "
-                f"--net --network none{' --nv' if job.gpus else ''} --pwd {SANDBOX_CODE} "
+                f"--net --network none{' --nv' if job.gpus else ''} --pwd {IN_SANDBOX.code} "
                 f"--env-file {q(str(env_file))} {binds} {q(str(self.image))} {run}"
             )
         code = work / ("worker-code" if worker is not None and job.files else "code")
@@ -458,7 +449,7 @@ class SlurmBackend(Backend):
                 raise BackendError(f"unknown data input {name!r}")
         envs = {
             "job.env": sandboxed_job_environment(
-                job, path=self.container_path, home=f"{SANDBOX_TMP}/home"
+                job, path=self.container_path, home=f"{IN_SANDBOX.tmp}/home"
             )
         }
         for index in range(job.workers.count if job.workers else 0):
@@ -481,21 +472,21 @@ class SlurmBackend(Backend):
 
     def _binds(self, job: Job, work: Path, worker: int | None) -> list[str]:
         """apptainer ``--bind`` specs (``src:dest:opts``) of the job or of worker ``worker``."""
-        needs = [f"{p.resolve()}:{SANDBOX_NEEDS}/{label}:ro" for label, p in job.needs.items()]
+        needs = [f"{p.resolve()}:{IN_SANDBOX.needs}/{label}:ro" for label, p in job.needs.items()]
         if worker is not None:
             code = work / ("worker-code" if job.files else "code")
             return [
-                f"{code}:{SANDBOX_CODE}:ro",
+                f"{code}:{IN_SANDBOX.code}:ro",
                 *needs,
-                f"{work / 'workers' / str(worker)}:{SANDBOX_WORKER}:rw",
+                f"{work / 'workers' / str(worker)}:{IN_SANDBOX.worker}:rw",
             ]
         count = job.workers.count if job.workers else 0
         return [
-            f"{work / 'code'}:{SANDBOX_CODE}:ro",
-            f"{job.out_dir.resolve()}:{SANDBOX_OUT}:rw",
-            *(f"{p.resolve()}:{SANDBOX_DATA}/{name}:ro" for name, p in job.inputs.items()),
+            f"{work / 'code'}:{IN_SANDBOX.code}:ro",
+            f"{job.out_dir.resolve()}:{IN_SANDBOX.out}:rw",
+            *(f"{p.resolve()}:{IN_SANDBOX.data}/{name}:ro" for name, p in job.inputs.items()),
             *needs,
-            *(f"{work / 'workers' / str(i)}:{SANDBOX_WORKERS}/{i}:rw" for i in range(count)),
+            *(f"{work / 'workers' / str(i)}:{IN_SANDBOX.workers}/{i}:rw" for i in range(count)),
         ]
 
     # -- tracking ---------------------------------------------------------------------------

@@ -269,7 +269,7 @@ def test_every_job_process_is_in_its_cgroups_from_the_start(
     finally:
         backend.cancel()
         thread.join(30)
-    assert box["outcome"].infra_error == "the executor was cancelled"
+    assert box["outcome"].infra_error == "the supervisor cancelled the job"
     assert not job_processes(marker)  # the setsid'd one too: the cgroup kill reached it
     assert not sandbox_cgroups(HOST.cgroups)
 
@@ -446,10 +446,10 @@ def test_cancel_from_another_thread_is_infra_error(
     _wait_for(lambda: (job.log_path.exists() and "started" in job.log_path.read_text()) or None)
     backend.cancel()
     thread.join(30)
-    assert box["outcome"].infra_error == "the executor was cancelled"
+    assert box["outcome"].infra_error == "the supervisor cancelled the job"
     # final: the backend refuses new jobs afterwards
     later = backend.run_job(make_job(tmp_path, "echo again\n", label="later"))
-    assert later.infra_error == "the executor was cancelled"
+    assert later.infra_error == "the supervisor cancelled the job"
 
 
 def test_missing_isolation_refuses_jobs_unless_weak_is_allowed(
