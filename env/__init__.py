@@ -12,11 +12,15 @@ from env._plots import PlotSeries, plot_series
 from env._session import Session, SessionError
 from env._spec import TaskSpec, list_tasks, load_task, validate_task_dir
 from env._state import Budgets, SessionState, TestEntry, ToolResult
+from env._texts import NO_TOOL_NUDGE, SYSTEM_PROMPT, VANILLA_INSTRUCTION, steps_reminder
 from env._tools import TOOL_NAMES, tool_schemas
 from env._workspace import Workspace
 
 __all__ = [
+    "NO_TOOL_NUDGE",
+    "SYSTEM_PROMPT",
     "TOOL_NAMES",
+    "VANILLA_INSTRUCTION",
     "Baseline",
     "BaselineEdit",
     "BaselineError",
@@ -39,6 +43,7 @@ __all__ = [
     "load_task",
     "plot_series",
     "render_observation",
+    "steps_reminder",
     "tasks_dir",
     "tool_schemas",
     "validate_task_dir",

@@ -686,3 +686,28 @@ class Redaction:
             hidden = any(is_hidden_metric(tok, label, patterns) for tok in _IDENT.findall(line))
             out.append(_WITHHELD if hidden else line)
         return "\n".join(out)
+
+
+# -- the runner's LLM agent loop (the budget itself is stated once, in the budget section) ----
+SYSTEM_PROMPT = """\
+You are an AI research agent working on a language-model pretraining science task.
+You act only through the tools: view, edit, undo, test and submit. Edit only the editable lines,
+test your ideas, and finally call submit(n) with the number of the test you choose as your
+final result."""
+
+VANILLA_INSTRUCTION = """\
+This is a single-shot run: reply ONCE with all the edit tool calls that implement your method.
+The harness then runs one test of the edited code and submits it; no further turns follow."""
+
+NO_TOOL_NUDGE = (
+    "[Harness] Your reply contained no tool call. Act through the tools "
+    "(view, edit, undo, test, submit)."
+)
+
+
+def steps_reminder(left: int) -> str:
+    """Said once when the steps are nearly spent and no test has run."""
+    return (
+        f"[Reminder] Only {left} step(s) remain and you have not run a test yet. "
+        "Call test() now, then submit(n)."
+    )

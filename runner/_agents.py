@@ -18,24 +18,6 @@ from runner._transcript import Event, Transcript
 if TYPE_CHECKING:
     from env import Baseline, Session, ToolResult
 
-SYSTEM_PROMPT = """\
-You are an AI research agent working on a language-model pretraining science task.
-You act only through the tools: view, edit, undo, test and submit. Every tool call but submit
-costs one step; test also costs one test. Edit only the editable lines, test your ideas, and
-finally call submit(n) with the number of the test you choose as your final result."""
-
-VANILLA_INSTRUCTION = """\
-This is a single-shot run: reply ONCE with all the edit tool calls that implement your method.
-The harness then runs one test of the edited code and submits it; no further turns follow."""
-
-REMINDER = (
-    "[Reminder] Only {left} step(s) remain and you have not run a test yet. "
-    "Call test() now, then submit(n)."
-)
-NO_TOOL_NUDGE = (
-    "[Harness] Your reply contained no tool call. Act through the tools "
-    "(view, edit, undo, test, submit)."
-)
 MAX_REPLIES_WITHOUT_TOOL = 3
 
 
@@ -239,6 +221,8 @@ class LLMAgent:
 
     def run(self, tools: ToolBox) -> None:
         """Loop until Submitted or LimitsExceeded is raised."""
+        import env  # the agent texts; imported here so that `runner --help` does not pay for env
+
         self._finish_pending(tools)
         if self.mode == "vanilla":
             return self._run_vanilla(tools)
@@ -254,14 +238,14 @@ class LLMAgent:
             if budget.steps_left <= 0:
                 raise LimitsExceeded(f"step budget spent ({budget.steps_used}/{budget.max_steps})")
             if budget.steps_left <= 2 and budget.tests_used == 0 and not reminded:
-                self._say(tools, REMINDER.format(left=budget.steps_left))
+                self._say(tools, env.steps_reminder(budget.steps_left))
                 reminded = True
             reply = self._query(tools)
             if not reply.tool_calls:
                 replies_without_tool += 1
                 if replies_without_tool >= MAX_REPLIES_WITHOUT_TOOL:
                     raise LimitsExceeded(f"{MAX_REPLIES_WITHOUT_TOOL} replies without a tool call")
-                self._say(tools, NO_TOOL_NUDGE)
+                self._say(tools, env.NO_TOOL_NUDGE)
                 continue
             replies_without_tool = 0
             for call in reply.tool_calls:

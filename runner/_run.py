@@ -21,8 +21,6 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from runner import _components as comp
 from runner._agents import (
-    SYSTEM_PROMPT,
-    VANILLA_INSTRUCTION,
     Agent,
     BaselineAgent,
     BudgetView,
@@ -449,6 +447,7 @@ def _build_agent(
             )
         return BaselineAgent(baselines[name])
     if kind == "openai":
+        import env
         from runner._llm import ChatClient
 
         if not name:
@@ -458,9 +457,9 @@ def _build_agent(
         if not messages:
             observation = session.initial_observation()
             if config.mode == "vanilla":
-                observation = f"{observation}\n\n{VANILLA_INSTRUCTION}"
+                observation = f"{observation}\n\n{env.VANILLA_INSTRUCTION}"
             opening: list[Message] = [
-                {"role": "system", "content": SYSTEM_PROMPT},
+                {"role": "system", "content": env.SYSTEM_PROMPT},
                 {"role": "user", "content": observation},
             ]
             for message in opening:
