@@ -32,7 +32,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from env import ToolResult
+from env import TOOL_NAMES, ToolResult
 from leaderboard import BEARER_SCHEME, BearerTokenGate, send_problem
 from runner._host import BusyError, HostedRun
 from runner._run import RunConfig, RunError
@@ -116,14 +116,8 @@ class BodySizeLimit:
 # ── request and response bodies ─────────────────────────────────────────────────────────────
 
 
-class ToolName(StrEnum):
-    """The agent-facing tools."""
-
-    view = "view"
-    edit = "edit"
-    undo = "undo"
-    test = "test"
-    submit = "submit"
+# The agent-facing tools, as a path parameter the OpenAPI schema lists: env's one list of names.
+ToolName = StrEnum("ToolName", {name: name for name in TOOL_NAMES})  # type: ignore[misc]
 
 
 class _Body(BaseModel):
