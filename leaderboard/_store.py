@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import tenacity
 from sqlalchemy import Engine, create_engine, delete, event, func, insert, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -112,17 +112,19 @@ class Store:
         """Store ``run``; returns whether it was new, replaced an older version, or unchanged."""
         payload = run.model_dump_json()
         digest = hashlib.sha256(payload.encode()).hexdigest()
-        attempts = 8
-        for attempt in range(attempts):
-            try:
-                return self._record_once(run, digest)
-            except (IntegrityError, OperationalError) as exc:
-                # A concurrent writer inserted the same run or task first (or SQLite stayed
-                # busy past its timeout): the next attempt sees its row and updates it.
-                if attempt == attempts - 1:
-                    raise RuntimeError(f"could not record run {run.run_id}: {exc}") from exc
-                time.sleep(0.05 * (attempt + 1))
-        raise AssertionError("unreachable")
+        # A concurrent writer inserted the same run or task first (or SQLite stayed busy past its
+        # timeout): the next attempt sees its row and updates it.
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type((IntegrityError, OperationalError)),
+            stop=tenacity.stop_after_attempt(8),
+            wait=tenacity.wait_incrementing(start=0.05, increment=0.05),
+            reraise=True,
+        )
+        try:
+            outcome: RecordOutcome = retrying(self._record_once, run, digest)
+        except (IntegrityError, OperationalError) as exc:
+            raise RuntimeError(f"could not record run {run.run_id}: {exc}") from exc
+        return outcome
 
     def _record_once(self, run: RunRecord, digest: str) -> RecordOutcome:
         now = datetime.now(UTC)

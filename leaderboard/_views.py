@@ -271,21 +271,21 @@ def build_task_table(
     page = min(page, pages)
     shown = ordered[(page - 1) * limit : page * limit] if limit > 0 else ordered
     return TaskTable(
-        sg.data,
-        sg.group,
-        sg.groups,
-        sg.scores,
-        specs,
-        shown,
-        sort,
-        order,
-        wanted_types,
-        sg.best,
-        len(sg.scores.rows),
-        len(ordered),
-        page,
-        pages,
-        limit,
+        data=sg.data,
+        group=sg.group,
+        groups=sg.groups,
+        scores=sg.scores,
+        specs=specs,
+        rows=shown,
+        sort=sort,
+        order=order,
+        types=wanted_types,
+        best=sg.best,
+        total_rows=len(sg.scores.rows),
+        matching_rows=len(ordered),
+        page=page,
+        pages=pages,
+        limit=limit,
     )
 
 
