@@ -32,6 +32,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     inspect,
     text,
 )
@@ -79,10 +80,13 @@ class RunRow(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     status: Mapped[str] = mapped_column(String(20))
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    agent_settings: Mapped[dict[str, Any]] = mapped_column(JSON, server_default="{}")
     result_status: Mapped[str] = mapped_column(String(20))
     final_test_number: Mapped[int | None] = mapped_column(Integer)
     final_status: Mapped[str | None] = mapped_column(String(20))
     final_reason: Mapped[str | None] = mapped_column(Text)
+    final_auto_submitted: Mapped[bool] = mapped_column(Boolean, server_default=false())
     regions: Mapped[dict[str, str]] = mapped_column(JSON)
     diff: Mapped[str] = mapped_column(Text)
     transcript: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)

@@ -110,8 +110,7 @@ class Store:
     # ── writing ─────────────────────────────────────────────────────────────
     def record(self, run: RunRecord) -> RecordOutcome:
         """Store ``run``; returns whether it was new, replaced an older version, or unchanged."""
-        payload = run.model_dump_json()
-        digest = hashlib.sha256(payload.encode()).hexdigest()
+        digest = _content_digest(run)
         # A concurrent writer inserted the same run or task first (or SQLite stayed busy past its
         # timeout): the next attempt sees its row and updates it.
         retrying = tenacity.Retrying(
@@ -340,6 +339,20 @@ def _as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _content_digest(run: RunRecord) -> str:
+    """The hash that decides "unchanged". Fields added after a store was written are left out
+    while they hold their defaults, so a run recorded before them hashes as it did then."""
+    exclude: dict[str, Any] = {}
+    if run.status_reason is None:
+        exclude["status_reason"] = True
+    if not run.agent_settings:
+        exclude["agent_settings"] = True
+    if run.final is not None and not run.final.auto_submitted:
+        exclude["final"] = {"auto_submitted"}
+    payload = run.model_dump_json(exclude=exclude)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
 def _run_columns(run: RunRecord, digest: str, now: datetime) -> dict[str, Any]:
     scoring = RunResult.from_record(run)
     return {
@@ -361,10 +374,13 @@ def _run_columns(run: RunRecord, digest: str, now: datetime) -> dict[str, Any]:
         "started_at": run.started_at,
         "finished_at": run.finished_at,
         "status": run.status,
+        "status_reason": run.status_reason,
+        "agent_settings": run.agent_settings,
         "result_status": run.result_status(),
         "final_test_number": run.final.test_number if run.final else None,
         "final_status": run.final.status if run.final else None,
         "final_reason": run.final.reason if run.final else None,
+        "final_auto_submitted": run.final.auto_submitted if run.final else False,
         "regions": run.regions,
         "diff": run.diff,
         "transcript": run.transcript,
@@ -414,6 +430,7 @@ def _run_from_rows(row: RunRow, tests: list[TestRow]) -> RunRecord:
             status=row.final_status,  # type: ignore[arg-type]
             reason=row.final_reason,
             per_seed=[_test_from_row(t) for t in tests if t.is_final],
+            auto_submitted=row.final_auto_submitted,
         )
     return RunRecord(
         run_id=row.run_id,
@@ -436,6 +453,8 @@ def _run_from_rows(row: RunRow, tests: list[TestRow]) -> RunRecord:
         started_at=_as_utc(row.started_at),
         finished_at=_as_utc(row.finished_at) if row.finished_at else None,
         status=row.status,  # type: ignore[arg-type]
+        status_reason=row.status_reason,
+        agent_settings=row.agent_settings,
         tests=[_test_from_row(t) for t in tests if not t.is_final],
         final=final,
         regions=row.regions,

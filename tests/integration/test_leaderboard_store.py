@@ -142,6 +142,25 @@ def test_recording_is_idempotent_and_replaces_atomically(store_url: str) -> None
         assert store.delete_run("r1") and store.get_run("r1") is None
 
 
+def test_why_a_run_ended_and_its_agent_settings_round_trip(store_url: str) -> None:
+    with Store(store_url) as store:
+        plain = small_run("r1")
+        assert store.record(plain) == "inserted"
+        assert store.get_run("r1") == plain and plain.agent_settings == {}
+        assert plain.final is not None and not plain.final.auto_submitted
+        final = plain.final.model_copy(update={"auto_submitted": True})
+        told = plain.model_copy(
+            update={
+                "final": final,
+                "status_reason": "the agent stopped calling tools 3 times in a row",
+                "agent_settings": {"temperature": 0.2, "max_tokens": 4096, "max_cost_usd": None},
+            }
+        )
+        assert store.record(told) == "replaced"  # each new field is part of the content
+        assert store.get_run("r1") == told
+        assert store.record(told) == "unchanged"
+
+
 def test_schema_version_and_migration_path(store_url: str) -> None:
     with Store(store_url) as store:
         assert migrate(store.engine) == 0  # already current: nothing applied twice
