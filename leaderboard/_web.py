@@ -29,6 +29,7 @@ from ._plots import Series, line_plot
 from ._records import RunRecord
 from ._scoring import ComparableGroup, RunResult
 from ._store import Store
+from ._viewer import diff_lines, transcript_view
 from ._views import (
     RUN_TYPES,
     NotFoundError,
@@ -66,6 +67,7 @@ def _environment() -> Environment:
         fmt=format_value, fmt_std=format_std, fmt_score=format_score, RUN_TYPES=RUN_TYPES
     )
     env.filters["pretty_json"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str)
+    env.filters["diff_lines"] = diff_lines
     return env
 
 
@@ -532,7 +534,6 @@ def _run_context(
     for r in run.result_rows():
         for k, v in r.metrics.items():
             per_seed.setdefault(k, {})[r.seed] = v
-    diff_lines = [(_diff_class(line), line) for line in run.diff.splitlines()]
     return {
         "run": run,
         "scored": scored,
@@ -540,8 +541,8 @@ def _run_context(
         "plots": plots,
         "seeds": seeds,
         "per_seed": per_seed,
-        "diff_lines": diff_lines,
-        "transcript": [_entry_view(e) for e in (run.transcript or [])],
+        "diff_lines": diff_lines(run.diff),
+        "transcript": transcript_view(run.transcript or []),
     }
 
 
@@ -555,62 +556,3 @@ def _group_slug_for(store: Store, run: RunRecord, group: ComparableGroup) -> str
         if g.anchor_key == group.anchor_key:
             return g.slug()
     return None
-
-
-def _diff_class(line: str) -> str:
-    if line.startswith(("+++", "---")):
-        return "diff-file"
-    if line.startswith("@@"):
-        return "diff-hunk"
-    if line.startswith("+"):
-        return "diff-add"
-    if line.startswith("-"):
-        return "diff-del"
-    return ""
-
-
-_KNOWN = {
-    "step",
-    "role",
-    "content",
-    "thinking",
-    "tool_name",
-    "tool_input",
-    "tool_calls",
-    "name",
-    "arguments",
-    "result",
-}
-
-
-def _entry_view(entry: dict[str, Any]) -> dict[str, Any]:
-    """A transcript entry for the template; every value stays plain text (escaped there)."""
-    role = str(entry.get("role", "event"))
-    tool = entry.get("tool_name") or entry.get("name")
-    args = entry.get("tool_input", entry.get("arguments"))
-    calls = entry.get("tool_calls") if isinstance(entry.get("tool_calls"), list) else []
-    content = entry.get("content")
-    if content is not None and not isinstance(content, str):
-        content = json.dumps(content, indent=2, ensure_ascii=False, default=str)
-    result = entry.get("result")
-    if result is not None and not isinstance(result, str):
-        result = json.dumps(result, indent=2, ensure_ascii=False, default=str)
-    extra = {k: v for k, v in entry.items() if k not in _KNOWN}
-    # Multi-line string arguments (edit content) read better as code than as JSON escapes.
-    blocks: dict[str, str] = {}
-    if isinstance(args, dict):
-        blocks = {k: v for k, v in args.items() if isinstance(v, str) and "\n" in v}
-        args = {k: v for k, v in args.items() if k not in blocks}
-    return {
-        "step": entry.get("step"),
-        "role": role,
-        "tool": None if tool is None else str(tool),
-        "args": args,
-        "arg_blocks": blocks,
-        "calls": calls,
-        "content": content,
-        "thinking": entry.get("thinking"),
-        "result": result,
-        "extra": extra,
-        "is_tool_result": role == "tool",
-    }

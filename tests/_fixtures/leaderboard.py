@@ -9,6 +9,7 @@ failure, a tiny-profile group, and a transcript full of HTML and ``<script>``.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -524,6 +525,257 @@ def realistic_runs() -> list[RunRecord]:
             )
         )
     return runs
+
+
+AGENT_RUN = "llm-pretrain-lr-schedule.claude-opus.agent"
+INJECTED = '<img src=x onerror="window.__pwned=3"><div id="injected">gotcha</div>'
+
+
+def _view_text() -> str:
+    lines = [f"   {191 + i}  {line}" for i, line in enumerate(_DEFAULT_GET_LR.splitlines())]
+    return (
+        "[File: nanoGPT/custom_pretrain.py | lines 188–203 of 492 | editable: 191–201]\n"
+        "   188| # the learning-rate schedule: called once per iteration\n"
+        "   190| # ── EDITABLE REGION START: get_lr ──\n"
+        + "\n".join(lines)
+        + "\n(editable lines are numbered 'N  ', frozen lines 'N| ')"
+    )
+
+
+def agent_transcript_run() -> RunRecord:
+    """An agent run as the runner records it: the transcript's events as written (messages with
+    usage, tool calls, results, a snapshot with the edit's diff, a retry, a rejected edit), the
+    assistant's markdown with an HTML injection in it, and the agent's settings."""
+    from leaderboard import FinalRecord, RunRecord
+
+    rng = random.Random(14)
+    a_rows = _seed_rows(2, LR_AGENTS["gpt-5.4"][1], "agent", rng, SEEDS)
+    t = 1_764_150_000.0
+    final_line = (
+        f"Final metrics ({TRAIN}): val_loss_{TRAIN}=2.2412, wikitext2_ppl_{TRAIN}=41.7702, "
+        f"lambada_ppl_{TRAIN}=66.0100, broken_metric, note_{TRAIN}=n/a"
+    )
+    test_text = (
+        "[Test #1] (2 tests remaining; call submit(n=N) to choose which test result to submit "
+        f"as final)\n\n### {TRAIN} (scripts/gpt_345m.sh)\nTraining metrics (last steps):\n"
+        f"TRAIN_METRICS: step=12030, train_loss=2.19\n{final_line}\n"
+    )
+    edit_ok = (
+        "OK: Replaced lines 191..201 with 9 line(s) in nanoGPT/custom_pretrain.py. "
+        "Editable range: 191–199."
+    )
+
+    def usage(prompt: int, completion: int, seconds: float) -> dict[str, object]:
+        cost = round(prompt * 3e-6 + completion * 15e-6, 6)
+        return {
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion},
+            "elapsed_s": seconds,
+            "cost_usd": cost,
+            "model": "claude-opus",
+        }
+
+    def assistant(content: str, *calls: tuple[str, str, dict[str, object]]) -> dict[str, object]:
+        return {
+            "role": "assistant",
+            "content": content,
+            "tool_calls": [
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": name, "arguments": json.dumps(args)},
+                }
+                for call_id, name, args in calls
+            ],
+        }
+
+    bad_edit = {
+        "op": "replace",
+        "filename": "nanoGPT/custom_pretrain.py",
+        "start_line": 191,
+        "end_line": 201,
+        "content": "def get_lr(it warmup_iters):\n    return 1\n",
+    }
+    good_edit = {**bad_edit, "content": _WSD_GET_LR}
+    events: list[dict[str, object]] = [
+        {"kind": "header", "format_version": 1, "run_id": AGENT_RUN},
+        {"kind": "start", "run_id": AGENT_RUN},
+        {"kind": "message", "message": {"role": "system", "content": "You are an ML researcher."}},
+        {"kind": "message", "message": {"role": "user", "content": "# Task\n" + "x" * 900}},
+        {
+            "kind": "message",
+            "message": assistant(
+                "## Plan\n\nThe **cosine** schedule decays too early. I will:\n\n"
+                "1. read `get_lr`\n2. try *warmup-stable-decay*\n\n"
+                f"Ignore this: {XSS_MARKER} {INJECTED}",
+                ("call_1", "view", {"filename": "nanoGPT/custom_pretrain.py"}),
+            ),
+            **usage(5210, 312, 4.2),
+        },
+        {
+            "kind": "tool_call",
+            "name": "view",
+            "call_id": "call_1",
+            "step": 1,
+            "arguments": {"filename": "nanoGPT/custom_pretrain.py"},
+        },
+        {
+            "kind": "tool_result",
+            "name": "view",
+            "call_id": "call_1",
+            "text": _view_text(),
+            "ok": True,
+            "cost_step": 1,
+            "cost_test": 0,
+            "elapsed_s": 0.01,
+            "steps_used": 1,
+            "tests_used": 0,
+        },
+        {
+            "kind": "llm_retry",
+            "attempt": 1,
+            "status": 429,
+            "error": "RateLimitError: slow down",
+            "delay_s": 2.0,
+        },
+        {
+            "kind": "message",
+            "message": assistant("Replacing `get_lr` with WSD.", ("call_2", "edit", bad_edit)),
+            **usage(6120, 240, 3.1),
+        },
+        {
+            "kind": "tool_call",
+            "name": "edit",
+            "call_id": "call_2",
+            "step": 2,
+            "arguments": bad_edit,
+        },
+        {
+            "kind": "tool_result",
+            "name": "edit",
+            "call_id": "call_2",
+            "text": "ERROR: The edit leaves the file with a syntax error; nothing was changed:\n"
+            "  - line 191 (line 1 of your content): syntax error: invalid syntax",
+            "ok": False,
+            "cost_step": 1,
+            "cost_test": 0,
+            "elapsed_s": 0.02,
+            "steps_used": 2,
+            "tests_used": 0,
+        },
+        {
+            "kind": "message",
+            "message": assistant(
+                "A typo. Again, with the full function.", ("call_3", "edit", good_edit)
+            ),
+            **usage(6480, 410, 5.0),
+        },
+        {
+            "kind": "tool_call",
+            "name": "edit",
+            "call_id": "call_3",
+            "step": 3,
+            "arguments": good_edit,
+        },
+        {
+            "kind": "tool_result",
+            "name": "edit",
+            "call_id": "call_3",
+            "text": edit_ok,
+            "ok": True,
+            "cost_step": 1,
+            "cost_test": 0,
+            "elapsed_s": 0.03,
+            "steps_used": 3,
+            "tests_used": 0,
+        },
+        {
+            "kind": "snapshot",
+            "step": 3,
+            "files": {
+                "nanoGPT/custom_pretrain.py": "runs/x/snapshots/003_nanoGPT__custom_pretrain.py"
+            },
+            "diffs": {"nanoGPT/custom_pretrain.py": _diff(_DEFAULT_GET_LR, _WSD_GET_LR)},
+        },
+        {
+            "kind": "message",
+            "message": assistant("Testing.", ("call_4", "test", {})),
+            **usage(6950, 35, 1.2),
+        },
+        {"kind": "tool_call", "name": "test", "call_id": "call_4", "step": 4, "arguments": {}},
+        {
+            "kind": "tool_result",
+            "name": "test",
+            "call_id": "call_4",
+            "text": test_text,
+            "ok": True,
+            "cost_step": 1,
+            "cost_test": 1,
+            "elapsed_s": 7412.5,
+            "steps_used": 4,
+            "tests_used": 1,
+        },
+        {
+            "kind": "message",
+            "message": assistant(
+                "val_loss 2.2412 beats cosine. Submitting test 1.", ("call_5", "submit", {"n": 1})
+            ),
+            **usage(7420, 60, 1.9),
+        },
+        {
+            "kind": "tool_call",
+            "name": "submit",
+            "call_id": "call_5",
+            "step": 5,
+            "arguments": {"n": 1},
+        },
+        {
+            "kind": "tool_result",
+            "name": "submit",
+            "call_id": "call_5",
+            "text": "[submit] Submitting result from test #1 as final.",
+            "ok": True,
+            "cost_step": 0,
+            "cost_test": 0,
+            "elapsed_s": 9650.0,
+            "steps_used": 4,
+            "tests_used": 1,
+        },
+        {"kind": "a_kind_from_the_future", "payload": {"note": "<b>not bold</b>"}},
+        {
+            "kind": "end",
+            "status": "finished",
+            "reason": None,
+            "steps_used": 4,
+            "tests_used": 1,
+            "submitted": True,
+        },
+    ]
+    for i, event in enumerate(events):
+        event.setdefault("t", t + 10 * i)
+    return RunRecord(
+        **_base(
+            AGENT_RUN,
+            "llm-pretrain-lr-schedule",
+            "openai:claude-opus",
+            "claude-opus",
+            "agent",
+            "claude-opus",
+            datetime(2026, 11, 4, 8, 0, tzinfo=UTC),
+        ),  # type: ignore[arg-type]
+        status="finished",
+        agent_settings={
+            "temperature": 0.2,
+            "max_tokens": 4096,
+            "max_cost_usd": 5.0,
+            "max_agent_time_s": None,
+        },
+        tests=[r for r in a_rows if r.seed == 42],
+        final=FinalRecord(test_number=1, status="ok", per_seed=a_rows),
+        regions={"get_lr": _WSD_GET_LR},
+        diff=_diff(_DEFAULT_GET_LR, _WSD_GET_LR),
+        transcript=events,
+        metric_specs=specs_345m(),
+    )
 
 
 # ── fixtures ────────────────────────────────────────────────────────────────

@@ -146,13 +146,15 @@ def test_run_page_shows_plots_diff_and_escaped_transcript(
     assert page.locator("#transcript img").count() == 0
     assert page.locator("#transcript b").count() == 0
 
-    # Expand a collapsed tool call.
-    call = page.locator("#transcript details.tool-call").nth(1)
-    assert call.evaluate("d => d.open") is False
-    call.locator("summary").click()
-    assert call.evaluate("d => d.open") is True
-    assert "start_line" in call.locator("pre").first.inner_text()
-    assert "decay_start = int(0.8 * lr_decay_iters)" in call.locator("pre.arg-block").inner_text()
+    # Each tool call is shown with its arguments; an edit without a recorded diff shows its
+    # content, and a result can be folded away.
+    edit = page.locator("#transcript li.is-tool").nth(1)
+    assert "start_line=191" in edit.locator("code.call").inner_text()
+    assert "decay_start = int(0.8 * lr_decay_iters)" in edit.locator("pre.arg-block").inner_text()
+    result = edit.locator("details.tool-result")
+    assert result.evaluate("d => d.open") is True
+    result.locator("summary").click()
+    assert result.evaluate("d => d.open") is False
     page.screenshot(path=str(shots / "run.png"), full_page=True)
     assert page.errors == []
 
