@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import tenacity
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select
+from sqlalchemy import Engine, create_engine, delete, event, exists, func, insert, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -53,6 +53,20 @@ class TaskInfo:
 
 
 @dataclass(frozen=True)
+class NoResultRun:
+    """A run that failed before any test (an infrastructure error): listed with its cause,
+    never ranked and never the reason a comparison group exists."""
+
+    run_id: str
+    type: str
+    method: str
+    agent: str
+    status: str
+    reason: str | None
+    started_at: datetime
+
+
+@dataclass(frozen=True)
 class TaskData:
     """Everything a task page needs, without curves, diffs or transcripts."""
 
@@ -60,6 +74,7 @@ class TaskData:
     results: list[RunResult]
     started_at: dict[str, datetime]
     run_specs: dict[str, list[MetricInfo]]
+    no_result: list[NoResultRun] = field(default_factory=list)
 
     def specs_for(self, group: ComparableGroup) -> list[MetricInfo]:
         """The metric specs of a group's runs (the latest run's version of each metric)."""
@@ -243,6 +258,12 @@ class Store:
             RunRow.model,
             RunRow.started_at,
             RunRow.metric_specs,
+            RunRow.status,
+            RunRow.status_reason,
+            RunRow.final_reason,
+            exists()
+            .where(TestRow.run_id == RunRow.run_id, TestRow.is_final.is_(False))
+            .label("has_tests"),
         )
         with Session(self.engine) as session:
             task = session.get(TaskRow, task_id)
@@ -255,7 +276,21 @@ class Store:
         started: dict[str, datetime] = {}
         run_specs: dict[str, list[MetricInfo]] = {}
         parsed_specs: dict[str, list[MetricInfo]] = {}
+        no_result: list[NoResultRun] = []
         for r in rows:
+            if r.status == "infra_error" and not r.has_tests:
+                no_result.append(
+                    NoResultRun(
+                        r.run_id,
+                        r.type,
+                        r.method,
+                        r.agent,
+                        r.status,
+                        r.status_reason or r.final_reason,
+                        _as_utc(r.started_at),
+                    )
+                )
+                continue
             values = {
                 k: [x if type(x) is float else float(decode_number(x)) for x in v]
                 for k, v in r.results.items()
@@ -285,8 +320,8 @@ class Store:
                     MetricInfo.model_validate(s) for s in json.loads(r.metric_specs)
                 ]
             run_specs[r.run_id] = parsed_specs[r.metric_specs]
-        info = TaskInfo(task.task_id, task.title, task.description, len(results))
-        return TaskData(info, results, started, run_specs)
+        info = TaskInfo(task.task_id, task.title, task.description, len(rows))
+        return TaskData(info, results, started, run_specs, no_result)
 
     def iter_runs(self, task_id: str | None = None) -> Iterator[RunRecord]:
         """Every recorded run (of one task), in run id order."""

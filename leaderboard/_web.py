@@ -226,8 +226,12 @@ def task_page(
             page=page,
         )
     except NotFoundError as exc:
-        return site.render("error.html", status=404, message=str(exc))
-    return site.render("task.html", t=table, qs=_query_builder(table))
+        data = site.store.task_data(task_id) if not (group or profile) else None
+        if data is None or data.results or not data.no_result:
+            return site.render("error.html", status=404, message=str(exc))
+        # Every run of the task failed before a test: nothing to rank, but their causes.
+        return site.render("task.html", t=None, data=data)
+    return site.render("task.html", t=table, data=table.data, qs=_query_builder(table))
 
 
 @pages.get("/runs/{run_id}")

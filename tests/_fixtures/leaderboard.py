@@ -4,7 +4,9 @@
 003): the 345M numbers of the baselines and of five agents (vanilla + submitted), spread over
 three final seeds with seed noise of the size the reference reports, plus the edge cases a
 page must survive: a diverged (NaN) run, an agent that never submitted, an infrastructure
-failure, a tiny-profile group, and a transcript full of HTML and ``<script>``.
+failure of a final evaluation, a run that failed before any test, a tiny-profile group, and a
+transcript full of HTML and ``<script>``. ``agent_transcript_run()`` is an agent run with the
+transcript events the runner writes.
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ TRAIN, LM_EVAL = "gpt-345m", "lm-eval-345m"
 SEEDS = [42, 43, 44]
 MAX_ITERS = 12030
 XSS_MARKER = "<script>window.__pwned = 1; document.title = 'pwned'</script>"
+AGENT_RUN = "llm-pretrain-lr-schedule.claude-opus.agent"
+NO_RESULT_RUN = "llm-pretrain-lr-schedule.kimi-k3.agent"
+NO_RESULT_REASON = (
+    "the model endpoint http://127.0.0.1:9/v1 did not answer: APIConnectionError after 3 "
+    "attempts in 30 s"
+)
 
 
 def specs_345m() -> list[MetricInfo]:
@@ -482,9 +490,45 @@ def realistic_runs() -> list[RunRecord]:
             ),
             status="infra_error",
             metric_specs=SPECS_345M,
+            # Its test ran; the final evaluation was lost: listed among the ranked runs, unranked.
+            tests=_seed_rows(1, LR_AGENTS["gpt-5.4"][1], "agent", random.Random(4121), [42]),
             final=FinalRecord(
                 test_number=1, status="infra_error", reason="node lost (slurm job 4121)"
             ),
+        )
+    )
+    # A run that failed before any test (an unreachable model endpoint, and a budget nobody else
+    # used): listed with its cause, never ranked, never a comparison group of its own.
+    unreachable = _base(
+        NO_RESULT_RUN,
+        lr,
+        "openai:kimi-k3",
+        "kimi-k3",
+        "agent",
+        "kimi-k3",
+        t0 + timedelta(days=2, hours=2),
+    )
+    unreachable.update(max_steps=1, finished_at=t0 + timedelta(days=2, hours=2, seconds=31))
+    runs.append(
+        RunRecord(
+            **unreachable,  # type: ignore[arg-type]
+            status="infra_error",
+            status_reason=NO_RESULT_REASON,
+            agent_settings={"temperature": 0.0, "max_tokens": 2048, "timeout_s": 30.0},
+            metric_specs=SPECS_345M,
+            transcript=[
+                {"kind": "start", "run_id": NO_RESULT_RUN, "t": 1.0},
+                {
+                    "kind": "llm_retry",
+                    "attempt": 1,
+                    "status": None,
+                    "error": "APIConnectionError: Connection error.",
+                    "delay_s": 4.0,
+                    "t": 5.0,
+                },
+                {"kind": "llm_error", "error": NO_RESULT_REASON, "t": 31.0},
+                {"kind": "end", "status": "infra_error", "reason": NO_RESULT_REASON, "t": 31.0},
+            ],
         )
     )
     # A tiny-profile group: never ranked with the full-profile runs.
@@ -527,7 +571,6 @@ def realistic_runs() -> list[RunRecord]:
     return runs
 
 
-AGENT_RUN = "llm-pretrain-lr-schedule.claude-opus.agent"
 INJECTED = '<img src=x onerror="window.__pwned=3"><div id="injected">gotcha</div>'
 
 

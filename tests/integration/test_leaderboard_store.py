@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, inspect, text
 from leaderboard import FinalRecord, MetricInfo, RunRecord, SeedRecord, Store
 from leaderboard._schema import SCHEMA_VERSION, Base, SchemaTooNewError, current_version, migrate
 from leaderboard._scoring import RunResult
+from tests._fixtures.leaderboard import NO_RESULT_REASON, NO_RESULT_RUN
 
 FIXTURES = Path(__file__).parents[1] / "_fixtures"
 
@@ -117,8 +118,10 @@ def test_round_trip_of_the_realistic_run_set(store_url: str, lb_runs: list[RunRe
         data = store.task_data("llm-pretrain-lr-schedule")
         assert data is not None
         by_id = {r.run_id: r for r in data.results}
+        # A run that failed before any test is listed apart, with its cause, and never scored.
+        assert [(r.run_id, r.reason) for r in data.no_result] == [(NO_RESULT_RUN, NO_RESULT_REASON)]
         for run in lb_runs:
-            if run.task_id == "llm-pretrain-lr-schedule":
+            if run.task_id == "llm-pretrain-lr-schedule" and run.run_id != NO_RESULT_RUN:
                 assert by_id[run.run_id] == RunResult.from_record(run)
         assert [t.task_id for t in store.list_tasks()] == [
             "llm-pretrain-lr-schedule",

@@ -12,7 +12,13 @@ import httpx
 import pytest
 
 from leaderboard import Store, create_app, export_csv
-from tests._fixtures.leaderboard import XSS_MARKER, LiveServer, realistic_runs
+from tests._fixtures.leaderboard import (
+    NO_RESULT_REASON,
+    NO_RESULT_RUN,
+    XSS_MARKER,
+    LiveServer,
+    realistic_runs,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -176,3 +182,65 @@ def test_run_page_shows_the_sandbox_guarantees(tmp_path: Any) -> None:
     page = client.get("/runs/weak-run").text
     assert "weaker isolation was allowed for this run (&lt;b&gt;bwrap&lt;/b&gt;)" in page
     store.close()
+
+
+def test_a_run_that_failed_before_any_test_is_listed_with_its_cause(lb_server: LiveServer) -> None:
+    """Not ranked, no comparison group of its own (its budget differs from every other run's),
+    and its reason on the task page and on its run page."""
+    page = _get(lb_server, f"/tasks/{LR}").text
+    results, _, rest = page.partition('id="no-result"')
+    assert NO_RESULT_RUN not in results
+    assert "full · 1 steps" not in results  # the group chooser offers no group of its own
+    assert NO_RESULT_RUN in rest and NO_RESULT_REASON in rest
+    data = lb_server.store.task_data(LR)
+    assert data is not None and all(g.max_steps != 1 for g in data.groups())
+    rows = list(csv.DictReader(io.StringIO(_get(lb_server, f"/api/tasks/{LR}/export.csv").text)))
+    assert NO_RESULT_RUN not in {row["run_id"] for row in rows}
+    run_page = _get(lb_server, f"/runs/{NO_RESULT_RUN}").text
+    callout = run_page.split('id="status-reason"', 1)[1].split("</div>", 1)[0]
+    assert "Infra error." in callout and NO_RESULT_REASON in callout
+    assert "temperature=0.0, max_tokens=2048, timeout_s=30.0" in run_page
+
+
+def test_a_task_whose_runs_all_failed_before_a_test_shows_why(tmp_path: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    run = next(r for r in realistic_runs() if r.run_id == NO_RESULT_RUN)
+    with Store(f"sqlite:///{tmp_path / 'one.db'}") as store:
+        store.record(run.model_copy(update={"status_reason": "<b>no key</b> set"}))
+        client = TestClient(create_app(store))
+        page = client.get(f"/tasks/{LR}")
+        assert page.status_code == 200
+        assert "No run of this task produced a result yet." in page.text
+        assert "&lt;b&gt;no key&lt;/b&gt; set" in page.text and "<b>no key" not in page.text
+        assert client.get(f"/tasks/{LR}", params={"profile": "tiny"}).status_code == 404
+
+
+def test_auto_submitted_and_incomplete_runs_say_so(tmp_path: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    runs = {r.run_id: r for r in realistic_runs()}
+    agent = runs[f"{LR}.qwen3.6-plus.agent"]
+    assert agent.final is not None
+    stopped = "the agent replied 3 times in a row without a tool call"
+    auto = agent.model_copy(
+        update={
+            "final": agent.final.model_copy(update={"auto_submitted": True}),
+            "status_reason": stopped,
+        }
+    )
+    never = runs[f"{LR}.llama-4.agent"].model_copy(
+        update={"status_reason": "the agent stopped before any completed test"}
+    )
+    with Store(f"sqlite:///{tmp_path / 'auto.db'}") as store:
+        mistral = runs[f"{LR}.mistral-large.agent"]
+        for run in (*(r for r in runs.values() if r.type == "baseline"), auto, never, mistral):
+            store.record(run)
+        client = TestClient(create_app(store))
+        page = client.get(f"/runs/{auto.run_id}").text
+        assert 'id="auto-submitted"' in page and "<strong>auto-submitted</strong>" in page
+        assert f"finished: {stopped}" in page and 'id="status-reason"' not in page
+        assert 'id="auto-submitted"' not in client.get(f"/runs/{mistral.run_id}").text
+        page = client.get(f"/runs/{never.run_id}").text
+        callout = page.split('id="status-reason"', 1)[1].split("</div>", 1)[0]
+        assert "Incomplete." in callout and "before any completed test" in callout
