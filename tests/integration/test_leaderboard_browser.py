@@ -1,19 +1,28 @@
 """Headless Chromium against a live leaderboard server (loopback uvicorn, realistic run set).
 
-Loads every page, clicks a sort, a filter and a transcript expander, checks that hostile
-transcript text is shown literally and never executed, and saves screenshots under
-docs/screenshots/.
+Loads every page, clicks a sort, a filter and a transcript expander, reads an agent run's
+transcript (assistant text, tool calls, edit diffs, results, filters), checks that hostile
+transcript text is shown literally and never executed, and saves screenshots (under
+docs/screenshots/ with PB_SCREENSHOTS=1).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests._fixtures.leaderboard import XSS_MARKER, LiveServer
+from tests._fixtures.leaderboard import (
+    AGENT_RUN,
+    NO_RESULT_REASON,
+    NO_RESULT_RUN,
+    XSS_MARKER,
+    LiveServer,
+    agent_transcript_run,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -58,7 +67,11 @@ def page(browser: Any) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def shots(repo_root: Path) -> Path:
+def shots(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where screenshots go: docs/screenshots/ with PB_SCREENSHOTS=1 (to refresh the committed
+    ones), else a temporary folder, so that a test run leaves the worktree as it was."""
+    if os.environ.get("PB_SCREENSHOTS") != "1":
+        return tmp_path_factory.mktemp("screenshots")
     out = repo_root / "docs" / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
     return out
@@ -186,3 +199,88 @@ def test_normalization_task_and_not_found(page: Any, lb_server: LiveServer, shot
     page.screenshot(path=str(shots / "task_normalization.png"), full_page=True)
     resp = page.goto(f"{lb_server.url}/tasks/no-such-task")
     assert resp.status == 404
+
+
+def _visible(locator: Any) -> int:
+    return int(locator.evaluate_all("els => els.filter(e => e.offsetParent !== null).length"))
+
+
+def test_agent_transcript_reads_step_by_step(page: Any, lb_server: LiveServer, shots: Path) -> None:
+    lb_server.store.record(agent_transcript_run())
+    try:
+        external = _no_external_requests(page, lb_server.url)
+        assert page.goto(f"{lb_server.url}/runs/{AGENT_RUN}").status == 200
+        steps = page.locator("#transcript > li")
+        # The assistant's markdown is rendered; its HTML is text, and none of it ran.
+        plan = page.locator("#transcript .md").first
+        assert plan.locator("h2").inner_text() == "Plan"
+        assert plan.locator("strong").inner_text() == "cosine"
+        assert plan.locator("ol li").count() == 2
+        assert '<div id="injected">gotcha</div>' in plan.inner_text()
+        assert "<script>window.__pwned = 1;" in plan.inner_text()
+        assert page.locator("#injected").count() == 0
+        assert page.locator("#transcript img, #transcript script").count() == 0
+        assert page.evaluate("window.__pwned") is None and page.title() != "pwned"
+        # Every tool call with its arguments, in order.
+        calls = page.locator("#transcript code.call").all_inner_texts()
+        assert [c.split("(")[0] for c in calls] == ["view", "edit", "edit", "test", "submit"]
+        assert (
+            calls[0] == 'view(filename="nanoGPT/custom_pretrain.py")' and calls[4] == "submit(n=1)"
+        )
+        # The rejected edit shows its content and its error; the accepted one its diff.
+        rejected, accepted = (
+            page.locator("#transcript li.is-tool").nth(1),
+            page.locator("#transcript li.is-tool").nth(2),
+        )
+        assert "def get_lr(it warmup_iters):" in rejected.locator("pre.arg-block").inner_text()
+        assert "syntax error" in rejected.locator("details.tool-result pre").inner_text()
+        added = accepted.locator(".edit-diff .diff-add").all_inner_texts()
+        assert "+    decay_start = int(0.8 * lr_decay_iters)" in added
+        assert accepted.locator("pre.arg-block").is_visible() is False  # folded under the diff
+        # The test result as a metrics table, and its full text.
+        test = page.locator("#transcript li.is-tool").nth(3)
+        cells = test.locator("table.metrics-table tbody tr").first.locator("td").all_inner_texts()
+        assert cells == ["gpt-345m", "val_loss_gpt-345m", "2.2412"]
+        assert "TRAIN_METRICS: step=12030" in test.locator("details.tool-result pre").inner_text()
+        # Tokens, time and cost per reply and in total; the agent's settings.
+        assert "5,210 in · 312 out · 4.2 s · $0.0203" in page.locator(".usage").first.inner_text()
+        assert (
+            "32,180 prompt + 1,057 completion tokens"
+            in page.locator("#transcript-totals").inner_text()
+        )
+        assert "temperature=0.2" in page.locator("#agent-settings").inner_text()
+        # An unknown event kind is shown as its kind and escaped fields.
+        future = page.locator("#transcript li", has_text="a_kind_from_the_future")
+        future.locator("summary").click()
+        assert "<b>not bold</b>" in future.locator("pre").inner_text()
+        page.locator("#transcript").screenshot(path=str(shots / "run_transcript.png"))
+
+        # Filters (CSS only): tool calls, errors, everything.
+        total = steps.count()
+        page.locator('label[for="tf-tools"]').click()
+        assert _visible(steps) == 5 == _visible(page.locator("#transcript > li.is-tool"))
+        page.locator('label[for="tf-errors"]').click()
+        assert _visible(steps) == 2  # the retried request and the rejected edit
+        assert "RateLimitError" in page.locator("#transcript > li.kind-retry").inner_text()
+        page.locator("#transcript").screenshot(path=str(shots / "run_transcript_errors.png"))
+        page.locator('label[for="tf-all"]').click()
+        assert _visible(steps) == total
+        # A link per step.
+        page.locator("#ev-11 a.anchor").click()
+        assert page.url.endswith("#ev-11")
+        assert external == [] and page.errors == []
+    finally:
+        lb_server.store.delete_run(AGENT_RUN)
+
+
+def test_a_run_without_a_result_says_why(page: Any, lb_server: LiveServer, shots: Path) -> None:
+    page.goto(f"{lb_server.url}/tasks/{LR}")
+    listed = page.locator("#no-result tbody tr")
+    assert listed.count() == 1 and NO_RESULT_REASON in listed.inner_text()
+    assert page.locator("#results tbody tr", has_text="kimi-k3").count() == 0
+    listed.locator("a").click()
+    page.wait_for_load_state()
+    assert page.url.endswith(f"/runs/{NO_RESULT_RUN}")
+    assert NO_RESULT_REASON in page.locator("#status-reason").inner_text()
+    page.screenshot(path=str(shots / "run_no_result.png"), full_page=True)
+    assert page.errors == []
