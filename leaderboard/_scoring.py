@@ -129,6 +129,7 @@ class RunResult:
     reference: bool = False
     agent: str = ""
     model: str | None = None
+    auto_submitted: bool = False  # the harness submitted the agent's latest completed test
 
     @property
     def anchor_key(self) -> tuple[str, str, str, str]:
@@ -165,6 +166,7 @@ class RunResult:
             reference=run.reference,
             agent=run.agent,
             model=run.model,
+            auto_submitted=run.final is not None and run.final.auto_submitted,
         )
 
 

@@ -261,6 +261,7 @@ class Store:
             RunRow.status,
             RunRow.status_reason,
             RunRow.final_reason,
+            RunRow.final_auto_submitted,
             exists()
             .where(TestRow.run_id == RunRow.run_id, TestRow.is_final.is_(False))
             .label("has_tests"),
@@ -311,6 +312,7 @@ class Store:
                     reference=r.reference,
                     agent=r.agent,
                     model=r.model,
+                    auto_submitted=r.final_auto_submitted,
                 )
             )
             started[r.run_id] = _as_utc(r.started_at)

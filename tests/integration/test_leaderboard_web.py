@@ -241,6 +241,9 @@ def test_auto_submitted_and_incomplete_runs_say_so(tmp_path: Any) -> None:
         assert 'id="auto-submitted"' in page and "<strong>auto-submitted</strong>" in page
         assert f"finished: {stopped}" in page and 'id="status-reason"' not in page
         assert 'id="auto-submitted"' not in client.get(f"/runs/{mistral.run_id}").text
+        rows = client.get(f"/tasks/{LR}").text.split('id="results"', 1)[1].split("<tr")
+        marked = [r for r in rows if 'class="tag auto-submitted"' in r]
+        assert len(marked) == 1 and f"/runs/{auto.run_id}" in marked[0]
         page = client.get(f"/runs/{never.run_id}").text
         callout = page.split('id="status-reason"', 1)[1].split("</div>", 1)[0]
         assert "Incomplete." in callout and "before any completed test" in callout
