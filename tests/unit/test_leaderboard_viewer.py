@@ -76,10 +76,21 @@ def test_role_based_entries_and_stray_events_still_render() -> None:
             {"kind": "tool_result", "name": "test", "text": "ERROR: nope", "call_id": "c9"},
             {"kind": "snapshot", "step": 2, "diffs": {"f.py": "+x"}},
             {"kind": "error", "error": "sandbox died", "traceback": "..."},
+            {
+                "kind": "message",
+                "message": {"role": "assistant", "content": None, "tool_calls": "junk"},
+                "prompt_tokens": 10,
+                "completion_tokens": 2,
+                "latency_s": 1.5,
+                "cost_usd": float("nan"),
+            },
             {"no": "kind at all"},
         ]
     )
-    assert [s.kind for s in stray.steps] == ["tool", "event", "error", "event"]
+    assert [s.kind for s in stray.steps] == ["tool", "event", "error", "assistant", "event"]
+    usage = stray.steps[3].usage
+    assert usage is not None and (usage.prompt_tokens, usage.elapsed_s) == (10, 1.5)
+    assert usage.cost_usd is None and stray.steps[3].text is None and stray.steps[3].calls == []
     assert (
         stray.steps[0].is_error
         and stray.steps[2].is_error
