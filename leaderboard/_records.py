@@ -89,6 +89,7 @@ class FinalRecord(_Model):
     status: Literal["ok", "failed", "infra_error"]
     reason: str | None = Field(default=None, max_length=20_000)
     per_seed: list[SeedRecord] = Field(default_factory=list)
+    auto_submitted: bool = False
 
 
 class RunRecord(_Model):
@@ -118,6 +119,8 @@ class RunRecord(_Model):
     started_at: datetime
     finished_at: datetime | None = None
     status: Literal["running", "finished", "failed", "infra_error", "incomplete"]
+    status_reason: str | None = Field(default=None, max_length=20_000)
+    agent_settings: dict[str, float | int | str | None] = Field(default_factory=dict)
     tests: list[SeedRecord] = Field(default_factory=list)
     final: FinalRecord | None = None
     regions: dict[str, str] = Field(default_factory=dict)
