@@ -117,7 +117,7 @@ def test_backoff_uses_retry_after_then_exponential() -> None:
 
 
 def test_connection_errors_are_retried_then_fail_clearly() -> None:
-    from runner._llm import LLMError
+    from runner._llm import AgentSettings, LLMError
 
     client = ChatClient(
         "m",
@@ -125,10 +125,10 @@ def test_connection_errors_are_retried_then_fail_clearly() -> None:
         api_key="k",
         max_retries=2,
         backoff_s=0.0,
-        timeout_s=2.0,
+        settings=AgentSettings(llm_timeout=2.0),
     )
     seen: list[dict] = []
-    with pytest.raises(LLMError, match="after 3 attempts"):
+    with pytest.raises(LLMError, match=r"endpoint http://127.0.0.1:9/v1/ failed after 3 attempts"):
         client.complete(
             [{"role": "user", "content": "x"}],
             [],
