@@ -202,10 +202,13 @@ def run(
         "price_out": price_out,
         "llm_timeout": llm_timeout,
     }
-    settings = AgentSettings.model_validate(
-        (from_file.model_dump(include=set(flags), exclude_none=True) if from_file else {})
-        | {k: v for k, v in flags.items() if v is not None}
-    )
+    try:
+        settings = AgentSettings.model_validate(
+            (from_file.model_dump(include=set(flags), exclude_none=True) if from_file else {})
+            | {k: v for k, v in flags.items() if v is not None}
+        )
+    except ValueError as e:
+        raise _fail(f"agent settings: {e}") from e
     if from_file is not None:
         base_url = base_url or from_file.base_url
         if agent is None and from_file.model:

@@ -15,7 +15,7 @@ import pytest
 
 from leaderboard import RunRecord
 from leaderboard._scoring import RunResult, score_task
-from runner._display import QuietDisplay
+from runner._display import Display, QuietDisplay
 from runner._llm import AgentSettings, LLMConfigError, read_agent_file, resolve_api_key
 from runner._run import RunConfig, RunError, RunOutcome, start_run
 from runner._transcript import read_transcript
@@ -29,6 +29,17 @@ CONSTANT = (
     "    return learning_rate if it >= warmup_iters else learning_rate * (it + 1) / (warmup_iters + 1)"
 )
 EDIT = {"op": "replace", "filename": FILE, "start_line": 10, "end_line": 14, "content": CONSTANT}
+
+
+class NoteDisplay(Display):
+    """Keeps the notes a run shows live."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.notes: list[str] = []
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
 
 
 def _run(base_url: str, tmp_path: Path, api_key: str | None = "k", **kw: object) -> RunOutcome:
@@ -186,8 +197,16 @@ def test_unreachable_endpoint_fails_within_the_bound(runner_env, tmp_path: Path)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}/v1"
+    display = NoteDisplay()
     start = time.monotonic()
-    outcome = _run(url, tmp_path, agent_settings=AgentSettings(llm_timeout=3))
+    config = RunConfig(
+        task="fake-lr",
+        agent="openai:m",
+        profile="tiny",
+        base_url=url,
+        agent_settings=AgentSettings(llm_timeout=3),
+    )
+    outcome = start_run(config, tmp_path / "runs", display, api_key="k")
     assert time.monotonic() - start < 3 + 5  # the bound, plus the run's own setup
     assert outcome.info.status == "infra_error"
     [record] = outcome.records
@@ -195,6 +214,11 @@ def test_unreachable_endpoint_fails_within_the_bound(runner_env, tmp_path: Path)
     assert record.status_reason is not None and f"127.0.0.1:{port}" in record.status_reason
     retries = _events(outcome.run_dir, "llm_retry")
     assert retries and all("attempt" in r and "delay_s" in r for r in retries)
+    # each retry was shown as it happened: attempt, error, wait
+    shown = [n for n in display.notes if n.startswith("model endpoint retry")]
+    assert len(shown) == len(retries)
+    assert "retry 1: APIConnectionError" in shown[0] and "waiting" in shown[0]
+    assert "llm_timeout=3.0" in display.notes[0]  # the settings, shown at the start
 
 
 def test_token_limit_auto_submits_the_latest_test(runner_env, chat_server, tmp_path: Path) -> None:
@@ -245,9 +269,20 @@ def test_agent_file(tmp_path: Path) -> None:
     agent = read_agent_file(path)
     assert agent.model == "gpt-4o" and agent.temperature == 0.2 and agent.max_tokens == 512
     assert (agent.max_total_tokens, agent.max_cost, agent.max_agent_time) == (100000, 2.5, 600)
-    path.write_text("limits:\n  max_steps: 3\n")
-    with pytest.raises(LLMConfigError, match="unknown limits"):
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("limits:\n  max_steps: 3\n", "unknown limits"),
+        ("temprature: 0.2\n", "temprature"),
+        ("- a list\n", "a mapping"),
+        ("temperature: -1\n", "temperature"),
+    ],
+)
+def test_agent_file_errors_name_the_file_and_the_key(tmp_path: Path, text: str, error: str) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(text)
+    with pytest.raises(LLMConfigError, match=error) as caught:
         read_agent_file(path)
-    path.write_text("temprature: 0.2\n")
-    with pytest.raises(LLMConfigError, match="temprature"):
-        read_agent_file(path)
+    assert str(path) in str(caught.value)
