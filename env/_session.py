@@ -8,7 +8,8 @@ Budget rules (MLS-Bench compatible, with its leaks and double charges fixed):
   preflight job (the task's ``stage: preflight`` jobs, run first in the sandbox), or lost to an
   infrastructure failure (a workspace that fails its own integrity check included), costs none;
 - when the steps run out without a submission, the latest completed test is submitted for the
-  agent (``Submission.auto``).
+  agent (``Submission.auto``); the runner does the same through `Session.auto_submit` when the
+  agent stops calling tools or reaches a run limit (tokens, cost, time).
 
 The state is written atomically to ``run_dir/session.json`` after every call, and before a test
 or final evaluation starts with a ``pending`` marker: a process that dies mid-test is resumed
@@ -370,7 +371,7 @@ class Session:
         st.tests.append(record)
         left = self.tests_left
         feedback = self._feedback(result)
-        parts = [texts.test_header(record.number, left)]
+        parts = [texts.test_header(record.number, left, self._submit_blocked())]
         seed_reasons = [r.reason for r in result.results if r.status != "ok" and r.reason]
         said = bool(seed_reasons) and all(reason in feedback for reason in seed_reasons)
         if record.status == "failed" and result.reason and not said:
@@ -397,11 +398,18 @@ class Session:
         )
         return self._result("submit", self._start_final(pending), ok=True)
 
+    def _submit_blocked(self) -> bool:
+        """True while the two-test rule forbids ``submit`` (MLS-Bench's "iterate at least
+        once"): fewer than two tests, a budget that allows two, and a test left."""
+        st = self._state
+        needed = texts.TESTS_BEFORE_SUBMIT
+        return len(st.tests) < needed and st.budgets.max_tests >= needed and self.tests_left > 0
+
     def _check_submit(self, n: int | None) -> int:
         st = self._state
         if not st.tests:
             raise EditError(texts.no_tests_yet())
-        if len(st.tests) < 2 and st.budgets.max_tests >= 2 and self.tests_left > 0:
+        if self._submit_blocked():
             raise EditError(texts.iterate_first(len(st.tests), self.tests_left))
         if n is None or n <= 0:
             return len(st.tests)
@@ -443,12 +451,30 @@ class Session:
         st = self._state
         if not st.tests:
             return texts.steps_exhausted_nothing_submitted()
-        number = st.tests[-1].number
-        pending = PendingWork(
-            kind="final", number=number, step=st.steps_used, files=st.tests[-1].files, auto=True
+        note = texts.steps_exhausted_auto_submit(
+            st.steps_used, st.budgets.max_steps, st.tests[-1].number
         )
-        note = texts.steps_exhausted_auto_submit(st.steps_used, st.budgets.max_steps, number)
-        return texts.tool_result([note, self._start_final(pending, auto=True)])
+        return texts.tool_result([note, self._submit_latest()])
+
+    def auto_submit(self, why: str) -> str | None:
+        """Submit the latest completed test for an agent that stopped without submitting
+        (``why``: it stopped calling tools, or reached a run limit of tokens, cost or time),
+        as the steps' end does; the two-test rule does not apply (MLS-Bench's fallback to the
+        latest complete test). The submit observation, or None with no completed test or a
+        submission already made."""
+        st = self._state
+        if not st.tests or st.submission is not None or st.pending is not None:
+            return None
+        note = texts.agent_stopped_auto_submit(why, st.tests[-1].number)
+        return texts.tool_result([note, self._submit_latest()])
+
+    def _submit_latest(self) -> str:
+        st = self._state
+        latest = st.tests[-1]
+        pending = PendingWork(
+            kind="final", number=latest.number, step=st.steps_used, files=latest.files, auto=True
+        )
+        return self._start_final(pending, auto=True)
 
     # ── helpers ───────────────────────────────────────────────────────────────────────────
 

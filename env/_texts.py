@@ -151,6 +151,14 @@ def hardware(gpus: int) -> str:
     return f"{gpus} GPU{'s' if gpus != 1 else ''}" if gpus else "CPU"
 
 
+#: MLS-Bench's "iterate at least once": `submit` needs this many completed tests.
+TESTS_BEFORE_SUBMIT = 2
+SUBMIT_RULE = (
+    "submit needs at least two completed tests (iterate at least once), unless your test "
+    "budget allows only one."
+)
+
+
 def budget_section(max_steps: int, max_tests: int, preflight: Sequence[JobSpec]) -> str:
     """The budget rules, said once (neither the tool descriptions nor the task text repeat
     them), from the budgets and the preflight jobs of the spec."""
@@ -168,9 +176,9 @@ def budget_section(max_steps: int, max_tests: int, preflight: Sequence[JobSpec])
         f"{max_steps} steps and {max_tests} tests. Every tool call except `submit` uses a step, "
         "including calls that return an error; `test` also uses a test. "
         f"{rejected} and a test lost to an infrastructure failure use no test. When you are "
-        "done, call `submit(n)` to choose which test is your final result (after at least two "
-        "tests, unless your test budget allows only one); if you run out of steps first, your "
-        "latest completed test is submitted for you."
+        f"done, call `submit(n)` to choose which test is your final result: {SUBMIT_RULE} If "
+        "you run out of steps or stop calling tools first, your latest completed test is "
+        "submitted for you."
     )
 
 
@@ -198,7 +206,8 @@ TOOL_DESCRIPTIONS = {
     ),
     "submit": (
         "Choose test #n as your final result (n <= 0: the latest test); its code is then "
-        "evaluated once more with more seeds. This ends the session."
+        f"evaluated once more with more seeds. This ends the session. {SUBMIT_RULE[0].upper()}"
+        f"{SUBMIT_RULE[1:]}"
     ),
 }
 TOOL_SIGNATURES = {
@@ -483,11 +492,12 @@ def setting_reason(setting: str, reason: str) -> str:
     return f"{setting}: {reason}"
 
 
-def test_header(number: int, left: int) -> str:
-    return (
-        f"[Test #{number}] ({tests_remaining(left)}; "
-        "call submit(n=N) to choose which test result to submit as final)"
-    )
+def test_header(number: int, left: int, submit_blocked: bool = False) -> str:
+    if submit_blocked:
+        then = "run at least one more test before you can submit: iterate at least once"
+    else:
+        then = "call submit(n=N) to choose which test result to submit as final"
+    return f"[Test #{number}] ({tests_remaining(left)}; {then})"
 
 
 def test_failed(reason: str) -> str:
@@ -539,6 +549,13 @@ def final_infrastructure_failure(reason: str) -> str:
 
 def steps_exhausted_nothing_submitted() -> str:
     return "[NOTE] Step budget exhausted with no completed test; nothing was submitted."
+
+
+def agent_stopped_auto_submit(why: str, number: int) -> str:
+    return (
+        f"[NOTE] The session ended without a submission ({why}); "
+        f"your latest test #{number} is submitted as final."
+    )
 
 
 def steps_exhausted_auto_submit(used: int, allowed: int, number: int) -> str:

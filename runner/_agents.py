@@ -3,16 +3,30 @@
 Control flow follows mini-swe-agent: the loop fits on a screen, and it ends by exceptions
 that carry their reason (`Submitted`, `LimitsExceeded`). Every tool call goes through a
 `ToolBox`, which records the call and its result in the transcript as they happen.
+
+An LLM agent that stops without submitting (no tool call three times in a row, the steps
+spent, a run limit of tokens, cost or time reached) has its latest completed test submitted
+for it (`ToolBox.auto_submit`), as MLS-Bench's scorer falls back to the latest complete test.
 """
 
 from __future__ import annotations
 
+import difflib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, cast
 
-from runner._llm import ChatClient, LLMError, Message, Reply, ToolCall, ToolSchema
+from runner._llm import (
+    AgentSettings,
+    ChatClient,
+    EventSink,
+    LLMError,
+    Message,
+    Reply,
+    ToolCall,
+    ToolSchema,
+)
 from runner._transcript import Event, Transcript
 
 if TYPE_CHECKING:
@@ -22,11 +36,15 @@ MAX_REPLIES_WITHOUT_TOOL = 3
 
 
 class Submitted(Exception):
-    """The agent submitted a test; the message is the submit observation."""
+    """The agent submitted a test; the message is the submit observation, or `AUTO` and why
+    the latest test was submitted for it."""
+
+
+AUTO = "auto-submitted: "
 
 
 class LimitsExceeded(Exception):
-    """The step budget is spent, or the agent stopped calling tools."""
+    """The step budget is spent, a run limit is reached, or the agent stopped calling tools."""
 
 
 #: The arguments of a tool call as an agent sends them: a JSON object, or its text.
@@ -89,6 +107,7 @@ class ToolBox:
             "tool_call", name=name, arguments=arguments, call_id=call_id, step=before.steps_used + 1
         )
         start = time.monotonic()
+        files_before = self.session.workspace.edited_files() if name in ("edit", "undo") else {}
         result = self.session.call(name, arguments if arguments is not None else {})
         after = append_tool_result(
             self.transcript,
@@ -100,16 +119,44 @@ class ToolBox:
             elapsed_s=round(time.monotonic() - start, 3),
         )
         if name in ("edit", "undo") and result.ok:
-            self._snapshot(after.steps_used)
+            self._snapshot(after.steps_used, files_before)
         return result
 
-    def _snapshot(self, step: int) -> None:
-        """The edited files' full text after ``step``, saved beside the transcript."""
+    def auto_submit(self, why: str) -> bool:
+        """Submit the latest completed test for an agent that stopped (`Session.auto_submit`),
+        recorded as an ``auto_submit`` event; False when there is no test to submit."""
+        text = self.session.auto_submit(why)
+        if text is None:
+            return False
+        number = self.session.state.submission
+        self.transcript.append(
+            "auto_submit",
+            reason=why,
+            test_number=number.test_number if number else None,
+            text=text,
+        )
+        return True
+
+    def _snapshot(self, step: int, before: dict[str, str]) -> None:
+        """The edited files' full text after ``step``, saved beside the transcript, and the
+        unified diff of each file this step changed (for the transcript viewer)."""
+        after = self.session.workspace.edited_files()
         files = {
-            path: str(self.transcript.snapshot(step, path, text))
-            for path, text in self.session.workspace.edited_files().items()
+            path: str(self.transcript.snapshot(step, path, text)) for path, text in after.items()
         }
-        self.transcript.append("snapshot", step=step, files=files)
+        diffs = {
+            path: "".join(
+                difflib.unified_diff(
+                    before.get(path, "").splitlines(keepends=True),
+                    text.splitlines(keepends=True),
+                    fromfile=f"a/{path}",
+                    tofile=f"b/{path}",
+                )
+            )
+            for path, text in after.items()
+            if before.get(path) != text
+        }
+        self.transcript.append("snapshot", step=step, files=files, diffs=diffs)
 
 
 class ResultFacts(Protocol):
@@ -198,10 +245,57 @@ class BaselineAgent:
         return texts
 
 
+@dataclass
+class Spend:
+    """What an LLM agent has used of its run limits: tokens, cost, and its own time (model
+    calls and non-test tools; tests and the final evaluation excluded)."""
+
+    tokens: int = 0
+    cost_usd: float = 0.0
+    agent_s: float = 0.0
+
+    @classmethod
+    def of(cls, events: list[Event]) -> Spend:
+        """The spend recorded in a transcript (for resume)."""
+        spend = cls()
+        for event in events:
+            usage = event.get("usage")
+            if event["kind"] == "message" and isinstance(usage, dict):
+                spend.add_reply(usage, event.get("cost_usd"), event.get("elapsed_s"))
+            elif event["kind"] == "tool_result" and event.get("name") not in EXCLUDED_TIME:
+                elapsed = event.get("elapsed_s")
+                spend.agent_s += float(elapsed) if isinstance(elapsed, int | float) else 0.0
+        return spend
+
+    def add_reply(self, usage: Mapping[str, object], cost: object, elapsed: object) -> None:
+        """Count one model reply."""
+        for key in ("prompt_tokens", "completion_tokens"):
+            value = usage.get(key)
+            self.tokens += value if isinstance(value, int) else 0
+        self.cost_usd += float(cost) if isinstance(cost, int | float) else 0.0
+        self.agent_s += float(elapsed) if isinstance(elapsed, int | float) else 0.0
+
+    def exceeded(self, settings: AgentSettings) -> str | None:
+        """Which run limit is reached, said with its numbers; None while within all."""
+        s = settings
+        if s.max_total_tokens is not None and self.tokens >= s.max_total_tokens:
+            return f"token limit reached ({self.tokens} >= {s.max_total_tokens} tokens)"
+        if s.max_cost is not None and self.cost_usd >= s.max_cost:
+            return f"cost limit reached (${self.cost_usd:.4f} >= ${s.max_cost:g})"
+        if s.max_agent_time is not None and self.agent_s >= s.max_agent_time:
+            return f"agent time limit reached ({self.agent_s:.1f}s >= {s.max_agent_time:g}s)"
+        return None
+
+
+#: Tools whose time is the harness's (training, evaluation), not the agent's.
+EXCLUDED_TIME = ("test", "submit")
+
+
 class LLMAgent:
     """The tool-calling loop over an OpenAI-compatible chat endpoint.
 
-    ``messages`` is the conversation so far (rebuilt from the transcript on resume).
+    ``messages`` is the conversation so far (rebuilt from the transcript on resume), ``spend``
+    what it has used of the run limits in ``client.settings``.
     """
 
     def __init__(
@@ -211,21 +305,34 @@ class LLMAgent:
         messages: list[Message],
         *,
         mode: str = "agent",
+        spend: Spend | None = None,
         on_text: Callable[[str], None] | None = None,
+        on_retry: Callable[[str], None] | None = None,
     ) -> None:
         self.client = client
         self.tools_schema = tools_schema
         self.messages = messages
         self.mode = mode
+        self.spend = spend or Spend()
         self.on_text = on_text
+        self.on_retry = on_retry
 
     def run(self, tools: ToolBox) -> None:
-        """Loop until Submitted or LimitsExceeded is raised."""
-        import env  # the agent texts; imported here so that `runner --help` does not pay for env
-
+        """Loop until Submitted or LimitsExceeded is raised; an agent that stops without
+        submitting has its latest completed test submitted for it."""
         self._finish_pending(tools)
         if self.mode == "vanilla":
             return self._run_vanilla(tools)
+        try:
+            self._loop(tools)
+        except LimitsExceeded as stop:
+            if tools.auto_submit(str(stop)):
+                raise Submitted(f"{AUTO}{stop}") from stop
+            raise
+
+    def _loop(self, tools: ToolBox) -> None:
+        import env  # the agent texts; imported here so that `runner --help` does not pay for env
+
         replies_without_tool = 0
         reminded = any(
             m.get("role") == "user" and str(m.get("content", "")).startswith("[Reminder]")
@@ -234,9 +341,15 @@ class LLMAgent:
         while True:
             budget = tools.budget()
             if budget.submitted:
+                state = tools.session.state.submission
+                if state is not None and state.auto:
+                    raise Submitted(f"{AUTO}step budget spent ({budget.max_steps})")
                 raise Submitted("already submitted")
             if budget.steps_left <= 0:
                 raise LimitsExceeded(f"step budget spent ({budget.steps_used}/{budget.max_steps})")
+            limit = self.spend.exceeded(self.client.settings)
+            if limit is not None:
+                raise LimitsExceeded(limit)
             if budget.steps_left <= 2 and budget.tests_used == 0 and not reminded:
                 self._say(tools, env.steps_reminder(budget.steps_left))
                 reminded = True
@@ -252,6 +365,8 @@ class LLMAgent:
                 self._execute(tools, call)
 
     def _run_vanilla(self, tools: ToolBox) -> None:
+        """MLS-Bench's vanilla: one response, its edits, one test, submitted (so it gets the
+        final evaluation: hidden settings, final seeds)."""
         budget = tools.budget()
         if budget.tests_used == 0:
             if not any(m.get("role") == "assistant" for m in self.messages):
@@ -272,19 +387,23 @@ class LLMAgent:
     def _query(self, tools: ToolBox) -> Reply:
         try:
             reply = self.client.complete(
-                self.messages, self.tools_schema, on_event=tools.transcript.append
+                self.messages, self.tools_schema, on_event=self._events(tools.transcript.append)
             )
         except LLMError as e:
-            tools.transcript.append("llm_error", error=str(e))
+            tools.transcript.append("llm_error", error=str(e), url=self.client.url)
             raise
         self.messages.append(reply.message)
+        usage = {
+            "prompt_tokens": reply.usage.prompt_tokens,
+            "completion_tokens": reply.usage.completion_tokens,
+        }
+        self.spend.add_reply(usage, reply.usage.cost_usd, reply.latency_s)
         tools.transcript.append(
             "message",
             message=reply.message,
-            prompt_tokens=reply.usage.prompt_tokens,
-            completion_tokens=reply.usage.completion_tokens,
+            usage=usage,
             cost_usd=reply.usage.cost_usd,
-            latency_s=reply.latency_s,
+            elapsed_s=reply.latency_s,
             attempts=reply.attempts,
             model=self.client.model,
         )
@@ -292,9 +411,25 @@ class LLMAgent:
             self.on_text(str(reply.message["content"]))
         return reply
 
+    def _events(self, append: EventSink) -> EventSink:
+        """Transcript events of the client, each retry also shown live."""
+
+        def sink(kind: str, **data: object) -> object:
+            if kind == "llm_retry" and self.on_retry is not None:
+                self.on_retry(
+                    f"model endpoint retry {data.get('attempt')}: {data.get('error')}; "
+                    f"waiting {data.get('delay_s')}s"
+                )
+            return append(kind, **data)
+
+        return sink
+
     def _execute(self, tools: ToolBox, call: ToolCall) -> None:
         name = call["function"]["name"]
+        start = time.monotonic()
         result = tools.call(name, call["function"]["arguments"], call_id=call["id"])
+        if name not in EXCLUDED_TIME:
+            self.spend.agent_s += time.monotonic() - start
         self.messages.append({"role": "tool", "tool_call_id": call["id"], "content": result.text})
         if name == "submit" and result.ok:
             raise Submitted(result.text)

@@ -27,8 +27,8 @@ class Display:
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
 
-    def start(self, title: str) -> None:
-        """A run begins."""
+    def start(self, title: str, max_steps: int = 1) -> None:
+        """A run begins, with a budget of ``max_steps``."""
 
     def note(self, text: str) -> None:
         """A one-line message worth showing."""
@@ -58,12 +58,14 @@ class LiveDisplay(Display):
         self._train_tasks: dict[tuple[str, int], TaskID] = {}
         self._last_refresh = 0.0
 
-    def start(self, title: str) -> None:
+    def start(self, title: str, max_steps: int = 1) -> None:
         """Open the live area for a run."""
         self.console.rule(title)
         self._progress = self._new_progress()
         self._train_tasks = {}
-        self._step_task = self._progress.add_task("steps", total=1, extra="starting")
+        self._step_task = self._progress.add_task(
+            f"step 0/{max_steps}", total=max_steps, extra="starting"
+        )
         self._live = Live(self._progress, console=self.console, refresh_per_second=4)
         self._live.start()
 

@@ -21,11 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from runner import _components as comp
 from runner._agents import (
+    AUTO,
     Agent,
     BaselineAgent,
     BudgetView,
     LimitsExceeded,
     LLMAgent,
+    Spend,
     Submitted,
     ToolBox,
     append_tool_result,
@@ -34,7 +36,7 @@ from runner._agents import (
 from runner._choices import DataSource, RunMode, SandboxKind
 from runner._display import Display
 from runner._hardware import git_commit, hardware_info, library_versions
-from runner._llm import LLMError, Message, ToolSchema
+from runner._llm import AgentSettings, LLMError, Message, ToolSchema
 from runner._transcript import Event, Transcript, read_transcript
 
 if TYPE_CHECKING:
@@ -69,6 +71,7 @@ class RunConfig(BaseModel):
     max_steps: int | None = Field(default=None, ge=1)
     max_tests: int | None = Field(default=None, ge=1)
     base_url: str | None = None
+    agent_settings: AgentSettings = Field(default_factory=AgentSettings)
     db: str | None = None
     home: str | None = None
     data_source: DataSource = DataSource.OFFLINE
@@ -309,11 +312,25 @@ def start_run(
     run_id: str | None = None,
     executor: Executor | None = None,
 ) -> RunOutcome:
-    """Create ``runs_dir/<run-id>/`` and run ``config``'s agent in it to the end."""
+    """Create ``runs_dir/<run-id>/`` and run ``config``'s agent in it to the end; an LLM
+    agent without an API key is refused before anything is created (`check_agent`)."""
+    check_agent(config.agent, config.base_url, api_key)
     active = ActiveRun.create(
         config, runs_dir, display, gpus=gpus, run_id=run_id, executor=executor
     )
     return _drive(active, resume=False, api_key=api_key)
+
+
+def check_agent(agent: str, base_url: str | None, api_key: str | None) -> None:
+    """Raise `RunError` when ``agent``, an LLM agent, cannot call its endpoint: no API key
+    (named: OPENAI_API_KEY or --api-key), unless the endpoint is keyless or on loopback."""
+    from runner._llm import LLMConfigError, resolve_api_key
+
+    if agent.startswith("openai:"):
+        try:
+            resolve_api_key(api_key, base_url)
+        except LLMConfigError as e:
+            raise RunError(str(e)) from e
 
 
 def resume_run(
@@ -324,6 +341,8 @@ def resume_run(
     executor: Executor | None = None,
 ) -> RunOutcome:
     """Continue a killed run: the session state, the transcript and the conversation."""
+    config = read_run_info(run_dir).config
+    check_agent(config.agent, config.base_url, api_key)
     active = ActiveRun.reopen(run_dir, display, executor=executor)
     return _drive(active, resume=True, api_key=api_key)
 
@@ -332,8 +351,12 @@ def _drive(active: ActiveRun, *, resume: bool, api_key: str | None) -> RunOutcom
     info, display = active.info, active.display
     config = info.config
     display.start(
-        f"{config.agent} · {active.task.id} · profile {config.profile} · run {info.run_id}"
+        f"{config.agent} · {active.task.id} · profile {config.profile} · run {info.run_id}",
+        max_steps=info.max_steps,
     )
+    settings = agent_settings(config)
+    if settings:
+        display.note("agent settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
     status: RunStatus = "finished"
     reason: str | None = None
     try:
@@ -350,8 +373,8 @@ def _drive(active: ActiveRun, *, resume: bool, api_key: str | None) -> RunOutcom
         )
         agent.run(active.tools)
         reason = "agent returned"
-    except Submitted:
-        reason = "submitted"
+    except Submitted as e:
+        reason = str(e).removeprefix(AUTO) if str(e).startswith(AUTO) else "submitted"
     except LimitsExceeded as e:
         reason = str(e)
     except LLMError as e:
@@ -370,6 +393,12 @@ def _drive(active: ActiveRun, *, resume: bool, api_key: str | None) -> RunOutcom
         # (and the log path in the transcript); the other runs of the command go on.
         status, reason = "failed", f"{type(e).__name__}: {e}"
         active.transcript.append("error", error=reason, traceback=traceback.format_exc()[-4000:])
+    if status == "failed" and not active.session.state.tests:
+        # Nothing of the agent's was evaluated: the harness or the endpoint failed it.
+        status = "infra_error"
+    submission = active.session.state.submission
+    if submission is not None and submission.auto:
+        reason = f"auto-submitted test #{submission.test_number}: {reason}"
     records = active.finish(status, reason)
     display.stop(f"run {info.run_id}: {active.info.status} ({reason})")
     return RunOutcome(run_dir=active.run_dir, info=active.info, records=records)
@@ -452,8 +481,11 @@ def _build_agent(
 
         if not name:
             raise RunError("--agent openai:<model> needs a model name, e.g. openai:gpt-4o")
-        client = ChatClient(name, base_url=config.base_url, api_key=api_key)
-        messages = conversation_from_transcript(read_transcript(transcript.path)) if resume else []
+        client = ChatClient(
+            name, base_url=config.base_url, api_key=api_key, settings=config.agent_settings
+        )
+        events = read_transcript(transcript.path) if resume else []
+        messages = conversation_from_transcript(events)
         if not messages:
             observation = session.initial_observation()
             if config.mode == "vanilla":
@@ -470,7 +502,9 @@ def _build_agent(
             _openai_tools(),
             messages,
             mode=config.mode,
+            spend=Spend.of(events),
             on_text=lambda text: display.note(f"assistant: {text[:200]}"),
+            on_retry=display.note,
         )
     if kind in ("mcp", "http"):
         raise RunError(
@@ -488,29 +522,13 @@ def _build_agent(
 def build_records(
     run_dir: Path, info: RunInfo, task: TaskSpec, session: Session
 ) -> list[RunRecord]:
-    """The run as leaderboard RunRecords: one per baseline/vanilla/agent result it holds."""
-    from leaderboard import RunRecord
+    """The run as leaderboard RunRecords: one, of type baseline, vanilla or agent.
 
-    state = session.state
-    record = _run_record(run_dir, info, task, session)
-    if record.type != "agent" or not state.tests:
-        return [record]
-    # MLS-Bench "vanilla": the agent's first test, shown beside its submitted result.
-    first = min(state.tests, key=lambda t: t.number)
-    vanilla = RunRecord.model_validate(
-        record.model_dump()
-        | {
-            "run_id": f"{info.run_id}:vanilla",
-            "type": "vanilla",
-            "status": "finished",
-            "tests": _rows(first.number, first.result),
-            "final": None,
-            "regions": first.regions,
-            "diff": first.diff,
-            "transcript": None,
-        }
-    )
-    return [record, vanilla]
+    An agent run yields no vanilla row: MLS-Bench's vanilla result is evaluated like a final
+    result (hidden settings, final seeds), which an agent's first test is not; a vanilla row
+    comes from a ``--mode vanilla`` run (docs/RUNNER.md).
+    """
+    return [_run_record(run_dir, info, task, session)]
 
 
 def _run_record(run_dir: Path, info: RunInfo, task: TaskSpec, session: Session) -> RunRecord:
@@ -528,6 +546,7 @@ def _run_record(run_dir: Path, info: RunInfo, task: TaskSpec, session: Session) 
             status=state.final.status,
             reason=state.final.reason,
             per_seed=_rows(submitted.test_number, state.final),
+            auto_submitted=submitted.auto,
         )
     chosen = next((t for t in state.tests if submitted and t.number == submitted.test_number), None)
     sources = {r.dataset_source for t in state.tests for r in t.result.results if r.dataset_source}
@@ -540,6 +559,8 @@ def _run_record(run_dir: Path, info: RunInfo, task: TaskSpec, session: Session) 
         model=None if baseline else method,
         reference=baseline and name == task.reference_baseline,
         status=info.status,
+        status_reason=info.reason,
+        agent_settings=agent_settings(config),
         tests=[row for t in state.tests for row in _rows(t.number, t.result)],
         final=final,
         regions=chosen.regions if chosen else {},
@@ -561,6 +582,19 @@ def _run_record(run_dir: Path, info: RunInfo, task: TaskSpec, session: Session) 
         metric_specs=metric_specs(task, config.profile),
         transcript_ref=str(run_dir / "transcript.jsonl"),
     )
+
+
+def agent_settings(config: RunConfig) -> dict[str, float | int | str | None]:
+    """The LLM agent's settings and limits that were set, with its endpoint (empty for a
+    baseline): recorded with the run and shown."""
+    if not config.agent.startswith("openai:"):
+        return {}
+    settings: dict[str, float | int | str | None] = config.agent_settings.model_dump(
+        exclude_none=True
+    )
+    if config.base_url:
+        settings["base_url"] = config.base_url
+    return settings
 
 
 def _rows(number: int, result: TestResult) -> list[SeedRecord]:

@@ -145,18 +145,83 @@ def run(
         str | None, typer.Option(help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL).")
     ] = None,
     api_key: ApiKeyOption = None,
+    agent_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="YAML agent file: model, base_url, temperature, max_tokens, price_in, "
+            "price_out, llm_timeout and limits (max_total_tokens, max_cost, max_agent_time); "
+            "flags given on the command line win."
+        ),
+    ] = None,
+    temperature: Annotated[float | None, typer.Option(min=0, help="LLM temperature.")] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(min=1, help="Most tokens per LLM reply.")
+    ] = None,
+    max_total_tokens: Annotated[
+        int | None, typer.Option(min=1, help="Run limit: prompt + completion tokens.")
+    ] = None,
+    max_cost: Annotated[
+        float | None, typer.Option(min=0, help="Run limit: LLM cost in USD (needs a price).")
+    ] = None,
+    max_agent_time: Annotated[
+        float | None,
+        typer.Option(min=0, help="Run limit: the agent's own seconds (tests excluded)."),
+    ] = None,
+    price_in: Annotated[
+        float | None, typer.Option(min=0, help="USD per million input tokens.")
+    ] = None,
+    price_out: Annotated[
+        float | None, typer.Option(min=0, help="USD per million output tokens.")
+    ] = None,
+    llm_timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0, help="Seconds an LLM call may spend failing, retries included (default 60)."
+        ),
+    ] = None,
     quiet: QuietOption = False,
     allow_weak_isolation: WeakIsolationOption = False,
 ) -> None:
     """Run agents (or, by default, the task's baselines) on a task and record the results."""
     from runner._components import pretrainbench_home
     from runner._display import LiveDisplay, QuietDisplay
-    from runner._run import RunConfig
+    from runner._llm import AgentSettings, LLMConfigError, read_agent_file
+    from runner._run import RunConfig, RunError, check_agent
 
+    try:
+        from_file = read_agent_file(agent_file) if agent_file else None
+    except LLMConfigError as e:
+        raise _fail(str(e)) from e
+    flags = {
+        "temperature": temperature,
+        "max_tokens": max_tokens,
+        "max_total_tokens": max_total_tokens,
+        "max_cost": max_cost,
+        "max_agent_time": max_agent_time,
+        "price_in": price_in,
+        "price_out": price_out,
+        "llm_timeout": llm_timeout,
+    }
+    try:
+        settings = AgentSettings.model_validate(
+            (from_file.model_dump(include=set(flags), exclude_none=True) if from_file else {})
+            | {k: v for k, v in flags.items() if v is not None}
+        )
+    except ValueError as e:
+        raise _fail(f"agent settings: {e}") from e
+    if from_file is not None:
+        base_url = base_url or from_file.base_url
+        if agent is None and from_file.model:
+            agent = [f"openai:{from_file.model}"]
     db_url = _db_url(db)
     seed_list = _parse_seeds(seeds)
     spec = _load_task(task)
     agents = _expand_agents(spec, agent or ["baseline:all"])
+    try:  # a missing API key fails now, before any data or run is prepared
+        for item in agents:
+            check_agent(item, base_url, api_key)
+    except RunError as e:
+        raise _fail(str(e)) from e
     chosen, gpus = _choose_profile(spec, profile)
     data_source = data or spec.profile(chosen).data
     home = pretrainbench_home()
@@ -174,6 +239,7 @@ def run(
             max_steps=max_steps,
             max_tests=max_tests,
             base_url=base_url,
+            agent_settings=settings,
             db=db_url,
             home=str(home),
             data_source=DataSource(data_source),

@@ -113,13 +113,22 @@ def test_openai_agent_full_loop(runner_env, chat_server, tmp_path: Path) -> None
     assert session["submission"]["test_number"] == 1
     # token usage per call, the nudge after the text-only reply, file snapshots per edit
     assistant = [e for e in _events(run_dir, "message") if e["message"]["role"] == "assistant"]
-    assert len(assistant) == 7 and all(e["prompt_tokens"] > 0 for e in assistant)
+    assert len(assistant) == 7 and all(e["usage"]["prompt_tokens"] > 0 for e in assistant)
+    assert all(e["usage"]["completion_tokens"] > 0 for e in assistant)
+    assert all(e["elapsed_s"] >= 0 and e["cost_usd"] is None for e in assistant)  # no price
     assert any(
         "[Harness] Your reply contained no tool call" in str(e["message"]["content"])
         for e in _events(run_dir, "message")
     )
     snapshots = _events(run_dir, "snapshot")
     assert len(snapshots) == 2
+    # each snapshot carries the diff of the edit it follows, before → after
+    [first_diff] = snapshots[0]["diffs"].values()
+    assert "+    return learning_rate if it >= warmup_iters" in first_diff
+    assert "-    if it < warmup_iters:" in first_diff
+    [second_diff] = snapshots[1]["diffs"].values()
+    assert '+CONFIG_OVERRIDES = {"learning_rate": 0.02}' in second_diff
+    assert "+    return learning_rate if" not in second_diff  # the first edit is not repeated
     second = Path(next(iter(snapshots[1]["files"].values()))).read_text()
     assert (
         'CONFIG_OVERRIDES = {"learning_rate": 0.02}' in second
@@ -143,23 +152,23 @@ def test_openai_agent_full_loop(runner_env, chat_server, tmp_path: Path) -> None
     ]
     assert last[0]["role"] == "system" and "nanoGPT/custom_pretrain.py" in last[1]["content"]
 
-    # leaderboard: the submitted result (agent) and the first test (vanilla), stored
+    # leaderboard: the submitted result only; a vanilla row comes from a vanilla run
     types = {r.type: r for r in outcome.records}
-    assert set(types) == {"agent", "vanilla"}
+    assert set(types) == {"agent"}
     assert types["agent"].final is not None and types["agent"].final.test_number == 1
+    assert types["agent"].final.auto_submitted is False
+    assert types["agent"].status_reason == "submitted"
     assert {row.setting for row in types["agent"].final.per_seed} == {
         "schedule",
         "train-tiny",
         "gpt-tiny",
         "lm-eval-tiny",
     }
-    assert types["vanilla"].tests and {t.number for t in types["vanilla"].tests} == {1}
     from leaderboard import Store
 
     store = Store(db)
     stored = store.get_run(outcome.info.run_id)
     assert stored is not None and stored.type == "agent" and stored.model == "scripted-model"
-    assert store.get_run(f"{outcome.info.run_id}:vanilla") is not None
     info = read_run_info(run_dir)
     assert info.git_commit is None or len(info.git_commit) >= 7
     assert info.codebase_version.startswith("sha256:")
@@ -225,8 +234,10 @@ def test_endpoint_failure_is_recorded(runner_env, chat_server, tmp_path: Path) -
     outcome = start_run(
         _config(server.base_url, None), tmp_path / "runs", QuietDisplay(), api_key="k"
     )
-    assert outcome.info.status == "failed"
+    # it failed before any test: the endpoint's failure, not the agent's (not ranked)
+    assert outcome.info.status == "infra_error"
     assert "HTTP 400" in (outcome.info.reason or "")
+    assert server.base_url in (outcome.records[0].status_reason or "")
     assert _events(outcome.run_dir, "llm_error")
     from runner._run import summary_rows
 

@@ -42,71 +42,53 @@ def _prerequisites() -> str | None:
     return None
 
 
-def test_openai_agent_real_tiny_profile(chat_server, tmp_path: Path) -> None:
-    missing = _prerequisites()
-    if missing:
-        pytest.skip(missing)
+def _runner(base_url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`runner run` on the task at the tiny profile against ``base_url``, storing in
+    ``tmp_path/lb.db``."""
+    environ = dict(
+        os.environ,
+        OPENAI_API_KEY="k",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    )
+    command = [sys.executable, "-m", "runner.cli", "run", "--task", TASK, "--base-url", base_url]
+    command += ["--profile", "tiny", "--run-dir", str(tmp_path / "runs")]
+    command += ["--db", str(tmp_path / "lb.db"), "--quiet", *args]
+    return subprocess.run(
+        command, cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=3000
+    )
+
+
+def _wsd_edit() -> dict:
+    """The edit of get_lr to WSD, at the line range the agent sees."""
     import env
 
     task = env.load_task(TASK)
     with tempfile.TemporaryDirectory() as tmp:
         workspace = env.Workspace.create(task, Path(tmp) / "ws")
         first, last = workspace.editable_ranges("custom_pretrain.py")[0]
+    arguments = {
+        "op": "replace",
+        "filename": "nanoGPT/custom_pretrain.py",
+        "start_line": first,
+        "end_line": last,
+        "content": WSD,
+    }
+    return tool_call("edit", arguments, "e1")
+
+
+def test_openai_agent_real_tiny_profile(chat_server, tmp_path: Path) -> None:
+    missing = _prerequisites()
+    if missing:
+        pytest.skip(missing)
     server = chat_server(
         [
-            {
-                "tool_calls": [
-                    tool_call(
-                        "edit",
-                        {
-                            "op": "replace",
-                            "filename": "nanoGPT/custom_pretrain.py",
-                            "start_line": first,
-                            "end_line": last,
-                            "content": WSD,
-                        },
-                        "e1",
-                    )
-                ]
-            },
+            {"tool_calls": [_wsd_edit()]},
             {"tool_calls": [tool_call("test", "{}", "t1")]},
             {"tool_calls": [tool_call("submit", {"n": 1}, "s1")]},
         ]
     )
     db = tmp_path / "lb.db"
-    environ = dict(
-        os.environ,
-        OPENAI_API_KEY="k",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-    )
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "runner.cli",
-            "run",
-            "--task",
-            TASK,
-            "--agent",
-            "openai:scripted",
-            "--base-url",
-            server.base_url,
-            "--profile",
-            "tiny",
-            "--max-tests",
-            "1",
-            "--run-dir",
-            str(tmp_path / "runs"),
-            "--db",
-            str(db),
-            "--quiet",
-        ],
-        cwd=tmp_path,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=3000,
-    )
+    proc = _runner(server.base_url, tmp_path, "--agent", "openai:scripted", "--max-tests", "1")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "val_loss" in proc.stdout and "gpt-tiny" in proc.stdout
     run_dir = next((tmp_path / "runs").iterdir())
@@ -120,3 +102,24 @@ def test_openai_agent_real_tiny_profile(chat_server, tmp_path: Path) -> None:
     record = Store(f"sqlite:///{db}").get_run(run_dir.name)
     assert record is not None and record.result_status() == "ok"
     assert any("val_loss_gpt-tiny" in row.metrics for row in record.result_rows())
+
+
+def test_vanilla_run_real_tiny_profile(chat_server, tmp_path: Path) -> None:
+    """MLS-Bench's vanilla: one reply, one test, then the final evaluation (lm-eval
+    included), so every scored metric exists."""
+    missing = _prerequisites()
+    if missing:
+        pytest.skip(missing)
+    server = chat_server([{"tool_calls": [_wsd_edit()]}])
+    proc = _runner(server.base_url, tmp_path, "--agent", "openai:scripted", "--mode", "vanilla")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_dir = next((tmp_path / "runs").iterdir())
+    from leaderboard import Store
+
+    record = Store(f"sqlite:///{tmp_path / 'lb.db'}").get_run(run_dir.name)
+    assert record is not None and record.type == "vanilla" and record.final is not None
+    assert record.result_status() == "ok"
+    lm_eval = [r for r in record.final.per_seed if r.setting == "lm-eval-tiny"]
+    assert lm_eval and all(r.status == "ok" and r.metrics for r in lm_eval)
+    present = {key for row in record.result_rows() for key in row.metrics}
+    assert {spec.key for spec in record.metric_specs} <= present

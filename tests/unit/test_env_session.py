@@ -132,8 +132,8 @@ def test_test_runs_visible_settings_for_test_seeds(task: TaskSpec, tmp_path: Pat
     result = session.call("test")
     assert result.ok and result.cost_step == 1 and result.cost_test == 1
     assert result.text.startswith(
-        "[Test #1] (2 tests remaining; call submit(n=N) to choose which test result to submit "
-        "as final)"
+        "[Test #1] (2 tests remaining; run at least one more test before you can submit: "
+        "iterate at least once)"
     )
     request = executor.requests[0]
     assert [j.label for j in request.jobs] == ["schedule", "train-tiny", "gpt-tiny"]

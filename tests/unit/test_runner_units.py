@@ -14,9 +14,9 @@ import pytest
 
 from env import BaselineError, Budgets, Session, load_baselines, load_task
 from env._baselines import parse_baseline
-from runner._agents import BaselineAgent, ToolBox, conversation_from_transcript
+from runner._agents import BaselineAgent, Spend, ToolBox, conversation_from_transcript
 from runner._hardware import choose_profile
-from runner._llm import ChatClient, Usage, price
+from runner._llm import AgentSettings, ChatClient, Usage, price
 from runner._setup import GPT2_TIKTOKEN_SHA256, shards_ready, tokenizer_ready
 from runner._transcript import (
     TRANSCRIPT_FORMAT_VERSION,
@@ -93,6 +93,42 @@ def test_conversation_rebuilt_from_events() -> None:
     ]
 
 
+def test_spend_is_counted_back_from_the_transcript_on_resume() -> None:
+    """The run limits continue where a killed run stopped: replies and non-test tools count,
+    tests and the final evaluation do not."""
+    reply = {"role": "assistant", "content": ""}
+    events = [
+        {"kind": "message", "message": {"role": "user", "content": "task"}},
+        {
+            "kind": "message",
+            "message": reply,
+            "usage": {"prompt_tokens": 100, "completion_tokens": 20},
+            "cost_usd": 0.25,
+            "elapsed_s": 2.0,
+        },
+        {"kind": "tool_result", "name": "edit", "elapsed_s": 0.5},
+        {"kind": "tool_result", "name": "test", "elapsed_s": 900.0},
+        {"kind": "tool_result", "name": "submit", "elapsed_s": 900.0},
+        {"kind": "message", "message": reply, "usage": {"prompt_tokens": 130}, "cost_usd": None},
+    ]
+    spend = Spend.of(events)
+    assert (spend.tokens, spend.cost_usd, spend.agent_s) == (250, 0.25, 2.5)
+    assert spend.exceeded(AgentSettings()) is None
+    assert spend.exceeded(AgentSettings(max_total_tokens=300)) is None
+    assert "token limit reached (250 >= 250" in str(
+        spend.exceeded(AgentSettings(max_total_tokens=250))
+    )
+    assert "cost limit" in str(spend.exceeded(AgentSettings(max_cost=0.25)))
+    assert "agent time limit" in str(spend.exceeded(AgentSettings(max_agent_time=2.5)))
+
+
+def test_settings_prices_override_the_table() -> None:
+    usage = Usage(prompt_tokens=1_000_000, completion_tokens=1_000_000)
+    assert price("gpt-4o", usage, AgentSettings(price_in=1.0).prices("gpt-4o")) == 1.0
+    assert AgentSettings().prices("gpt-4o") == (2.5, 10.0)
+    assert AgentSettings().prices("local-model") is None
+
+
 def test_price_table() -> None:
     assert price("gpt-4o", Usage(prompt_tokens=1_000_000, completion_tokens=100_000)) == 3.5
     assert price("some-local-model", Usage(10, 10)) is None
@@ -117,7 +153,7 @@ def test_backoff_uses_retry_after_then_exponential() -> None:
 
 
 def test_connection_errors_are_retried_then_fail_clearly() -> None:
-    from runner._llm import LLMError
+    from runner._llm import AgentSettings, LLMError
 
     client = ChatClient(
         "m",
@@ -125,10 +161,10 @@ def test_connection_errors_are_retried_then_fail_clearly() -> None:
         api_key="k",
         max_retries=2,
         backoff_s=0.0,
-        timeout_s=2.0,
+        settings=AgentSettings(llm_timeout=2.0),
     )
     seen: list[dict] = []
-    with pytest.raises(LLMError, match="after 3 attempts"):
+    with pytest.raises(LLMError, match=r"endpoint http://127.0.0.1:9/v1/ failed after 3 attempts"):
         client.complete(
             [{"role": "user", "content": "x"}],
             [],
