@@ -36,9 +36,50 @@ board_app = typer.Typer(help="Show, serve or export the leaderboard.", no_args_i
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(board_app, name="leaderboard")
 
-# Piped output (scripts, CI logs) gets a wide table instead of rich's 80-column default.
-out = Console() if sys.stdout.isatty() else Console(width=200)
-err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=200)
+
+def _print_version(value: bool) -> None:
+    if not value:
+        return
+    from importlib import metadata
+
+    from runner._components import REPO_ROOT
+    from runner._hardware import git_commit
+
+    try:
+        version = metadata.version("pretrainbench")
+    except metadata.PackageNotFoundError:
+        version = "unknown (not installed)"
+    commit = git_commit(REPO_ROOT)
+    out.print(f"pretrainbench {version}" + (f" (git {commit})" if commit else ""), highlight=False)
+    raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_print_version,
+            help="Print the package version (and the git commit in a checkout) and exit.",
+        ),
+    ] = False,
+) -> None:
+    """PretrainBench: evaluate AI research agents on LLM-pretraining science."""
+
+
+def _console(*, stderr: bool = False) -> Console:
+    """A console on stdout (or stderr). Piped output (scripts, CI logs) gets $COLUMNS, or a wide
+    200 columns, instead of rich's 80-column default."""
+    if (sys.stderr if stderr else sys.stdout).isatty():
+        return Console(stderr=stderr)
+    columns = os.environ.get("COLUMNS", "")
+    return Console(stderr=stderr, width=int(columns) if columns.isdigit() else 200)
+
+
+out = _console()
+err = _console(stderr=True)
 
 DbOption = Annotated[
     str | None,
@@ -83,6 +124,10 @@ WeakIsolationOption = Annotated[
 SandboxOption = Annotated[SandboxKind, typer.Option(help="The sandbox backend.")]
 ApiKeyOption = Annotated[str | None, typer.Option(help="API key (default $OPENAI_API_KEY).")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")]
+JsonOption = Annotated[
+    bool,
+    typer.Option("--json", help="Print the results as JSON on stdout (progress stays on stderr)."),
+]
 
 
 def _prepare_home_before_serving(task: str | None = None) -> None:
@@ -146,6 +191,7 @@ def run(
     ] = None,
     api_key: ApiKeyOption = None,
     quiet: QuietOption = False,
+    json_output: JsonOption = False,
     allow_weak_isolation: WeakIsolationOption = False,
 ) -> None:
     """Run agents (or, by default, the task's baselines) on a task and record the results."""
@@ -183,7 +229,9 @@ def run(
     ]
     display = QuietDisplay(err) if quiet else LiveDisplay(err)
     _stop_cleanly_on_signals()
-    failures = _run_each(configs, run_dir, display, gpus=gpus, api_key=api_key, db=db_url)
+    failures = _run_each(
+        configs, run_dir, display, gpus=gpus, api_key=api_key, db=db_url, as_json=json_output
+    )
     raise typer.Exit(1 if failures else 0)
 
 
@@ -281,6 +329,7 @@ def _run_each(
     gpus: list[str] | None,
     api_key: str | None,
     db: str,
+    as_json: bool = False,
 ) -> int:
     """Run each config in turn (a run that fails to start is reported and the others go on),
     then print the results; returns how many runs did not finish."""
@@ -307,8 +356,8 @@ def _run_each(
         records += outcome.records
         if outcome.info.status != "finished":
             failures += 1
-    _print_results(records)
-    out.print(
+    _print_results(db, records, as_json=as_json)
+    (err if as_json else out).print(
         f"\nOpen the leaderboard: [bold]runner leaderboard serve --db {db}[/]", highlight=False
     )
     return failures
@@ -319,6 +368,7 @@ def resume(
     run_dir: Annotated[Path, typer.Argument(help="The run directory to continue.")],
     api_key: ApiKeyOption = None,
     quiet: QuietOption = False,
+    json_output: JsonOption = False,
 ) -> None:
     """Continue a killed run from its directory (nothing finished is re-run or re-charged)."""
     from runner._display import LiveDisplay, QuietDisplay
@@ -332,7 +382,7 @@ def resume(
         raise _fail(f"interrupted; continue with `runner resume {run_dir}`", 130) from None
     except RunError as e:
         raise _fail(str(e)) from e
-    _print_results(outcome.records)
+    _print_results(outcome.info.config.db, outcome.records, as_json=json_output)
     raise typer.Exit(0 if outcome.info.status == "finished" else 1)
 
 
@@ -470,16 +520,22 @@ def tasks_validate(task_dir: Annotated[Path, typer.Argument(help="A task folder.
 def leaderboard_show(
     task: Annotated[str | None, typer.Option("--task", "-t", help="Only this task.")] = None,
     db: DbOption = None,
+    json_output: JsonOption = False,
 ) -> None:
-    """Print the leaderboard as on the web page: one ranked table per comparable group."""
+    """Print the leaderboard as on the web page: one ranked table per comparable group, with
+    score, rank, mean ± 95 % interval over seeds and run id (one block per run when narrow)."""
     from leaderboard import NotFoundError
-    from runner._board import show_board
+    from runner._board import board_json, load_board, print_board
 
     try:
-        shown = show_board(out, _db_url(db), task)
+        tables = load_board(_db_url(db), task)
     except NotFoundError as e:
         raise _fail(str(e)) from e
-    if not shown:
+    if json_output:
+        sys.stdout.write(board_json(tables))
+    elif tables:
+        print_board(out, tables)
+    else:
         out.print("no runs stored yet: try `runner run --task llm-pretrain-lr-schedule`")
 
 
@@ -642,44 +698,22 @@ def doctor(
         raise typer.Exit(1)
 
 
-def _print_results(records: list[RunRecord], title: str = "Results") -> None:
-    from rich.table import Table
+def _print_results(db: str | None, records: list[RunRecord], *, as_json: bool = False) -> None:
+    """The scored rows of this command's runs, ranked within their groups as on the web page
+    (the store at ``db`` holds them: `ActiveRun.finish` recorded them there)."""
+    from runner._board import board_json, load_board, print_board
 
-    from runner._run import summary_rows
-
-    if not records:
+    tables = (
+        load_board(db, records[0].task_id, run_ids={r.run_id for r in records})
+        if db and records
+        else []
+    )
+    if as_json:
+        sys.stdout.write(board_json(tables))
+    elif tables:
+        print_board(out, tables)
+    else:
         out.print("no results")
-        return
-    rows = summary_rows(records)
-    keys: list[str] = []
-    primary = next((r["primary"] for r in rows if r["primary"]), None)
-    if primary:
-        keys.append(primary)
-    for row in rows:
-        keys += [k for k in row["metrics"] if k not in keys]
-    hidden = any("†" in header for row in rows for header in row["headers"].values())
-    caption = "† hidden from the agent during its run" if hidden else None
-    table = Table(title=escape(title), caption=caption, show_lines=False)
-    notes = any(row["note"] for row in rows)
-    headers = {k: v for row in rows for k, v in row["headers"].items()}
-    for column in ("method", "type", *keys, "status", *(["note"] if notes else [])):
-        table.add_column(
-            headers.get(column, column),
-            justify="right" if column in keys else "left",
-            style="bold" if column == primary else None,
-        )
-    for row in rows:
-        method = row["method"] + (" (reference)" if row["reference"] else "")
-        values = [f"{row['metrics'][k]:.4g}" if k in row["metrics"] else "—" for k in keys]
-        # Reasons can quote logs of agent-written code: never let them be read as markup.
-        table.add_row(
-            escape(method),
-            row["type"],
-            *values,
-            row["status"],
-            *([escape(row["note"])] if notes else []),
-        )
-    out.print(table)
 
 
 def main() -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from runner.cli import app
@@ -42,7 +44,7 @@ def test_run_default_baselines_then_leaderboard(runner_env: TaskWorld, tmp_path:
     )
     assert result.exit_code == 0, result.output
     assert "profile tiny (CPU)" in result.output
-    assert "cosine (reference)" in result.output and "constant" in result.output
+    assert "cosine (reference)" in result.output and "constant" in result.output, result.output
     assert "val_loss" in result.output and "gpt-tiny" in result.output
     # researchers see the metrics hidden from agents, marked as such
     assert "piqa†" in result.output and "hidden from the agent during its run" in result.output
@@ -132,3 +134,58 @@ def test_leaderboard_serve_answers(runner_env: TaskWorld, tmp_path: Path) -> Non
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_results_tables_from_the_scored_view_wide_narrow_and_json(
+    runner_env: TaskWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "lb.db"
+    ran = cli.invoke(
+        app,
+        ["run", "--task", "fake-lr", "--seeds", "1,2", "--db", str(db), "--quiet", "--json"],
+    )
+    assert ran.exit_code == 0, ran.output
+    # --json: stdout is one JSON document (progress went to stderr, which CliRunner mixes in)
+    start = ran.stdout.index("[")
+    [table] = json.loads(ran.stdout[start : ran.stdout.rindex("]") + 1])
+    assert table["task_id"] == "fake-lr" and "baselines only" in table["label"]
+    rows = {row["method"]: row for row in table["rows"]}
+    assert set(rows) == {"cosine", "constant"}
+    assert sorted(r["rank"] for r in rows.values()) == [1, 2]
+    val = rows["cosine"]["metrics"]["val_loss_gpt-tiny"]
+    assert val["n"] == 2 and val["ci_low"] < val["mean"] < val["ci_high"]
+    assert rows["cosine"]["score"] is not None and rows["cosine"]["run_id"].startswith("fake-lr-")
+
+    shown = cli.invoke(app, ["leaderboard", "show", "--db", str(db), "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout) == [table]
+
+    shown_at = {}
+    for columns in (80, 200, 250):
+        monkeypatch.setattr("runner.cli.out", Console(width=columns))
+        shown_at[columns] = cli.invoke(app, ["leaderboard", "show", "--db", str(db)])
+    run_id = rows["cosine"]["run_id"]
+    for columns, result in shown_at.items():
+        out = result.output
+        assert result.exit_code == 0, out
+        assert run_id in out and "cosine (reference)" in out
+        assert "± " in out and "seeds" in out and "95 % interval" in out
+        # readable: no line over the width, nothing cut with an ellipsis
+        assert all(len(line) <= columns for line in out.splitlines()), out
+        assert "…" not in out
+    # seven metrics with intervals and the run id need ~225 columns: one table at 250, blocks
+    # (one per run) at 200 and 80
+    assert "┃ score ┃ seeds ┃" in shown_at[250].output
+    assert "┃ score" not in shown_at[200].output
+    narrow = shown_at[80]
+    assert re.search(r"^#1  \S+.*\(baseline\)$", narrow.output, re.M), narrow.output
+    assert re.search(rf"^  run id +{run_id}$", narrow.output, re.M), narrow.output
+    assert re.search(r"^  seeds +2$", narrow.output, re.M), narrow.output
+
+
+def test_version_names_the_package_and_commit() -> None:
+    result = cli.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.startswith("pretrainbench 0.")
+    if (Path(__file__).resolve().parents[2] / ".git").exists():
+        assert "(git " in result.output
