@@ -80,10 +80,23 @@ class BoardTable(BaseModel):
     rows: list[BoardRow]
 
 
+def check_stored_task(store: Store, task_id: str | None) -> None:
+    """Raise ``NotFoundError`` naming the stored tasks when ``task_id`` has no runs stored."""
+    from leaderboard import NotFoundError
+
+    stored = [t.task_id for t in store.list_tasks()]
+    if task_id is not None and task_id not in stored:
+        raise NotFoundError(
+            f"the store has no runs of task {task_id!r}; "
+            f"it holds: {', '.join(stored) or 'no runs yet'}"
+        )
+
+
 def board_tables(store: Store, task_id: str | None = None) -> list[BoardTable]:
     """The scored view of ``leaderboard.group_tables`` as plain rows (one task, or all)."""
     from leaderboard import group_tables
 
+    check_stored_task(store, task_id)
     tables: list[BoardTable] = []
     for table in group_tables(store, task_id):
         ranked = sum(1 for row in table.rows if row.rank is not None)
@@ -271,6 +284,7 @@ def export_board(url: str, fmt: ExportFormat, task_id: str | None = None) -> str
     from leaderboard import Store, export_csv
 
     with Store(url) as store:
+        check_stored_task(store, task_id)
         if fmt is ExportFormat.CSV:
             return export_csv(store, task_id)
         records = [store.get_run(run_id) for run_id in store.run_ids(task_id)]

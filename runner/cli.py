@@ -84,7 +84,9 @@ err = _console(stderr=True)
 DbOption = Annotated[
     str | None,
     typer.Option(
-        "--db", help="Store URL or SQLite file (default: $PRETRAINBENCH_DB or ./pretrainbench.db)."
+        "--db",
+        help="Store URL or SQLite file "
+        "(default: $PRETRAINBENCH_DB or $PRETRAINBENCH_HOME/pretrainbench.db).",
     ),
 ]
 
@@ -95,6 +97,22 @@ def _db_url(db: str | None) -> str:
     if db is None:
         return default_db_url()
     return db if "://" in db else f"sqlite:///{Path(db).resolve()}"
+
+
+def _existing_db_url(db: str | None) -> str:
+    """The URL of a store to read; a SQLite file that does not exist exits with a hint
+    (reading never creates an empty store)."""
+    from runner._components import missing_sqlite_file, pretrainbench_home
+
+    url = _db_url(db)
+    missing = missing_sqlite_file(url)
+    if missing is not None:
+        raise _fail(
+            f"no leaderboard store at {missing}: `runner run` records there first, or point "
+            f"--db / $PRETRAINBENCH_DB at an existing one (files live in $PRETRAINBENCH_HOME "
+            f"= {pretrainbench_home()})"
+        )
+    return url
 
 
 def _stop_cleanly_on_signals() -> None:
@@ -180,7 +198,10 @@ def run(
     ] = None,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Step budget.")] = None,
     max_tests: Annotated[int | None, typer.Option(min=1, help="Test budget.")] = None,
-    run_dir: Annotated[Path, typer.Option(help="Directory of run directories.")] = Path("runs"),
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(help="Directory of run directories (default $PRETRAINBENCH_HOME/runs)."),
+    ] = None,
     db: DbOption = None,
     data: Annotated[
         DataSource | None,
@@ -195,17 +216,19 @@ def run(
     allow_weak_isolation: WeakIsolationOption = False,
 ) -> None:
     """Run agents (or, by default, the task's baselines) on a task and record the results."""
-    from runner._components import pretrainbench_home
+    from runner._components import default_runs_dir, pretrainbench_home
     from runner._display import LiveDisplay, QuietDisplay
     from runner._run import RunConfig
 
     db_url = _db_url(db)
+    run_dir = run_dir or default_runs_dir()
     seed_list = _parse_seeds(seeds)
     spec = _load_task(task)
     agents = _expand_agents(spec, agent or ["baseline:all"])
+    home = pretrainbench_home()
+    err.print(f"home {home} · runs {run_dir} · store {db_url}", highlight=False, soft_wrap=True)
     chosen, gpus = _choose_profile(spec, profile)
     data_source = data or spec.profile(chosen).data
-    home = pretrainbench_home()
     _prepare_data(spec, chosen, DataSource(data_source), home)
     if sandbox is SandboxKind.LOCAL:
         _print_host_summary()
@@ -243,11 +266,18 @@ def _parse_seeds(seeds: str | None) -> list[int] | None:
 
 
 def _load_task(task: str) -> TaskSpec:
-    from runner._components import load_task
+    """The task (an id or a folder); an unknown one exits listing the known tasks."""
+    from runner._components import known_task_ids, load_task
 
     try:
         return load_task(task)
     except Exception as e:
+        known = known_task_ids()
+        if task not in known and not Path(task).is_dir():
+            raise _fail(
+                f"unknown task {task!r}; the tasks are: {', '.join(known) or 'none'} "
+                "(or pass a task folder)"
+            ) from e
         raise _fail(f"cannot load task {task!r}: {e}") from e
 
 
@@ -528,7 +558,7 @@ def leaderboard_show(
     from runner._board import board_json, load_board, print_board
 
     try:
-        tables = load_board(_db_url(db), task)
+        tables = load_board(_existing_db_url(db), task)
     except NotFoundError as e:
         raise _fail(str(e)) from e
     if json_output:
@@ -554,7 +584,7 @@ def leaderboard_serve(
     from leaderboard import Store, create_app
 
     web = create_app(
-        Store(_db_url(db)), write_token=token or os.environ.get("PRETRAINBENCH_API_TOKEN")
+        Store(_existing_db_url(db)), write_token=token or os.environ.get("PRETRAINBENCH_API_TOKEN")
     )
     out.print(f"leaderboard at http://{host}:{port}/", highlight=False)
     uvicorn.run(web, host=host, port=port, log_level="warning")
@@ -577,7 +607,7 @@ def leaderboard_export(
     from runner._board import export_board
 
     try:
-        text = export_board(_db_url(db), fmt, task)
+        text = export_board(_existing_db_url(db), fmt, task)
     except NotFoundError as e:
         raise _fail(str(e)) from e
     if output is None:
@@ -597,7 +627,8 @@ def mcp(
         str | None, typer.Option(help="A profile of the task (default: its CPU one).")
     ] = None,
     run_dir: Annotated[
-        Path | None, typer.Option(help="Run directory (default runs/<new id>).")
+        Path | None,
+        typer.Option(help="Run directory (default $PRETRAINBENCH_HOME/runs/<new id>)."),
     ] = None,
     sandbox: SandboxOption = SandboxKind.LOCAL,
     max_steps: Annotated[int | None, typer.Option(min=1)] = None,
@@ -617,11 +648,12 @@ def mcp(
     """Serve one task session's tools over MCP (stdio or streamable HTTP)."""
     from runner._mcp import serve_mcp
 
+    spec = _load_task(task)
     _prepare_home_before_serving(task)
     serve_mcp(
         task=task,
         transport=transport,
-        profile=profile or _load_task(task).default_profiles.cpu,
+        profile=profile or spec.default_profiles.cpu,
         run_dir=run_dir,
         sandbox=sandbox,
         max_steps=max_steps,
@@ -638,9 +670,12 @@ def mcp(
 def serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8080,
-    runs: Annotated[Path, typer.Option("--run-dir", help="Directory of run directories.")] = Path(
-        "runs"
-    ),
+    runs: Annotated[
+        Path | None,
+        typer.Option(
+            "--run-dir", help="Directory of run directories (default $PRETRAINBENCH_HOME/runs)."
+        ),
+    ] = None,
     token: Annotated[
         str | None,
         typer.Option(
@@ -661,8 +696,10 @@ def serve(
     if not secret:
         raise _fail("set a token: --token or $PRETRAINBENCH_API_TOKEN")
     _prepare_home_before_serving()
+    from runner._components import default_runs_dir
+
     api = create_api(
-        runs_dir=runs,
+        runs_dir=runs or default_runs_dir(),
         token=secret,
         sandbox=sandbox,
         db=_db_url(db),

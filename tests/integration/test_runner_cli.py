@@ -49,7 +49,8 @@ def test_run_default_baselines_then_leaderboard(runner_env: TaskWorld, tmp_path:
     # researchers see the metrics hidden from agents, marked as such
     assert "piqa†" in result.output and "hidden from the agent during its run" in result.output
     assert "runner leaderboard serve" in result.output
-    runs = sorted(Path("runs").iterdir())
+    runs = sorted((runner_env.home / "runs").iterdir())  # $PRETRAINBENCH_HOME/runs
+    assert not Path("runs").exists()
     assert len(runs) == 2
     info = json.loads((runs[0] / "run.json").read_text())
     assert info["config"]["profile"] == "tiny" and info["max_tests"] == 1
@@ -103,6 +104,9 @@ def test_leaderboard_serve_answers(runner_env: TaskWorld, tmp_path: Path) -> Non
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     repo = Path(__file__).resolve().parents[2]
+    from leaderboard import Store
+
+    Store(f"sqlite:///{tmp_path / 'lb.db'}").close()  # serving reads an existing store
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -189,3 +193,37 @@ def test_version_names_the_package_and_commit() -> None:
     assert result.output.startswith("pretrainbench 0.")
     if (Path(__file__).resolve().parents[2] / ".git").exists():
         assert "(git " in result.output
+
+
+def test_one_home_for_files_and_clear_errors(runner_env: TaskWorld) -> None:
+    """Store and runs default under $PRETRAINBENCH_HOME (said at the start), never the current
+    directory; reading a store that does not exist, or an unknown task, exits non-zero."""
+    home = runner_env.home
+    ran = cli.invoke(app, ["run", "--task", "fake-lr", "--agent", "baseline:constant", "--quiet"])
+    assert ran.exit_code == 0, ran.output
+    store = home / "pretrainbench.db"
+    assert f"home {home} · runs {home / 'runs'} · store sqlite:///{store}" in ran.output
+    assert store.is_file() and len(list((home / "runs").iterdir())) == 1
+    assert list(Path.cwd().iterdir()) == []  # nothing written where the command ran
+    shown = cli.invoke(app, ["leaderboard", "show"])
+    assert shown.exit_code == 0 and "constant" in shown.output
+
+    unknown = cli.invoke(app, ["leaderboard", "show", "--task", "nope"])
+    assert unknown.exit_code == 1
+    assert "no runs of task 'nope'" in unknown.output and "fake-lr" in unknown.output
+    exported = cli.invoke(app, ["leaderboard", "export", "--task", "nope"])
+    assert exported.exit_code == 1 and "'nope'" in exported.output
+    bad_task = cli.invoke(app, ["run", "--task", "nope", "--quiet"])
+    assert bad_task.exit_code == 1
+    assert "unknown task 'nope'" in bad_task.output and "fake-lr" in bad_task.output
+
+    absent = home / "elsewhere.db"
+    for args in (["show"], ["export"], ["export", "--format", "csv"], ["serve"]):
+        result = cli.invoke(app, ["leaderboard", *args, "--db", str(absent)])
+        assert result.exit_code == 1, (args, result.output)
+        assert f"no leaderboard store at {absent}" in result.output
+        assert "runner run" in result.output  # the hint
+    assert not absent.exists()  # never created by reading
+    store.unlink()
+    default = cli.invoke(app, ["leaderboard", "show"])
+    assert default.exit_code == 1 and str(store) in default.output
