@@ -124,16 +124,9 @@ def board_tables(store: Store, task_id: str | None = None) -> list[BoardTable]:
                     metrics=metrics,
                 )
             )
+        shown = {"name", "setting", "direction", "hidden", "primary"}
         columns = [
-            BoardColumn(
-                key=spec.key,
-                name=spec.name,
-                setting=spec.setting,
-                direction=spec.direction,
-                hidden=spec.hidden,
-                primary=spec.primary,
-            )
-            for spec in table.specs
+            BoardColumn(key=spec.key, **spec.model_dump(include=shown)) for spec in table.specs
         ]
         tables.append(
             BoardTable(

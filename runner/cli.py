@@ -417,6 +417,61 @@ def resume(
 
 
 @app.command()
+def replay(
+    run_dir: Annotated[Path, typer.Argument(help="The recorded run directory to replay.")],
+    runs: Annotated[
+        Path | None,
+        typer.Option(
+            "--run-dir",
+            help="Where the replay's run directory goes (default $PRETRAINBENCH_HOME/runs).",
+        ),
+    ] = None,
+    use_cache: Annotated[
+        bool,
+        typer.Option(
+            "--use-cache",
+            help="Reuse cached results of identical tests (default: a fresh cache, so every "
+            "test really re-runs).",
+        ),
+    ] = False,
+    quiet: QuietOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Re-drive a recorded run's tool calls against a fresh session of the same task, profile,
+    budgets and seeds, and report every observation that differs from the recorded one (a
+    unified diff per step). Exits 0 when all match, 1 otherwise."""
+    from runner._components import default_runs_dir
+    from runner._display import LiveDisplay, QuietDisplay
+    from runner._replay import replay_run
+    from runner._run import RunError
+
+    display = QuietDisplay(err) if quiet or json_output else LiveDisplay(err)
+    _stop_cleanly_on_signals()
+    try:
+        report = replay_run(run_dir, runs or default_runs_dir(), display, use_cache=use_cache)
+    except KeyboardInterrupt:
+        raise _fail("interrupted", 130) from None
+    except RunError as e:
+        raise _fail(str(e)) from e
+    if json_output:
+        sys.stdout.write(report.model_dump_json(indent=1) + "\n")
+    else:
+        for step in report.steps:
+            verdict = "same" if step.same else "[bold red]differs[/]"
+            out.print(f"step {step.step} {step.tool}: {verdict}", highlight=False)
+            if step.diff:
+                out.print(step.diff, markup=False, highlight=False, end="")
+        same = sum(step.same for step in report.steps)
+        out.print(
+            f"{same}/{len(report.steps)} observations of {report.run_id} reproduced in "
+            f"{report.replay_dir} ({'cached results reused' if use_cache else 'no cache'})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    raise typer.Exit(0 if report.matches else 1)
+
+
+@app.command()
 def setup(
     fineweb: Annotated[
         bool, typer.Option(help="Also download and tokenize FineWeb (network).")
