@@ -47,8 +47,12 @@ def missing_sqlite_file(url: str) -> Path | None:
     """The file of a SQLite store URL when that file does not exist (else None): reading a
     store must never create an empty one."""
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:  # not a URL: the Store says so when it opens it
+        return None
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     path = Path(parsed.database).expanduser()
