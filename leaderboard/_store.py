@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tenacity
-from sqlalchemy import Engine, create_engine, delete, event, exists, func, insert, select
+from sqlalchemy import Engine, Row, create_engine, delete, event, exists, func, insert, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -280,41 +280,9 @@ class Store:
         no_result: list[NoResultRun] = []
         for r in rows:
             if r.status == "infra_error" and not r.has_tests:
-                no_result.append(
-                    NoResultRun(
-                        r.run_id,
-                        r.type,
-                        r.method,
-                        r.agent,
-                        r.status,
-                        r.status_reason or r.final_reason,
-                        _as_utc(r.started_at),
-                    )
-                )
+                no_result.append(_no_result_run(r))
                 continue
-            values = {
-                k: [x if type(x) is float else float(decode_number(x)) for x in v]
-                for k, v in r.results.items()
-            }
-            results.append(
-                RunResult(
-                    run_id=r.run_id,
-                    task_id=task_id,
-                    type=r.type,
-                    method=r.method,
-                    profile=r.profile,
-                    codebase_version=r.codebase_version,
-                    dataset_source=r.dataset_source,
-                    max_steps=r.max_steps,
-                    max_tests=r.max_tests,
-                    status=r.result_status,
-                    values=values,
-                    reference=r.reference,
-                    agent=r.agent,
-                    model=r.model,
-                    auto_submitted=r.final_auto_submitted,
-                )
-            )
+            results.append(_run_result(r, task_id))
             started[r.run_id] = _as_utc(r.started_at)
             # Runs of one codebase share their specs' text: parse each distinct text once.
             if r.metric_specs not in parsed_specs:
@@ -370,6 +338,44 @@ def _make_engine(url: str, *, echo: bool) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _no_result_run(r: Row[Any]) -> NoResultRun:
+    """A run that failed before any test: listed with its reason, never ranked."""
+    return NoResultRun(
+        r.run_id,
+        r.type,
+        r.method,
+        r.agent,
+        r.status,
+        r.status_reason or r.final_reason,
+        _as_utc(r.started_at),
+    )
+
+
+def _run_result(r: Row[Any], task_id: str) -> RunResult:
+    """The scoring view of one run row (stored numbers decoded)."""
+    values = {
+        k: [x if type(x) is float else float(decode_number(x)) for x in v]
+        for k, v in r.results.items()
+    }
+    return RunResult(
+        run_id=r.run_id,
+        task_id=task_id,
+        type=r.type,
+        method=r.method,
+        profile=r.profile,
+        codebase_version=r.codebase_version,
+        dataset_source=r.dataset_source,
+        max_steps=r.max_steps,
+        max_tests=r.max_tests,
+        status=r.result_status,
+        values=values,
+        reference=r.reference,
+        agent=r.agent,
+        model=r.model,
+        auto_submitted=r.final_auto_submitted,
+    )
 
 
 def _as_utc(value: datetime) -> datetime:

@@ -30,11 +30,40 @@ def pretrainbench_home() -> Path:
 
 
 def default_db_url() -> str:
-    """$PRETRAINBENCH_DB, or a SQLite file ``pretrainbench.db`` in the current directory."""
+    """$PRETRAINBENCH_DB, or the SQLite file ``pretrainbench.db`` in $PRETRAINBENCH_HOME: one
+    home for every file, whatever the current directory."""
     value = os.environ.get("PRETRAINBENCH_DB")
     if value:
         return value if "://" in value else f"sqlite:///{Path(value).resolve()}"
-    return f"sqlite:///{Path('pretrainbench.db').resolve()}"
+    return f"sqlite:///{(pretrainbench_home() / 'pretrainbench.db').resolve()}"
+
+
+def default_runs_dir() -> Path:
+    """Where run directories go unless ``--run-dir`` says otherwise: $PRETRAINBENCH_HOME/runs."""
+    return pretrainbench_home() / "runs"
+
+
+def missing_sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite store URL when that file does not exist (else None): reading a
+    store must never create an empty one."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:  # not a URL: the Store says so when it opens it
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(parsed.database).expanduser()
+    return None if path.exists() else path
+
+
+def known_task_ids() -> list[str]:
+    """The ids of the tasks under the task root (what an unknown ``--task`` is told)."""
+    import env
+
+    return env.list_tasks()
 
 
 def load_task(task: str) -> TaskSpec:

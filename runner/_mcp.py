@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from runner._components import default_runs_dir
 from runner._host import HostedRun
 from runner._run import RunConfig
 
@@ -182,7 +183,7 @@ def serve_mcp(
     if run_dir is not None and (run_dir / "run.json").exists():
         run = HostedRun.reopen(run_dir)  # the same session again, after a restart
     else:
-        runs_dir, run_id = (run_dir.parent, run_dir.name) if run_dir else (Path("runs"), None)
+        runs_dir, run_id = (run_dir.parent, run_dir.name) if run_dir else (default_runs_dir(), None)
         config = RunConfig(
             task=task,
             agent="mcp:client",

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from env import TaskSpec
     from leaderboard import RunRecord
     from runner._display import Display
+    from runner._llm import AgentFile, AgentSettings
     from runner._run import RunConfig
 
 app = typer.Typer(
@@ -36,14 +37,57 @@ board_app = typer.Typer(help="Show, serve or export the leaderboard.", no_args_i
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(board_app, name="leaderboard")
 
-# Piped output (scripts, CI logs) gets a wide table instead of rich's 80-column default.
-out = Console() if sys.stdout.isatty() else Console(width=200)
-err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=200)
+
+def _print_version(value: bool) -> None:
+    if not value:
+        return
+    from importlib import metadata
+
+    from runner._components import REPO_ROOT
+    from runner._hardware import git_commit
+
+    try:
+        version = metadata.version("pretrainbench")
+    except metadata.PackageNotFoundError:
+        version = "unknown (not installed)"
+    commit = git_commit(REPO_ROOT)
+    out.print(f"pretrainbench {version}" + (f" (git {commit})" if commit else ""), highlight=False)
+    raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_print_version,
+            help="Print the package version (and the git commit in a checkout) and exit.",
+        ),
+    ] = False,
+) -> None:
+    """PretrainBench: evaluate AI research agents on LLM-pretraining science."""
+
+
+def _console(*, stderr: bool = False) -> Console:
+    """A console on stdout (or stderr). Piped output (scripts, CI logs) gets $COLUMNS, or a wide
+    200 columns, instead of rich's 80-column default."""
+    if (sys.stderr if stderr else sys.stdout).isatty():
+        return Console(stderr=stderr)
+    columns = os.environ.get("COLUMNS", "")
+    return Console(stderr=stderr, width=int(columns) if columns.isdigit() else 200)
+
+
+out = _console()
+err = _console(stderr=True)
 
 DbOption = Annotated[
     str | None,
     typer.Option(
-        "--db", help="Store URL or SQLite file (default: $PRETRAINBENCH_DB or ./pretrainbench.db)."
+        "--db",
+        help="Store URL or SQLite file "
+        "(default: $PRETRAINBENCH_DB or $PRETRAINBENCH_HOME/pretrainbench.db).",
     ),
 ]
 
@@ -54,6 +98,22 @@ def _db_url(db: str | None) -> str:
     if db is None:
         return default_db_url()
     return db if "://" in db else f"sqlite:///{Path(db).resolve()}"
+
+
+def _existing_db_url(db: str | None) -> str:
+    """The URL of a store to read; a SQLite file that does not exist exits with a hint
+    (reading never creates an empty store)."""
+    from runner._components import missing_sqlite_file, pretrainbench_home
+
+    url = _db_url(db)
+    missing = missing_sqlite_file(url)
+    if missing is not None:
+        raise _fail(
+            f"no leaderboard store at {missing}: `runner run` records there first, or point "
+            f"--db / $PRETRAINBENCH_DB at an existing one (files live in $PRETRAINBENCH_HOME "
+            f"= {pretrainbench_home()})"
+        )
+    return url
 
 
 def _stop_cleanly_on_signals() -> None:
@@ -83,6 +143,10 @@ WeakIsolationOption = Annotated[
 SandboxOption = Annotated[SandboxKind, typer.Option(help="The sandbox backend.")]
 ApiKeyOption = Annotated[str | None, typer.Option(help="API key (default $OPENAI_API_KEY).")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")]
+JsonOption = Annotated[
+    bool,
+    typer.Option("--json", help="Print the results as JSON on stdout (progress stays on stderr)."),
+]
 
 
 def _prepare_home_before_serving(task: str | None = None) -> None:
@@ -108,6 +172,8 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 @app.command()
+# `run` is over 80 lines only because typer declares each of its ~25 options as a parameter; its
+# body is a short list of named steps.
 def run(
     task: Annotated[str, typer.Option("--task", "-t", help="Task id or task folder.")],
     agent: Annotated[
@@ -135,7 +201,10 @@ def run(
     ] = None,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Step budget.")] = None,
     max_tests: Annotated[int | None, typer.Option(min=1, help="Test budget.")] = None,
-    run_dir: Annotated[Path, typer.Option(help="Directory of run directories.")] = Path("runs"),
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(help="Directory of run directories (default $PRETRAINBENCH_HOME/runs)."),
+    ] = None,
     db: DbOption = None,
     data: Annotated[
         DataSource | None,
@@ -180,40 +249,31 @@ def run(
         ),
     ] = None,
     quiet: QuietOption = False,
+    json_output: JsonOption = False,
     allow_weak_isolation: WeakIsolationOption = False,
 ) -> None:
     """Run agents (or, by default, the task's baselines) on a task and record the results."""
-    from runner._components import pretrainbench_home
+    from runner._components import default_runs_dir, pretrainbench_home
     from runner._display import LiveDisplay, QuietDisplay
-    from runner._llm import AgentSettings, LLMConfigError, read_agent_file
     from runner._run import RunConfig, RunError, check_agent
 
-    try:
-        from_file = read_agent_file(agent_file) if agent_file else None
-    except LLMConfigError as e:
-        raise _fail(str(e)) from e
-    flags = {
-        "temperature": temperature,
-        "max_tokens": max_tokens,
-        "max_total_tokens": max_total_tokens,
-        "max_cost": max_cost,
-        "max_agent_time": max_agent_time,
-        "price_in": price_in,
-        "price_out": price_out,
-        "llm_timeout": llm_timeout,
-    }
-    try:
-        settings = AgentSettings.model_validate(
-            (from_file.model_dump(include=set(flags), exclude_none=True) if from_file else {})
-            | {k: v for k, v in flags.items() if v is not None}
-        )
-    except ValueError as e:
-        raise _fail(f"agent settings: {e}") from e
+    settings, from_file = _agent_settings(
+        agent_file,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        max_total_tokens=max_total_tokens,
+        max_cost=max_cost,
+        max_agent_time=max_agent_time,
+        price_in=price_in,
+        price_out=price_out,
+        llm_timeout=llm_timeout,
+    )
     if from_file is not None:
         base_url = base_url or from_file.base_url
         if agent is None and from_file.model:
             agent = [f"openai:{from_file.model}"]
     db_url = _db_url(db)
+    run_dir = run_dir or default_runs_dir()
     seed_list = _parse_seeds(seeds)
     spec = _load_task(task)
     agents = _expand_agents(spec, agent or ["baseline:all"])
@@ -222,9 +282,10 @@ def run(
             check_agent(item, base_url, api_key)
     except RunError as e:
         raise _fail(str(e)) from e
+    home = pretrainbench_home()
+    err.print(f"home {home} · runs {run_dir} · store {db_url}", highlight=False, soft_wrap=True)
     chosen, gpus = _choose_profile(spec, profile)
     data_source = data or spec.profile(chosen).data
-    home = pretrainbench_home()
     _prepare_data(spec, chosen, DataSource(data_source), home)
     if sandbox is SandboxKind.LOCAL:
         _print_host_summary()
@@ -249,8 +310,30 @@ def run(
     ]
     display = QuietDisplay(err) if quiet else LiveDisplay(err)
     _stop_cleanly_on_signals()
-    failures = _run_each(configs, run_dir, display, gpus=gpus, api_key=api_key, db=db_url)
+    failures = _run_each(
+        configs, run_dir, display, gpus=gpus, api_key=api_key, db=db_url, as_json=json_output
+    )
     raise typer.Exit(1 if failures else 0)
+
+
+def _agent_settings(
+    agent_file: Path | None, **flags: float | int | None
+) -> tuple[AgentSettings, AgentFile | None]:
+    """The LLM agent's settings and limits: the agent file's, overridden by the flags given."""
+    from runner._llm import AgentSettings, LLMConfigError, read_agent_file
+
+    try:
+        from_file = read_agent_file(agent_file) if agent_file else None
+    except LLMConfigError as e:
+        raise _fail(str(e)) from e
+    try:
+        settings = AgentSettings.model_validate(
+            (from_file.model_dump(include=set(flags), exclude_none=True) if from_file else {})
+            | {k: v for k, v in flags.items() if v is not None}
+        )
+    except ValueError as e:
+        raise _fail(f"agent settings: {e}") from e
+    return settings, from_file
 
 
 def _parse_seeds(seeds: str | None) -> list[int] | None:
@@ -261,11 +344,18 @@ def _parse_seeds(seeds: str | None) -> list[int] | None:
 
 
 def _load_task(task: str) -> TaskSpec:
-    from runner._components import load_task
+    """The task (an id or a folder); an unknown one exits listing the known tasks."""
+    from runner._components import known_task_ids, load_task
 
     try:
         return load_task(task)
     except Exception as e:
+        known = known_task_ids()
+        if task not in known and not Path(task).is_dir():
+            raise _fail(
+                f"unknown task {task!r}; the tasks are: {', '.join(known) or 'none'} "
+                "(or pass a task folder)"
+            ) from e
         raise _fail(f"cannot load task {task!r}: {e}") from e
 
 
@@ -347,6 +437,7 @@ def _run_each(
     gpus: list[str] | None,
     api_key: str | None,
     db: str,
+    as_json: bool = False,
 ) -> int:
     """Run each config in turn (a run that fails to start is reported and the others go on),
     then print the results; returns how many runs did not finish."""
@@ -373,8 +464,8 @@ def _run_each(
         records += outcome.records
         if outcome.info.status != "finished":
             failures += 1
-    _print_results(records)
-    out.print(
+    _print_results(db, records, as_json=as_json)
+    (err if as_json else out).print(
         f"\nOpen the leaderboard: [bold]runner leaderboard serve --db {db}[/]", highlight=False
     )
     return failures
@@ -385,6 +476,7 @@ def resume(
     run_dir: Annotated[Path, typer.Argument(help="The run directory to continue.")],
     api_key: ApiKeyOption = None,
     quiet: QuietOption = False,
+    json_output: JsonOption = False,
 ) -> None:
     """Continue a killed run from its directory (nothing finished is re-run or re-charged)."""
     from runner._display import LiveDisplay, QuietDisplay
@@ -398,8 +490,63 @@ def resume(
         raise _fail(f"interrupted; continue with `runner resume {run_dir}`", 130) from None
     except RunError as e:
         raise _fail(str(e)) from e
-    _print_results(outcome.records)
+    _print_results(outcome.info.config.db, outcome.records, as_json=json_output)
     raise typer.Exit(0 if outcome.info.status == "finished" else 1)
+
+
+@app.command()
+def replay(
+    run_dir: Annotated[Path, typer.Argument(help="The recorded run directory to replay.")],
+    runs: Annotated[
+        Path | None,
+        typer.Option(
+            "--run-dir",
+            help="Where the replay's run directory goes (default $PRETRAINBENCH_HOME/runs).",
+        ),
+    ] = None,
+    use_cache: Annotated[
+        bool,
+        typer.Option(
+            "--use-cache",
+            help="Reuse cached results of identical tests (default: a fresh cache, so every "
+            "test really re-runs).",
+        ),
+    ] = False,
+    quiet: QuietOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Re-drive a recorded run's tool calls against a fresh session of the same task, profile,
+    budgets and seeds, and report every observation that differs from the recorded one (a
+    unified diff per step). Exits 0 when all match, 1 otherwise."""
+    from runner._components import default_runs_dir
+    from runner._display import LiveDisplay, QuietDisplay
+    from runner._replay import replay_run
+    from runner._run import RunError
+
+    display = QuietDisplay(err) if quiet or json_output else LiveDisplay(err)
+    _stop_cleanly_on_signals()
+    try:
+        report = replay_run(run_dir, runs or default_runs_dir(), display, use_cache=use_cache)
+    except KeyboardInterrupt:
+        raise _fail("interrupted", 130) from None
+    except RunError as e:
+        raise _fail(str(e)) from e
+    if json_output:
+        sys.stdout.write(report.model_dump_json(indent=1) + "\n")
+    else:
+        for step in report.steps:
+            verdict = "same" if step.same else "[bold red]differs[/]"
+            out.print(f"step {step.step} {step.tool}: {verdict}", highlight=False)
+            if step.diff:
+                out.print(step.diff, markup=False, highlight=False, end="")
+        same = sum(step.same for step in report.steps)
+        out.print(
+            f"{same}/{len(report.steps)} observations of {report.run_id} reproduced in "
+            f"{report.replay_dir} ({'cached results reused' if use_cache else 'no cache'})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    raise typer.Exit(0 if report.matches else 1)
 
 
 @app.command()
@@ -536,16 +683,22 @@ def tasks_validate(task_dir: Annotated[Path, typer.Argument(help="A task folder.
 def leaderboard_show(
     task: Annotated[str | None, typer.Option("--task", "-t", help="Only this task.")] = None,
     db: DbOption = None,
+    json_output: JsonOption = False,
 ) -> None:
-    """Print the leaderboard as on the web page: one ranked table per comparable group."""
+    """Print the leaderboard as on the web page: one ranked table per comparable group, with
+    score, rank, mean ± 95 % interval over seeds and run id (one block per run when narrow)."""
     from leaderboard import NotFoundError
-    from runner._board import show_board
+    from runner._board import board_json, load_board, print_board
 
     try:
-        shown = show_board(out, _db_url(db), task)
+        tables = load_board(_existing_db_url(db), task)
     except NotFoundError as e:
         raise _fail(str(e)) from e
-    if not shown:
+    if json_output:
+        sys.stdout.write(board_json(tables))
+    elif tables:
+        print_board(out, tables)
+    else:
         out.print("no runs stored yet: try `runner run --task llm-pretrain-lr-schedule`")
 
 
@@ -564,7 +717,7 @@ def leaderboard_serve(
     from leaderboard import Store, create_app
 
     web = create_app(
-        Store(_db_url(db)), write_token=token or os.environ.get("PRETRAINBENCH_API_TOKEN")
+        Store(_existing_db_url(db)), write_token=token or os.environ.get("PRETRAINBENCH_API_TOKEN")
     )
     out.print(f"leaderboard at http://{host}:{port}/", highlight=False)
     uvicorn.run(web, host=host, port=port, log_level="warning")
@@ -587,7 +740,7 @@ def leaderboard_export(
     from runner._board import export_board
 
     try:
-        text = export_board(_db_url(db), fmt, task)
+        text = export_board(_existing_db_url(db), fmt, task)
     except NotFoundError as e:
         raise _fail(str(e)) from e
     if output is None:
@@ -607,7 +760,8 @@ def mcp(
         str | None, typer.Option(help="A profile of the task (default: its CPU one).")
     ] = None,
     run_dir: Annotated[
-        Path | None, typer.Option(help="Run directory (default runs/<new id>).")
+        Path | None,
+        typer.Option(help="Run directory (default $PRETRAINBENCH_HOME/runs/<new id>)."),
     ] = None,
     sandbox: SandboxOption = SandboxKind.LOCAL,
     max_steps: Annotated[int | None, typer.Option(min=1)] = None,
@@ -627,11 +781,12 @@ def mcp(
     """Serve one task session's tools over MCP (stdio or streamable HTTP)."""
     from runner._mcp import serve_mcp
 
+    spec = _load_task(task)
     _prepare_home_before_serving(task)
     serve_mcp(
         task=task,
         transport=transport,
-        profile=profile or _load_task(task).default_profiles.cpu,
+        profile=profile or spec.default_profiles.cpu,
         run_dir=run_dir,
         sandbox=sandbox,
         max_steps=max_steps,
@@ -648,9 +803,12 @@ def mcp(
 def serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8080,
-    runs: Annotated[Path, typer.Option("--run-dir", help="Directory of run directories.")] = Path(
-        "runs"
-    ),
+    runs: Annotated[
+        Path | None,
+        typer.Option(
+            "--run-dir", help="Directory of run directories (default $PRETRAINBENCH_HOME/runs)."
+        ),
+    ] = None,
     token: Annotated[
         str | None,
         typer.Option(
@@ -671,8 +829,10 @@ def serve(
     if not secret:
         raise _fail("set a token: --token or $PRETRAINBENCH_API_TOKEN")
     _prepare_home_before_serving()
+    from runner._components import default_runs_dir
+
     api = create_api(
-        runs_dir=runs,
+        runs_dir=runs or default_runs_dir(),
         token=secret,
         sandbox=sandbox,
         db=_db_url(db),
@@ -708,44 +868,22 @@ def doctor(
         raise typer.Exit(1)
 
 
-def _print_results(records: list[RunRecord], title: str = "Results") -> None:
-    from rich.table import Table
+def _print_results(db: str | None, records: list[RunRecord], *, as_json: bool = False) -> None:
+    """The scored rows of this command's runs, ranked within their groups as on the web page
+    (the store at ``db`` holds them: `ActiveRun.finish` recorded them there)."""
+    from runner._board import board_json, load_board, print_board
 
-    from runner._run import summary_rows
-
-    if not records:
+    tables = (
+        load_board(db, records[0].task_id, run_ids={r.run_id for r in records})
+        if db and records
+        else []
+    )
+    if as_json:
+        sys.stdout.write(board_json(tables))
+    elif tables:
+        print_board(out, tables)
+    else:
         out.print("no results")
-        return
-    rows = summary_rows(records)
-    keys: list[str] = []
-    primary = next((r["primary"] for r in rows if r["primary"]), None)
-    if primary:
-        keys.append(primary)
-    for row in rows:
-        keys += [k for k in row["metrics"] if k not in keys]
-    hidden = any("†" in header for row in rows for header in row["headers"].values())
-    caption = "† hidden from the agent during its run" if hidden else None
-    table = Table(title=escape(title), caption=caption, show_lines=False)
-    notes = any(row["note"] for row in rows)
-    headers = {k: v for row in rows for k, v in row["headers"].items()}
-    for column in ("method", "type", *keys, "status", *(["note"] if notes else [])):
-        table.add_column(
-            headers.get(column, column),
-            justify="right" if column in keys else "left",
-            style="bold" if column == primary else None,
-        )
-    for row in rows:
-        method = row["method"] + (" (reference)" if row["reference"] else "")
-        values = [f"{row['metrics'][k]:.4g}" if k in row["metrics"] else "—" for k in keys]
-        # Reasons can quote logs of agent-written code: never let them be read as markup.
-        table.add_row(
-            escape(method),
-            row["type"],
-            *values,
-            row["status"],
-            *([escape(row["note"])] if notes else []),
-        )
-    out.print(table)
 
 
 def main() -> None:

@@ -45,7 +45,7 @@ def _cli_tables(output: str) -> dict[str, list[list[str]]]:
         elif line and line[0] not in "┏┃┡└":  # not a border or the header row: a title
             title = line
             tables[title] = []
-    return tables
+    return {title: rows for title, rows in tables.items() if rows}  # not the footnotes
 
 
 def test_cli_table_csv_and_web_page_rank_the_same_rows(

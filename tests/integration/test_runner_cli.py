@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from runner.cli import app
@@ -42,12 +44,13 @@ def test_run_default_baselines_then_leaderboard(runner_env: TaskWorld, tmp_path:
     )
     assert result.exit_code == 0, result.output
     assert "profile tiny (CPU)" in result.output
-    assert "cosine (reference)" in result.output and "constant" in result.output
+    assert "cosine (reference)" in result.output and "constant" in result.output, result.output
     assert "val_loss" in result.output and "gpt-tiny" in result.output
     # researchers see the metrics hidden from agents, marked as such
     assert "piqa†" in result.output and "hidden from the agent during its run" in result.output
     assert "runner leaderboard serve" in result.output
-    runs = sorted(Path("runs").iterdir())
+    runs = sorted((runner_env.home / "runs").iterdir())  # $PRETRAINBENCH_HOME/runs
+    assert not Path("runs").exists()
     assert len(runs) == 2
     info = json.loads((runs[0] / "run.json").read_text())
     assert info["config"]["profile"] == "tiny" and info["max_tests"] == 1
@@ -101,6 +104,9 @@ def test_leaderboard_serve_answers(runner_env: TaskWorld, tmp_path: Path) -> Non
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     repo = Path(__file__).resolve().parents[2]
+    from leaderboard import Store
+
+    Store(f"sqlite:///{tmp_path / 'lb.db'}").close()  # serving reads an existing store
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -132,3 +138,92 @@ def test_leaderboard_serve_answers(runner_env: TaskWorld, tmp_path: Path) -> Non
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_results_tables_from_the_scored_view_wide_narrow_and_json(
+    runner_env: TaskWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "lb.db"
+    ran = cli.invoke(
+        app,
+        ["run", "--task", "fake-lr", "--seeds", "1,2", "--db", str(db), "--quiet", "--json"],
+    )
+    assert ran.exit_code == 0, ran.output
+    # --json: stdout is one JSON document (progress went to stderr, which CliRunner mixes in)
+    start = ran.stdout.index("[")
+    [table] = json.loads(ran.stdout[start : ran.stdout.rindex("]") + 1])
+    assert table["task_id"] == "fake-lr" and "baselines only" in table["label"]
+    rows = {row["method"]: row for row in table["rows"]}
+    assert set(rows) == {"cosine", "constant"}
+    assert sorted(r["rank"] for r in rows.values()) == [1, 2]
+    val = rows["cosine"]["metrics"]["val_loss_gpt-tiny"]
+    assert val["n"] == 2 and val["ci_low"] < val["mean"] < val["ci_high"]
+    assert rows["cosine"]["score"] is not None and rows["cosine"]["run_id"].startswith("fake-lr-")
+
+    shown = cli.invoke(app, ["leaderboard", "show", "--db", str(db), "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout) == [table]
+
+    shown_at = {}
+    for columns in (80, 200, 250):
+        monkeypatch.setattr("runner.cli.out", Console(width=columns))
+        shown_at[columns] = cli.invoke(app, ["leaderboard", "show", "--db", str(db)])
+    run_id = rows["cosine"]["run_id"]
+    for columns, result in shown_at.items():
+        out = result.output
+        assert result.exit_code == 0, out
+        assert run_id in out and "cosine (reference)" in out
+        assert "± " in out and "seeds" in out and "95 % interval" in out
+        # readable: no line over the width, nothing cut with an ellipsis
+        assert all(len(line) <= columns for line in out.splitlines()), out
+        assert "…" not in out
+    # seven metrics with intervals and the run id need ~225 columns: one table at 250, blocks
+    # (one per run) at 200 and 80
+    assert "┃ score ┃ seeds ┃" in shown_at[250].output
+    assert "┃ score" not in shown_at[200].output
+    narrow = shown_at[80]
+    assert re.search(r"^#1  \S+.*\(baseline\)$", narrow.output, re.M), narrow.output
+    assert re.search(rf"^  run id +{run_id}$", narrow.output, re.M), narrow.output
+    assert re.search(r"^  seeds +2$", narrow.output, re.M), narrow.output
+
+
+def test_version_names_the_package_and_commit() -> None:
+    result = cli.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.startswith("pretrainbench 0.")
+    if (Path(__file__).resolve().parents[2] / ".git").exists():
+        assert "(git " in result.output
+
+
+def test_one_home_for_files_and_clear_errors(runner_env: TaskWorld) -> None:
+    """Store and runs default under $PRETRAINBENCH_HOME (said at the start), never the current
+    directory; reading a store that does not exist, or an unknown task, exits non-zero."""
+    home = runner_env.home
+    ran = cli.invoke(app, ["run", "--task", "fake-lr", "--agent", "baseline:constant", "--quiet"])
+    assert ran.exit_code == 0, ran.output
+    store = home / "pretrainbench.db"
+    assert f"home {home} · runs {home / 'runs'} · store sqlite:///{store}" in ran.output
+    assert store.is_file() and len(list((home / "runs").iterdir())) == 1
+    assert list(Path.cwd().iterdir()) == []  # nothing written where the command ran
+    shown = cli.invoke(app, ["leaderboard", "show"])
+    assert shown.exit_code == 0 and "constant" in shown.output
+
+    unknown = cli.invoke(app, ["leaderboard", "show", "--task", "nope"])
+    assert unknown.exit_code == 1
+    assert "no runs of task 'nope'" in unknown.output and "fake-lr" in unknown.output
+    exported = cli.invoke(app, ["leaderboard", "export", "--task", "nope"])
+    assert exported.exit_code == 1 and "'nope'" in exported.output
+    bad_task = cli.invoke(app, ["run", "--task", "nope", "--quiet"])
+    assert bad_task.exit_code == 1
+    assert "unknown task 'nope'" in bad_task.output and "fake-lr" in bad_task.output
+
+    absent = home / "elsewhere.db"
+    for args in (["show"], ["export"], ["export", "--format", "csv"], ["serve"]):
+        result = cli.invoke(app, ["leaderboard", *args, "--db", str(absent)])
+        assert result.exit_code == 1, (args, result.output)
+        assert f"no leaderboard store at {absent}" in result.output
+        assert "runner run" in result.output  # the hint
+    assert not absent.exists()  # never created by reading
+    store.unlink()
+    default = cli.invoke(app, ["leaderboard", "show"])
+    assert default.exit_code == 1 and str(store) in default.output
