@@ -6,6 +6,7 @@ session state, baselines and the initial observation. Pure Python (no torch).
 
 from env._baselines import Baseline, BaselineEdit, BaselineError, baseline_edits, load_baselines
 from env._errors import EditError, IntegrityError, TaskSpecError
+from env._listing import file_diff
 from env._observation import ObservationError, render_observation
 from env._paths import tasks_dir
 from env._plots import PlotSeries, plot_series
@@ -38,6 +39,7 @@ __all__ = [
     "ToolResult",
     "Workspace",
     "baseline_edits",
+    "file_diff",
     "list_tasks",
     "load_baselines",
     "load_task",

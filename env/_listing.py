@@ -4,12 +4,13 @@ and the ``[Current file: …]`` snapshot that ends every edit result. The words 
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Set as AbstractSet
 
 from env import _texts as texts
 from env._file import WorkspaceFile
 
-__all__ = ["numbered", "render_file", "snapshot"]
+__all__ = ["file_diff", "numbered", "render_file", "snapshot"]
 
 _CONTEXT_BEFORE = 3  # frozen lines shown above a region in a snapshot
 _CONTEXT_AFTER = 1
@@ -57,3 +58,15 @@ def snapshot(f: WorkspaceFile, name: str) -> str:
         out.append(_line(f, n, editable))
         previous = n
     return "\n".join(out)
+
+
+def file_diff(before: str, after: str, name: str, *, created: bool = False) -> str:
+    """The unified diff of one file (``a/name`` → ``b/name``; from ``/dev/null`` when created),
+    every line ending in a newline even where the file's last line has none."""
+    lines = difflib.unified_diff(
+        before.splitlines(keepends=True),
+        after.splitlines(keepends=True),
+        fromfile="/dev/null" if created else f"a/{name}",
+        tofile=f"b/{name}",
+    )
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)

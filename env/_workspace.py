@@ -13,7 +13,6 @@ regions grow and shrink. Agent mistakes raise `EditError`, whose ``str()`` is th
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -22,7 +21,7 @@ from env import _texts as texts
 from env._checks import MAX_CONTENT_CHARS, FrozenReference, check_new_path, sha256, verify
 from env._errors import EditError, IntegrityError
 from env._file import WorkspaceFile
-from env._listing import numbered, render_file, snapshot
+from env._listing import file_diff, numbered, render_file, snapshot
 from env._regions import RegionSyntaxError, content_lines
 from env._spec import TaskSpec
 from env._workspace_state import FileState, UndoEntry, WorkspaceState
@@ -389,20 +388,11 @@ class Workspace:
 
     def diff(self) -> str:
         """Unified diff of every changed or created file against the original, agent names."""
-        chunks: list[str] = []
-        for f in self._files.values():
-            if not f.editable or (f.text == f.original_text and not f.created):
-                continue
-            name = self._agent_name(f.path)
-            chunks.extend(
-                difflib.unified_diff(
-                    f.original_text.splitlines(keepends=True),
-                    f.text.splitlines(keepends=True),
-                    fromfile="/dev/null" if f.created else f"a/{name}",
-                    tofile=f"b/{name}",
-                )
-            )
-        return "".join(line if line.endswith("\n") else line + "\n" for line in chunks)
+        return "".join(
+            file_diff(f.original_text, f.text, self._agent_name(f.path), created=f.created)
+            for f in self._files.values()
+            if f.editable and (f.text != f.original_text or f.created)
+        )
 
     def files(self) -> list[str]:
         """Agent names of every file in the workspace (editable first)."""

@@ -11,7 +11,6 @@ for it (`ToolBox.auto_submit`), as MLS-Bench's scorer falls back to the latest c
 
 from __future__ import annotations
 
-import difflib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -144,15 +143,10 @@ class ToolBox:
         files = {
             path: str(self.transcript.snapshot(step, path, text)) for path, text in after.items()
         }
+        import env
+
         diffs = {
-            path: "".join(
-                difflib.unified_diff(
-                    before.get(path, "").splitlines(keepends=True),
-                    text.splitlines(keepends=True),
-                    fromfile=f"a/{path}",
-                    tofile=f"b/{path}",
-                )
-            )
+            path: env.file_diff(before.get(path, ""), text, path)
             for path, text in after.items()
             if before.get(path) != text
         }
