@@ -13,7 +13,13 @@ from env._plots import PlotSeries, plot_series
 from env._session import Session, SessionError
 from env._spec import TaskSpec, list_tasks, load_task, validate_task_dir
 from env._state import Budgets, SessionState, TestEntry, ToolResult
-from env._texts import NO_TOOL_NUDGE, SYSTEM_PROMPT, VANILLA_INSTRUCTION, steps_reminder
+from env._texts import (
+    NO_TOOL_NUDGE,
+    SYSTEM_PROMPT,
+    VANILLA_INSTRUCTION,
+    mask_timings,
+    steps_reminder,
+)
 from env._tools import TOOL_NAMES, tool_schemas
 from env._workspace import Workspace
 
@@ -43,6 +49,7 @@ __all__ = [
     "list_tasks",
     "load_baselines",
     "load_task",
+    "mask_timings",
     "plot_series",
     "render_observation",
     "steps_reminder",

@@ -481,6 +481,21 @@ def infrastructure_failure(reason: str, left: int) -> str:
     )
 
 
+# The wall-clock figures the texts above carry: `(<seconds>s)` and `'elapsed_<job>': <seconds>`.
+_TIMING_PATTERNS = (
+    (re.compile(r"\(\d+(?:\.\d+)?s\)"), "(<t>s)"),
+    (re.compile(r"('elapsed_[^']*': )-?\d+(?:\.\d+)?(?:e-?\d+)?"), r"\1<t>"),
+)
+
+
+def mask_timings(text: str) -> str:
+    """``text`` with its wall-clock figures as ``<t>``: two runs of the same calls compare
+    equal however fast the machine was (replay, snapshot tests)."""
+    for pattern, placeholder in _TIMING_PATTERNS:
+        text = pattern.sub(placeholder, text)
+    return text
+
+
 def preflight_refused(elapsed_s: float, left: int, reasons: str) -> str:
     return (
         f"ERROR: Preflight failed: your code was rejected before training ({elapsed_s:.1f}s). "

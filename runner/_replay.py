@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, JsonValue, TypeAdapter
 
+import env
 from runner import _components as comp
 from runner._run import ActiveRun, RunError, new_run_id, read_run_info
 from runner._transcript import Event, read_transcript
@@ -32,12 +33,11 @@ if TYPE_CHECKING:
     from runner._agents import ToolArguments
     from runner._display import Display
 
-# What differs between two runs of the same calls without meaning anything: timings, and the
-# marks of a result that came from the cache (env/_texts.py: ``[cached]``, ``[cached, seed 1]``
-# on a line of its own after a job without metrics, `` [cached]`` after its final metrics).
-_INCIDENTAL = [
-    (re.compile(r"\(\d+(?:\.\d+)?s\)"), "(<t>s)"),
-    (re.compile(r"('elapsed_[^']*': )-?\d+(?:\.\d+)?(?:e-?\d+)?"), r"\1<t>"),
+# What differs between two runs of the same calls without meaning anything, besides timings
+# (`env.mask_timings`): the marks of a result that came from the cache (env/_texts.py:
+# ``[cached]``, ``[cached, seed 1]`` on a line of its own after a job without metrics,
+# `` [cached]`` after its final metrics).
+_CACHE_MARKS = [
     (re.compile(r"^\[cached[^\]\n]*\]\n", re.M), ""),
     (re.compile(r" \[cached\]$", re.M), ""),
 ]
@@ -174,9 +174,9 @@ def _comparable(text: str | None, mask: tuple[str, ...]) -> str:
         return "<no recorded result>"
     for value in sorted(mask, key=len, reverse=True):
         text = text.replace(value, "<run>")
-    for pattern, placeholder in _INCIDENTAL:
+    for pattern, placeholder in _CACHE_MARKS:
         text = pattern.sub(placeholder, text)
-    return text
+    return env.mask_timings(text)
 
 
 def _diff(recorded: str, replayed: str, step: int) -> str:

@@ -12,14 +12,13 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 import pytest
 
-from env import Budgets, Session, TaskSpec, list_tasks, load_task, tool_schemas
+from env import Budgets, Session, TaskSpec, list_tasks, load_task, mask_timings, tool_schemas
 from sandbox import DataPaths
 from tests._fixtures.scripted_backend import Outcome, scripted_executor
 
@@ -28,24 +27,10 @@ UPDATE = os.environ.get("PB_UPDATE_SNAPSHOTS") == "1"
 TASKS = list_tasks()
 
 
-# Wall-clock figures the real executor measures: written as placeholders so that a snapshot
-# shows the text, not how fast this machine was.
-_TIMINGS = [
-    (re.compile(r"\((\d+\.\d+)s\)"), "(<t>s)"),
-    (re.compile(r"('elapsed_[^']*': )\d+(\.\d+)?"), r"\1<t>"),
-]
-
-
-def _without_timings(text: str) -> str:
-    for pattern, placeholder in _TIMINGS:
-        text = pattern.sub(placeholder, text)
-    return text
-
-
 def check_snapshot(path: Path, text: str) -> None:
     """Compare `text` (timings as placeholders) with the stored snapshot, or store it when
     regenerating."""
-    text = _without_timings(text)
+    text = mask_timings(text)  # the texts, not how fast this machine was
     if UPDATE:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
