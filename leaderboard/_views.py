@@ -60,29 +60,6 @@ class TaskTable:
     def profiles(self) -> list[str]:
         return sorted({g.profile for g in self.groups})
 
-    def text_rows(self) -> tuple[list[str], list[list[str]]]:
-        """Headers and cells for a plain-text table (the runner's ``leaderboard show``)."""
-        headers = ["#", "method", "type", "score", *[s.key for s in self.specs], "status"]
-        cells: list[list[str]] = []
-        for row in self.rows:
-            s = row.scored
-            line = [
-                "" if row.rank is None else str(row.rank),
-                s.result.method + (" (reference)" if s.result.reference else ""),
-                s.result.type,
-                format_score(s.score),
-            ]
-            for spec in self.specs:
-                m = s.metrics.get(spec.key)
-                if m is None or m.stats is None:
-                    line.append("—")
-                else:
-                    std = f" ± {format_std(m.stats.std)}" if m.stats.std is not None else ""
-                    line.append(format_value(m.stats.mean) + std)
-            line.append(s.note or s.result.status)
-            cells.append(line)
-        return headers, cells
-
 
 def format_value(v: float | None) -> str:
     """A metric value for display: four significant decimals for small numbers."""

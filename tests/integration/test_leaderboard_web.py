@@ -144,20 +144,22 @@ def test_read_only_app_refuses_writes(tmp_path: Any) -> None:
 
 
 def test_text_table_rows_for_the_command_line(lb_store: Store, lb_runs: list[Any]) -> None:
+    """The command line prints the page's table (`runner._board`, from the same scored view)."""
     from leaderboard._views import build_task_table
+    from runner._board import _wide_table, board_tables
 
     for run in lb_runs:
         lb_store.record(run)
     table = build_task_table(lb_store, LR)
-    headers, cells = table.text_rows()
+    board = next(b for b in board_tables(lb_store, LR) if b.group == table.group.slug())
+    headers = [str(c.header) for c in _wide_table(board).columns]
     assert headers[:4] == ["#", "method", "type", "score"]
-    assert "val_loss_gpt-345m" in headers
-    assert len(cells) == 16 and all(len(c) == len(headers) for c in cells)
-    assert cells[0][0] == "1"
-    methods = [c[1] for c in cells]
-    assert "cosine (reference)" in methods
-    infra = next(c for c in cells if c[1] == "mistral-large")
-    assert infra[0] == "" and infra[3] == "—" and "infra error" in infra[-1]
+    assert "val_loss_gpt-345m" in [c.key for c in board.columns]
+    assert len(board.rows) == 16 and len(board.rows) == len(table.rows)
+    assert board.rows[0].rank == 1
+    assert any(r.method == "cosine" and r.reference for r in board.rows)
+    infra = next(r for r in board.rows if r.method == "mistral-large")
+    assert infra.rank is None and infra.score is None and "infra error" in (infra.note or "")
     page2 = build_task_table(lb_store, LR, limit=5, page=2)
     assert [r.rank for r in page2.rows] == [6, 7, 8, 9, 10] and page2.pages == 4
 
