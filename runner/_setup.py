@@ -57,9 +57,29 @@ def shards_ready(data_dir: Path) -> bool:
     return any(n.startswith("train") for n in shards) and any(n.startswith("val") for n in shards)
 
 
+def corpus_ready(home: Path) -> bool:
+    """True when the offline corpus's shards are complete and its held-out documents (the
+    evaluation sets' source, in their own folder) were written by the same build."""
+    offline, heldout = home / "data" / "offline", home / "data" / "offline-heldout"
+    if not shards_ready(offline):
+        return False
+    try:
+        meta = json.loads((offline / "meta.json").read_text())
+        held = json.loads((heldout / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(meta, dict)
+        and isinstance(held, dict)
+        and "heldout_documents" in meta
+        and held.get("corpus_text_sha256") == meta.get("text_sha256")
+        and (heldout / "heldout.jsonl").is_file()
+    )
+
+
 def setup_ready(home: Path) -> bool:
     """Whether the offline quick start has what it needs."""
-    return tokenizer_ready(home) and shards_ready(home / "data" / "offline")
+    return tokenizer_ready(home) and corpus_ready(home)
 
 
 #: What a codebase must ship to prepare the home (run by `run_setup`).
@@ -126,9 +146,17 @@ def run_setup(
         ),
         _step(
             SetupStep("offline corpus", offline, ""),
-            lambda: shards_ready(offline),
+            lambda: corpus_ready(home),
             f"building the offline English corpus into {offline} …",
-            [codebase / "offline_corpus.py", "--out", offline, "--tokenizer-dir", tok_dir],
+            [
+                codebase / "offline_corpus.py",
+                "--out",
+                offline,
+                "--heldout",
+                home / "data" / "offline-heldout",
+                "--tokenizer-dir",
+                tok_dir,
+            ],
             logs / "offline_corpus.log",
             force=force,
             say=say,

@@ -34,7 +34,7 @@ def cache_key(
     ``hidden``, ``show_log`` and ``description`` are left out: they change who sees a result, not the result.
     """
     identity: dict[str, Any] = {
-        "v": 2,
+        "v": 3,
         "files": {k: hashlib.sha256(v.encode()).hexdigest() for k, v in sorted(files.items())},
         "job": job.model_dump(
             mode="json",

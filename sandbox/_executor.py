@@ -157,7 +157,6 @@ class Executor:
                 reason=f"cannot prepare the test directory: {exc.strerror or exc}",
                 elapsed_s=time.monotonic() - start,
             )
-        data_fp = _data_fingerprint(request.data)
         keys: dict[tuple[str, int], str] = {}
         results: dict[tuple[str, int], SeedResult] = {}
         # in level order, so that the keys of a job's needs exist before its own is made
@@ -169,7 +168,7 @@ class Executor:
                     seed=seed,
                     profile=request.profile,
                     codebase_version=codebase_version,
-                    data_fingerprint=data_fp,
+                    data_fingerprint=_data_fingerprint(request.data, job),
                     env=request.env,
                     needs_keys=[keys[(n, seed)] for n in job.needs],
                 )
@@ -478,18 +477,23 @@ _INPUT_NAMES = {
 }
 
 
+def _input_dirs(data: DataPaths) -> dict[str, Path | None]:
+    """The host directory behind each data input name."""
+    return {
+        "train_data": data.data_dir,
+        "eval_data": data.eval_data_dir,
+        "tokenizer": data.tokenizer_dir,
+        "hf_home": data.hf_home,
+    }
+
+
 def _granted_inputs(spec: JobSpec, data: DataPaths) -> tuple[dict[str, Path], list[str]]:
     """The host directories of the data inputs a job declares, and the names of missing ones.
 
     ``eval_data`` means the evaluation sets wherever they come from: the offline sets, or the
     prepared Hugging Face cache (granted as ``hf_home``) when the source is ``hf``.
     """
-    where: dict[str, Path | None] = {
-        "train_data": data.data_dir,
-        "eval_data": data.eval_data_dir,
-        "tokenizer": data.tokenizer_dir,
-        "hf_home": data.hf_home,
-    }
+    where = _input_dirs(data)
     granted: dict[str, Path] = {}
     missing: list[str] = []
     for name in spec.inputs:
@@ -511,10 +515,20 @@ def _overall(results: list[SeedResult]) -> tuple[Status, str | None]:
     return "ok", None
 
 
-def _data_fingerprint(data: DataPaths) -> str:
-    """The data a test reads, as one string for its cache keys."""
-    dirs = (data.data_dir, data.eval_data_dir, data.tokenizer_dir)
-    return "|".join(fingerprint_dir(p) for p in dirs) + "|" + data.eval_source
+def _data_fingerprint(data: DataPaths, spec: JobSpec) -> str:
+    """The data one job reads (only the inputs it declares), as one string for its cache key.
+
+    Per job, so that new evaluation sets re-run the evaluations but not the training that
+    never read them.
+    """
+    where = _input_dirs(data)
+    parts = []
+    for name in sorted(spec.inputs):
+        if name == "eval_data":
+            parts.append(f"eval_source={data.eval_source}")
+            name = "hf_home" if data.eval_source == "hf" else name
+        parts.append(f"{name}={fingerprint_dir(where[name])}")
+    return "|".join(parts)
 
 
 def _needed_outputs(

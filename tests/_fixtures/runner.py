@@ -225,7 +225,12 @@ def prepare_fake_home(home: Path) -> None:
         payload = bytes(range(64)) * 4
         (data / name).write_bytes(payload)
         shards[name] = {"bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
-    (data / "meta.json").write_text(json.dumps({"shards": shards}))
+    meta = {"shards": shards, "text_sha256": "stand-in", "heldout_documents": 1}
+    (data / "meta.json").write_text(json.dumps(meta))
+    heldout = home / "data" / "offline-heldout"
+    heldout.mkdir(parents=True, exist_ok=True)
+    (heldout / "heldout.jsonl").write_text('{"id": 5, "text": "A held-out document."}\n')
+    (heldout / "meta.json").write_text(json.dumps({"corpus_text_sha256": "stand-in"}))
 
 
 @pytest.fixture

@@ -6,10 +6,14 @@ script: the language reference topics of pydoc_data, then the docstrings and com
 every module, harvested with `ast` (no code is imported or run), in a fixed file order. Each
 text is cleaned (indentation removed; doctest examples, option tables and other non-prose
 paragraphs dropped) and becomes one document; documents are joined by <|endoftext|>. Every
-20th document goes to the validation split. The same Python version gives the same corpus;
-meta.json records the Python version and the sha256 of the text and of every shard.
+20th document goes to the validation split, and three more in every 20 are held out of
+training altogether: they are the text the offline evaluation sets are generated from
+(make_eval_sets.py), written with --heldout to a folder of their own, never beside the shards
+that a training job is granted. The same Python version gives the same corpus; meta.json records
+the Python version and the sha256 of the text and of every shard.
 
-    python offline_corpus.py --out ~/.cache/pretrainbench/data/offline
+    python offline_corpus.py --out ~/.cache/pretrainbench/data/offline \
+        --heldout ~/.cache/pretrainbench/data/offline-heldout
 """
 
 import argparse
@@ -33,6 +37,8 @@ from pb_tokenizer import EOT_TOKEN, GPT2_TIKTOKEN_SHA256, get_gpt2_encoding
 
 SOURCE = "python-stdlib-docstrings"
 VAL_EVERY = 20  # document i goes to the validation split when i % VAL_EVERY == 0
+HELDOUT = (5, 10, 15)  # ... and is held out of training (evaluation text) when i % VAL_EVERY is one of these
+HELDOUT_FILE = "heldout.jsonl"  # one {"id": i, "text": ...} per held-out document
 MIN_WORDS = 8  # shorter paragraphs are mostly signatures and labels, not prose
 # parts of the standard library that are not documentation: tests, vendored code, encodings tables
 SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "encodings",
@@ -153,8 +159,30 @@ def harvest(root=None) -> list:
 # building the shards
 
 
-def build(out_dir, tokenizer_dir=None, root=None, quiet=False) -> dict:
-    """Write train_000000.bin, val_000000.bin and meta.json into out_dir; returns the meta."""
+def split_of(i: int) -> str:
+    """Which split document i belongs to: val, heldout (never trained on) or train."""
+    if i % VAL_EVERY == 0:
+        return "val"
+    return "heldout" if i % VAL_EVERY in HELDOUT else "train"
+
+
+def write_heldout(heldout_dir, docs, text_hash) -> Path:
+    """The held-out documents as JSON lines, then a meta.json naming their corpus and sha256."""
+    heldout_dir = Path(heldout_dir)
+    heldout_dir.mkdir(parents=True, exist_ok=True)
+    lines = "".join(json.dumps({"id": i, "text": d}) + "\n" for i, d in enumerate(docs) if split_of(i) == "heldout")
+    tmp = heldout_dir / (HELDOUT_FILE + ".tmp")
+    tmp.write_text(lines, encoding="utf-8")
+    tmp.replace(heldout_dir / HELDOUT_FILE)
+    meta = {"source": SOURCE, "python_version": sys.version.split()[0], "corpus_text_sha256": text_hash,
+            "documents": lines.count("\n"), "sha256": hashlib.sha256(lines.encode()).hexdigest()}
+    (heldout_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return heldout_dir / HELDOUT_FILE
+
+
+def build(out_dir, tokenizer_dir=None, root=None, quiet=False, heldout_dir=None) -> dict:
+    """Write train_000000.bin, val_000000.bin and meta.json into out_dir (and the held-out
+    documents into heldout_dir when given); returns the meta."""
     t0 = time.time()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -166,7 +194,8 @@ def build(out_dir, tokenizer_dir=None, root=None, quiet=False) -> dict:
     splits = {"train": [], "val": []}
     for i, ids in enumerate(enc.encode_ordinary_batch(docs, num_threads=2)):
         # <|endoftext|> precedes every document, as in GPT-2's training data
-        splits["val" if i % VAL_EVERY == 0 else "train"].append(np.array([EOT_TOKEN, *ids], dtype=np.uint16))
+        if split_of(i) != "heldout":
+            splits[split_of(i)].append(np.array([EOT_TOKEN, *ids], dtype=np.uint16))
     for stale in [*out_dir.glob("train_*.bin"), *out_dir.glob("val_*.bin")]:
         stale.unlink()  # shards of an earlier build must not mix with these
     for split, parts in splits.items():
@@ -181,7 +210,10 @@ def build(out_dir, tokenizer_dir=None, root=None, quiet=False) -> dict:
         tokenizer="gpt2",
         tokenizer_sha256=GPT2_TIKTOKEN_SHA256,
         builder="offline_corpus.py",
+        heldout_documents=sum(split_of(i) == "heldout" for i in range(len(docs))),
     )
+    if heldout_dir is not None:
+        write_heldout(heldout_dir, docs, text_hash)
     if not quiet:
         print(f"{len(docs)} documents, {meta['characters'] / 1e6:.2f} M characters, "
               f"train {meta['splits']['train']['tokens']:,} tokens, val {meta['splits']['val']['tokens']:,} tokens "
@@ -192,6 +224,8 @@ def build(out_dir, tokenizer_dir=None, root=None, quiet=False) -> dict:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="directory for the shards and meta.json")
+    parser.add_argument("--heldout", default=None, metavar="DIR",
+                        help="write the held-out documents (the evaluation sets' source) here; never inside --out")
     parser.add_argument("--tokenizer-dir", default=None, help="directory with gpt2.tiktoken (default: PB_TOKENIZER_DIR)")
     parser.add_argument("--print-sample", type=int, default=0, metavar="N", help="print the first N documents and exit")
     args = parser.parse_args()
@@ -199,6 +233,8 @@ if __name__ == "__main__":
         for doc in harvest()[: args.print_sample]:
             print(doc, end="\n\n---\n\n")
         sys.exit(0)
-    meta = build(args.out, args.tokenizer_dir)
+    if args.heldout and Path(args.heldout).resolve().is_relative_to(Path(args.out).resolve()):
+        parser.error("--heldout must not be inside --out: a training job is granted --out")
+    meta = build(args.out, args.tokenizer_dir, heldout_dir=args.heldout)
     json.dump({k: meta[k] for k in ("source", "sha256", "splits")}, sys.stdout, indent=2)
     print()
