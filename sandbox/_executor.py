@@ -439,13 +439,15 @@ class Executor:
         if not spec.metrics:
             return SeedResult(status="ok", **base)
         try:
-            metrics, source = read_metrics(out, spec, seed, request.profile)
+            metrics, stderr, source = read_metrics(out, spec, seed, request.profile)
         except MetricsError as exc:
             return SeedResult(status="failed", reason=f"no valid metrics: {exc}", **base)
         # The data identity counts only from a job that read the training data itself: another
         # evaluation can only repeat what the training job (possibly agent code) claimed.
         identity = source if "train_data" in spec.inputs else None
-        return SeedResult(status="ok", metrics=metrics, dataset_source=identity, **base)
+        return SeedResult(
+            status="ok", metrics=metrics, stderr=stderr, dataset_source=identity, **base
+        )
 
     @contextlib.contextmanager
     def _slot(self, gpus: int) -> Any:

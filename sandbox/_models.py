@@ -192,6 +192,9 @@ class SeedResult(_Model):
     status: Status
     reason: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
+    #: the evaluator's standard error of each metric that has one (same units as the metric;
+    #: e.g. an accuracy's sampling error over the evaluation items), as hidden as its metric
+    stderr: dict[str, float] = Field(default_factory=dict)
     elapsed_s: float = 0.0
     log_path: str | None = None
     log_tail: str = ""

@@ -41,8 +41,10 @@ class MetricsError(ValueError):
 
 def read_metrics(
     out_dir: Path, job: JobSpec, seed: int, profile: str
-) -> tuple[dict[str, float], str | None]:
-    """The metrics the trusted evaluator wrote for this (job, seed), and their data source.
+) -> tuple[dict[str, float], dict[str, float], str | None]:
+    """The metrics the trusted evaluator wrote for this (job, seed), the standard errors it
+    gives for some of them (``stderr``: optional, finite and >= 0, declared names only), and
+    their data source.
 
     Only this file counts, and only the names the job declares: nothing the job printed is
     ever read as a metric. (Jobs that report metrics run only the original code.)
@@ -76,7 +78,27 @@ def read_metrics(
         if not math.isfinite(value):
             raise MetricsError(f"metric {name} is not finite ({value})")
         metrics[name] = float(value)
-    return metrics, dataset_identity(doc.get("dataset_source"), doc.get("data_fingerprint"))
+    raw_se = doc.get("stderr", {})
+    if not isinstance(raw_se, dict):
+        raise MetricsError("metrics.json stderr is not an object")
+    stderr: dict[str, float] = {}
+    for name in job.metrics:
+        se = raw_se.get(name)
+        if se is None:
+            continue
+        if (
+            isinstance(se, bool)
+            or not isinstance(se, int | float)
+            or not se >= 0
+            or not math.isfinite(se)
+        ):
+            raise MetricsError(f"metrics.json stderr of {name} is not a finite number >= 0")
+        stderr[name] = float(se)
+    return (
+        metrics,
+        stderr,
+        dataset_identity(doc.get("dataset_source"), doc.get("data_fingerprint")),
+    )
 
 
 def dataset_identity(source: object, fingerprint: object) -> str | None:

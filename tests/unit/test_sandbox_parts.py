@@ -176,15 +176,25 @@ GOOD = {
 
 def test_read_metrics_keeps_only_the_declared_names(tmp_path: Path) -> None:
     extra = {**GOOD, "metrics": {**GOOD["metrics"], "arc_easy": 99.0}}  # type: ignore[dict-item]
-    metrics, _ = read_metrics(_metrics(tmp_path, extra), EVAL, 42, "tiny")
+    metrics, _, _ = read_metrics(_metrics(tmp_path, extra), EVAL, 42, "tiny")
     assert metrics == {"val_loss": 3.2, "wikitext2_ppl": 800.0}
 
 
+def test_read_metrics_reads_standard_errors_of_declared_metrics_only(tmp_path: Path) -> None:
+    doc = {**GOOD, "stderr": {"wikitext2_ppl": 4.5, "arc_easy": 2.1}}
+    _, stderr, _ = read_metrics(_metrics(tmp_path, doc), EVAL, 42, "tiny")
+    assert stderr == {"wikitext2_ppl": 4.5}
+    for bad in ({"val_loss": -1.0}, {"val_loss": float("nan")}, {"val_loss": "x"}, [1.0]):
+        with pytest.raises(MetricsError):
+            read_metrics(_metrics(tmp_path, {**GOOD, "stderr": bad}), EVAL, 42, "tiny")
+
+
 def test_read_metrics_accepts_the_evaluator_format(tmp_path: Path) -> None:
-    metrics, source = read_metrics(_metrics(tmp_path, GOOD), EVAL, 42, "tiny")
+    metrics, stderr, source = read_metrics(_metrics(tmp_path, GOOD), EVAL, 42, "tiny")
+    assert stderr == {}
     assert metrics == {"val_loss": 3.2, "wikitext2_ppl": 800.0} and source == "offline"
     fingerprinted = {**GOOD, "data_fingerprint": "sha256:d8f66142a1b2c3d4e5f6"}
-    _, source = read_metrics(_metrics(tmp_path, fingerprinted), EVAL, 42, "tiny")
+    _, _, source = read_metrics(_metrics(tmp_path, fingerprinted), EVAL, 42, "tiny")
     assert source == "offline@d8f66142a1b2"  # another corpus is another identity
 
 
