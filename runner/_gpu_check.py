@@ -562,8 +562,11 @@ def _eval_throughput(opts: CheckOptions, part: Part) -> PartResult:
     return _result(part, "ok", summary, ran, cmd, data, log)
 
 
-def _docker(opts: CheckOptions, part: Part, pinned_torch: str | None) -> PartResult:
+def _docker(opts: CheckOptions, part: Part) -> PartResult:
     from sandbox import GPU_IMAGE
+    from sandbox.images import pinned_torch_version
+
+    pinned_torch = pinned_torch_version()
 
     docker = shutil.which("docker")
     if docker is None:
@@ -600,20 +603,11 @@ def _docker(opts: CheckOptions, part: Part, pinned_torch: str | None) -> PartRes
     problems = []
     if not result.get("cuda"):
         problems.append("torch in the image sees no GPU")
-    if pinned_torch and torch_in_image != pinned_torch:
+    if torch_in_image != pinned_torch:
         problems.append(f"the image has torch {torch_in_image}, the project pins {pinned_torch}")
     summary = f"{GPU_IMAGE}: torch {result.get('torch')} on {result.get('name') or 'no GPU'}"
     status: Status = "failed" if problems else "ok"
     return _result(part, status, "; ".join([summary, *problems]), ran, cmd, {"probe": result}, log)
-
-
-def pinned_torch_version(pyproject: Path = REPO_ROOT / "pyproject.toml") -> str | None:
-    """The torch release pyproject.toml pins (``torch==X``), or None."""
-    try:
-        match = re.search(r'"torch==([0-9][^"]*)"', pyproject.read_text())
-    except OSError:
-        return None
-    return match.group(1) if match else None
 
 
 # -- the whole check ---------------------------------------------------------------------------
@@ -669,7 +663,7 @@ def run_gpu_check(opts: CheckOptions, say: Say) -> GpuCheckReport:
             elif part.name == "eval-throughput":
                 result = _eval_throughput(opts, part)
             else:
-                result = _docker(opts, part, pinned_torch_version())
+                result = _docker(opts, part)
             parts.append(result)
             say(f"    {result.status}: {result.summary}")
     report = GpuCheckReport(
