@@ -99,7 +99,7 @@ def test_missing_planner_is_a_reason_not_a_traceback(tmp_path: Path) -> None:
     [
         ("import sys\nsys.exit('planner broke')\n", "planner broke"),
         ("print('not json')\n", "exit 0"),  # no JSON: reported with its output
-        ('print(\'{"micro_batch": 8}\')\n', "printed no grad_accum"),
+        ("print('{\"micro_batch\": 8}')\n", "printed no grad_accum"),
         (
             'import json; print(json.dumps({"micro_batch": 96, "grad_accum": 6, '
             '"estimated_peak_bytes": 100 * 2**30, "fraction_of_gpu": 1.25}))\n',
@@ -184,6 +184,4 @@ def test_a_real_run_without_a_gpu_fails_with_reasons(tmp_path: Path) -> None:
     assert env.name == "environment" and env.status == "failed"
     assert "torch sees no CUDA device" in env.summary and env.data["cuda_available"] is False
     assert isinstance(env.data["torch"], str) and env.data["torch"].startswith("2.")
-    assert all(
-        p.status == "skipped" and p.summary == "no GPU visible" for p in report.parts[1:]
-    )
+    assert all(p.status == "skipped" and p.summary == "no GPU visible" for p in report.parts[1:])
