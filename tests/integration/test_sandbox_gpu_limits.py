@@ -12,7 +12,13 @@ import pytest
 
 from sandbox import LocalBackend
 from sandbox._backend import GpuPool
-from tests.integration.test_sandbox_local import charged, make_job, needs_sandbox, run
+from tests.integration.test_sandbox_local import (  # the local backend's tests' helpers
+    backend,  # noqa: F401 (a fixture)
+    charged,
+    make_job,
+    needs_sandbox,
+    run,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -33,27 +39,20 @@ def inherited_address_space_limit() -> Iterator[None]:
         resource.setrlimit(resource.RLIMIT_AS, before)
 
 
-@pytest.fixture
-def one_gpu_backend() -> Iterator[LocalBackend]:
-    b = LocalBackend(
-        memory_limit_mb=1024, max_processes=128, gpu_memory_limit_mb=1024, gpu_max_processes=128
-    )
-    b.gpu_capacity, b._gpu_pool = 1, GpuPool(["0"])  # a device id; no CUDA code runs
-    yield b
-    b.close()
-
-
 @needs_sandbox
 def test_gpu_job_lifts_an_inherited_address_space_limit(
-    tmp_path: Path, one_gpu_backend: LocalBackend, inherited_address_space_limit: None
+    tmp_path: Path,
+    backend: LocalBackend,  # noqa: F811 (the fixture imported above)
+    inherited_address_space_limit: None,
 ) -> None:
-    outcome, text = run(one_gpu_backend, make_job(tmp_path, SCRIPT, label="gpu", gpus=1))
+    backend.gpu_capacity, backend._gpu_pool = 1, GpuPool(["0"])  # a device id; no CUDA runs
+    outcome, text = run(backend, make_job(tmp_path, SCRIPT, label="gpu", gpus=1))
     charged(outcome)
     assert outcome.exit_code == 0 and "done" in text
     line = next(x for x in text.splitlines() if x.startswith("Max address space"))
     assert line.split()[3] == "unlimited", line
 
-    outcome, text = run(one_gpu_backend, make_job(tmp_path, SCRIPT, label="cpu"))
+    outcome, text = run(backend, make_job(tmp_path, SCRIPT, label="cpu"))
     charged(outcome)
     line = next(x for x in text.splitlines() if x.startswith("Max address space"))
     assert line.split()[3] == str(SOFT_AS), line  # the CPU job kept it: the lift is per kind

@@ -10,22 +10,13 @@ from pathlib import Path
 from sandbox import Job, LocalBackend, probe_host
 from sandbox._docker import CPU_JOB_LIMITS, GPU_JOB_LIMITS
 from sandbox._local import address_space_refusal
+from tests.integration.test_sandbox_local import make_job
 
 SECURITY = Path(__file__).resolve().parents[2] / "docs" / "SECURITY.md"
 
 
 def job(tmp_path: Path, gpus: int) -> Job:
-    return Job(
-        label="train",
-        seed=1,
-        script="run.sh",
-        codebase_dir=tmp_path,
-        files={},
-        out_dir=tmp_path / "out",
-        log_path=tmp_path / "log",
-        time_limit_s=10.0,
-        gpus=gpus,
-    )
+    return make_job(tmp_path, "true\n", gpus=gpus)
 
 
 def table_row(limit: str) -> list[str]:
