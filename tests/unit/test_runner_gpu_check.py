@@ -185,3 +185,17 @@ def test_a_real_run_without_a_gpu_fails_with_reasons(tmp_path: Path) -> None:
     assert "torch sees no CUDA device" in env.summary and env.data["cuda_available"] is False
     assert isinstance(env.data["torch"], str) and env.data["torch"].startswith("2.")
     assert all(p.status == "skipped" and p.summary == "no GPU visible" for p in report.parts[1:])
+
+
+def test_eval_throughput_rows_are_read_from_the_benchmarks_table() -> None:
+    from runner._gpu_check import _EVAL_ROW
+
+    # eval_throughput.py's own lines (a CPU run of `--batch-size 64 --threads 1`)
+    table = (
+        "loglikelihood  in process bs=1         512          59.0        148.0     1.00x    0.00e+00\n"
+        "Tokenizing inputs: 100%|##########| 512/512\n"
+        "loglikelihood  in process bs=64        512         163.8        412.7     2.78x    4.77e-06\n"
+        "loglikelihood  worker bs=64            512         159.3        534.4     2.70x    4.77e-06\n"
+        "rolling        in process bs=1           6           3.9          9.8     1.00x    0.00e+00\n"
+    )
+    assert _EVAL_ROW.findall(table) == [("1", "512", "59.0"), ("64", "512", "163.8")]
