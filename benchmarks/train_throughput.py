@@ -6,8 +6,9 @@
 Runs the real training step of custom_pretrain.py (forward, backward, gradient clipping, fused
 AdamW on CUDA, bf16 autocast, torch.compile as the profile would) on random tokens, one
 micro-batch per step. Warm-up steps (compilation included) are not timed. MFU uses the bf16
-dense peak of the detected GPU (H100/H200 SXM 989.5 TFLOP/s, A100 312) and the 6N + 12LHQT
-FLOPs-per-token estimate; it is not reported on CPU.
+dense peak of the exact GPU model (the table in docs/PERFORMANCE.md, `GPU_PEAK_FLOPS` in the
+codebase) and the 6N + 12LHQT FLOPs-per-token estimate; on CPU or an unlisted GPU it is None
+and `mfu_note` says why.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def measure(
     times = [step() for _ in range(steps)]
     dt = statistics.median(times)
     tokens_per_s = B * T / dt
-    peak = cp.gpu_peak_flops(device_type)
+    peak, no_mfu = cp.gpu_peak_flops(device_type)
     flops_per_token = raw.flops_per_token()
     result: dict[str, Any] = {
         "profile": profile,
@@ -92,6 +93,7 @@ def measure(
         "tokens_per_s": round(tokens_per_s, 1),
         "mfu": round(flops_per_token * tokens_per_s / peak, 4) if peak else None,
         "peak_tflops": peak / 1e12 if peak else None,
+        "mfu_note": no_mfu,
         "profile_iteration_s": round(dt * cfg["tokens_per_iter"] / (B * T), 3),
     }
     if device_type == "cuda":

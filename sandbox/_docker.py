@@ -27,6 +27,7 @@ it sent itself, and its own memory limit are the job's outcome.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -86,6 +87,10 @@ class ContainerLimits:
     tmp_mb: int
     cpus: float | None = None
 
+    def for_gpus(self, gpus: int) -> ContainerLimits:
+        """These limits for a job on ``gpus`` GPUs: ``memory_mb`` is per GPU (one DDP rank each)."""
+        return dataclasses.replace(self, memory_mb=self.memory_mb * max(1, gpus))
+
     def describe(self) -> str:
         cpus = "all" if self.cpus is None else f"{self.cpus:g}"
         return (
@@ -99,14 +104,21 @@ class ContainerLimits:
 #: pool (up to 32 processes of ~200 MiB on a large host) is the peak. 1024 tasks (threads
 #: count) covers torch's intra-op threads and that pool on a 64-core host; a fork bomb stops.
 CPU_JOB_LIMITS = ContainerLimits(memory_mb=8192, pids=1024, shm_mb=512, tmp_mb=2048)
-#: GPU jobs: torchrun with 2 ranks (DDP) and torch.compile, or lm-eval on a 345M checkpoint.
-#: Host memory per rank: CUDA context and pinned buffers (~3 GiB), a full checkpoint copied to
-#: the host on save (weights + AdamW state of 345M params, ~4 GiB); inductor's compile pool
-#: (up to 32 workers per rank, ~300 MiB each, while compiling); shared memory for NCCL and
-#: data loading (8 GiB); Triton/inductor caches in /tmp (~1 GiB used of 8). About 45 GiB at
-#: peak: 64 GiB leaves room, and four such jobs fit an 8-GPU node with 512 GiB. Threads: two
-#: ranks of ~100 plus ~64 compile workers of ~10 each, so 4096 is four times the peak.
-GPU_JOB_LIMITS = ContainerLimits(memory_mb=65536, pids=4096, shm_mb=8192, tmp_mb=8192)
+#: GPU jobs: torchrun DDP (2 ranks for the full profile) with torch.compile, or lm-eval on a
+#: 345M checkpoint; the same numbers as the local backend's (docs/SECURITY.md, "Limits per job
+#: kind"). ``memory_mb`` is per GPU (a job gets it times its GPUs): per rank the CUDA context,
+#: torch and cuDNN/NCCL libraries and pinned batches (~4-6 GiB), inductor's compile pool (up to
+#: 32 worker processes per rank at 0.3-0.6 GiB while compiling, ~10-16 GiB), rank 0's host copy
+#: of the checkpoint on save (weights + AdamW state of 355M parameters, ~4 GiB, twice while
+#: serialising), and what the job writes to the /tmp and /dev/shm tmpfs. About 20-26 GiB per
+#: rank at the compile peak: 32 GiB leaves room without letting one job take a node. Threads
+#: count against ``pids``: per rank ~100 (OpenMP, CUDA, NCCL) plus its compile workers' (~400),
+#: gcc and ptxas while Triton compiles; 8192 is several times two ranks' peak and still stops a
+#: fork bomb. /dev/shm (8 GiB): NCCL's shared-memory transport and proxy buffers (hundreds of
+#: MiB; Docker's default 64 MiB makes NCCL fail) with room to spare. /tmp (16 GiB): the
+#: inductor and Triton caches (1-2 GiB for GPT-2 Medium). No address-space limit: CUDA reserves
+#: terabytes of virtual address space and fails to initialise under one.
+GPU_JOB_LIMITS = ContainerLimits(memory_mb=32768, pids=8192, shm_mb=8192, tmp_mb=16384)
 
 
 def docker_client(timeout: float = 10.0) -> Any:
@@ -412,7 +424,7 @@ class DockerBackend(Backend):
 
         runtime = [ro(str(p), p) for p in self.host_runtime]
         needs = [ro(f"{IN_SANDBOX.needs}/{label}", path) for label, path in job.needs.items()]
-        kind = self.gpu_limits if job.gpus else self.cpu_limits
+        kind = self.limits_for(job)
         env = sandboxed_job_environment(job, path=self._facts.path, home=f"{IN_SANDBOX.tmp}/home")
         mounts = [
             *runtime,
@@ -440,6 +452,10 @@ class DockerBackend(Backend):
                 self._spec(job, f"worker-{index}", job.workers.script, wenv, wmounts, kind, gpu_ids)
             )
         return job_spec, worker_specs
+
+    def limits_for(self, job: Job) -> ContainerLimits:
+        """The limits of ``job``'s containers by job kind; a GPU job's memory is per GPU."""
+        return self.gpu_limits.for_gpus(job.gpus) if job.gpus > 0 else self.cpu_limits
 
     def _hand_over(self, path: Path) -> None:
         """Make ``path`` writable for the sandbox user and nobody else."""
@@ -483,7 +499,12 @@ class DockerBackend(Backend):
             "memswap_limit": f"{limits.memory_mb}m",
             "pids_limit": limits.pids,
             # a crashing job must not run the host's core_pattern helper or fill the disk
-            "ulimits": [Ulimit(name="core", soft=0, hard=0)],
+            "ulimits": [
+                Ulimit(name="core", soft=0, hard=0),
+                # CUDA cannot initialise under an address-space limit: never inherit one from
+                # the daemon's default-ulimits
+                *([Ulimit(name="as", soft=-1, hard=-1)] if gpu_ids else []),
+            ],
             # under host-wide memory pressure the kernel kills a sandbox before the harness
             "oom_score_adj": 500,
             "log_config": LogConfig(type="json-file", config={"max-size": "16m", "max-file": "2"}),

@@ -46,6 +46,7 @@ import json
 import logging
 import os
 import re
+import resource
 import shutil
 import signal
 import stat
@@ -113,11 +114,16 @@ _UID_COUNT = 65536
 _SAFE_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 # The launcher joins the cgroups, then becomes the sandbox: `bash -c` with positional args
-# umask, status mode, cgroup.procs files…, --, the command. It is the harness's code and runs
-# before any of the job's. In plain (weak) mode it reports that it reached exec on the status
-# fd itself and closes that fd, so the job never holds it.
+# umask, status fd, plain mode, address-space lift, cgroup.procs files…, --, the command. It is
+# the harness's code and runs before any of the job's. In plain (weak) mode it reports that it
+# reached exec on the status fd itself and closes that fd, so the job never holds it. For a GPU
+# job it lifts an address-space limit (`ulimit -v`) the supervisor may have inherited: CUDA
+# reserves terabytes of virtual address space and fails to initialise under one.
 _LAUNCHER = r"""
-umask "$1"; status_fd="$2"; plain="$3"; shift 3
+umask "$1"; status_fd="$2"; plain="$3"; lift_as="$4"; shift 4
+if [ "$lift_as" = 1 ]; then
+    ulimit -S -v unlimited 2>/dev/null || { echo "pb-sandbox: cannot lift ulimit -v" >&2; exit 125; }
+fi
 while [ "$1" != -- ]; do
     echo $$ 2>/dev/null > "$1" || { echo "pb-sandbox: cannot join cgroup $1" >&2; exit 125; }
     shift
@@ -409,6 +415,18 @@ def sweep_stale_work_dirs(root: Path) -> list[Path]:
     return removed
 
 
+def address_space_refusal(limit: tuple[int, int]) -> str | None:
+    """Why a GPU job cannot start under this (soft, hard) ``RLIMIT_AS``, or None. A soft limit
+    the launcher lifts; a hard one it cannot, and CUDA fails to initialise under it."""
+    hard = limit[1]
+    if hard == resource.RLIM_INFINITY:
+        return None
+    return (
+        f"the harness runs under a hard address-space limit (ulimit -v {hard // 1024} KiB) that "
+        "a GPU job cannot lift; CUDA does not start under one: run the runner without it"
+    )
+
+
 class _Refused(Exception):
     """A job that must not start; its message is the infrastructure reason."""
 
@@ -434,7 +452,11 @@ class LocalBackend(Backend):
     compiles; 8192 leaves room for that several times over and still bounds a fork bomb.
     ``gpu_shm_mb`` (8 GiB, as the Docker backend) is for NCCL's shared-memory transport and
     DataLoader workers; Docker's default 64 MiB is too small for either. ``gpu_tmp_mb`` (16 GiB)
-    holds the inductor and Triton caches. A GPU job gets its share of the CPUs.
+    holds the inductor and Triton caches. A GPU job gets its share of the CPUs. A GPU job never
+    runs under an address-space limit (``ulimit -v``): CUDA fails to initialise under one, so the
+    launcher lifts a soft limit the supervisor inherited, and a hard one refuses the job
+    (`address_space_refusal`). The GPU numbers are the Docker backend's `GPU_JOB_LIMITS`; the
+    table with the reasons is in docs/SECURITY.md ("Limits per job kind").
 
     ``max_output_mb`` (16 GiB) caps what a job may leave in its output directory. Each worker of
     a job gets the job's limits in a cgroup of its own.
@@ -702,6 +724,10 @@ class _JobRun:
             job.log_path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise _Refused(f"cannot prepare the job: {exc}") from exc
+        if job.gpus > 0:
+            why = address_space_refusal(resource.getrlimit(resource.RLIMIT_AS))
+            if why:
+                raise _Refused(why)
         try:
             self.gpus = b._gpu_pool.take(job.gpus)
         except BackendError as exc:
@@ -893,6 +919,7 @@ class _JobRun:
             sandbox.umask,
             str(write_fd),
             "1" if plain else "0",
+            "1" if self.job.gpus > 0 else "0",
             *procs,
             "--",
             *argv,

@@ -17,6 +17,7 @@ from sandbox.images._build import (
     find_torch_wheel,
     host_runtime_paths,
     image_exists,
+    pinned_torch_version,
 )
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "find_torch_wheel",
     "host_runtime_paths",
     "image_exists",
+    "pinned_torch_version",
 ]

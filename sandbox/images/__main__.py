@@ -15,7 +15,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox.images", description=__doc__)
     parser.add_argument("command", choices=["build-host", "build-cpu", "build-gpu"])
     parser.add_argument("--tag")
-    parser.add_argument("--base", help="build-gpu: the CUDA PyTorch base image")
+    parser.add_argument("--base", help="build-gpu: the Python 3.11 base image")
+    parser.add_argument(
+        "--torch-index-url",
+        help="build-gpu: a PyTorch CUDA wheel index for another CUDA build of the pinned torch",
+    )
     parser.add_argument("--rebuild", action="store_true")
     parser.add_argument(
         "--start-daemon",
@@ -32,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "build-cpu":
             tag = build_cpu_image(args.tag or CPU_IMAGE, rebuild=args.rebuild)
         else:
-            tag = build_gpu_image(args.tag or GPU_IMAGE, base=args.base)
+            tag = build_gpu_image(
+                args.tag or GPU_IMAGE, base=args.base, torch_index_url=args.torch_index_url
+            )
     except BackendError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -6,6 +6,8 @@ Three images, all running jobs as the non-root user ``pb`` (``USER 61000:61000``
 - ``build_cpu_image``: a self-contained image (debootstrapped Debian + the local torch wheel +
   lm-eval from the package registry); about ten minutes on a fresh machine, cached by tag.
 - ``build_gpu_image``: the CUDA image for real runs (needs its base image and network).
+
+All three install the one torch release the project pins (`pinned_torch_version`).
 """
 
 from __future__ import annotations
@@ -60,11 +62,19 @@ def debian_mirror() -> str:
     return DEFAULT_MIRROR
 
 
-def find_torch_wheel() -> Path:
-    """The local torch CPU wheel pip installs from on this machine (pip's find-links dirs)."""
-    import torch
+def pinned_torch_version(dockerfile: Path = HERE / "Dockerfile.gpu") -> str:
+    """The torch release the images install (``ARG TORCH_VERSION=`` of the Dockerfile; the same
+    as pyproject.toml's ``torch==`` pin, which a unit test checks)."""
+    match = re.search(r"^ARG TORCH_VERSION=(\S+)$", dockerfile.read_text(), re.M)
+    if match is None:
+        raise BackendError(f"{dockerfile} declares no ARG TORCH_VERSION")
+    return match.group(1)
 
-    version = torch.__version__.split("+")[0]
+
+def find_torch_wheel(version: str | None = None) -> Path:
+    """The local torch CPU wheel of the pinned release that pip installs from on this machine
+    (pip's find-links dirs)."""
+    version = version or pinned_torch_version()
     dirs: list[str] = []
     for var in ("PIP_FIND_LINKS",):
         dirs += os.environ.get(var, "").split()
@@ -85,7 +95,7 @@ def find_torch_wheel() -> Path:
     dirs += ["/opt/wheels"]
     for d in dirs:
         d = d.removeprefix("file://")
-        matches = sorted(glob.glob(os.path.join(d, f"torch-{version}*cpu*-cp311-*.whl")))
+        matches = sorted(glob.glob(os.path.join(d, f"torch-{version}+cpu-cp311-*.whl")))
         if matches:
             return Path(matches[-1])
     raise BackendError(f"no local torch {version} CPU wheel found in {dirs}")
@@ -196,20 +206,36 @@ def build_cpu_image(
         else:
             (ctx / "certs" / "ca-certificates.crt").write_text("")
         log(f"building {tag} from {base} with {wheel.name}")
-        buildargs = {"BASE": base, "PB_UID": str(SANDBOX_UID)}
+        buildargs = {
+            "BASE": base,
+            "PB_UID": str(SANDBOX_UID),
+            "TORCH_VERSION": pinned_torch_version(),
+        }
         return _build(client, ctx, "Dockerfile.cpu", tag, buildargs, log)
 
 
 def build_gpu_image(
-    tag: str = GPU_IMAGE, *, base: str | None = None, client: Any = None, log: Log = print
+    tag: str = GPU_IMAGE,
+    *,
+    base: str | None = None,
+    torch_index_url: str | None = None,
+    client: Any = None,
+    log: Log = print,
 ) -> str:
-    """Build the GPU image (needs the CUDA PyTorch base image and network at build time)."""
+    """Build the GPU image: the pinned torch release's CUDA build (PyPI's, or the one at
+    ``torch_index_url``) on a Python 3.11 base; needs network at build time."""
     client = client or docker_client()
     with tempfile.TemporaryDirectory(prefix="pb-gpu-image-") as tmp:
         ctx = Path(tmp)
         (ctx / "sandbox" / "images").mkdir(parents=True)
         shutil.copy2(HERE / "Dockerfile.gpu", ctx / "Dockerfile.gpu")
-        buildargs = {"PB_UID": str(SANDBOX_UID), **({"BASE": base} if base else {})}
+        buildargs = {
+            "PB_UID": str(SANDBOX_UID),
+            "TORCH_VERSION": pinned_torch_version(),
+            **({"BASE": base} if base else {}),
+            **({"TORCH_INDEX_URL": torch_index_url} if torch_index_url else {}),
+        }
+        log(f"building {tag} with torch {buildargs['TORCH_VERSION']} (CUDA build)")
         return _build(client, ctx, "Dockerfile.gpu", tag, buildargs, log)
 
 

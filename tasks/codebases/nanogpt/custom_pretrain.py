@@ -234,25 +234,42 @@ CONFIG_OVERRIDES = {}
 # -----------------------------------------------------------------------------
 # frozen helpers of the training loop
 
-# bf16 dense tensor-core peak per GPU, for MFU; the first entry whose words all occur in the
-# device name wins (PCIe and NVL H100s are slower than SXM ones)
-GPU_PEAK_FLOPS = [("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H200", 989.5e12), ("H100", 989.5e12),
-                  ("A100", 312e12)]
+# bf16 dense tensor-core peak per GPU in FLOP/s (no sparsity), for MFU, keyed on the exact name
+# torch reports: an H200 NVL must not be measured against the SXM peak. Sources and the same table
+# in docs/PERFORMANCE.md; a GPU not listed gets no MFU rather than another model's peak.
+GPU_PEAK_FLOPS = {
+    "NVIDIA H100 80GB HBM3": 989.4e12,   # H100 SXM5
+    "NVIDIA H100 PCIe": 756.5e12,
+    "NVIDIA H100 NVL": 835.5e12,
+    "NVIDIA H200": 989.4e12,             # H200 SXM
+    "NVIDIA H200 NVL": 835.5e12,
+    "NVIDIA GH200 480GB": 989.4e12,
+    "NVIDIA A100-SXM4-80GB": 312e12,
+    "NVIDIA A100-SXM4-40GB": 312e12,
+    "NVIDIA A100 80GB PCIe": 312e12,
+    "NVIDIA A100-PCIE-40GB": 312e12,
+    "NVIDIA B200": 2250e12,
+    "NVIDIA L40S": 362.05e12,
+    "NVIDIA L4": 121e12,
+    "NVIDIA A10": 125e12,
+}
 
 
 class TrainingFailure(Exception):
     """A run that stops itself for a known reason (written to failure.json)."""
 
 
+def peak_flops_of(name):
+    """(bf16 dense peak in FLOP/s, None) for a listed GPU name, else (None, why there is no MFU)."""
+    peak = GPU_PEAK_FLOPS.get(name)
+    return (peak, None) if peak else (None, f"no bf16 peak listed for {name!r} (docs/PERFORMANCE.md)")
+
+
 def gpu_peak_flops(device_type):
-    """The bf16 dense peak of this process's GPU, or None (CPU, unknown GPU)."""
+    """peak_flops_of this process's GPU; on CPU (None, "CPU")."""
     if device_type != "cuda":
-        return None
-    name = torch.cuda.get_device_name()
-    for key, flops in GPU_PEAK_FLOPS:
-        if all(part in name for part in key.split()):
-            return flops
-    return None
+        return None, "CPU"
+    return peak_flops_of(torch.cuda.get_device_name())
 
 
 def checked_lr(it, cfg):
@@ -355,7 +372,8 @@ def train(cfg, out_dir, rank, local_rank, world_size):
     model = torch.compile(raw_model) if use_compile else raw_model
     if world_size > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device_type == "cuda" else None)
-    peak = gpu_peak_flops(device_type)
+    peak, no_mfu = gpu_peak_flops(device_type)
+    log(f"MFU: — ({no_mfu})" if no_mfu else f"MFU against {peak / 1e12:g} TFLOP/s bf16 dense per GPU")
     flops_per_iter = raw_model.flops_per_token() * tokens_per_iter
 
     # the whole schedule, checked before any compute is spent on it

@@ -92,6 +92,9 @@ SCHEDULE_SCHEMA_VERSION = 1
 SCHEDULE_ARGS = ("warmup_iters", "lr_decay_iters", "learning_rate", "min_lr")  # get_lr's, after `it`
 MAX_SCHEDULE_BYTES = 64 * 1024 * 1024  # a bigger file is refused unread
 
+# rows (tokens) of the logits the chunked loss materialises at once: 4096 x 50304 bf16 is 0.4 GB
+LOSS_CHUNK_ROWS = 4096
+
 JOB_LABEL = re.compile(r"[a-z0-9][a-z0-9.-]*")  # the harness's job labels (no '/', no '..')
 
 
