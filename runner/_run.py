@@ -67,7 +67,8 @@ class RunConfig(BaseModel):
     mode: RunMode = RunMode.AGENT
     profile: str  # a profile of the task (`runner run --profile auto` picks the task's default)
     sandbox: SandboxKind = SandboxKind.LOCAL
-    seeds: list[int] | None = None
+    seeds: list[int] | None = None  # tests and the final evaluation
+    final_seeds: list[int] | None = None  # the final evaluation only (wins over ``seeds``)
     max_steps: int | None = Field(default=None, ge=1)
     max_tests: int | None = Field(default=None, ge=1)
     base_url: str | None = None
@@ -207,6 +208,7 @@ class ActiveRun:
             max_steps=max_steps,
             max_tests=max_tests,
             seeds=config.seeds,
+            final_seeds=config.final_seeds,
             progress=display.on_progress,
         )
         transcript = Transcript(run_dir, header=_header(info))

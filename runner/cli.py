@@ -197,7 +197,15 @@ def run(
     ] = "auto",
     sandbox: SandboxOption = SandboxKind.LOCAL,
     seeds: Annotated[
-        str | None, typer.Option(help="Comma-separated test seeds, e.g. 42,43.")
+        str | None,
+        typer.Option(help="Comma-separated seeds of tests and the final evaluation, e.g. 42,43."),
+    ] = None,
+    final_seeds: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated seeds of the final evaluation only (default: the task "
+            "profile's, e.g. 42,43,44 at tiny); fewer seeds, quicker, wider intervals."
+        ),
     ] = None,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Step budget.")] = None,
     max_tests: Annotated[int | None, typer.Option(min=1, help="Test budget.")] = None,
@@ -274,7 +282,8 @@ def run(
             agent = [f"openai:{from_file.model}"]
     db_url = _db_url(db)
     run_dir = run_dir or default_runs_dir()
-    seed_list = _parse_seeds(seeds)
+    seed_list = _parse_seeds(seeds, "--seeds")
+    final_seed_list = _parse_seeds(final_seeds, "--final-seeds")
     spec = _load_task(task)
     agents = _expand_agents(spec, agent or ["baseline:all"])
     try:  # a missing API key fails now, before any data or run is prepared
@@ -297,6 +306,7 @@ def run(
             profile=chosen,
             sandbox=sandbox,
             seeds=seed_list,
+            final_seeds=final_seed_list,
             max_steps=max_steps,
             max_tests=max_tests,
             base_url=base_url,
@@ -336,11 +346,14 @@ def _agent_settings(
     return settings, from_file
 
 
-def _parse_seeds(seeds: str | None) -> list[int] | None:
+def _parse_seeds(seeds: str | None, flag: str) -> list[int] | None:
     try:
-        return [int(s) for s in seeds.split(",") if s.strip()] if seeds else None
+        parsed = [int(s) for s in seeds.split(",") if s.strip()] if seeds else None
     except ValueError as e:
-        raise _fail(f"--seeds must be comma-separated integers: {e}") from e
+        raise _fail(f"{flag} must be comma-separated integers: {e}") from e
+    if parsed is not None and len(parsed) != len(set(parsed)):
+        raise _fail(f"{flag} names a seed twice: {seeds}")
+    return parsed
 
 
 def _load_task(task: str) -> TaskSpec:

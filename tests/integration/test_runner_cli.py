@@ -70,11 +70,32 @@ def test_run_default_baselines_then_leaderboard(runner_env: TaskWorld, tmp_path:
     assert [r["reference"] for r in sorted(records, key=lambda r: r["method"])] == [False, True]
 
 
+def test_final_seeds_apply_to_the_final_evaluation_only(
+    runner_env: TaskWorld, tmp_path: Path
+) -> None:
+    from leaderboard import Store
+
+    db = tmp_path / "lb.db"
+    args = ["--agent", "baseline:constant", "--seeds", "5", "--final-seeds", "5,6,7"]
+    ran = cli.invoke(app, ["run", "--task", "fake-lr", *args, "--db", str(db), "--quiet"])
+    assert ran.exit_code == 0, ran.output
+    [run_dir] = (runner_env.home / "runs").iterdir()
+    config = json.loads((run_dir / "run.json").read_text())["config"]
+    assert config["seeds"] == [5] and config["final_seeds"] == [5, 6, 7]
+    with Store(f"sqlite:///{db}") as store:
+        record = store.get_run(run_dir.name)
+    assert record is not None and record.final is not None
+    assert {t.seed for t in record.tests} == {5}
+    assert {r.seed for r in record.final.per_seed} == {5, 6, 7}
+
+
 def test_run_rejects_bad_input_clearly(runner_env: TaskWorld) -> None:
     bad_agent = cli.invoke(app, ["run", "--task", "fake-lr", "--agent", "nonsense", "--quiet"])
     assert bad_agent.exit_code == 1 and "unknown agent 'nonsense'" in bad_agent.output
     bad_seeds = cli.invoke(app, ["run", "--task", "fake-lr", "--seeds", "4x", "--quiet"])
     assert bad_seeds.exit_code == 1 and "--seeds" in bad_seeds.output
+    twice = cli.invoke(app, ["run", "--task", "fake-lr", "--final-seeds", "1,1", "--quiet"])
+    assert twice.exit_code == 1 and "--final-seeds names a seed twice" in twice.output
     bad_baseline = cli.invoke(
         app, ["run", "--task", "fake-lr", "--agent", "baseline:nope", "--quiet"]
     )
