@@ -209,7 +209,7 @@ def print_board(console: Console, tables: list[BoardTable]) -> None:
         else:
             _print_blocks(console, table)
         for sentence in table.ties:
-            console.print(escape(sentence), highlight=False, soft_wrap=True)
+            console.print(escape(sentence), highlight=False)
         if table.noise:
             bands = " · ".join(
                 f"{_header(c).replace(chr(10), ' ')} {b.low:.4g}–{b.high:.4g}"
@@ -220,13 +220,12 @@ def print_board(console: Console, tables: list[BoardTable]) -> None:
                 f"baselines' seed noise (best baseline ± 2 × pooled seed std): {escape(bands)}",
                 style="dim",
                 highlight=False,
-                soft_wrap=True,
             )
         if any(m.n >= 2 for row in table.rows for m in row.metrics.values()):
             console.print("± half-width of the 95 % interval over seeds", style="dim")
         if any(row.tied for row in table.rows):
             console.print("=2: a rank shared by rows inside the seed noise", style="dim")
-        console.print(SCORE_LEGEND, style="dim", highlight=False, soft_wrap=True)
+        console.print(SCORE_LEGEND, style="dim", highlight=False)
         if any(c.hidden for c in table.columns):
             console.print("† hidden from the agent during its run", style="dim", highlight=False)
         console.print()
