@@ -58,8 +58,19 @@ class SeedRecord(_Model):
     status: Literal["ok", "failed", "infra_error"]
     reason: str | None = Field(default=None, max_length=20_000)
     metrics: dict[str, float] = Field(default_factory=dict)
+    #: the evaluator's standard error of a metric (same units; e.g. an accuracy's sampling
+    #: error over its evaluation items), keyed like ``metrics``; shown where one seed is all
+    stderr: dict[str, float] = Field(default_factory=dict)
     elapsed_s: float | None = Field(default=None, ge=0)
     curve: list[dict[str, float | None]] = Field(default_factory=list)
+
+    @field_validator("stderr")
+    @classmethod
+    def _finite_stderr(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, v in value.items() if not (math.isfinite(v) and v >= 0)]
+        if bad:
+            raise ValueError(f"stderr of {bad} is not a finite number >= 0")
+        return value
 
     @field_validator("metrics", mode="before")
     @classmethod

@@ -137,6 +137,8 @@ class RunResult:
     max_tests: int
     status: ResultStatus
     values: Mapping[str, Sequence[float]] = field(default_factory=dict)
+    #: the evaluator's standard error per seed, for metrics whose every seed has one
+    stderr: Mapping[str, Sequence[float]] = field(default_factory=dict)
     reference: bool = False
     agent: str = ""
     model: str | None = None
@@ -157,11 +159,14 @@ class RunResult:
     def from_record(cls, run: RunRecord) -> RunResult:
         """Collect the result rows' metrics per key (one value per seed, in seed order)."""
         values: dict[str, list[float]] = {}
+        stderr: dict[str, list[float]] = {}
         for row in sorted(run.result_rows(), key=lambda r: (r.setting, r.seed)):
             if row.status != "ok":
                 continue
             for key, value in row.metrics.items():
                 values.setdefault(key, []).append(value)
+                if key in row.stderr:
+                    stderr.setdefault(key, []).append(row.stderr[key])
         return cls(
             run_id=run.run_id,
             task_id=run.task_id,
@@ -174,6 +179,7 @@ class RunResult:
             max_tests=run.max_tests,
             status=run.result_status(),
             values=values,
+            stderr={k: v for k, v in stderr.items() if len(v) == len(values[k])},
             reference=run.reference,
             agent=run.agent,
             model=run.model,
@@ -227,6 +233,9 @@ class MetricResult:
     score: float
     best_stats: SeedStats | None = None  # the best baseline's, None for the best baseline itself
     noise: NoiseBand | None = None
+    #: the evaluator's standard error of a single-seed value (with several seeds the interval
+    #: over seeds says more); None when there are several seeds or the metric has none
+    stderr: float | None = None
 
     @functools.cached_property
     def vs_best(self) -> WelchResult | None:
@@ -514,12 +523,14 @@ def score_task(
             if anchor is not None and stats is not None and math.isfinite(stats.mean):
                 score = normalise(stats.mean, anchor)
             compare = anchor is not None and stats is not None and res.run_id != anchor.best_run_id
+            ses = res.stderr.get(key, ())
             metrics[key] = MetricResult(
                 key,
                 stats,
                 score,
                 best_stats=best_stats.get(key) if compare else None,
                 noise=noise.get(key) if compare else None,
+                stderr=ses[0] if len(vals) == 1 and len(ses) == 1 else None,
             )
 
         note = None

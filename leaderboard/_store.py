@@ -253,6 +253,7 @@ class Store:
             RunRow.max_tests,
             RunRow.result_status,
             RunRow.results,
+            RunRow.result_stderr,
             RunRow.reference,
             RunRow.agent,
             RunRow.model,
@@ -371,6 +372,7 @@ def _run_result(r: Row[Any], task_id: str) -> RunResult:
         max_tests=r.max_tests,
         status=r.result_status,
         values=values,
+        stderr=r.result_stderr or {},
         reference=r.reference,
         agent=r.agent,
         model=r.model,
@@ -391,7 +393,12 @@ def _content_digest(run: RunRecord) -> str:
     if not run.agent_settings:
         exclude["agent_settings"] = True
     if run.final is not None and not run.final.auto_submitted:
-        exclude["final"] = {"auto_submitted"}
+        exclude["final"] = {"auto_submitted": True}
+    seeds = [*run.tests, *(run.final.per_seed if run.final else [])]
+    if not any(s.stderr for s in seeds):
+        exclude["tests"] = {"__all__": {"stderr"}}
+        if run.final is not None:
+            exclude.setdefault("final", {})["per_seed"] = {"__all__": {"stderr"}}
     payload = run.model_dump_json(exclude=exclude)
     return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -430,6 +437,7 @@ def _run_columns(run: RunRecord, digest: str, now: datetime) -> dict[str, Any]:
         "transcript_ref": run.transcript_ref,
         "metric_specs": json.dumps([s.model_dump() for s in run.metric_specs], sort_keys=True),
         "results": {k: [encode_number(x) for x in v] for k, v in scoring.values.items()},
+        "result_stderr": {k: list(v) for k, v in scoring.stderr.items()},
         "task_title": run.task_title,
         "task_description": run.task_description,
         "content_hash": digest,
@@ -447,6 +455,7 @@ def _test_columns(run_id: str, test: SeedRecord, is_final: bool) -> dict[str, An
         "status": test.status,
         "reason": test.reason,
         "metrics": encode_metrics(test.metrics),
+        "stderr": test.stderr,
         "elapsed_s": test.elapsed_s,
         "curve": encode_curve(test.curve),
     }
@@ -460,6 +469,7 @@ def _test_from_row(row: TestRow) -> SeedRecord:
         status=row.status,  # type: ignore[arg-type]
         reason=row.reason,
         metrics=decode_metrics(row.metrics),
+        stderr=row.stderr or {},
         elapsed_s=row.elapsed_s,
         curve=row.curve,
     )

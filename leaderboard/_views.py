@@ -351,7 +351,8 @@ def export_csv(
 
     Columns: the group's identity, the run's identity, its rank (``tied``: shared with other
     rows, ``tie``: the tie in words), score and setting scores, and per metric its mean, std,
-    95 % interval, number of seeds and the group's noise band (the same on every row).
+    95 % interval, number of seeds, the evaluator's standard error of a single-seed value and
+    the group's noise band (the same on every row).
     """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -387,6 +388,7 @@ def export_csv(
     header = fixed + [f"score_{s}" for s in settings]
     for key in metric_keys:
         header += [key, f"{key}_std", f"{key}_ci_low", f"{key}_ci_high", f"{key}_n"]
+        header += [f"{key}_stderr"]
         header += [f"{key}_noise_low", f"{key}_noise_high"]
     writer.writerow(header)
     for table in tables:
@@ -427,11 +429,11 @@ def export_csv(
             for key in metric_keys:
                 m = s.metrics.get(key)
                 if m is None or m.stats is None:
-                    line += ["", "", "", "", ""]
+                    line += ["", "", "", "", "", ""]
                 else:
                     st = m.stats
                     line += [repr(st.mean), *map(_csv_number, (st.std, st.ci_low, st.ci_high))]
-                    line.append(st.n)
+                    line += [st.n, _csv_number(m.stderr)]
                 band = table.scores.noise.get(key)
                 line += ["", ""] if band is None else [repr(band.low), repr(band.high)]
             writer.writerow(line)
@@ -474,6 +476,7 @@ class MetricScoreBody(_Body):
     score: float | None
     p_vs_best_baseline: JsonNumber
     within_baseline_noise: bool | None
+    stderr: float | None  # the evaluator's standard error of a single-seed value
 
 
 class ScoreRowBody(_Body):
@@ -557,6 +560,7 @@ def _metric_body(m: MetricResult) -> MetricScoreBody | None:
         score=m.score,
         p_vs_best_baseline=None if m.vs_best is None else _num(m.vs_best.p_value),
         within_baseline_noise=m.within_noise,
+        stderr=m.stderr,
     )
 
 

@@ -37,6 +37,7 @@ class BoardMetric(BaseModel):
     ci_high: float | None
     n: int
     score: float
+    stderr: float | None  # the evaluator's standard error of a single-seed value
 
 
 class BoardNoise(BaseModel):
@@ -135,6 +136,7 @@ def board_tables(store: Store, task_id: str | None = None) -> list[BoardTable]:
                         ci_high=st.ci_high,
                         n=st.n,
                         score=100 * m.score,
+                        stderr=m.stderr,
                     )
             rows.append(
                 BoardRow(
@@ -223,6 +225,8 @@ def print_board(console: Console, tables: list[BoardTable]) -> None:
             )
         if any(m.n >= 2 for row in table.rows for m in row.metrics.values()):
             console.print("± half-width of the 95 % interval over seeds", style="dim")
+        if any(m.stderr is not None for row in table.rows for m in row.metrics.values()):
+            console.print("(SE …) the evaluator's standard error of a one-seed value", style="dim")
         if any(row.tied for row in table.rows):
             console.print("=2: a rank shared by rows inside the seed noise", style="dim")
         console.print(SCORE_LEGEND, style="dim", highlight=False)
@@ -312,12 +316,15 @@ def _seeds(row: BoardRow) -> str:
 
 
 def _metric(m: BoardMetric | None) -> str:
-    """``mean``, or ``mean ± half-width of the 95 % interval`` with several seeds."""
+    """``mean``, ``mean ± half-width of the 95 % interval`` with several seeds, or
+    ``mean (SE s)`` with one seed whose evaluator reported a standard error."""
     if m is None or m.mean is None:
         return "—"
     text = f"{m.mean:.4g}"
     if m.n >= 2 and m.ci_low is not None and m.ci_high is not None:
         text += f" ± {(m.ci_high - m.ci_low) / 2:.2g}"
+    elif m.stderr is not None:
+        text += f" (SE {m.stderr:.2g})"
     return text
 
 

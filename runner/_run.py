@@ -621,6 +621,7 @@ def _rows(number: int, result: TestResult) -> list[SeedRecord]:
                 status=r.status,
                 reason=r.reason,
                 metrics={f"{k}_{r.setting}": float(v) for k, v in r.metrics.items()},
+                stderr={f"{k}_{r.setting}": float(v) for k, v in r.stderr.items()},
                 elapsed_s=max(0.0, float(r.elapsed_s)) if math.isfinite(r.elapsed_s) else None,
                 curve=curve,
             )

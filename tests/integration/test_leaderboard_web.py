@@ -297,3 +297,26 @@ def test_the_score_legend_holds_for_the_rendered_numbers(
     # the legend's example: a baseline best on some metrics only scores below 50
     baselines = [r for r in api["rows"] if r["type"] == "baseline" and not r["reference"]]
     assert any(r["run_id"] in shown and 0 < shown[r["run_id"]][0] < 50 for r in baselines)
+
+
+def test_standard_errors_beside_single_seed_accuracies(lb_server: LiveServer) -> None:
+    """lm-eval's standard error is shown beside each accuracy of a one-seed row (page, run
+    page, JSON API, CSV), and not where several seeds give an interval."""
+    vanilla, agent = f"{LR}.deepseek-reasoner.vanilla", f"{LR}.gemini-3.1-pro-preview.agent"
+    key = "arc_easy_lm-eval-345m"
+    api = _get(lb_server, f"/api/tasks/{LR}").json()
+    rows = {r["run_id"]: r for r in api["rows"]}
+    se = rows[vanilla]["metrics"][key]["stderr"]
+    mean = rows[vanilla]["metrics"][key]["mean"]
+    # lm-eval's sqrt(p (1 - p) / (N - 1)) over ARC-Easy's 2376 items, in points
+    assert se == pytest.approx(100 * math.sqrt(mean / 100 * (1 - mean / 100) / 2375), abs=1e-3)
+    assert rows[vanilla]["metrics"]["val_loss_gpt-345m"]["stderr"] is None  # none reported
+    assert rows[agent]["metrics"][key]["stderr"] is None  # three seeds: the interval instead
+    page = _get(lb_server, f"/tasks/{LR}").text
+    cells = dict(ROW_CELLS.findall(page))
+    assert f"(SE {se:.2g})" in cells[vanilla] and "(SE" not in cells[agent]
+    run_page = _get(lb_server, f"/runs/{vanilla}").text
+    assert f"(SE {se:.2g})" in run_page
+    exported = {r["run_id"]: r for r in csv.DictReader(io.StringIO(export_csv(lb_server.store)))}
+    assert float(exported[vanilla][f"{key}_stderr"]) == se
+    assert exported[agent][f"{key}_stderr"] == ""
