@@ -8,6 +8,8 @@ them as the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` (see ``encode_
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -139,6 +141,9 @@ class RunRecord(_Model):
     transcript: list[dict[str, Any]] | None = None
     transcript_ref: str | None = Field(default=None, max_length=2000)
     metric_specs: list[MetricInfo] = Field(default_factory=list)
+    #: the run this one repeats (recorded with ``runner run --force``): shown on that run's
+    #: page, never ranked as a second row
+    repeat_of: str | None = Field(default=None, pattern=_ID_PATTERN)
 
     @field_validator("started_at", "finished_at")
     @classmethod
@@ -181,6 +186,30 @@ class RunRecord(_Model):
             first = min(t.number for t in self.tests)
             return [t for t in self.tests if t.number == first]
         return []
+
+    def result_identity(self) -> str | None:
+        """What makes two results the same result, as a hash; ``None`` without a complete one.
+
+        The task, type and method label; the comparable group (profile, budgets for
+        non-baselines, codebase hash, dataset identity); the seeds of the result rows; and the
+        code as run: the codebase hash covers the frozen text (byte-checked after every edit)
+        and ``regions`` the submitted test's editable text.
+        """
+        if self.result_status() != "ok":
+            return None
+        baseline = self.type == "baseline"
+        identity = {
+            "task": self.task_id,
+            "type": self.type,
+            "method": self.method,
+            "profile": self.profile,
+            "budgets": None if baseline else [self.max_steps, self.max_tests],
+            "codebase": self.codebase_version,
+            "data": self.dataset_source,
+            "seeds": sorted({(r.setting, r.seed) for r in self.result_rows()}),
+            "regions": self.regions,
+        }
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
     def result_status(self) -> Literal["ok", "failed", "infra_error", "incomplete"]:
         """Whether the result rows are a complete, successful result."""

@@ -96,6 +96,9 @@ class RunRow(Base):
     # {metric key: [standard error per seed]} beside ``results``, for metrics that have one
     result_stderr: Mapped[dict[str, list[float]]] = mapped_column(JSON, server_default="{}")
     content_hash: Mapped[str] = mapped_column(String(64))
+    # RunRecord.result_identity(): an identical result is a repeat, not a second row
+    result_identity: Mapped[str | None] = mapped_column(String(64), index=True)
+    repeat_of: Mapped[str | None] = mapped_column(String(200))
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index("ix_pb_runs_task_profile", "task_id", "profile"),)

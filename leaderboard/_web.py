@@ -549,6 +549,7 @@ def _run_context(
         "seeds": seeds,
         "per_seed": per_seed,
         "per_seed_stderr": per_seed_stderr,
+        "repeats": store.repeats_of(run.run_id),
         "diff_lines": diff_lines(run.diff),
         "transcript": transcript_view(run.transcript or []),
     }

@@ -12,7 +12,7 @@ import math
 import re
 import secrets
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypedDict
@@ -41,7 +41,7 @@ from runner._transcript import Event, Transcript, read_transcript
 
 if TYPE_CHECKING:
     from env import Session, TaskSpec
-    from leaderboard import MetricInfo, RunRecord, SeedRecord
+    from leaderboard import MetricInfo, RunRecord, SeedRecord, Store
     from sandbox import DataPaths, Executor, TestResult
 
 RUN_FORMAT_VERSION = 1
@@ -77,6 +77,7 @@ class RunConfig(BaseModel):
     home: str | None = None
     data_source: DataSource = DataSource.OFFLINE
     allow_weak_isolation: bool = False
+    force: bool = False  # record a result identical to a stored one, as its repeat
 
 
 class RunInfo(BaseModel):
@@ -108,6 +109,8 @@ class RunOutcome:
     run_dir: Path
     info: RunInfo
     records: list[RunRecord]
+    #: run id → the stored run whose identical result kept this one from being recorded
+    identical_to: dict[str, str] = field(default_factory=dict)
 
 
 def new_run_id(task_id: str, agent: str) -> str:
@@ -159,6 +162,7 @@ class ActiveRun:
         self.display = display
         self.tools = ToolBox(session, transcript, display.on_tool)
         self.records: list[RunRecord] = []
+        self.identical_to: dict[str, str] = {}
 
     @classmethod
     def create(
@@ -265,19 +269,40 @@ class ActiveRun:
             update={"status": status, "reason": reason, "finished_at": datetime.now(UTC)}
         )
         write_run_info(self.run_dir, self.info)
-        self.records = build_records(self.run_dir, self.info, self.task, self.session)
-        (self.run_dir / "record.json").write_text(
-            json.dumps([r.model_dump(mode="json") for r in self.records], indent=1) + "\n",
-            encoding="utf-8",
-        )
+        records = build_records(self.run_dir, self.info, self.task, self.session)
         if self.info.config.db:
             store = comp.open_store(self.info.config.db)
             try:
-                for record in self.records:
-                    store.record(record)
+                records = self._record_once_each(store, records)
             finally:
                 store.close()
+        (self.run_dir / "record.json").write_text(
+            json.dumps([r.model_dump(mode="json") for r in records], indent=1) + "\n",
+            encoding="utf-8",
+        )
+        self.records = [r for r in records if r.run_id not in self.identical_to]
         return self.records
+
+    def _record_once_each(self, store: Store, records: list[RunRecord]) -> list[RunRecord]:
+        """Store each record unless the store holds an identical result (one result, one
+        row): then it is left out (named in ``identical_to``), or with ``force`` stored as that
+        run's repeat. Returns the records, repeats labelled."""
+        kept = []
+        for record in records:
+            original = store.identical_run(record)
+            if original is not None and not self.info.config.force:
+                self.identical_to[record.run_id] = original
+                self.display.note(
+                    f"run {record.run_id}: identical to run {original}, not recorded; "
+                    "--force records a repeat"
+                )
+                kept.append(record)
+                continue
+            if original is not None:
+                record = record.model_copy(update={"repeat_of": original})
+            store.record(record)
+            kept.append(record)
+        return kept
 
 
 def _home(config: RunConfig) -> Path:
@@ -403,7 +428,12 @@ def _drive(active: ActiveRun, *, resume: bool, api_key: str | None) -> RunOutcom
         reason = f"auto-submitted test #{submission.test_number}: {reason}"
     records = active.finish(status, reason)
     display.stop(f"run {info.run_id}: {active.info.status} ({reason})")
-    return RunOutcome(run_dir=active.run_dir, info=active.info, records=records)
+    return RunOutcome(
+        run_dir=active.run_dir,
+        info=active.info,
+        records=records,
+        identical_to=dict(active.identical_to),
+    )
 
 
 def reconcile(session: Session, transcript: Transcript) -> None:

@@ -256,6 +256,14 @@ def run(
             min=0, help="Seconds an LLM call may spend failing, retries included (default 60)."
         ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Record a result identical to a stored one (same code, profile, seeds, data) "
+            "as a repeat of it; without it such a result is not recorded.",
+        ),
+    ] = False,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
     allow_weak_isolation: WeakIsolationOption = False,
@@ -315,6 +323,7 @@ def run(
             home=str(home),
             data_source=DataSource(data_source),
             allow_weak_isolation=allow_weak_isolation,
+            force=force,
         )
         for item in agents
     ]
@@ -457,6 +466,8 @@ def _run_each(
     from runner._run import RunError, start_run
 
     records: list[RunRecord] = []
+    shown: set[str] = set()  # stored runs whose identical result a run of this command repeated
+    task_id: str | None = None
     failures = 0
     for config in configs:
         try:
@@ -475,9 +486,18 @@ def _run_each(
             )
             continue
         records += outcome.records
+        for run_id, original in outcome.identical_to.items():
+            err.print(
+                f"run {run_id}: identical to run {original}, not recorded; "
+                "--force records a repeat",
+                highlight=False,
+                soft_wrap=True,
+            )
+            shown.add(original)
+        task_id = outcome.info.task_id
         if outcome.info.status != "finished":
             failures += 1
-    _print_results(db, records, as_json=as_json)
+    _print_results(db, records, as_json=as_json, also=shown, task_id=task_id)
     (err if as_json else out).print(
         f"\nOpen the leaderboard: [bold]runner leaderboard serve --db {db}[/]", highlight=False
     )
@@ -881,16 +901,22 @@ def doctor(
         raise typer.Exit(1)
 
 
-def _print_results(db: str | None, records: list[RunRecord], *, as_json: bool = False) -> None:
-    """The scored rows of this command's runs, ranked within their groups as on the web page
-    (the store at ``db`` holds them: `ActiveRun.finish` recorded them there)."""
+def _print_results(
+    db: str | None,
+    records: list[RunRecord],
+    *,
+    as_json: bool = False,
+    also: set[str] | None = None,
+    task_id: str | None = None,
+) -> None:
+    """The scored rows of this command's runs (and of the stored runs in ``also``), ranked
+    within their groups as on the web page (the store at ``db`` holds them: `ActiveRun.finish`
+    recorded them there)."""
     from runner._board import board_json, load_board, print_board
 
-    tables = (
-        load_board(db, records[0].task_id, run_ids={r.run_id for r in records})
-        if db and records
-        else []
-    )
+    run_ids = {r.run_id for r in records} | (also or set())
+    task_id = records[0].task_id if records else task_id
+    tables = load_board(db, task_id, run_ids=run_ids) if db and run_ids and task_id else []
     if as_json:
         sys.stdout.write(board_json(tables))
     elif tables:

@@ -1,8 +1,12 @@
-"""The evaluator's standard errors: ``pb_tests.stderr`` and ``pb_runs.result_stderr``.
+"""Standard errors, and one row per result.
 
 ``pb_tests.stderr`` holds a seed's {metric key: standard error}; ``pb_runs.result_stderr`` the
 scoring view's {metric key: [standard error per seed]} beside ``results``. Both are ``{}`` for
-existing rows, so a store written before them upgrades in place and reads back unchanged.
+existing rows. ``pb_runs.result_identity`` (indexed) is ``RunRecord.result_identity()``, so an
+identical result is found without reading every run; ``pb_runs.repeat_of`` names the run a
+``--force`` repeat repeats. Existing runs keep a ``NULL`` identity (computing it needs the
+whole record, not a column) until they are recorded again; a store written before these
+columns upgrades in place and reads back unchanged.
 
 Revision ID: 0003
 Revises: 0002
@@ -26,8 +30,14 @@ def upgrade() -> None:
     op.add_column(
         "pb_runs", sa.Column("result_stderr", sa.JSON(), nullable=False, server_default="{}")
     )
+    op.add_column("pb_runs", sa.Column("result_identity", sa.String(64), nullable=True))
+    op.add_column("pb_runs", sa.Column("repeat_of", sa.String(200), nullable=True))
+    op.create_index("ix_pb_runs_result_identity", "pb_runs", ["result_identity"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_pb_runs_result_identity", "pb_runs")
+    op.drop_column("pb_runs", "repeat_of")
+    op.drop_column("pb_runs", "result_identity")
     op.drop_column("pb_runs", "result_stderr")
     op.drop_column("pb_tests", "stderr")
