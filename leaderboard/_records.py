@@ -8,6 +8,8 @@ them as the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` (see ``encode_
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -58,8 +60,19 @@ class SeedRecord(_Model):
     status: Literal["ok", "failed", "infra_error"]
     reason: str | None = Field(default=None, max_length=20_000)
     metrics: dict[str, float] = Field(default_factory=dict)
+    #: the evaluator's standard error of a metric (same units; e.g. an accuracy's sampling
+    #: error over its evaluation items), keyed like ``metrics``; shown where one seed is all
+    stderr: dict[str, float] = Field(default_factory=dict)
     elapsed_s: float | None = Field(default=None, ge=0)
     curve: list[dict[str, float | None]] = Field(default_factory=list)
+
+    @field_validator("stderr")
+    @classmethod
+    def _finite_stderr(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, v in value.items() if not (math.isfinite(v) and v >= 0)]
+        if bad:
+            raise ValueError(f"stderr of {bad} is not a finite number >= 0")
+        return value
 
     @field_validator("metrics", mode="before")
     @classmethod
@@ -128,6 +141,9 @@ class RunRecord(_Model):
     transcript: list[dict[str, Any]] | None = None
     transcript_ref: str | None = Field(default=None, max_length=2000)
     metric_specs: list[MetricInfo] = Field(default_factory=list)
+    #: the run this one repeats (recorded with ``runner run --force``): shown on that run's
+    #: page, never ranked as a second row
+    repeat_of: str | None = Field(default=None, pattern=_ID_PATTERN)
 
     @field_validator("started_at", "finished_at")
     @classmethod
@@ -170,6 +186,30 @@ class RunRecord(_Model):
             first = min(t.number for t in self.tests)
             return [t for t in self.tests if t.number == first]
         return []
+
+    def result_identity(self) -> str | None:
+        """What makes two results the same result, as a hash; ``None`` without a complete one.
+
+        The task, type and method label; the comparable group (profile, budgets for
+        non-baselines, codebase hash, dataset identity); the seeds of the result rows; and the
+        code as run: the codebase hash covers the frozen text (byte-checked after every edit)
+        and ``regions`` the submitted test's editable text.
+        """
+        if self.result_status() != "ok":
+            return None
+        baseline = self.type == "baseline"
+        identity = {
+            "task": self.task_id,
+            "type": self.type,
+            "method": self.method,
+            "profile": self.profile,
+            "budgets": None if baseline else [self.max_steps, self.max_tests],
+            "codebase": self.codebase_version,
+            "data": self.dataset_source,
+            "seeds": sorted({(r.setting, r.seed) for r in self.result_rows()}),
+            "regions": self.regions,
+        }
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
     def result_status(self) -> Literal["ok", "failed", "infra_error", "incomplete"]:
         """Whether the result rows are a complete, successful result."""

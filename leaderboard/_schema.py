@@ -93,7 +93,12 @@ class RunRow(Base):
     transcript_ref: Mapped[str | None] = mapped_column(Text)
     metric_specs: Mapped[str] = mapped_column(Text)  # JSON text: identical across runs, parsed once
     results: Mapped[dict[str, list[Any]]] = mapped_column(JSON)
+    # {metric key: [standard error per seed]} beside ``results``, for metrics that have one
+    result_stderr: Mapped[dict[str, list[float]]] = mapped_column(JSON, server_default="{}")
     content_hash: Mapped[str] = mapped_column(String(64))
+    # RunRecord.result_identity(): an identical result is a repeat, not a second row
+    result_identity: Mapped[str | None] = mapped_column(String(64), index=True)
+    repeat_of: Mapped[str | None] = mapped_column(String(200))
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index("ix_pb_runs_task_profile", "task_id", "profile"),)
@@ -116,6 +121,7 @@ class TestRow(Base):
     status: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str | None] = mapped_column(Text)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    stderr: Mapped[dict[str, float]] = mapped_column(JSON, server_default="{}")
     elapsed_s: Mapped[float | None] = mapped_column(Float)
     curve: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
 

@@ -30,6 +30,17 @@ which stays finite when a setting scores 0 and equals the plain mean when all se
 A run that failed, crashed on a seed, lacks a scored metric, or has no final result scores 0
 and is kept in the table with its status.
 
+Ties (``rank_with_ties``): rows are ranked by score, but a difference the baselines' seed
+noise cannot tell apart is not a ranking. Walking the ranked rows best first, each row is
+compared on the task's primary metric with the *first* row of the current tie group: it joins
+the group when the two are indistinguishable — Welch's t-test not significant (p >= 0.05) when
+both have two or more seeds, else their means differ by at most the noise band's half-width
+(2 × the baselines' pooled seed std) — and otherwise starts a new group. Comparing with the
+group's first row, not the previous row, keeps a slow drift of small steps from chaining the
+whole table into one tie. Tied rows share the rank of the group's first row (``=2``); the next
+group's rank counts the rows above it (1, =2, =2, 4). Where neither test can be judged (one
+seed and no baseline with two), rows are not tied.
+
 Rankings never mix profiles, budgets, codebase versions or dataset sources: see
 ``ComparableGroup``. The task's reference row (its unmodified default) is scored and shown but
 is not an anchor unless ``reference_as_anchor`` is set.
@@ -126,6 +137,8 @@ class RunResult:
     max_tests: int
     status: ResultStatus
     values: Mapping[str, Sequence[float]] = field(default_factory=dict)
+    #: the evaluator's standard error per seed, for metrics whose every seed has one
+    stderr: Mapping[str, Sequence[float]] = field(default_factory=dict)
     reference: bool = False
     agent: str = ""
     model: str | None = None
@@ -146,11 +159,14 @@ class RunResult:
     def from_record(cls, run: RunRecord) -> RunResult:
         """Collect the result rows' metrics per key (one value per seed, in seed order)."""
         values: dict[str, list[float]] = {}
+        stderr: dict[str, list[float]] = {}
         for row in sorted(run.result_rows(), key=lambda r: (r.setting, r.seed)):
             if row.status != "ok":
                 continue
             for key, value in row.metrics.items():
                 values.setdefault(key, []).append(value)
+                if key in row.stderr:
+                    stderr.setdefault(key, []).append(row.stderr[key])
         return cls(
             run_id=run.run_id,
             task_id=run.task_id,
@@ -163,6 +179,7 @@ class RunResult:
             max_tests=run.max_tests,
             status=run.result_status(),
             values=values,
+            stderr={k: v for k, v in stderr.items() if len(v) == len(values[k])},
             reference=run.reference,
             agent=run.agent,
             model=run.model,
@@ -216,6 +233,9 @@ class MetricResult:
     score: float
     best_stats: SeedStats | None = None  # the best baseline's, None for the best baseline itself
     noise: NoiseBand | None = None
+    #: the evaluator's standard error of a single-seed value (with several seeds the interval
+    #: over seeds says more); None when there are several seeds or the metric has none
+    stderr: float | None = None
 
     @functools.cached_property
     def vs_best(self) -> WelchResult | None:
@@ -270,6 +290,93 @@ class TaskScores:
 
     def by_run(self) -> dict[str, ScoredRun]:
         return {row.run_id: row for row in self.rows}
+
+
+TieJudgement = Literal["welch", "band"]
+
+
+@dataclass(frozen=True)
+class Tie:
+    """Ranked rows that share a rank: the baselines' seed noise cannot tell their primary
+    metric apart (see the module docstring). ``band`` is the half-width used where a row had
+    one seed; ``welch`` says whether some pair was judged by Welch's t-test."""
+
+    rank: int  # the shared rank: the position of the group's first row
+    last: int  # the position of its last row
+    key: str
+    run_ids: tuple[str, ...]
+    welch: bool
+    band: float | None
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Rank per ranked run id (tied runs share one), and the ties."""
+
+    ranks: Mapping[str, int]
+    ties: Sequence[Tie]
+
+    def tied(self, run_id: str) -> bool:
+        return any(run_id in tie.run_ids for tie in self.ties)
+
+
+def primary_spec(specs: Sequence[MetricInfo]) -> MetricInfo | None:
+    """The metric a task ranks methods by: the one marked primary, else the first."""
+    return next((s for s in specs if s.primary), specs[0] if specs else None)
+
+
+def indistinguishable(a: SeedStats, b: SeedStats, band: NoiseBand | None) -> TieJudgement | None:
+    """How ``a`` and ``b`` were found inside the baselines' seed noise, or ``None`` when they
+    differ (or cannot be judged): Welch with >= 2 seeds each, else the noise band's width."""
+    test = welch_from_stats(a, b)
+    if test is not None:
+        return "welch" if test.p_value >= SIGNIFICANCE_LEVEL else None
+    if band is not None and abs(a.mean - b.mean) <= band.half_width:
+        return "band"
+    return None
+
+
+def rank_with_ties(scores: TaskScores) -> Ranking:
+    """Ranks of the ranked rows (``ok`` with a score), tied where the noise says so."""
+    ranked = [r for r in scores.rows if r.score is not None and r.result.status == "ok"]
+    spec = primary_spec(scores.specs)
+    band = scores.noise.get(spec.key) if spec is not None else None
+    ranks: dict[str, int] = {}
+    ties: list[Tie] = []
+    group: list[ScoredRun] = []
+    how: set[TieJudgement] = set()
+
+    def close() -> None:
+        if len(group) > 1 and spec is not None:
+            first = ranks[group[0].run_id]
+            ties.append(
+                Tie(
+                    rank=first,
+                    last=first + len(group) - 1,
+                    key=spec.key,
+                    run_ids=tuple(r.run_id for r in group),
+                    welch="welch" in how,
+                    band=band.half_width if "band" in how and band is not None else None,
+                )
+            )
+
+    for position, row in enumerate(ranked, start=1):
+        judged = None
+        if group and spec is not None:
+            lead = group[0].metrics.get(spec.key)
+            this = row.metrics.get(spec.key)
+            if lead is not None and this is not None and lead.stats and this.stats:
+                judged = indistinguishable(lead.stats, this.stats, band)
+        if judged is not None:
+            group.append(row)
+            how.add(judged)
+            ranks[row.run_id] = ranks[group[0].run_id]
+            continue
+        close()
+        group, how = [row], set()
+        ranks[row.run_id] = position
+    close()
+    return Ranking(ranks, ties)
 
 
 def goodness(value: float, direction: Direction) -> float:
@@ -416,12 +523,14 @@ def score_task(
             if anchor is not None and stats is not None and math.isfinite(stats.mean):
                 score = normalise(stats.mean, anchor)
             compare = anchor is not None and stats is not None and res.run_id != anchor.best_run_id
+            ses = res.stderr.get(key, ())
             metrics[key] = MetricResult(
                 key,
                 stats,
                 score,
                 best_stats=best_stats.get(key) if compare else None,
                 noise=noise.get(key) if compare else None,
+                stderr=ses[0] if len(vals) == 1 and len(ses) == 1 else None,
             )
 
         note = None

@@ -197,6 +197,42 @@ class Store:
             ).all()
             return _run_from_rows(row, list(tests))
 
+    def identical_run(self, run: RunRecord) -> str | None:
+        """The first recorded run (not ``run`` itself, not a repeat) with ``run``'s result
+        identity (``RunRecord.result_identity``), or ``None``."""
+        identity = run.result_identity()
+        if identity is None:
+            return None
+        stmt = (
+            select(RunRow.run_id)
+            .where(
+                RunRow.result_identity == identity,
+                RunRow.repeat_of.is_(None),
+                RunRow.run_id != run.run_id,
+            )
+            .order_by(RunRow.started_at, RunRow.run_id)
+            .limit(1)
+        )
+        with Session(self.engine) as session:
+            return session.scalars(stmt).first()
+
+    def repeats_of(self, run_id: str) -> list[str]:
+        """The runs that repeat ``run_id``'s result: recorded as its repeat, or (recorded by
+        another writer) later with the same result identity."""
+        with Session(self.engine) as session:
+            row = session.get(RunRow, run_id)
+            if row is None or row.repeat_of is not None:
+                return []
+            same = RunRow.repeat_of == run_id
+            if row.result_identity is not None:
+                same = same | (
+                    (RunRow.result_identity == row.result_identity)
+                    & (RunRow.run_id != run_id)
+                    & (RunRow.started_at > row.started_at)
+                )
+            stmt = select(RunRow.run_id).where(same).order_by(RunRow.started_at)
+            return list(session.scalars(stmt))
+
     def run_ids(self, task_id: str | None = None) -> list[str]:
         """All run ids (of one task), in id order."""
         stmt = select(RunRow.run_id).order_by(RunRow.run_id)
@@ -253,6 +289,7 @@ class Store:
             RunRow.max_tests,
             RunRow.result_status,
             RunRow.results,
+            RunRow.result_stderr,
             RunRow.reference,
             RunRow.agent,
             RunRow.model,
@@ -262,6 +299,8 @@ class Store:
             RunRow.status_reason,
             RunRow.final_reason,
             RunRow.final_auto_submitted,
+            RunRow.result_identity,
+            RunRow.repeat_of,
             exists()
             .where(TestRow.run_id == RunRow.run_id, TestRow.is_final.is_(False))
             .label("has_tests"),
@@ -278,7 +317,14 @@ class Store:
         run_specs: dict[str, list[MetricInfo]] = {}
         parsed_specs: dict[str, list[MetricInfo]] = {}
         no_result: list[NoResultRun] = []
+        identities: set[str] = set()
         for r in rows:
+            # One result, one row: a repeat (``--force``, or an identical result another writer
+            # recorded) is shown on the first run's page, never ranked again.
+            if r.repeat_of is not None or r.result_identity in identities:
+                continue
+            if r.result_identity is not None:
+                identities.add(r.result_identity)
             if r.status == "infra_error" and not r.has_tests:
                 no_result.append(_no_result_run(r))
                 continue
@@ -371,6 +417,7 @@ def _run_result(r: Row[Any], task_id: str) -> RunResult:
         max_tests=r.max_tests,
         status=r.result_status,
         values=values,
+        stderr=r.result_stderr or {},
         reference=r.reference,
         agent=r.agent,
         model=r.model,
@@ -390,8 +437,15 @@ def _content_digest(run: RunRecord) -> str:
         exclude["status_reason"] = True
     if not run.agent_settings:
         exclude["agent_settings"] = True
+    if run.repeat_of is None:
+        exclude["repeat_of"] = True
     if run.final is not None and not run.final.auto_submitted:
-        exclude["final"] = {"auto_submitted"}
+        exclude["final"] = {"auto_submitted": True}
+    seeds = [*run.tests, *(run.final.per_seed if run.final else [])]
+    if not any(s.stderr for s in seeds):
+        exclude["tests"] = {"__all__": {"stderr"}}
+        if run.final is not None:
+            exclude.setdefault("final", {})["per_seed"] = {"__all__": {"stderr"}}
     payload = run.model_dump_json(exclude=exclude)
     return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -430,10 +484,13 @@ def _run_columns(run: RunRecord, digest: str, now: datetime) -> dict[str, Any]:
         "transcript_ref": run.transcript_ref,
         "metric_specs": json.dumps([s.model_dump() for s in run.metric_specs], sort_keys=True),
         "results": {k: [encode_number(x) for x in v] for k, v in scoring.values.items()},
+        "result_stderr": {k: list(v) for k, v in scoring.stderr.items()},
         "task_title": run.task_title,
         "task_description": run.task_description,
         "content_hash": digest,
         "recorded_at": now,
+        "result_identity": run.result_identity(),
+        "repeat_of": run.repeat_of,
     }
 
 
@@ -447,6 +504,7 @@ def _test_columns(run_id: str, test: SeedRecord, is_final: bool) -> dict[str, An
         "status": test.status,
         "reason": test.reason,
         "metrics": encode_metrics(test.metrics),
+        "stderr": test.stderr,
         "elapsed_s": test.elapsed_s,
         "curve": encode_curve(test.curve),
     }
@@ -460,6 +518,7 @@ def _test_from_row(row: TestRow) -> SeedRecord:
         status=row.status,  # type: ignore[arg-type]
         reason=row.reason,
         metrics=decode_metrics(row.metrics),
+        stderr=row.stderr or {},
         elapsed_s=row.elapsed_s,
         curve=row.curve,
     )
@@ -505,4 +564,5 @@ def _run_from_rows(row: RunRow, tests: list[TestRow]) -> RunRecord:
         transcript=row.transcript,
         transcript_ref=row.transcript_ref,
         metric_specs=[MetricInfo.model_validate(s) for s in json.loads(row.metric_specs)],
+        repeat_of=row.repeat_of,
     )

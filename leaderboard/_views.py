@@ -17,7 +17,16 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from ._records import MetricInfo
-from ._scoring import ComparableGroup, MetricResult, ScoredRun, TaskScores, goodness, score_task
+from ._scoring import (
+    ComparableGroup,
+    MetricResult,
+    ScoredRun,
+    TaskScores,
+    Tie,
+    goodness,
+    rank_with_ties,
+    score_task,
+)
 from ._store import Store, TaskData
 
 RUN_TYPES = ("baseline", "vanilla", "agent")
@@ -34,6 +43,14 @@ class TableRow:
     rank: int | None
     scored: ScoredRun
     started_at: str
+    tied: bool = False  # shares its rank with other rows (see ``leaderboard._scoring``)
+
+    @property
+    def rank_label(self) -> str:
+        """The rank as shown: ``3``, ``=2`` when tied, empty when not ranked."""
+        if self.rank is None:
+            return ""
+        return f"={self.rank}" if self.tied else str(self.rank)
 
 
 @dataclass(frozen=True)
@@ -50,6 +67,7 @@ class TaskTable:
     order: str
     types: tuple[str, ...]
     best: dict[str, float] = field(default_factory=dict)
+    ties: list[Tie] = field(default_factory=list)
     total_rows: int = 0
     matching_rows: int = 0
     page: int = 1
@@ -59,6 +77,28 @@ class TaskTable:
     @property
     def profiles(self) -> list[str]:
         return sorted({g.profile for g in self.groups})
+
+    def tie_sentences(self) -> list[str]:
+        """Each tie in words, e.g. "ranks 1–3 are tied: their val_loss (gpt-tiny) differs by
+        less than the baselines' seed noise ±0.012"."""
+        specs = {s.key: s for s in self.specs}
+        return [tie_sentence(tie, specs[tie.key]) for tie in self.ties]
+
+
+def tie_sentence(tie: Tie, spec: MetricInfo) -> str:
+    """One tie in words: which ranks, on which metric, and by which test of the noise."""
+    metric = f"{spec.name} ({spec.setting})"
+    band = None if tie.band is None else f"the baselines' seed noise ±{format_std(tie.band)}"
+    if tie.welch and band:
+        why = (
+            f"their {metric} differs by no more than seed noise (Welch's t-test p ≥ 0.05, "
+            f"or within {band} where a row has one seed)"
+        )
+    elif tie.welch:
+        why = f"their {metric} differs by no more than seed noise (Welch's t-test, p ≥ 0.05)"
+    else:
+        why = f"their {metric} differs by less than {band}"
+    return f"ranks {tie.rank}–{tie.last} are tied: {why}"
 
 
 def format_value(v: float | None) -> str:
@@ -121,6 +161,7 @@ class ScoredGroup:
     scores: TaskScores
     rows: list[TableRow]
     best: dict[str, float]
+    ties: list[Tie]
 
 
 class ScoreCache:
@@ -169,13 +210,14 @@ def score_group(
     chosen, groups = choose_group(data, group, profile)
     specs = data.specs_for(chosen)
     scores = score_task(data.results, specs, group=chosen, reference_as_anchor=reference_as_anchor)
-    ranks: dict[str, int] = {}
-    for i, sr in enumerate(
-        r for r in scores.rows if r.score is not None and r.result.status == "ok"
-    ):
-        ranks[sr.run_id] = i + 1
+    ranking = rank_with_ties(scores)
     rows = [
-        TableRow(ranks.get(sr.run_id), sr, data.started_at[sr.run_id].strftime("%Y-%m-%d %H:%M"))
+        TableRow(
+            ranking.ranks.get(sr.run_id),
+            sr,
+            data.started_at[sr.run_id].strftime("%Y-%m-%d %H:%M"),
+            ranking.tied(sr.run_id),
+        )
         for sr in scores.rows
     ]
     best: dict[str, float] = {}
@@ -190,7 +232,7 @@ def score_group(
         ]
         if vals:
             best[spec.key] = max(vals, key=lambda v, d=spec.direction: goodness(v, d))  # type: ignore[misc]
-    value = ScoredGroup(data, chosen, groups, scores, rows, best)
+    value = ScoredGroup(data, chosen, groups, scores, rows, best, list(ranking.ties))
     if cache is not None and key is not None:
         cache.put(key, value)
     return value
@@ -258,6 +300,7 @@ def build_task_table(
         order=order,
         types=wanted_types,
         best=sg.best,
+        ties=sg.ties,
         total_rows=len(sg.scores.rows),
         matching_rows=len(ordered),
         page=page,
@@ -306,8 +349,10 @@ def export_csv(
 ) -> str:
     """Every run of every comparable group (of one task, or all tasks) as CSV, one row per run.
 
-    Columns: the group's identity, the run's identity, score and setting scores, and per metric
-    its mean, std and number of seeds.
+    Columns: the group's identity, the run's identity, its rank (``tied``: shared with other
+    rows, ``tie``: the tie in words), score and setting scores, and per metric its mean, std,
+    95 % interval, number of seeds, the evaluator's standard error of a single-seed value and
+    the group's noise band (the same on every row).
     """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -326,6 +371,8 @@ def export_csv(
         "reference",
         "status",
         "rank",
+        "tied",
+        "tie",
         "score",
         "note",
     ]
@@ -340,10 +387,18 @@ def export_csv(
                 settings.append(spec.setting)
     header = fixed + [f"score_{s}" for s in settings]
     for key in metric_keys:
-        header += [key, f"{key}_std", f"{key}_n"]
+        header += [key, f"{key}_std", f"{key}_ci_low", f"{key}_ci_high", f"{key}_n"]
+        header += [f"{key}_stderr"]
+        header += [f"{key}_noise_low", f"{key}_noise_high"]
     writer.writerow(header)
     for table in tables:
         g = table.group
+        specs = {spec.key: spec for spec in table.specs}
+        tie_text = {
+            run_id: tie_sentence(tie, specs[tie.key])
+            for tie in table.ties
+            for run_id in tie.run_ids
+        }
         for row in table.rows:
             s = row.scored
             r = s.result
@@ -362,6 +417,8 @@ def export_csv(
                 r.reference,
                 r.status,
                 row.rank or "",
+                row.tied,
+                tie_text.get(r.run_id, ""),
                 "" if s.score is None else f"{s.score:.6f}",
                 s.note or "",
             ]
@@ -372,15 +429,19 @@ def export_csv(
             for key in metric_keys:
                 m = s.metrics.get(key)
                 if m is None or m.stats is None:
-                    line += ["", "", ""]
+                    line += ["", "", "", "", "", ""]
                 else:
-                    line += [
-                        repr(m.stats.mean),
-                        "" if m.stats.std is None else repr(m.stats.std),
-                        m.stats.n,
-                    ]
+                    st = m.stats
+                    line += [repr(st.mean), *map(_csv_number, (st.std, st.ci_low, st.ci_high))]
+                    line += [st.n, _csv_number(m.stderr)]
+                band = table.scores.noise.get(key)
+                line += ["", ""] if band is None else [repr(band.low), repr(band.high)]
             writer.writerow(line)
     return buf.getvalue()
+
+
+def _csv_number(v: float | None) -> str:
+    return "" if v is None else repr(v)
 
 
 class _Body(BaseModel):
@@ -415,12 +476,14 @@ class MetricScoreBody(_Body):
     score: float | None
     p_vs_best_baseline: JsonNumber
     within_baseline_noise: bool | None
+    stderr: float | None  # the evaluator's standard error of a single-seed value
 
 
 class ScoreRowBody(_Body):
     """One ranked run of a task table."""
 
     rank: int | None
+    tied: bool
     run_id: str
     type: str
     method: str
@@ -462,6 +525,16 @@ class NoiseBody(_Body):
     half_width: float
 
 
+class TieBody(_Body):
+    """Rows sharing a rank because the baselines' seed noise cannot tell them apart."""
+
+    rank: int
+    last: int
+    metric: str
+    run_ids: list[str]
+    sentence: str
+
+
 class TaskScoresBody(_Body):
     """A task table as JSON (the ``GET /api/tasks/{id}`` body)."""
 
@@ -472,6 +545,7 @@ class TaskScoresBody(_Body):
     metrics: list[MetricInfo]
     anchors: dict[str, AnchorBody]
     noise: dict[str, NoiseBody]
+    ties: list[TieBody]
     rows: list[ScoreRowBody]
 
 
@@ -486,6 +560,7 @@ def _metric_body(m: MetricResult) -> MetricScoreBody | None:
         score=m.score,
         p_vs_best_baseline=None if m.vs_best is None else _num(m.vs_best.p_value),
         within_baseline_noise=m.within_noise,
+        stderr=m.stderr,
     )
 
 
@@ -494,6 +569,7 @@ def task_scores_body(table: TaskTable) -> TaskScoresBody:
     rows = [
         ScoreRowBody(
             rank=row.rank,
+            tied=row.tied,
             run_id=s.run_id,
             type=s.result.type,
             method=s.result.method,
@@ -533,6 +609,16 @@ def task_scores_body(table: TaskTable) -> TaskScoresBody:
             k: NoiseBody(center=b.center, half_width=b.half_width)
             for k, b in table.scores.noise.items()
         },
+        ties=[
+            TieBody(
+                rank=tie.rank,
+                last=tie.last,
+                metric=tie.key,
+                run_ids=list(tie.run_ids),
+                sentence=sentence,
+            )
+            for tie, sentence in zip(table.ties, table.tie_sentences(), strict=True)
+        ],
         rows=rows,
     )
 

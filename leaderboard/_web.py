@@ -535,9 +535,12 @@ def _run_context(
             )
     seeds = sorted({r.seed for r in run.result_rows()})
     per_seed: dict[str, dict[int, float]] = {}
+    per_seed_stderr: dict[str, dict[int, float]] = {}
     for r in run.result_rows():
         for k, v in r.metrics.items():
             per_seed.setdefault(k, {})[r.seed] = v
+        for k, se in r.stderr.items():
+            per_seed_stderr.setdefault(k, {})[r.seed] = se
     return {
         "run": run,
         "scored": scored,
@@ -545,6 +548,8 @@ def _run_context(
         "plots": plots,
         "seeds": seeds,
         "per_seed": per_seed,
+        "per_seed_stderr": per_seed_stderr,
+        "repeats": store.repeats_of(run.run_id),
         "diff_lines": diff_lines(run.diff),
         "transcript": transcript_view(run.transcript or []),
     }

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 
 class BoardMetric(BaseModel):
-    """One metric of a run: the mean over its seeds, the 95 % interval when n ≥ 2."""
+    """One metric of a run: the mean over its seeds, the 95 % interval when n ≥ 2, and its
+    score (0–100: worst baseline 0, the best baseline on this metric 50, bound 100)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -35,6 +36,17 @@ class BoardMetric(BaseModel):
     ci_low: float | None
     ci_high: float | None
     n: int
+    score: float
+    stderr: float | None  # the evaluator's standard error of a single-seed value
+
+
+class BoardNoise(BaseModel):
+    """A metric's noise band: the best baseline ± 2 × the baselines' pooled seed std."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    low: float
+    high: float
 
 
 class BoardColumn(BaseModel):
@@ -57,6 +69,7 @@ class BoardRow(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     rank: int | None
+    tied: bool  # shares its rank with other rows the seed noise cannot tell apart
     ranked: int
     run_id: str
     method: str
@@ -78,6 +91,15 @@ class BoardTable(BaseModel):
     label: str
     columns: list[BoardColumn]
     rows: list[BoardRow]
+    noise: dict[str, BoardNoise]
+    ties: list[str]  # each tie in words: which ranks, on which metric, why
+
+
+SCORE_LEGEND = (
+    "score: per metric worst baseline 0, the best baseline on that metric 50, bound 100; a "
+    "setting is the weighted mean of its metrics, the score the geometric mean over settings, "
+    "so a baseline scores 50 only where it is the best baseline on every metric"
+)
 
 
 def check_stored_task(store: Store, task_id: str | None) -> None:
@@ -108,11 +130,18 @@ def board_tables(store: Store, task_id: str | None = None) -> list[BoardTable]:
                 if m.stats is not None:
                     st = m.stats
                     metrics[key] = BoardMetric(
-                        mean=st.mean, std=st.std, ci_low=st.ci_low, ci_high=st.ci_high, n=st.n
+                        mean=st.mean,
+                        std=st.std,
+                        ci_low=st.ci_low,
+                        ci_high=st.ci_high,
+                        n=st.n,
+                        score=100 * m.score,
+                        stderr=m.stderr,
                     )
             rows.append(
                 BoardRow(
                     rank=row.rank,
+                    tied=row.tied,
                     ranked=ranked,
                     run_id=s.run_id,
                     method=s.result.method,
@@ -135,6 +164,11 @@ def board_tables(store: Store, task_id: str | None = None) -> list[BoardTable]:
                 label=table.group.label(),
                 columns=columns,
                 rows=rows,
+                noise={
+                    key: BoardNoise(low=band.low, high=band.high)
+                    for key, band in table.scores.noise.items()
+                },
+                ties=table.tie_sentences(),
             )
         )
     return tables
@@ -176,8 +210,26 @@ def print_board(console: Console, tables: list[BoardTable]) -> None:
             console.print(wide)
         else:
             _print_blocks(console, table)
+        for sentence in table.ties:
+            console.print(escape(sentence), highlight=False)
+        if table.noise:
+            bands = " · ".join(
+                f"{_header(c).replace(chr(10), ' ')} {b.low:.4g}–{b.high:.4g}"
+                for c in table.columns
+                if (b := table.noise.get(c.key)) is not None
+            )
+            console.print(
+                f"baselines' seed noise (best baseline ± 2 × pooled seed std): {escape(bands)}",
+                style="dim",
+                highlight=False,
+            )
         if any(m.n >= 2 for row in table.rows for m in row.metrics.values()):
             console.print("± half-width of the 95 % interval over seeds", style="dim")
+        if any(m.stderr is not None for row in table.rows for m in row.metrics.values()):
+            console.print("(SE …) the evaluator's standard error of a one-seed value", style="dim")
+        if any(row.tied for row in table.rows):
+            console.print("=2: a rank shared by rows inside the seed noise", style="dim")
+        console.print(SCORE_LEGEND, style="dim", highlight=False)
         if any(c.hidden for c in table.columns):
             console.print("† hidden from the agent during its run", style="dim", highlight=False)
         console.print()
@@ -242,7 +294,9 @@ def _header(column: BoardColumn) -> str:
 
 
 def _rank(row: BoardRow) -> str:
-    return "" if row.rank is None else str(row.rank)
+    if row.rank is None:
+        return ""
+    return f"={row.rank}" if row.tied else str(row.rank)
 
 
 def _method(row: BoardRow) -> str:
@@ -262,12 +316,15 @@ def _seeds(row: BoardRow) -> str:
 
 
 def _metric(m: BoardMetric | None) -> str:
-    """``mean``, or ``mean ± half-width of the 95 % interval`` with several seeds."""
+    """``mean``, ``mean ± half-width of the 95 % interval`` with several seeds, or
+    ``mean (SE s)`` with one seed whose evaluator reported a standard error."""
     if m is None or m.mean is None:
         return "—"
     text = f"{m.mean:.4g}"
     if m.n >= 2 and m.ci_low is not None and m.ci_high is not None:
         text += f" ± {(m.ci_high - m.ci_low) / 2:.2g}"
+    elif m.stderr is not None:
+        text += f" (SE {m.stderr:.2g})"
     return text
 
 

@@ -154,17 +154,20 @@ def open_session(
     max_steps: int,
     max_tests: int,
     seeds: list[int] | None,
+    final_seeds: list[int] | None = None,
     progress: ProgressCallback | None = None,
 ) -> Session:
-    """A new env.Session in ``run_dir``; ``seeds`` (if given) for tests and the final."""
+    """A new env.Session in ``run_dir``; ``seeds`` (if given) for tests and the final,
+    ``final_seeds`` (if given) for the final only (winning over ``seeds``)."""
     import env
 
     budgets = env.Budgets(max_steps=max_steps, max_tests=max_tests)
-    plan = (
-        task.seeds(profile).model_copy(update={"test": list(seeds), "final": list(seeds)})
-        if seeds
-        else None
-    )
+    update: dict[str, list[int]] = {}
+    if seeds:
+        update = {"test": list(seeds), "final": list(seeds)}
+    if final_seeds:
+        update["final"] = list(final_seeds)
+    plan = task.seeds(profile).model_copy(update=update) if update else None
     return env.Session(
         task,
         run_dir,

@@ -12,7 +12,7 @@ import math
 import re
 import secrets
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypedDict
@@ -41,7 +41,7 @@ from runner._transcript import Event, Transcript, read_transcript
 
 if TYPE_CHECKING:
     from env import Session, TaskSpec
-    from leaderboard import MetricInfo, RunRecord, SeedRecord
+    from leaderboard import MetricInfo, RunRecord, SeedRecord, Store
     from sandbox import DataPaths, Executor, TestResult
 
 RUN_FORMAT_VERSION = 1
@@ -67,7 +67,8 @@ class RunConfig(BaseModel):
     mode: RunMode = RunMode.AGENT
     profile: str  # a profile of the task (`runner run --profile auto` picks the task's default)
     sandbox: SandboxKind = SandboxKind.LOCAL
-    seeds: list[int] | None = None
+    seeds: list[int] | None = None  # tests and the final evaluation
+    final_seeds: list[int] | None = None  # the final evaluation only (wins over ``seeds``)
     max_steps: int | None = Field(default=None, ge=1)
     max_tests: int | None = Field(default=None, ge=1)
     base_url: str | None = None
@@ -76,6 +77,7 @@ class RunConfig(BaseModel):
     home: str | None = None
     data_source: DataSource = DataSource.OFFLINE
     allow_weak_isolation: bool = False
+    force: bool = False  # record a result identical to a stored one, as its repeat
 
 
 class RunInfo(BaseModel):
@@ -107,6 +109,8 @@ class RunOutcome:
     run_dir: Path
     info: RunInfo
     records: list[RunRecord]
+    #: run id → the stored run whose identical result kept this one from being recorded
+    identical_to: dict[str, str] = field(default_factory=dict)
 
 
 def new_run_id(task_id: str, agent: str) -> str:
@@ -158,6 +162,7 @@ class ActiveRun:
         self.display = display
         self.tools = ToolBox(session, transcript, display.on_tool)
         self.records: list[RunRecord] = []
+        self.identical_to: dict[str, str] = {}
 
     @classmethod
     def create(
@@ -207,6 +212,7 @@ class ActiveRun:
             max_steps=max_steps,
             max_tests=max_tests,
             seeds=config.seeds,
+            final_seeds=config.final_seeds,
             progress=display.on_progress,
         )
         transcript = Transcript(run_dir, header=_header(info))
@@ -263,19 +269,40 @@ class ActiveRun:
             update={"status": status, "reason": reason, "finished_at": datetime.now(UTC)}
         )
         write_run_info(self.run_dir, self.info)
-        self.records = build_records(self.run_dir, self.info, self.task, self.session)
-        (self.run_dir / "record.json").write_text(
-            json.dumps([r.model_dump(mode="json") for r in self.records], indent=1) + "\n",
-            encoding="utf-8",
-        )
+        records = build_records(self.run_dir, self.info, self.task, self.session)
         if self.info.config.db:
             store = comp.open_store(self.info.config.db)
             try:
-                for record in self.records:
-                    store.record(record)
+                records = self._record_once_each(store, records)
             finally:
                 store.close()
+        (self.run_dir / "record.json").write_text(
+            json.dumps([r.model_dump(mode="json") for r in records], indent=1) + "\n",
+            encoding="utf-8",
+        )
+        self.records = [r for r in records if r.run_id not in self.identical_to]
         return self.records
+
+    def _record_once_each(self, store: Store, records: list[RunRecord]) -> list[RunRecord]:
+        """Store each record unless the store holds an identical result (one result, one
+        row): then it is left out (named in ``identical_to``), or with ``force`` stored as that
+        run's repeat. Returns the records, repeats labelled."""
+        kept = []
+        for record in records:
+            original = store.identical_run(record)
+            if original is not None and not self.info.config.force:
+                self.identical_to[record.run_id] = original
+                self.display.note(
+                    f"run {record.run_id}: identical to run {original}, not recorded; "
+                    "--force records a repeat"
+                )
+                kept.append(record)
+                continue
+            if original is not None:
+                record = record.model_copy(update={"repeat_of": original})
+            store.record(record)
+            kept.append(record)
+        return kept
 
 
 def _home(config: RunConfig) -> Path:
@@ -401,7 +428,12 @@ def _drive(active: ActiveRun, *, resume: bool, api_key: str | None) -> RunOutcom
         reason = f"auto-submitted test #{submission.test_number}: {reason}"
     records = active.finish(status, reason)
     display.stop(f"run {info.run_id}: {active.info.status} ({reason})")
-    return RunOutcome(run_dir=active.run_dir, info=active.info, records=records)
+    return RunOutcome(
+        run_dir=active.run_dir,
+        info=active.info,
+        records=records,
+        identical_to=dict(active.identical_to),
+    )
 
 
 def reconcile(session: Session, transcript: Transcript) -> None:
@@ -619,6 +651,7 @@ def _rows(number: int, result: TestResult) -> list[SeedRecord]:
                 status=r.status,
                 reason=r.reason,
                 metrics={f"{k}_{r.setting}": float(v) for k, v in r.metrics.items()},
+                stderr={f"{k}_{r.setting}": float(v) for k, v in r.stderr.items()},
                 elapsed_s=max(0.0, float(r.elapsed_s)) if math.isfinite(r.elapsed_s) else None,
                 curve=curve,
             )

@@ -197,7 +197,15 @@ def run(
     ] = "auto",
     sandbox: SandboxOption = SandboxKind.LOCAL,
     seeds: Annotated[
-        str | None, typer.Option(help="Comma-separated test seeds, e.g. 42,43.")
+        str | None,
+        typer.Option(help="Comma-separated seeds of tests and the final evaluation, e.g. 42,43."),
+    ] = None,
+    final_seeds: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated seeds of the final evaluation only (default: the task "
+            "profile's, e.g. 42,43,44 at tiny); fewer seeds, quicker, wider intervals."
+        ),
     ] = None,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Step budget.")] = None,
     max_tests: Annotated[int | None, typer.Option(min=1, help="Test budget.")] = None,
@@ -248,6 +256,14 @@ def run(
             min=0, help="Seconds an LLM call may spend failing, retries included (default 60)."
         ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Record a result identical to a stored one (same code, profile, seeds, data) "
+            "as a repeat of it; without it such a result is not recorded.",
+        ),
+    ] = False,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
     allow_weak_isolation: WeakIsolationOption = False,
@@ -274,7 +290,8 @@ def run(
             agent = [f"openai:{from_file.model}"]
     db_url = _db_url(db)
     run_dir = run_dir or default_runs_dir()
-    seed_list = _parse_seeds(seeds)
+    seed_list = _parse_seeds(seeds, "--seeds")
+    final_seed_list = _parse_seeds(final_seeds, "--final-seeds")
     spec = _load_task(task)
     agents = _expand_agents(spec, agent or ["baseline:all"])
     try:  # a missing API key fails now, before any data or run is prepared
@@ -297,6 +314,7 @@ def run(
             profile=chosen,
             sandbox=sandbox,
             seeds=seed_list,
+            final_seeds=final_seed_list,
             max_steps=max_steps,
             max_tests=max_tests,
             base_url=base_url,
@@ -305,6 +323,7 @@ def run(
             home=str(home),
             data_source=DataSource(data_source),
             allow_weak_isolation=allow_weak_isolation,
+            force=force,
         )
         for item in agents
     ]
@@ -336,11 +355,14 @@ def _agent_settings(
     return settings, from_file
 
 
-def _parse_seeds(seeds: str | None) -> list[int] | None:
+def _parse_seeds(seeds: str | None, flag: str) -> list[int] | None:
     try:
-        return [int(s) for s in seeds.split(",") if s.strip()] if seeds else None
+        parsed = [int(s) for s in seeds.split(",") if s.strip()] if seeds else None
     except ValueError as e:
-        raise _fail(f"--seeds must be comma-separated integers: {e}") from e
+        raise _fail(f"{flag} must be comma-separated integers: {e}") from e
+    if parsed is not None and len(parsed) != len(set(parsed)):
+        raise _fail(f"{flag} names a seed twice: {seeds}")
+    return parsed
 
 
 def _load_task(task: str) -> TaskSpec:
@@ -444,6 +466,8 @@ def _run_each(
     from runner._run import RunError, start_run
 
     records: list[RunRecord] = []
+    shown: set[str] = set()  # stored runs whose identical result a run of this command repeated
+    task_id: str | None = None
     failures = 0
     for config in configs:
         try:
@@ -462,9 +486,18 @@ def _run_each(
             )
             continue
         records += outcome.records
+        for run_id, original in outcome.identical_to.items():
+            err.print(
+                f"run {run_id}: identical to run {original}, not recorded; "
+                "--force records a repeat",
+                highlight=False,
+                soft_wrap=True,
+            )
+            shown.add(original)
+        task_id = outcome.info.task_id
         if outcome.info.status != "finished":
             failures += 1
-    _print_results(db, records, as_json=as_json)
+    _print_results(db, records, as_json=as_json, also=shown, task_id=task_id)
     (err if as_json else out).print(
         f"\nOpen the leaderboard: [bold]runner leaderboard serve --db {db}[/]", highlight=False
     )
@@ -868,62 +901,22 @@ def doctor(
         raise typer.Exit(1)
 
 
-@app.command("gpu-check")
-def gpu_check(
-    dry_run: Annotated[
-        bool,
-        typer.Option(
-            "--dry-run",
-            help="Print the plan and the full profile's memory estimate per GPU (80 GB, 2 GPUs).",
-        ),
-    ] = False,
-    out_dir: Annotated[
-        Path | None,
-        typer.Option("--out", help="Where gpu_check.json, the table and the logs go."),
-    ] = None,
-    record_reference: Annotated[
-        bool,
-        typer.Option(help="Store this run's small-profile loss curve as the reference."),
-    ] = False,
-    skip: Annotated[
-        list[str] | None, typer.Option(help="A part to leave out (repeatable).")
-    ] = None,
+def _print_results(
+    db: str | None,
+    records: list[RunRecord],
+    *,
+    as_json: bool = False,
+    also: set[str] | None = None,
+    task_id: str | None = None,
 ) -> None:
-    """Check a GPU machine in about 8 minutes: environment, memory plan, full-profile
-    throughput, a small-profile loss curve against the reference, evaluation throughput, Docker.
-
-    Exits 1 when a part failed; each part says why and where its log is.
-    """
-    from datetime import UTC, datetime
-
-    from runner._components import pretrainbench_home
-    from runner._gpu_check import PART_NAMES, CheckOptions, render_table, run_gpu_check
-
-    unknown = sorted(set(skip or []) - set(PART_NAMES))
-    if unknown:
-        raise _fail(f"unknown part(s) {', '.join(unknown)}; parts: {', '.join(PART_NAMES)}")
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    target = out_dir or pretrainbench_home() / "gpu-check" / stamp
-    opts = CheckOptions(
-        out_dir=target, dry_run=dry_run, record_reference=record_reference, skip=tuple(skip or [])
-    )
-    report = run_gpu_check(opts, lambda line: out.print(escape(line), highlight=False))
-    out.print(escape(render_table(report)), highlight=False)
-    out.print(f"report: {escape(str(target / 'gpu_check.json'))}", highlight=False)
-    if not report.ok:
-        raise typer.Exit(1)
-
-
-def _print_results(db: str | None, records: list[RunRecord], *, as_json: bool = False) -> None:
-    """The scored rows of this command's runs, ranked within their groups as on the web page
-    (the store at ``db`` holds them: `ActiveRun.finish` recorded them there)."""
+    """The scored rows of this command's runs (and of the stored runs in ``also``), ranked
+    within their groups as on the web page (the store at ``db`` holds them: `ActiveRun.finish`
+    recorded them there)."""
     from runner._board import board_json, load_board, print_board
 
-    tables = (
-        load_board(db, records[0].task_id, run_ids={r.run_id for r in records})
-        if db and records
-        else []
-    )
+    run_ids = {r.run_id for r in records} | (also or set())
+    task_id = records[0].task_id if records else task_id
+    tables = load_board(db, task_id, run_ids=run_ids) if db and run_ids and task_id else []
     if as_json:
         sys.stdout.write(board_json(tables))
     elif tables:

@@ -248,6 +248,8 @@ def new_agent(
         profile="tiny",
         data=lab.data,
         budgets=Budgets(max_steps=20, max_tests=max_tests),
+        # one final seed: the attacks need one final evaluation, not the seed spread
+        seeds=task.seeds("tiny").model_copy(update={"final": [42]}),
         env={**RUN_ENV, **(env or {})},
     )
     agent = Agent(session)

@@ -246,10 +246,22 @@ def _seed_rows(
                 seed=seed,
                 status="ok",
                 metrics=lm,
+                stderr={k: _accuracy_stderr(k, v) for k, v in lm.items()},
                 elapsed_s=480 + rng.gauss(0, 40),
             )
         )
     return rows
+
+
+# items per task in the real lm-eval sets (ARC-Easy test, HellaSwag / PIQA / WinoGrande val)
+EVAL_ITEMS = {"arc_easy": 2376, "hellaswag": 10042, "piqa": 1838, "winogrande": 1267}
+
+
+def _accuracy_stderr(key: str, accuracy: float) -> float:
+    """lm-eval's standard error of an accuracy (in points): sqrt(p (1 - p) / (N - 1))."""
+    items = EVAL_ITEMS[key.removesuffix(f"_{LM_EVAL}")]
+    p = accuracy / 100
+    return round(100 * math.sqrt(p * (1 - p) / (items - 1)), 4)
 
 
 _DEFAULT_GET_LR = NANOGPT_GET_LR

@@ -76,4 +76,7 @@ def test_real_tiny_test_resume_and_submit(tmp_path: Path, pb_data_paths: DataPat
     assert resumed.final is not None and resumed.final.status == "ok", resumed.final
     metrics = resumed.final.metrics(task.jobs("tiny"))
     assert "val_loss_gpt-tiny" in metrics and "arc_easy_lm-eval-tiny" in metrics
+    # the tiny profile's default final seeds: each setting evaluated on 42, 43 and 44
+    seeds = {(r.setting, r.seed) for r in resumed.final.results}
+    assert {seed for _, seed in seeds} == {42, 43, 44} and ("lm-eval-tiny", 44) in seeds
     assert train_metrics.stat().st_mtime_ns == mtime  # the finished training was reused

@@ -115,7 +115,8 @@ def test_task_page_sort_and_filter(page: Any, lb_server: LiveServer, shots: Path
         .evaluate_all("ths => ths.findIndex(th => th.classList.contains('sorted'))")
     )
     texts = page.locator(f"#results tbody tr td:nth-child({col + 1})").all_inner_texts()
-    values = [float(t.split("±")[0].strip(" ≈*\n")) for t in texts if t.strip() != "—"]
+    # a cell: "mean ±half-width ≈" then, on its own line, the metric's score
+    values = [float(t.split("\n")[0].split("±")[0].strip(" ≈*")) for t in texts if t.strip() != "—"]
     assert values == sorted(values) and len(values) >= 14
     assert texts[-1].strip() == "—"  # the run without a result sorts last
     page.screenshot(path=str(shots / "task_sorted.png"), full_page=True)

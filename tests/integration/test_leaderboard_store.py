@@ -164,6 +164,31 @@ def test_why_a_run_ended_and_its_agent_settings_round_trip(store_url: str) -> No
         assert store.record(told) == "unchanged"
 
 
+def test_standard_errors_persist_across_restarts(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'lb.db'}"
+    one_seed = small_run("r1", tests=1, seeds=1)
+    assert one_seed.final is not None
+    [row] = one_seed.final.per_seed
+    with_se = row.model_copy(update={"stderr": {"val_loss_gpt-tiny": 0.0123}})
+    run = one_seed.model_copy(
+        update={
+            "tests": [with_se],
+            "final": one_seed.final.model_copy(update={"per_seed": [with_se]}),
+        }
+    )
+    with Store(url) as store:
+        assert store.record(one_seed) == "inserted"
+        assert store.record(run) == "replaced"  # a standard error is part of the content
+    with Store(url) as store:  # a new process's view: the file, not a cache
+        back = store.get_run("r1")
+        assert back == run and back.tests[0].stderr == {"val_loss_gpt-tiny": 0.0123}
+        data = store.task_data("task-a")
+        assert data is not None
+        assert dict(data.results[0].stderr) == {"val_loss_gpt-tiny": [0.0123]}
+    with pytest.raises(ValueError, match="stderr"):
+        SeedRecord.model_validate({**row.model_dump(), "stderr": {"val_loss_gpt-tiny": -1.0}})
+
+
 def test_schema_version_and_migration_path(store_url: str) -> None:
     with Store(store_url) as store:
         assert migrate(store.engine) == 0  # already current: nothing applied twice

@@ -70,11 +70,69 @@ def test_run_default_baselines_then_leaderboard(runner_env: TaskWorld, tmp_path:
     assert [r["reference"] for r in sorted(records, key=lambda r: r["method"])] == [False, True]
 
 
+def test_final_seeds_apply_to_the_final_evaluation_only(
+    runner_env: TaskWorld, tmp_path: Path
+) -> None:
+    from leaderboard import Store
+
+    db = tmp_path / "lb.db"
+    args = ["--agent", "baseline:constant", "--seeds", "5", "--final-seeds", "5,6,7"]
+    ran = cli.invoke(app, ["run", "--task", "fake-lr", *args, "--db", str(db), "--quiet"])
+    assert ran.exit_code == 0, ran.output
+    [run_dir] = (runner_env.home / "runs").iterdir()
+    config = json.loads((run_dir / "run.json").read_text())["config"]
+    assert config["seeds"] == [5] and config["final_seeds"] == [5, 6, 7]
+    with Store(f"sqlite:///{db}") as store:
+        record = store.get_run(run_dir.name)
+    assert record is not None and record.final is not None
+    assert {t.seed for t in record.tests} == {5}
+    assert {r.seed for r in record.final.per_seed} == {5, 6, 7}
+
+
+def test_an_identical_result_is_one_row_and_force_records_a_labelled_repeat(
+    runner_env: TaskWorld, tmp_path: Path
+) -> None:
+    from leaderboard import Store, create_app
+
+    db = tmp_path / "lb.db"  # each command opens the file anew: the check survives restarts
+    args = ["run", "--task", "fake-lr", "--agent", "baseline:constant", "--db", str(db)]
+    first = cli.invoke(app, [*args, "--quiet"])
+    assert first.exit_code == 0, first.output
+    with Store(f"sqlite:///{db}") as store:
+        [original] = store.run_ids()
+    again = cli.invoke(app, [*args, "--quiet"])
+    assert again.exit_code == 0, again.output
+    said = re.sub(r"\s+", " ", again.output)
+    assert f"identical to run {original}, not recorded; --force records a repeat" in said
+    assert "constant" in again.output  # the original's row is shown instead
+    with Store(f"sqlite:///{db}") as store:
+        assert store.run_ids() == [original]
+    forced = cli.invoke(app, [*args, "--quiet", "--force"])
+    assert forced.exit_code == 0, forced.output
+    with Store(f"sqlite:///{db}") as store:
+        [repeat] = [r for r in store.run_ids() if r != original]
+        record = store.get_run(repeat)
+        assert record is not None and record.repeat_of == original
+        assert store.repeats_of(original) == [repeat]
+        data = store.task_data("fake-lr")
+        assert data is not None and [r.run_id for r in data.results] == [original]
+        from fastapi.testclient import TestClient
+
+        client = TestClient(create_app(store))
+        assert f'data-run="{repeat}"' not in client.get("/tasks/fake-lr").text
+        assert f'href="/runs/{repeat}"' in client.get(f"/runs/{original}").text
+        assert f'href="/runs/{original}"' in client.get(f"/runs/{repeat}").text
+    exported = cli.invoke(app, ["leaderboard", "export", "--db", str(db), "--format", "csv"])
+    assert len(exported.output.strip().splitlines()) == 1 + 1  # the header and one row
+
+
 def test_run_rejects_bad_input_clearly(runner_env: TaskWorld) -> None:
     bad_agent = cli.invoke(app, ["run", "--task", "fake-lr", "--agent", "nonsense", "--quiet"])
     assert bad_agent.exit_code == 1 and "unknown agent 'nonsense'" in bad_agent.output
     bad_seeds = cli.invoke(app, ["run", "--task", "fake-lr", "--seeds", "4x", "--quiet"])
     assert bad_seeds.exit_code == 1 and "--seeds" in bad_seeds.output
+    twice = cli.invoke(app, ["run", "--task", "fake-lr", "--final-seeds", "1,1", "--quiet"])
+    assert twice.exit_code == 1 and "--final-seeds names a seed twice" in twice.output
     bad_baseline = cli.invoke(
         app, ["run", "--task", "fake-lr", "--agent", "baseline:nope", "--quiet"]
     )

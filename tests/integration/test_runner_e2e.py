@@ -88,7 +88,9 @@ def test_openai_agent_real_tiny_profile(chat_server, tmp_path: Path) -> None:
         ]
     )
     db = tmp_path / "lb.db"
-    proc = _runner(server.base_url, tmp_path, "--agent", "openai:scripted", "--max-tests", "1")
+    # one final seed: test_env_resume_real runs the profile's default three
+    args = ["--agent", "openai:scripted", "--max-tests", "1", "--final-seeds", "42"]
+    proc = _runner(server.base_url, tmp_path, *args)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "val_loss" in proc.stdout and "gpt-tiny" in proc.stdout
     run_dir = next((tmp_path / "runs").iterdir())
@@ -102,6 +104,7 @@ def test_openai_agent_real_tiny_profile(chat_server, tmp_path: Path) -> None:
     record = Store(f"sqlite:///{db}").get_run(run_dir.name)
     assert record is not None and record.result_status() == "ok"
     assert any("val_loss_gpt-tiny" in row.metrics for row in record.result_rows())
+    assert {row.seed for row in record.result_rows()} == {42}  # --final-seeds 42
 
 
 def test_vanilla_run_real_tiny_profile(chat_server, tmp_path: Path) -> None:
@@ -111,7 +114,8 @@ def test_vanilla_run_real_tiny_profile(chat_server, tmp_path: Path) -> None:
     if missing:
         pytest.skip(missing)
     server = chat_server([{"tool_calls": [_wsd_edit()]}])
-    proc = _runner(server.base_url, tmp_path, "--agent", "openai:scripted", "--mode", "vanilla")
+    args = ["--agent", "openai:scripted", "--mode", "vanilla", "--final-seeds", "42"]
+    proc = _runner(server.base_url, tmp_path, *args)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run_dir = next((tmp_path / "runs").iterdir())
     from leaderboard import Store

@@ -137,7 +137,12 @@ def test_replay_of_a_real_tiny_baseline_run(tmp_path: Path) -> None:
     if not setup_ready(pretrainbench_home()):
         pytest.skip(f"{pretrainbench_home()} is not prepared (run `runner setup`)")
     recorded = start_run(
-        RunConfig(task="llm-pretrain-lr-schedule", agent="baseline:wsd", profile="tiny"),
+        RunConfig(
+            task="llm-pretrain-lr-schedule",
+            agent="baseline:wsd",
+            profile="tiny",
+            final_seeds=[42],
+        ),
         tmp_path / "runs",
         QuietDisplay(),
     )

@@ -58,6 +58,8 @@ def test_baseline_completes_a_tiny_test(
         profile="tiny",
         data=pb_data_paths,
         budgets=env.Budgets(max_steps=8, max_tests=1),
+        # one final seed: this checks that each baseline runs, not the seed spread
+        seeds=task.seeds("tiny").model_copy(update={"final": [42]}),
         # shorter than the profile: test_codebase_jobs pins the full chain's numbers already
         env={"PB_MAX_ITERS": "40"},
     )

@@ -565,3 +565,26 @@ def test_a_damaged_workspace_is_an_uncharged_infrastructure_failure(
     attempt = session.state.uncounted[-1]
     assert attempt.kind == "infra_error" and "differs from the workspace" in attempt.reason
     assert not executor.requests and not executor.preflight_requests
+
+
+def test_standard_errors_never_reach_the_agent(task: TaskSpec, tmp_path: Path) -> None:
+    """The evaluator's standard errors go to the leaderboard (researchers), never into a text
+    the agent reads: not a visible metric's, and certainly not a hidden one's."""
+    session, executor = make_session(task, tmp_path, max_tests=1)
+    run = executor.run
+
+    def with_stderr(request: Any, progress: Any = None) -> TestResult:
+        result = run(request, progress)
+        seeds = [
+            r.model_copy(update={"stderr": {k: 7.654321 for k in r.metrics}})
+            for r in result.results
+        ]
+        return result.model_copy(update={"results": seeds})
+
+    executor.run = with_stderr  # type: ignore[method-assign]
+    texts = [edit_lr(session).text, session.call("test").text]
+    texts.append(session.call("submit", {"n": 1}).text)
+    assert session.final is not None
+    assert session.final.for_setting("lm-eval-tiny")[0].stderr  # they were there to leak
+    for text in texts:
+        assert "7.65" not in text and "stderr" not in text, text

@@ -130,3 +130,37 @@ def test_nice_ticks() -> None:
     assert nice_ticks(2.21, 2.29, 4) == pytest.approx([2.22, 2.24, 2.26, 2.28])
     assert nice_ticks(1, 1) == [1]
     assert nice_ticks(math.nan, 1) == []
+
+
+def test_result_identity_is_the_code_seeds_data_and_label_not_the_run() -> None:
+    def seed(s: int, val: float = 3.0) -> SeedRecord:
+        return SeedRecord(
+            number=1, setting="gpt-tiny", seed=s, status="ok", metrics={"val_loss_gpt-tiny": val}
+        )
+
+    def submitted(**changes: object) -> RunRecord:
+        final = FinalRecord(test_number=1, status="ok", per_seed=[seed(42), seed(43)])
+        return run(**{"final": final, "regions": {"get_lr": "return 1e-3"}, **changes})
+
+    first = submitted().result_identity()
+    assert first is not None
+    # another run of the same method: new id, times, hardware and even metric values
+    final = FinalRecord(test_number=1, status="ok", per_seed=[seed(43, 3.1), seed(42, 2.9)])
+    assert (
+        submitted(run_id="r2", started_at=datetime(2026, 2, 1), hardware={"cpus": 8})
+        .model_copy(update={"final": final})
+        .result_identity()
+        == first
+    )
+    different = [
+        submitted(regions={"get_lr": "return 2e-3"}),  # other code
+        submitted(dataset_source="offline@other"),  # other data
+        submitted(profile="small"),
+        submitted(method="gpt-5-mini"),
+        submitted(max_steps=10),  # another budget group
+        submitted().model_copy(
+            update={"final": FinalRecord(test_number=1, status="ok", per_seed=[seed(42)])}
+        ),  # other seeds
+    ]
+    assert all(r.result_identity() not in (None, first) for r in different)
+    assert run().result_identity() is None  # no result: nothing to be identical to

@@ -17,6 +17,7 @@ from leaderboard._scoring import (
     RunResult,
     geometric_mean_eps,
     normalise,
+    rank_with_ties,
     score_task,
 )
 from leaderboard._stats import seed_stats, t_cdf, t_ppf, welch_t_test
@@ -282,3 +283,73 @@ def test_significance_and_seed_noise_marking() -> None:
     assert by["one-seed-out"].metrics["val_loss_gpt"].within_noise is False
     stats = by["clear-win"].metrics["val_loss_gpt"].stats
     assert stats is not None and stats.n == 3 and stats.std == pytest.approx(0.001)
+
+
+# ── ties ────────────────────────────────────────────────────────────────────
+# val_loss of the three LR baselines over three seeds, at the size of the reference's seed noise.
+WSD_SQRT = [2.2451, 2.2470, 2.2432]
+WSD = [2.2474, 2.2440, 2.2500]
+COSINE = [2.2535, 2.2540, 2.2530]
+
+
+def test_welch_ties_are_judged_against_the_tie_groups_first_row() -> None:
+    """wsd vs wsd_sqrt: Welch p = 0.39, a tie. cosine vs wsd: p = 0.063, also not significant,
+    but cosine vs wsd_sqrt (the group's first row): t = -7.41, df = 2.28, p = 0.012 — so cosine
+    ranks 3rd on its own: comparing adjacent rows would chain all three into one tie."""
+    runs = [
+        result("wsd_sqrt", {"val_loss_gpt": WSD_SQRT}, type="baseline"),
+        result("wsd", {"val_loss_gpt": WSD}, type="baseline"),
+        result("cosine", {"val_loss_gpt": COSINE}, type="baseline"),
+    ]
+    ranking = rank_with_ties(score_task(runs, [LOSS]))
+    assert dict(ranking.ranks) == {"wsd_sqrt": 1, "wsd": 1, "cosine": 3}
+    [tie] = ranking.ties
+    assert (tie.rank, tie.last, tie.run_ids) == (1, 2, ("wsd_sqrt", "wsd"))
+    assert tie.welch and tie.band is None and tie.key == "val_loss_gpt"
+    assert ranking.tied("wsd") and not ranking.tied("cosine")
+
+
+def test_single_seed_rows_tie_inside_the_noise_band() -> None:
+    """Baselines [2.250, 2.252] and [2.260, 2.262]: pooled std sqrt(4e-6 / 2) = 0.0014142, so
+    the band's half-width is 0.0028284. Single-seed agents at 2.2400 and 2.2420 differ by
+    0.0020 (a tie); 2.2445 is 0.0045 from the group's first row (its own rank 3), though only
+    0.0025 from 2.2420. The baselines differ by Welch t = 0.01 / sqrt(2e-6) = 7.07, df = 2,
+    p = 0.019: ranks 4 and 5."""
+    runs = [
+        result("b1", {"val_loss_gpt": [2.250, 2.252]}, type="baseline"),
+        result("b2", {"val_loss_gpt": [2.260, 2.262]}, type="baseline"),
+        result("a1", {"val_loss_gpt": [2.2400]}),
+        result("a2", {"val_loss_gpt": [2.2420]}),
+        result("a3", {"val_loss_gpt": [2.2445]}),
+    ]
+    scores = score_task(runs, [LOSS], group=runs[2].group())
+    assert scores.noise["val_loss_gpt"].half_width == pytest.approx(0.0028284, abs=1e-7)
+    ranking = rank_with_ties(scores)
+    assert dict(ranking.ranks) == {"a1": 1, "a2": 1, "a3": 3, "b1": 4, "b2": 5}
+    [tie] = ranking.ties
+    assert tie.run_ids == ("a1", "a2") and not tie.welch
+    assert tie.band == pytest.approx(0.0028284, abs=1e-7)
+
+
+def test_no_ties_when_the_noise_cannot_be_judged() -> None:
+    """One seed everywhere and no baseline with two: neither Welch nor a band applies."""
+    runs = [
+        result("b1", {"val_loss_gpt": [2.2500]}, type="baseline"),
+        result("b2", {"val_loss_gpt": [2.2501]}, type="baseline"),
+    ]
+    ranking = rank_with_ties(score_task(runs, [LOSS]))
+    assert dict(ranking.ranks) == {"b1": 1, "b2": 2} and not ranking.ties
+
+
+def test_tie_sentences_say_which_ranks_and_why() -> None:
+    from leaderboard._scoring import Tie
+    from leaderboard._views import tie_sentence
+
+    band = Tie(1, 3, "val_loss_gpt", ("a", "b", "c"), welch=False, band=0.0123)
+    assert tie_sentence(band, LOSS) == (
+        "ranks 1–3 are tied: their val_loss (gpt) differs by less than the baselines' "
+        "seed noise ±0.012"
+    )
+    welch = Tie(2, 3, "val_loss_gpt", ("a", "b"), welch=True, band=None)
+    assert tie_sentence(welch, LOSS).startswith("ranks 2–3 are tied: their val_loss (gpt)")
+    assert "Welch's t-test, p ≥ 0.05" in tie_sentence(welch, LOSS)
