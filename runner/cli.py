@@ -901,6 +901,52 @@ def doctor(
         raise typer.Exit(1)
 
 
+@app.command("gpu-check")
+def gpu_check(
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the plan and the full profile's memory estimate per GPU (80 GB, 2 GPUs).",
+        ),
+    ] = False,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Where gpu_check.json, the table and the logs go."),
+    ] = None,
+    record_reference: Annotated[
+        bool,
+        typer.Option(help="Store this run's small-profile loss curve as the reference."),
+    ] = False,
+    skip: Annotated[
+        list[str] | None, typer.Option(help="A part to leave out (repeatable).")
+    ] = None,
+) -> None:
+    """Check a GPU machine in about 8 minutes: environment, memory plan, full-profile
+    throughput, a small-profile loss curve against the reference, evaluation throughput, Docker.
+
+    Exits 1 when a part failed; each part says why and where its log is.
+    """
+    from datetime import UTC, datetime
+
+    from runner._components import pretrainbench_home
+    from runner._gpu_check import PART_NAMES, CheckOptions, render_table, run_gpu_check
+
+    unknown = sorted(set(skip or []) - set(PART_NAMES))
+    if unknown:
+        raise _fail(f"unknown part(s) {', '.join(unknown)}; parts: {', '.join(PART_NAMES)}")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = out_dir or pretrainbench_home() / "gpu-check" / stamp
+    opts = CheckOptions(
+        out_dir=target, dry_run=dry_run, record_reference=record_reference, skip=tuple(skip or [])
+    )
+    report = run_gpu_check(opts, lambda line: out.print(escape(line), highlight=False))
+    out.print(escape(render_table(report)), highlight=False)
+    out.print(f"report: {escape(str(target / 'gpu_check.json'))}", highlight=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 def _print_results(
     db: str | None,
     records: list[RunRecord],
