@@ -336,6 +336,32 @@ def indistinguishable(a: SeedStats, b: SeedStats, band: NoiseBand | None) -> Tie
     return None
 
 
+def baselines_inseparable(scores: TaskScores) -> tuple[MetricInfo, TieJudgement] | None:
+    """The primary metric and how its best and worst baselines were found inside seed noise,
+    or ``None`` when they differ (or there are fewer than two baselines to compare).
+
+    When even the baselines' spread is seed noise, the table cannot tell methods like them
+    apart: the page says it is a smoke test, not a ranking (docs/VALIDITY.md measures why).
+    """
+    spec = primary_spec(scores.specs)
+    if spec is None:
+        return None
+    stats = [
+        m.stats
+        for r in scores.rows
+        if r.result.type == "baseline"
+        and r.result.status == "ok"
+        and (m := r.metrics.get(spec.key)) is not None
+        and m.stats is not None
+        and math.isfinite(m.stats.mean)
+    ]
+    if len(stats) < 2:
+        return None
+    ordered = sorted(stats, key=lambda st: goodness(st.mean, spec.direction))
+    judged = indistinguishable(ordered[-1], ordered[0], scores.noise.get(spec.key))
+    return None if judged is None else (spec, judged)
+
+
 def rank_with_ties(scores: TaskScores) -> Ranking:
     """Ranks of the ranked rows (``ok`` with a score), tied where the noise says so."""
     ranked = [r for r in scores.rows if r.score is not None and r.result.status == "ok"]

@@ -23,6 +23,7 @@ from ._scoring import (
     ScoredRun,
     TaskScores,
     Tie,
+    baselines_inseparable,
     goodness,
     rank_with_ties,
     score_task,
@@ -77,6 +78,19 @@ class TaskTable:
     @property
     def profiles(self) -> list[str]:
         return sorted({g.profile for g in self.groups})
+
+    def smoke_note(self) -> str | None:
+        """Said above every table whose baselines cannot be told apart from seed noise."""
+        found = baselines_inseparable(self.scores)
+        if found is None:
+            return None
+        spec, how = found
+        test = "Welch's t-test, p ≥ 0.05" if how == "welch" else "inside the noise band"
+        return (
+            f"A smoke test, not a ranking: the best and the worst baseline of this group differ "
+            f"by no more than seed noise on {spec.name} ({spec.setting}) ({test}), so ranks here "
+            f"cannot tell methods like them apart (docs/VALIDITY.md measures the noise)."
+        )
 
     def tie_sentences(self) -> list[str]:
         """Each tie in words, e.g. "ranks 1–3 are tied: their val_loss (gpt-tiny) differs by

@@ -93,6 +93,7 @@ class BoardTable(BaseModel):
     rows: list[BoardRow]
     noise: dict[str, BoardNoise]
     ties: list[str]  # each tie in words: which ranks, on which metric, why
+    smoke_test: str | None = None  # set when even the baselines differ by no more than noise
 
 
 SCORE_LEGEND = (
@@ -169,6 +170,7 @@ def board_tables(store: Store, task_id: str | None = None) -> list[BoardTable]:
                     for key, band in table.scores.noise.items()
                 },
                 ties=table.tie_sentences(),
+                smoke_test=table.smoke_note(),
             )
         )
     return tables
@@ -203,6 +205,8 @@ def print_board(console: Console, tables: list[BoardTable]) -> None:
 
     for table in tables:
         console.print(f"[bold]{escape(table.task_id)}[/] · {escape(table.label)}", highlight=False)
+        if table.smoke_test:
+            console.print(escape(table.smoke_test), style="yellow", highlight=False)
         wide = _wide_table(table)
         # the table's natural width (rich's own measure is capped at the console's width)
         natural = console.measure(wide, options=console.options.update_width(10_000)).maximum

@@ -320,3 +320,49 @@ def test_standard_errors_beside_single_seed_accuracies(lb_server: LiveServer) ->
     exported = {r["run_id"]: r for r in csv.DictReader(io.StringIO(export_csv(lb_server.store)))}
     assert float(exported[vanilla][f"{key}_stderr"]) == se
     assert exported[agent][f"{key}_stderr"] == ""
+
+
+def test_a_group_of_inseparable_baselines_is_labelled_a_smoke_test(
+    tmp_path: Any, lb_runs: list[Any]
+) -> None:
+    """Two baselines whose val_loss spread is seed noise (the tiny profile's, measured in
+    docs/VALIDITY.md): the page, the command line's table and its JSON all say "smoke test";
+    the realistic full-profile group, whose baselines differ, does not."""
+    from fastapi.testclient import TestClient
+
+    from leaderboard._views import build_task_table
+    from runner._board import board_tables
+
+    bases = [r for r in lb_runs if r.task_id == LR and r.type == "baseline"][:2]
+    noisy = [[6.47, 6.61, 6.50], [6.30, 6.75, 6.45]]
+    store = Store(f"sqlite:///{tmp_path / 'smoke.db'}")
+    for run in lb_runs:
+        store.record(run)
+    assert build_task_table(store, LR).smoke_note() is None
+    key = "val_loss_gpt-345m"
+    for run, values in zip(bases, noisy, strict=True):
+        assert run.final is not None
+        by_seed = dict(zip((42, 43, 44), values, strict=True))
+        seeds = [
+            s.model_copy(update={"metrics": {**s.metrics, key: by_seed[s.seed]}})
+            if key in s.metrics
+            else s
+            for s in run.final.per_seed
+        ]
+        store.record(
+            run.model_copy(
+                update={
+                    "run_id": run.run_id + "-tiny",
+                    "profile": "tiny",
+                    "final": run.final.model_copy(update={"per_seed": seeds}),
+                }
+            )
+        )
+    table = build_task_table(store, LR, profile="tiny")
+    note = table.smoke_note()
+    assert note is not None and note.startswith("A smoke test, not a ranking")
+    [board] = [b for b in board_tables(store, LR) if b.group == table.group.slug()]
+    assert board.smoke_test == note
+    page = TestClient(create_app(store)).get(f"/tasks/{LR}", params={"group": table.group.slug()})
+    assert page.status_code == 200 and 'id="smoke-test"' in page.text
+    store.close()

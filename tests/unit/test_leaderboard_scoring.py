@@ -353,3 +353,26 @@ def test_tie_sentences_say_which_ranks_and_why() -> None:
     welch = Tie(2, 3, "val_loss_gpt", ("a", "b"), welch=True, band=None)
     assert tie_sentence(welch, LOSS).startswith("ranks 2–3 are tied: their val_loss (gpt)")
     assert "Welch's t-test, p ≥ 0.05" in tie_sentence(welch, LOSS)
+
+
+def test_a_group_whose_baselines_are_seed_noise_is_called_a_smoke_test() -> None:
+    """Measured at the tiny profile (docs/VALIDITY.md): cosine and trapezoidal over seeds
+    42–46 differ by 0.033 in val_loss with seed std 0.07–0.18 (Welch p = 0.73): inseparable.
+    The reference's three LR baselines, 0.008 apart with std 0.002, are separable."""
+    from leaderboard._scoring import baselines_inseparable
+
+    tiny = [
+        result("cosine", {"val_loss_gpt": [6.47, 6.61, 6.50, 6.64, 6.54]}, type="baseline"),
+        result("trapezoidal", {"val_loss_gpt": [6.30, 6.75, 6.45, 6.62, 6.48]}, type="baseline"),
+        result("agent", {"val_loss_gpt": [6.2]}),
+    ]
+    found = baselines_inseparable(score_task(tiny, [LOSS], group=tiny[2].group()))
+    assert found is not None and found[0].key == "val_loss_gpt" and found[1] == "welch"
+    separable = [
+        result("wsd_sqrt", {"val_loss_gpt": WSD_SQRT}, type="baseline"),
+        result("wsd", {"val_loss_gpt": WSD}, type="baseline"),
+        result("cosine", {"val_loss_gpt": COSINE}, type="baseline"),
+    ]
+    assert baselines_inseparable(score_task(separable, [LOSS])) is None
+    one = [result("cosine", {"val_loss_gpt": COSINE}, type="baseline")]
+    assert baselines_inseparable(score_task(one, [LOSS])) is None
