@@ -46,9 +46,8 @@ def block_saved_bytes_per_token(n_embd, n_head, act_bytes=BF16, resid_bytes=FP32
     attention = (
         act_bytes * d  # c_attn's input (the LayerNorm output, cast)
         + 3 * act_bytes * d  # q, k, v: c_attn's output, kept by SDPA
-        + act_bytes * d  # SDPA's output
-        + FP32 * n_head  # SDPA's logsumexp per head
-        + act_bytes * d  # c_proj's input (the heads re-assembled, a copy)
+        + act_bytes * d  # SDPA's output, also c_proj's input: SDPA lays it out (B, T, nh, hs),
+        + FP32 * n_head  # so re-assembling the heads is a view; and SDPA's logsumexp per head
     )
     mlp = (
         act_bytes * d  # c_fc's input
