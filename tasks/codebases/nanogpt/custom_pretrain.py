@@ -135,13 +135,15 @@ class ChunkedCrossEntropy(torch.autograd.Function):
             xc, vc = x[i:i + chunk_rows], valid[i:i + chunk_rows]
             tc = torch.where(vc, targets[i:i + chunk_rows], 0).unsqueeze(1)  # (rows, 1)
             logits = F.linear(xc, weight)  # (rows, vocab)
+            # at least fp32 (the logits themselves when they are fp32: overwritten in place below)
             probs = logits.to(torch.promote_types(logits.dtype, torch.float32))
             lse = torch.logsumexp(probs, dim=1)
             loss += ((lse - probs.gather(1, tc).squeeze(1)) * vc).sum()
-            # d(mean loss)/d(logits) = (softmax - one_hot(target)) / n_valid, zero on ignored rows
-            probs = torch.exp(probs - lse.unsqueeze(1))
+            # d(mean loss)/d(logits) = (softmax - one_hot(target)) / n_valid, zero on ignored rows;
+            # in place, so a chunk holds one fp32 (rows, vocab) tensor
+            probs.sub_(lse.unsqueeze(1)).exp_()
             probs.scatter_add_(1, tc, torch.full_like(lse, -1.0).unsqueeze(1))
-            g = (probs * (vc / n_valid).unsqueeze(1)).to(logits.dtype)
+            g = probs.mul_((vc / n_valid).unsqueeze(1)).to(logits.dtype)
             grad_x[i:i + chunk_rows] = g @ weight
             grad_w += g.t() @ xc
         ctx.save_for_backward(grad_x, grad_w)

@@ -85,9 +85,9 @@ def estimate(cfg, micro_batch, gpus):
         "grads": FP32 * P * (2 if gpus > 1 else 1),  # plus DDP's all-reduce buckets, as large
         "optimizer": 2 * FP32 * P,  # AdamW's exp_avg and exp_avg_sq
         "activations": activations,
-        # one chunk's logits in bf16, their fp32 copy, the fp32 softmax and its bf16 gradient,
-        # and the head's fp32 weight gradient the loss keeps for backward
-        "loss": chunk_rows * V * (BF16 + FP32 + FP32 + BF16) + FP32 * V * d,
+        # one chunk's logits in bf16, their fp32 copy (turned into the gradient in place) and
+        # its bf16 cast, and the head's fp32 weight gradient the loss keeps for backward
+        "loss": chunk_rows * V * (BF16 + FP32 + BF16) + FP32 * V * d,
         "workspace": CONTEXT_BYTES + int(FRAGMENTATION * activations),
     }
     return sum(breakdown.values()), breakdown
