@@ -37,6 +37,7 @@ from torch.nn import functional as F
 import pb_config
 import pb_data
 import pb_jobs
+import pb_memory
 
 # -----------------------------------------------------------------------------
 # the model
@@ -114,6 +115,50 @@ class Block(nn.Module):
 # ── EDITABLE REGION END: block ──
 
 
+class ChunkedCrossEntropy(torch.autograd.Function):
+    """The mean cross-entropy of the logits x @ weight.T (rows with target -1 ignored), computed
+    chunk_rows rows at a time so the (rows, vocab) logits never exist all at once: for GPT-2
+    Medium at micro-batch 96 they would take 9 GiB in bf16 and 18 GiB more as fp32. Each chunk's
+    gradients with respect to x and weight are computed in forward, while its logits exist, so
+    backward only scales them and no logits are recomputed."""
+
+    @staticmethod
+    def forward(ctx, x, weight, targets, chunk_rows):
+        # x: (N, C) fp32, weight: (vocab, C), targets: (N,); the matmuls follow the ambient
+        # autocast (bf16 on CUDA), softmax and loss are in fp32 as F.cross_entropy(logits.float())
+        valid = targets != -1
+        n_valid = valid.sum()
+        loss = torch.zeros((), dtype=torch.float32, device=x.device)
+        grad_x = torch.empty_like(x)
+        grad_w = torch.zeros_like(weight)
+        for i in range(0, x.size(0), chunk_rows):
+            xc, vc = x[i:i + chunk_rows], valid[i:i + chunk_rows]
+            tc = torch.where(vc, targets[i:i + chunk_rows], 0).unsqueeze(1)  # (rows, 1)
+            logits = F.linear(xc, weight)  # (rows, vocab)
+            # at least fp32 (the logits themselves when they are fp32: overwritten in place below)
+            probs = logits.to(torch.promote_types(logits.dtype, torch.float32))
+            lse = torch.logsumexp(probs, dim=1)
+            loss += ((lse - probs.gather(1, tc).squeeze(1)) * vc).sum()
+            # d(mean loss)/d(logits) = (softmax - one_hot(target)) / n_valid, zero on ignored rows;
+            # in place, so a chunk holds one fp32 (rows, vocab) tensor
+            probs.sub_(lse.unsqueeze(1)).exp_()
+            probs.scatter_add_(1, tc, torch.full_like(lse, -1.0).unsqueeze(1))
+            g = probs.mul_((vc / n_valid).unsqueeze(1)).to(logits.dtype)
+            grad_x[i:i + chunk_rows] = g @ weight
+            grad_w += g.t() @ xc
+        ctx.save_for_backward(grad_x, grad_w)
+        return loss / n_valid
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grad_x, grad_w = ctx.saved_tensors
+        return grad_x * grad_loss, grad_w * grad_loss, None, None
+
+
+# rows of logits the loss holds at once (pb_memory's estimate counts on this chunk)
+LOSS_CHUNK_ROWS = pb_config.LOSS_CHUNK_ROWS
+
+
 @dataclass
 class GPTConfig:
     block_size: int = 1024  # context length
@@ -176,11 +221,11 @@ class GPT(nn.Module):
         for block in self.transformer.h:
             x = block(x)
         x = self.transformer.ln_f(x)
-        logits = self.lm_head(x)  # (b, t, vocab_size)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
-        return logits, loss
+        if targets is None:
+            return self.lm_head(x), None  # (b, t, vocab_size)
+        # training: the loss in chunks of rows, without the full logits (which are not returned)
+        loss = ChunkedCrossEntropy.apply(x.flatten(0, 1), self.lm_head.weight, targets.flatten(), LOSS_CHUNK_ROWS)
+        return None, loss
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
         # weight decay on every >=2-D parameter (matmul weights, embeddings), none on gains/biases
@@ -300,6 +345,39 @@ def learning_rates(cfg):
     return [checked_lr(it, cfg) for it in range(cfg["max_iters"])]
 
 
+def accumulate_gradients(model, X, Y, accum_steps, autocast, ddp, prefetch=None):
+    """Forward and backward over one iteration's rows X, Y of this rank in accum_steps equal
+    micro-batches. Each micro-batch's mean loss is divided by accum_steps, so the gradients are
+    those of the mean loss over all rows whatever the split. Returns (the mean loss, detached;
+    what prefetch() returned: it runs between the last forward and its backward, so loading the
+    next batch overlaps GPU work)."""
+    B = X.size(0) // accum_steps
+    loss_accum = torch.zeros((), device=X.device)
+    fetched = None
+    for micro_step in range(accum_steps):
+        last = micro_step == accum_steps - 1
+        # DDP all-reduces gradients only on the last micro-step of an iteration
+        sync = model.no_sync() if (ddp and not last) else nullcontext()
+        rows = slice(micro_step * B, (micro_step + 1) * B)
+        with sync:
+            with autocast:
+                _, loss = model(X[rows], Y[rows])
+                loss = loss / accum_steps
+            if last and prefetch is not None:
+                fetched = prefetch()
+            loss.backward()
+        loss_accum += loss.detach()
+    return loss_accum, fetched
+
+
+def plan_micro_batch(cfg, device, world_size):
+    """pb_memory's plan for this run's GPUs (the smallest GPU's memory, so every rank agrees)."""
+    memory = torch.tensor(torch.cuda.get_device_properties(device).total_memory, device=device)
+    if world_size > 1:
+        torch.distributed.all_reduce(memory, op=torch.distributed.ReduceOp.MIN)
+    return pb_memory.plan(cfg, int(memory.item()), world_size)
+
+
 @torch.no_grad()
 def estimate_val_loss(model, windows, batch_size, device, autocast, rank, world_size):
     """Mean next-token loss over the fixed validation windows, shared across DDP ranks."""
@@ -342,6 +420,15 @@ def train(cfg, out_dir, rank, local_rank, world_size):
     autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if device_type == "cuda" else nullcontext()
     torch.manual_seed(cfg["seed"])  # same weights on every rank (DDP also broadcasts rank 0's)
 
+    # --- the split of an iteration: a GPU takes the largest micro-batch its memory allows
+    # (pb_memory), unless PB_BATCH_SIZE / PB_GRAD_ACCUM chose one; the math is the same ---
+    memory_plan = None
+    if device_type == "cuda" and not cfg["batch_override"]:
+        memory_plan = plan_micro_batch(cfg, device, world_size)
+        cfg["batch_size"], cfg["grad_accum"] = memory_plan["micro_batch"], memory_plan["grad_accum"]
+        log(f"memory plan: micro-batch {cfg['batch_size']}, estimated peak "
+            f"{memory_plan['estimated_peak_bytes'] / 2**30:.1f} GiB ({memory_plan['fraction_of_gpu']:.0%} of the GPU)")
+
     # --- gradient accumulation is global: the ranks share it, so tokens/iter ignore GPU count ---
     if cfg["grad_accum"] % world_size != 0:
         raise TrainingFailure(f"grad_accum={cfg['grad_accum']} is not divisible by world size {world_size}")
@@ -350,8 +437,9 @@ def train(cfg, out_dir, rank, local_rank, world_size):
     tokens_per_iter = B * T * accum_steps * world_size
     assert tokens_per_iter == cfg["tokens_per_iter"]
 
-    # --- data: seeded random training windows, the fixed validation windows ---
-    batches = pb_data.TrainBatches(cfg["data_dir"], T, B, seed=cfg["seed"], rank=rank)
+    # --- data: seeded random training windows, the fixed validation windows; a rank draws all
+    # its rows of an iteration at once, so the split into micro-batches cannot change them ---
+    batches = pb_data.TrainBatches(cfg["data_dir"], T, B * accum_steps, seed=cfg["seed"], rank=rank)
     val = pb_data.val_windows(cfg["data_dir"], T, cfg["val_windows"])
 
     def get_batch():
@@ -390,18 +478,7 @@ def train(cfg, out_dir, rank, local_rank, world_size):
         lr = lrs[it]
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss_accum = torch.zeros((), device=device)
-        for micro_step in range(accum_steps):
-            # DDP all-reduces gradients only on the last micro-step of an iteration
-            last = micro_step == accum_steps - 1
-            sync = nullcontext() if (world_size == 1 or last) else model.no_sync()
-            with sync:
-                with autocast:
-                    _, loss = model(X, Y)
-                    loss = loss / accum_steps  # mean over the micro-steps of this rank
-                X, Y = get_batch()  # fetch the next batch while the GPU works
-                loss.backward()
-            loss_accum += loss.detach()
+        loss_accum, (X, Y) = accumulate_gradients(model, X, Y, accum_steps, autocast, world_size > 1, get_batch)
         if cfg["grad_clip"] > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
         optimizer.step()
@@ -455,9 +532,12 @@ def train(cfg, out_dir, rank, local_rank, world_size):
         torch.save(ckpt, out_dir / "ckpt.pt.partial")
         os.replace(out_dir / "ckpt.pt.partial", out_dir / "ckpt.pt")
         seconds = time.time() - t_start
+        peak_memory = torch.cuda.max_memory_allocated(device) if device_type == "cuda" else None
         pb_jobs.write_json(out_dir / ".training_complete", {
             "iters": cfg["max_iters"], "tokens": cfg["max_iters"] * tokens_per_iter, "seconds": seconds,
-            "train_seconds": train_seconds, "val_loss": val_loss})
+            "train_seconds": train_seconds, "val_loss": val_loss,
+            "micro_batch": B, "grad_accum": cfg["grad_accum"], "world_size": world_size,
+            "memory_plan": memory_plan, "peak_memory_bytes": peak_memory})
         log(f"done: {cfg['max_iters']} iterations in {seconds:.1f} s, val_loss {val_loss:.4f}")
 
 

@@ -143,6 +143,7 @@ def resolve_run_config(environ) -> dict:
     cfg["val_windows"] = _env_int(environ, "PB_VAL_WINDOWS", p["val_windows"])
 
     # batch: PB_BATCH_SIZE / PB_GRAD_ACCUM may split an iteration differently, never resize it
+    # (batch_size is the micro-batch of one rank, grad_accum the micro-steps of all ranks)
     tokens_per_iter = p["batch_size"] * p["grad_accum"] * p["block_size"]
     seqs = p["batch_size"] * p["grad_accum"]  # sequences per iteration
     batch = _env_int(environ, "PB_BATCH_SIZE", 0)
@@ -159,6 +160,8 @@ def resolve_run_config(environ) -> dict:
             f"{seqs} sequences per iteration ({p['batch_size']} x {p['grad_accum']})"
         )
     cfg["batch_size"], cfg["grad_accum"] = batch, accum
+    # chosen by the harness: training keeps it; otherwise a GPU picks its own split (pb_memory)
+    cfg["batch_override"] = bool(environ.get("PB_BATCH_SIZE", "") or environ.get("PB_GRAD_ACCUM", ""))
     cfg["val_batch_size"] = min(p["val_batch_size"], cfg["val_windows"])
     cfg["tokens_per_iter"] = tokens_per_iter
 

@@ -46,9 +46,8 @@ def block_saved_bytes_per_token(n_embd, n_head, act_bytes=BF16, resid_bytes=FP32
     attention = (
         act_bytes * d  # c_attn's input (the LayerNorm output, cast)
         + 3 * act_bytes * d  # q, k, v: c_attn's output, kept by SDPA
-        + act_bytes * d  # SDPA's output
-        + FP32 * n_head  # SDPA's logsumexp per head
-        + act_bytes * d  # c_proj's input (the heads re-assembled, a copy)
+        + act_bytes * d  # SDPA's output, also c_proj's input: SDPA lays it out (B, T, nh, hs),
+        + FP32 * n_head  # so re-assembling the heads is a view; and SDPA's logsumexp per head
     )
     mlp = (
         act_bytes * d  # c_fc's input
@@ -86,9 +85,9 @@ def estimate(cfg, micro_batch, gpus):
         "grads": FP32 * P * (2 if gpus > 1 else 1),  # plus DDP's all-reduce buckets, as large
         "optimizer": 2 * FP32 * P,  # AdamW's exp_avg and exp_avg_sq
         "activations": activations,
-        # one chunk's logits in bf16, their fp32 copy, the fp32 softmax and its bf16 gradient,
-        # and the head's fp32 weight gradient the loss keeps for backward
-        "loss": chunk_rows * V * (BF16 + FP32 + FP32 + BF16) + FP32 * V * d,
+        # one chunk's logits in bf16, their fp32 copy (turned into the gradient in place) and
+        # its bf16 cast, and the head's fp32 weight gradient the loss keeps for backward
+        "loss": chunk_rows * V * (BF16 + FP32 + BF16) + FP32 * V * d,
         "workspace": CONTEXT_BYTES + int(FRAGMENTATION * activations),
     }
     return sum(breakdown.values()), breakdown
