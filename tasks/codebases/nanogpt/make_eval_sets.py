@@ -59,6 +59,10 @@ WIKITEXT_DOCS = 60  # documents (WikiText-2's test split has 62)
 WIKITEXT_MIN_WORDS = 80  # shorter documents say little about long-range modelling
 SENTENCE_WORDS = (5, 60)  # shorter sentences are labels; longer ones are run-ons of the cleaner
 LAMBADA_WORDS = (20, 90)  # a passage: enough context for its last word, not a whole page
+PHRASE_WORDS = 4  # an answer this long that occurs in the training text is dropped
+# the most tokens a scored continuation may have: half the tiny profile's 64-token context, so
+# that the model sees at least as much context as it scores (the adapter refuses more than 64)
+MAX_SCORED_TOKENS = 32
 BLANK = "___"  # the blank of an arc_easy question
 ARC_PROMPT = "Which word fills the blank in this sentence? "
 # characters that a task's own processing would change (hellaswag drops [...], winogrande splits
@@ -101,19 +105,18 @@ def read_heldout(heldout_dir):
     return docs, hashlib.sha256(raw).hexdigest()
 
 
-def read_train_text(train_dir, tokenizer_dir=None):
+def read_train_text(train_dir, enc):
     """The training split as text (its shards decoded), and the sha256 naming those shards."""
     paths = shard_paths(train_dir, "train")
-    enc = get_gpt2_encoding(tokenizer_dir)
     text = "".join(enc.decode(read_shard(p).tolist()) for p in paths)
     sha = read_meta(train_dir).get("sha256") or hashlib.sha256(text.encode()).hexdigest()
     return text, sha
 
 
 def split_sentences(docs, train_text):
-    """Per document, its paragraphs' sentences in order; a sentence that is not usable (not prose,
-    too short or long, seen before, or in the training text) becomes None, so that neighbours
-    stay neighbours only where they were in the text."""
+    """Per document, its paragraphs' sentences in order, "" after each paragraph; a sentence that
+    is not usable (not prose, too short or long, seen before, or in the training text) becomes
+    None, so that neighbours stay neighbours only where they were in the text."""
     seen = set()
     out = []
     for _, text in docs:
@@ -125,7 +128,7 @@ def split_sentences(docs, train_text):
                           and s[-1:] in ".!?:" and s not in seen and s not in train_text)
                 seen.add(s)
                 sentences.append(s if usable else None)
-            sentences.append(None)  # a paragraph break: items never span one
+            sentences.append("")  # a paragraph break: only piqa's two sentences may span one
         out.append(sentences)
     return out
 
@@ -153,7 +156,9 @@ def hellaswag_candidates(doc_sentences):
 
 def piqa_candidates(doc_sentences):
     for sentences in doc_sentences:
-        for first, second in zip(sentences, sentences[1:]):
+        # consecutive sentences, across a paragraph break too ("" marks one; None a gap)
+        joined = [s for s in sentences if s != ""]
+        for first, second in zip(joined, joined[1:]):
             if first and second:
                 yield second, {"goal": first}
 
@@ -170,13 +175,13 @@ def arc_candidates(doc_sentences):
             yield word, {"question": ARC_PROMPT + blanked}
 
 
-def winogrande_candidates(doc_sentences):
+def winogrande_candidates(doc_sentences, n_tokens):
     for sentences in doc_sentences:
         for s in filter(None, sentences):
             words = s.split()
             # the last content word with at least three words after it: the scored continuation
             for k in range(len(words) - 4, 0, -1):
-                if content_word(words[k]):
+                if content_word(words[k]) and n_tokens(" ".join(words[k + 1:])) <= MAX_SCORED_TOKENS:
                     sentence = " ".join(words[:k] + ["_"] + words[k + 1:])
                     yield words[k], {"sentence": sentence}
                     break
@@ -187,7 +192,7 @@ def lambada_passages(doc_sentences):
     for sentences in doc_sentences:
         run = []
         for s in sentences:
-            if s is None:
+            if not s:  # a gap or a paragraph break
                 run = []
                 continue
             run.append(s)
@@ -205,17 +210,23 @@ def lambada_passages(doc_sentences):
 # groups of length-matched answers
 
 
-def grouped_items(candidates, k, limit, rng):
+def grouped_items(candidates, k, limit, rng, train_text, n_tokens):
     """Rows of a k-choice set: [(fields, choices, gold index)].
 
-    Answers are distinct (the first item of each answer is kept); shuffled, then sorted by
+    An answer longer than MAX_SCORED_TOKENS is dropped, and so is one of PHRASE_WORDS or more
+    words that occurs in the training text (half a sentence can be a phrase of another one).
+    Answers are distinct (the first item of each
+    answer is kept); shuffled, then sorted by
     length in characters (a stable sort, so equal lengths stay shuffled) and cut into groups of
     k neighbours; each item's choices are its group's answers. The gold positions are a shuffled
     list with each position equally often.
     """
     by_answer = {}
     for answer, fields in candidates:
-        by_answer.setdefault(answer, fields)
+        if n_tokens(answer) > MAX_SCORED_TOKENS:
+            continue
+        if len(answer.split()) < PHRASE_WORDS or answer not in train_text:
+            by_answer.setdefault(answer, fields)
     answers = list(by_answer)
     rng.shuffle(answers)
     answers.sort(key=len)
@@ -234,28 +245,32 @@ def grouped_items(candidates, k, limit, rng):
     return rows
 
 
-def build_sets(doc_sentences, docs, train_text):
+def build_sets(doc_sentences, docs, train_text, enc):
     """{set name: [row dict]} in the Hugging Face datasets' schemas (pb_tasks.DATASETS)."""
     rng = random.Random(SEED)
+
+    def n_tokens(text):  # as the adapter scores a continuation: after lm-eval's " " delimiter
+        return len(enc.encode_ordinary(" " + text))
+
     sets = {}
     sets["arc_easy"] = [
         {"id": f"PB-ARCE-{n:04d}", "question": f["question"],
          "choices": {"text": choices, "label": list("ABCD")}, "answerKey": "ABCD"[gold]}
-        for n, (f, choices, gold) in enumerate(grouped_items(arc_candidates(doc_sentences), 4, MC_ITEMS, rng))
+        for n, (f, choices, gold) in enumerate(grouped_items(arc_candidates(doc_sentences), 4, MC_ITEMS, rng, train_text, n_tokens))
     ]
     sets["hellaswag"] = [
         {"ind": n, "activity_label": "Python documentation", "ctx_a": f["ctx_a"], "ctx_b": "",
          "ctx": f["ctx_a"], "endings": choices, "source_id": f"pb-heldout-{n:04d}",
          "split": "val", "split_type": "indomain", "label": str(gold)}
-        for n, (f, choices, gold) in enumerate(grouped_items(hellaswag_candidates(doc_sentences), 4, MC_ITEMS, rng))
+        for n, (f, choices, gold) in enumerate(grouped_items(hellaswag_candidates(doc_sentences), 4, MC_ITEMS, rng, train_text, n_tokens))
     ]
     sets["piqa"] = [
         {"goal": f["goal"], "sol1": choices[0], "sol2": choices[1], "label": gold}
-        for f, choices, gold in grouped_items(piqa_candidates(doc_sentences), 2, MC_ITEMS, rng)
+        for f, choices, gold in grouped_items(piqa_candidates(doc_sentences), 2, MC_ITEMS, rng, train_text, n_tokens)
     ]
     sets["winogrande"] = [
         {"sentence": f["sentence"], "option1": choices[0], "option2": choices[1], "answer": str(gold + 1)}
-        for f, choices, gold in grouped_items(winogrande_candidates(doc_sentences), 2, MC_ITEMS, rng)
+        for f, choices, gold in grouped_items(winogrande_candidates(doc_sentences, n_tokens), 2, MC_ITEMS, rng, train_text, n_tokens)
     ]
     passages = sorted(set(lambada_passages(doc_sentences)))
     rng.shuffle(passages)
@@ -288,9 +303,10 @@ def fingerprint(manifest):
 def generate(heldout_dir, train_dir, out_dir, tokenizer_dir=None, min_items=MIN_ITEMS):
     """Write the six sets and manifest.json into out_dir; returns the manifest."""
     docs, heldout_sha = read_heldout(heldout_dir)
-    train_text, train_sha = read_train_text(train_dir, tokenizer_dir)
+    enc = get_gpt2_encoding(tokenizer_dir)
+    train_text, train_sha = read_train_text(train_dir, enc)
     sentences = split_sentences(docs, train_text)
-    sets = build_sets(sentences, docs, train_text)
+    sets = build_sets(sentences, docs, train_text, enc)
     short = {n: len(rows) for n, rows in sets.items() if n != "wikitext" and len(rows) < min_items}
     if short or not sets["wikitext"]:
         raise EvalSetsError(f"the held-out text gives too few items (at least {min_items} each): "
