@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests._fixtures.codebase import CODEBASE_DIR
+from tests._fixtures.codebase import CODEBASE_DIR, EVAL_SETS_DIR
 from tests._fixtures.evaluation import (
     TOY_MODEL_SOURCE,
     child_cpu_seconds,
@@ -46,6 +46,7 @@ def check_metrics_file(data: dict[str, Any], kind: str, names: set[str]) -> None
         "profile",
         "seed",
         "metrics",
+        "stderr",
         "dataset_source",
         "data_fingerprint",
         "elapsed_s",
@@ -55,6 +56,9 @@ def check_metrics_file(data: dict[str, Any], kind: str, names: set[str]) -> None
     assert data["dataset_source"] == "offline"
     assert str(data["data_fingerprint"]).startswith("sha256:")
     assert set(data["metrics"]) == names
+    # lm-eval's standard errors: every accuracy and lambada's perplexity (wikitext has none)
+    assert set(data["stderr"]) == names - {"val_loss", "wikitext2_ppl"}
+    assert all(math.isfinite(v) and v >= 0 for v in data["stderr"].values())
     assert all(math.isfinite(v) for v in data["metrics"].values())
     assert data["elapsed_s"] > 0
 
@@ -336,8 +340,7 @@ def test_prepare_eval_checks_the_offline_sets(tmp_path: Path) -> None:
             timeout=300,
         )
 
-    sets = CODEBASE_DIR.parents[1] / "eval_sets" / "offline"
-    proc = check(sets)
+    proc = check(EVAL_SETS_DIR)
     assert proc.returncode == 0, proc.stderr
     assert "hellaswag: 42 rows" in proc.stdout
     proc = check(tmp_path)
