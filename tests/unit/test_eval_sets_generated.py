@@ -219,7 +219,7 @@ def test_prepare_eval_checks_a_generated_directory(
 
     proc = check(pb_generated_eval_dir)
     assert proc.returncode == 0, proc.stderr
-    assert "manifest: generator version" in proc.stdout and "piqa: 500 rows" in proc.stdout
+    assert "manifest: generator version" in proc.stdout and "piqa: 404 rows" in proc.stdout
     copy = tmp_path / "sets"
     shutil.copytree(pb_generated_eval_dir, copy)
     with (copy / "arc_easy.jsonl").open("a") as f:

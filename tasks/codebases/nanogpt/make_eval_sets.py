@@ -5,8 +5,8 @@ offline_corpus.py holds 3 in 20 documents out of training (heldout.jsonl). This 
 their prose into the six sets the offline lm-eval tasks read (lm_eval_tasks/pb_*.yaml), in the
 exact row format of each Hugging Face dataset, so the evaluator scores them unchanged:
 
-- hellaswag: the sentence before and the first half of a sentence (all in ctx_a); the true
-  second half against three second halves of other held-out sentences
+- hellaswag: the sentence before and the first two thirds of a sentence (all in ctx_a); the
+  true last third against three last thirds of other held-out sentences
 - piqa: a sentence (goal); the sentence that follows it against another item's
 - arc_easy: a sentence with its longest word blanked, as a question; that word against three
   words blanked in other items
@@ -52,11 +52,14 @@ GENERATOR_VERSION = 1  # bump whenever the output for the same input changes
 SEED = 1729  # the one seed of every random choice
 HELDOUT_FILE = "heldout.jsonl"  # what offline_corpus.py --heldout writes
 MANIFEST = "manifest.json"
-MC_ITEMS = 500  # items per multiple-choice set: SE <= 2.24 points at 50 % accuracy
-MIN_ITEMS = 400  # fewer and an accuracy's standard error can exceed 2.5 points: refuse
-LAMBADA_ITEMS = 500  # passages
-WIKITEXT_DOCS = 60  # documents (WikiText-2's test split has 62)
-WIKITEXT_MIN_WORDS = 80  # shorter documents say little about long-range modelling
+# items per multiple-choice set (a multiple of 4 and of 2): lm-eval's standard error of an
+# accuracy, sqrt(p (1 - p) / (n - 1)), is then at most 2.5 points even at p = 50 %; more items
+# would cost CPU time in every tiny-profile evaluation (about 1.5 ms per scored token)
+MC_ITEMS = 404
+MIN_ITEMS = 402  # fewer and an accuracy's standard error can exceed 2.5 points: refuse
+LAMBADA_ITEMS = 404  # passages
+WIKITEXT_DOCS = 50  # documents (WikiText-2's test split has 62)
+WIKITEXT_WORDS = (80, 800)  # shorter say little about long-range modelling; longer cost the most
 SENTENCE_WORDS = (5, 60)  # shorter sentences are labels; longer ones are run-ons of the cleaner
 LAMBADA_WORDS = (20, 90)  # a passage: enough context for its last word, not a whole page
 PHRASE_WORDS = 4  # an answer this long that occurs in the training text is dropped
@@ -148,7 +151,7 @@ def hellaswag_candidates(doc_sentences):
             words = s.split() if s else []
             if len(words) < 8:
                 continue
-            cut = len(words) // 2
+            cut = len(words) - max(3, len(words) // 3)  # the last third (three words or more) is scored
             before = sentences[i - 1] if i > 0 and sentences[i - 1] else ""
             # all of the context in ctx_a: lm-eval capitalises ctx_b, lowercasing names like CPython
             yield " ".join(words[cut:]), {"ctx_a": (before + " " + " ".join(words[:cut])).strip()}
@@ -279,7 +282,8 @@ def build_sets(doc_sentences, docs, train_text, enc):
     for _, text in docs:
         # whole documents none of whose sentences occurs in the training text
         pieces = [s for p in text.split("\n\n") for s in SENTENCE_END.split(" ".join(p.split()))]
-        if len(text.split()) >= WIKITEXT_MIN_WORDS and not any(s in train_text for s in pieces):
+        n_words = len(text.split())
+        if WIKITEXT_WORDS[0] <= n_words <= WIKITEXT_WORDS[1] and not any(s in train_text for s in pieces):
             pages.append(text)
     sets["wikitext"] = [{"page": p} for p in pages[:WIKITEXT_DOCS]]
     return sets
