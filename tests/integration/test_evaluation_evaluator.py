@@ -330,7 +330,7 @@ def test_prepare_eval_check_reports_missing_datasets(tmp_path: Path) -> None:
     assert "piqa: not in the cache" in proc.stderr
 
 
-def test_prepare_eval_checks_the_offline_sets(tmp_path: Path) -> None:
+def test_prepare_eval_checks_the_offline_sets(tmp_path: Path, pb_generated_eval_dir: Path) -> None:
     def check(directory: Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "prepare_eval.py", "--check-offline", str(directory)],
@@ -345,4 +345,18 @@ def test_prepare_eval_checks_the_offline_sets(tmp_path: Path) -> None:
     assert "hellaswag: 42 rows" in proc.stdout
     proc = check(tmp_path)
     assert proc.returncode == 1 and "the offline piqa set is missing" in proc.stderr
+    # a generated directory: checked against its manifest too
+    proc = check(pb_generated_eval_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert "manifest: generator version" in proc.stdout and "piqa: 404 rows" in proc.stdout
+    copy = tmp_path / "generated"
+    shutil.copytree(pb_generated_eval_dir, copy)
+    with (copy / "arc_easy.jsonl").open("a") as f:
+        f.write(
+            '{"id": "x", "question": "q", "choices": {"text": [], "label": []}, "answerKey": "A"}\n'
+        )
+    proc = check(copy)
+    assert (
+        proc.returncode == 1 and "arc_easy.jsonl is not the file the manifest names" in proc.stderr
+    )
     assert not (CODEBASE_DIR / "eval_data").exists()  # the answers are not in the codebase

@@ -8,8 +8,6 @@ import json
 import math
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -203,30 +201,3 @@ def test_runner_setup_recognises_generated_sets(
     meta = json.loads(meta_path.read_text())
     meta_path.write_text(json.dumps({**meta, "sha256": "0" * 64}))
     assert not eval_sets_ready(home)
-
-
-def test_prepare_eval_checks_a_generated_directory(
-    pb_generated_eval_dir: Path, tmp_path: Path
-) -> None:
-    def check(directory: Path) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "prepare_eval.py", "--check-offline", str(directory)],
-            cwd=CODEBASE_DIR,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-
-    proc = check(pb_generated_eval_dir)
-    assert proc.returncode == 0, proc.stderr
-    assert "manifest: generator version" in proc.stdout and "piqa: 404 rows" in proc.stdout
-    copy = tmp_path / "sets"
-    shutil.copytree(pb_generated_eval_dir, copy)
-    with (copy / "arc_easy.jsonl").open("a") as f:
-        f.write(
-            '{"id": "x", "question": "q", "choices": {"text": [], "label": []}, "answerKey": "A"}\n'
-        )
-    proc = check(copy)
-    assert (
-        proc.returncode == 1 and "arc_easy.jsonl is not the file the manifest names" in proc.stderr
-    )
