@@ -30,7 +30,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 CODEBASE_DIR = Path(__file__).resolve().parent.parent / "tasks" / "codebases" / "nanogpt"
-EVAL_SETS_DIR = Path(__file__).resolve().parent.parent / "tasks" / "eval_sets" / "offline"
+EVAL_SETS_DIR = (
+    Path(__file__).resolve().parent.parent / "tests" / "_fixtures" / "eval_sets" / "offline"
+)
 MC_TASKS = ["pb_arc_easy", "pb_hellaswag", "pb_piqa", "pb_winogrande"]
 ROLLING_TASKS = ["pb_wikitext"]
 

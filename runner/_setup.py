@@ -1,4 +1,5 @@
-"""`runner setup`: prepare $PRETRAINBENCH_HOME (tokenizer, offline corpus, online data).
+"""`runner setup`: prepare $PRETRAINBENCH_HOME (tokenizer, offline corpus and the evaluation
+sets generated from its held-out documents, online data).
 
 Each step runs the codebase's own trusted script in a subprocess (the runner never imports
 torch or tiktoken) and is skipped when its output is already valid, so setup is idempotent.
@@ -77,13 +78,37 @@ def corpus_ready(home: Path) -> bool:
     )
 
 
+def eval_sets_ready(home: Path) -> bool:
+    """True when home/data/offline-eval holds the evaluation sets generated from this corpus:
+    its manifest names the held-out documents and training shards that are there now, and
+    every set file has the sha256 the manifest records."""
+    out = home / "data" / "offline-eval"
+    try:
+        manifest = json.loads((out / "manifest.json").read_text())
+        held = json.loads((home / "data" / "offline-heldout" / "meta.json").read_text())
+        meta = json.loads((home / "data" / "offline" / "meta.json").read_text())
+        sets = manifest["sets"]
+        if (
+            manifest["heldout_sha256"] != held["sha256"]
+            or manifest["train_sha256"] != meta["sha256"]
+            or not sets
+        ):
+            return False
+        return all(
+            hashlib.sha256((out / info["file"]).read_bytes()).hexdigest() == info["sha256"]
+            for info in sets.values()
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
 def setup_ready(home: Path) -> bool:
     """Whether the offline quick start has what it needs."""
-    return tokenizer_ready(home) and corpus_ready(home)
+    return tokenizer_ready(home) and corpus_ready(home) and eval_sets_ready(home)
 
 
 #: What a codebase must ship to prepare the home (run by `run_setup`).
-SETUP_SCRIPTS = ("pb_tokenizer.py", "offline_corpus.py")
+SETUP_SCRIPTS = ("pb_tokenizer.py", "offline_corpus.py", "make_eval_sets.py")
 
 
 def setup_codebase(candidates: list[Path]) -> Path:
@@ -109,7 +134,10 @@ def ensure_home_ready(home: Path, *, say: Callable[[str], None], codebases: list
     """
     if setup_ready(home):
         return False
-    say(f"preparing {home} (GPT-2 tokenizer, offline corpus; logs in {home / 'logs'}) …")
+    say(
+        f"preparing {home} (GPT-2 tokenizer, offline corpus, evaluation sets; "
+        f"logs in {home / 'logs'}) …"
+    )
     try:
         run_setup(home, setup_codebase(codebases), say=lambda _: None)
     except (SetupError, OSError) as e:
@@ -158,6 +186,25 @@ def run_setup(
                 tok_dir,
             ],
             logs / "offline_corpus.log",
+            force=force,
+            say=say,
+        ),
+        _step(
+            SetupStep("offline evaluation sets", home / "data" / "offline-eval", ""),
+            lambda: eval_sets_ready(home),
+            "generating the offline evaluation sets from the held-out documents …",
+            [
+                codebase / "make_eval_sets.py",
+                "--heldout",
+                home / "data" / "offline-heldout",
+                "--train",
+                offline,
+                "--out",
+                home / "data" / "offline-eval",
+                "--tokenizer-dir",
+                tok_dir,
+            ],
+            logs / "eval_sets.log",
             force=force,
             say=say,
         ),

@@ -27,6 +27,7 @@ from pathlib import Path
 from env import Budgets, Session, TaskSpec, ToolResult, load_task
 from env._texts import render_feedback
 from sandbox import DataPaths, Executor, JobSpec, TestRequest, TestResult
+from tests._fixtures.codebase import EVAL_SETS_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 LR = "llm-pretrain-lr-schedule"
@@ -59,7 +60,7 @@ class Lab:
 
     root: Path
     tasks: Path  # snapshot of tasks/<lr>, tasks/<norm> and tasks/codebases/nanogpt
-    home: Path  # a $PRETRAINBENCH_HOME-like folder: data/offline, tokenizer, eval_sets/offline
+    home: Path  # a $PRETRAINBENCH_HOME-like folder: data/offline, data/offline-eval, tokenizer
     runs: Path  # the parent of every run directory of the module
     data: DataPaths
     canaries: dict[str, str]  # host path -> the secret written there
@@ -103,8 +104,8 @@ class Lab:
     def reads(self) -> list[str]:
         return [
             *self.canaries,
-            str(REPO / "tasks" / "eval_sets" / "offline" / "piqa.jsonl"),
-            str(self.home / "eval_sets" / "offline" / "piqa.jsonl"),
+            str(EVAL_SETS_DIR / "piqa.jsonl"),
+            str(self.home / "data" / "offline-eval" / "piqa.jsonl"),
             "/pb/data/eval_data/piqa.jsonl",
             "/pb/data/eval_data/ANSWERS-canary.txt",
         ]
@@ -148,7 +149,7 @@ def make_lab(root: Path, data: DataPaths) -> Lab:
     assert data.tokenizer_dir is not None and data.eval_data_dir is not None
     shutil.copytree(data.data_dir, home / "data" / "offline")
     shutil.copytree(data.tokenizer_dir, home / "tokenizer")
-    shutil.copytree(data.eval_data_dir, home / "eval_sets" / "offline")
+    shutil.copytree(data.eval_data_dir, home / "data" / "offline-eval")
     runs = root / "runs"
     other = runs / "other-run" / "tests" / "1" / "lm-eval-tiny" / "seed_42"
     other.mkdir(parents=True)
@@ -161,13 +162,13 @@ def make_lab(root: Path, data: DataPaths) -> Lab:
 
     plant(home / "canary.txt")  # in the $PRETRAINBENCH_HOME-like folder
     plant(home / "data" / "canary.txt")  # beside the training data
-    plant(home / "eval_sets" / "offline" / "ANSWERS-canary.txt")  # among the answers
+    plant(home / "data" / "offline-eval" / "ANSWERS-canary.txt")  # among the answers
     plant(runs / "canary.txt")  # in the parent of every run directory
     plant(root / "src" / "canary.txt")  # beside the tasks and the codebase
     plant(other / "metrics.json")  # another run's hidden result
     snippets = tuple(
         json.loads(line)["goal"][:40]
-        for line in (home / "eval_sets" / "offline" / "piqa.jsonl").read_text().splitlines()[:3]
+        for line in (home / "data" / "offline-eval" / "piqa.jsonl").read_text().splitlines()[:3]
     )
     return Lab(
         root=root,
@@ -177,7 +178,7 @@ def make_lab(root: Path, data: DataPaths) -> Lab:
         data=DataPaths(
             data_dir=home / "data" / "offline",
             tokenizer_dir=home / "tokenizer",
-            eval_data_dir=home / "eval_sets" / "offline",
+            eval_data_dir=home / "data" / "offline-eval",
             eval_source="offline",
         ),
         canaries=canaries,

@@ -3,11 +3,15 @@ copies of the codebase with editable regions replaced (as an agent's edit or a b
 
 ``pb_data_paths`` is what other areas need to run the pretraining codebase in tests. It reuses
 ``$PRETRAINBENCH_HOME`` (default ``~/.cache/pretrainbench``) when that already holds a valid
-tokenizer and corpus, and otherwise fetches/builds them (the corpus into a pytest temp dir).
+tokenizer and corpus, and otherwise fetches/builds them (the corpus into a pytest temp dir). Its
+evaluation sets are the small hand-written format fixtures (``EVAL_SETS_DIR``), for speed;
+``pb_generated_eval_dir`` holds the sets ``make_eval_sets.py`` generates from the corpus's
+held-out documents, as `runner setup` does for real runs.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -23,8 +27,9 @@ from sandbox import DataPaths
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 CODEBASE_DIR = REPO_DIR / "tasks" / "codebases" / "nanogpt"
-#: the offline evaluation sets: beside the codebase, never in it (training jobs see the codebase)
-EVAL_SETS_DIR = REPO_DIR / "tasks" / "eval_sets" / "offline"
+#: hand-written offline evaluation sets in the lm-eval tasks' formats (about 42 items each): format
+#: fixtures, never in the codebase (training jobs see the codebase)
+EVAL_SETS_DIR = REPO_DIR / "tests" / "_fixtures" / "eval_sets" / "offline"
 BASELINES_DIR = REPO_DIR / "baselines"
 _MARKER = re.compile(r"^# ── EDITABLE REGION (START|END): (\w+) ──$")
 
@@ -105,23 +110,46 @@ def pb_tokenizer_dir() -> Path:
     return directory
 
 
+def heldout_dir_of(data_dir: Path) -> Path:
+    """Where the corpus in ``data_dir`` keeps its held-out documents (as `runner setup` lays out)."""
+    return data_dir.parent / "offline-heldout"
+
+
+def _heldout_matches(data_dir: Path) -> bool:
+    try:
+        meta = json.loads((data_dir / "meta.json").read_text())
+        held = json.loads((heldout_dir_of(data_dir) / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(held.get("corpus_text_sha256") == meta.get("text_sha256"))
+
+
 @pytest.fixture(scope="session")
 def pb_offline_data_dir(
     pb_tokenizer_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Path]:
-    """The offline corpus shards: the shared cache when its hashes verify, else a fresh build."""
+    """The offline corpus shards (and, beside them, its held-out documents): the shared cache
+    when its hashes verify and its held-out documents are the same build's, else a fresh build."""
     data = codebase_module("pb_data")
     cached = pretrainbench_home() / "data" / "offline"
     try:
         data.verify_data_dir(cached)
-        yield cached
-        return
+        if _heldout_matches(cached):
+            yield cached
+            return
     except data.DataError:
         pass
-    out = tmp_path_factory.mktemp("offline_corpus")
+    out = tmp_path_factory.mktemp("offline_corpus") / "offline"
     env = {**os.environ, "PB_TOKENIZER_DIR": str(pb_tokenizer_dir)}
     proc = subprocess.run(
-        [sys.executable, "offline_corpus.py", "--out", str(out)],
+        [
+            sys.executable,
+            "offline_corpus.py",
+            "--out",
+            str(out),
+            "--heldout",
+            str(heldout_dir_of(out)),
+        ],
         cwd=CODEBASE_DIR,
         env=env,
         capture_output=True,
@@ -131,6 +159,35 @@ def pb_offline_data_dir(
     assert proc.returncode == 0, f"offline_corpus.py failed:\n{proc.stdout}\n{proc.stderr}"
     data.verify_data_dir(out)
     yield out
+
+
+@pytest.fixture(scope="session")
+def pb_generated_eval_dir(
+    pb_offline_data_dir: Path, pb_tokenizer_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The evaluation sets generated from the corpus's held-out documents (make_eval_sets.py,
+    as `runner setup` runs it), in a temp dir of this session."""
+    out = tmp_path_factory.mktemp("offline_eval")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "make_eval_sets.py",
+            "--heldout",
+            str(heldout_dir_of(pb_offline_data_dir)),
+            "--train",
+            str(pb_offline_data_dir),
+            "--out",
+            str(out),
+            "--tokenizer-dir",
+            str(pb_tokenizer_dir),
+        ],
+        cwd=CODEBASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, f"make_eval_sets.py failed:\n{proc.stdout}\n{proc.stderr}"
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,6 @@ from tests._fixtures.worlds import (
     lr_task_spec,
     make_task_world,
     metric_specs,
-    write_files,
 )
 
 TASK_ID = "fake-lr"
@@ -205,14 +204,14 @@ def build_fake_task_root(root: Path, *, sleep_s: float = 0.0) -> TaskWorld:
         description=DESCRIPTION,
         baselines={"cosine": BASELINE_COSINE, "constant": BASELINE_CONSTANT},
     )
-    write_files(world.tasks_dir / "eval_sets" / "offline", {"arc_easy.jsonl": "{}\n"})
     prepare_fake_home(world.home)
     return world
 
 
 def prepare_fake_home(home: Path) -> None:
     """A home that `runner._setup.setup_ready` accepts: the real tokenizer file if this machine
-    has it, and a one-shard stand-in corpus (the fake codebase reads no data)."""
+    has it, a one-shard stand-in corpus and a one-row stand-in evaluation set with its
+    manifest (the fake codebase reads no data)."""
     tok = home / "tokenizer"
     tok.mkdir(parents=True, exist_ok=True)
     real = Path.home() / ".cache" / "pretrainbench" / "tokenizer" / "gpt2.tiktoken"
@@ -225,12 +224,33 @@ def prepare_fake_home(home: Path) -> None:
         payload = bytes(range(64)) * 4
         (data / name).write_bytes(payload)
         shards[name] = {"bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
-    meta = {"shards": shards, "text_sha256": "stand-in", "heldout_documents": 1}
+    meta = {
+        "shards": shards,
+        "text_sha256": "stand-in",
+        "heldout_documents": 1,
+        "sha256": "stand-in",
+    }
     (data / "meta.json").write_text(json.dumps(meta))
     heldout = home / "data" / "offline-heldout"
     heldout.mkdir(parents=True, exist_ok=True)
-    (heldout / "heldout.jsonl").write_text('{"id": 5, "text": "A held-out document."}\n')
-    (heldout / "meta.json").write_text(json.dumps({"corpus_text_sha256": "stand-in"}))
+    held = '{"id": 5, "text": "A held-out document."}\n'
+    (heldout / "heldout.jsonl").write_text(held)
+    held_sha = hashlib.sha256(held.encode()).hexdigest()
+    (heldout / "meta.json").write_text(
+        json.dumps({"corpus_text_sha256": "stand-in", "sha256": held_sha})
+    )
+    evals = home / "data" / "offline-eval"
+    evals.mkdir(parents=True, exist_ok=True)
+    (evals / "arc_easy.jsonl").write_text("{}\n")
+    sets = {
+        "arc_easy": {
+            "file": "arc_easy.jsonl",
+            "items": 1,
+            "sha256": hashlib.sha256(b"{}\n").hexdigest(),
+        }
+    }
+    manifest = {"heldout_sha256": held_sha, "train_sha256": "stand-in", "sets": sets}
+    (evals / "manifest.json").write_text(json.dumps(manifest))
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests._fixtures.codebase import CODEBASE_DIR
+from tests._fixtures.codebase import CODEBASE_DIR, EVAL_SETS_DIR
 from tests._fixtures.evaluation import (
     TOY_MODEL_SOURCE,
     child_cpu_seconds,
@@ -46,6 +46,7 @@ def check_metrics_file(data: dict[str, Any], kind: str, names: set[str]) -> None
         "profile",
         "seed",
         "metrics",
+        "stderr",
         "dataset_source",
         "data_fingerprint",
         "elapsed_s",
@@ -55,6 +56,9 @@ def check_metrics_file(data: dict[str, Any], kind: str, names: set[str]) -> None
     assert data["dataset_source"] == "offline"
     assert str(data["data_fingerprint"]).startswith("sha256:")
     assert set(data["metrics"]) == names
+    # lm-eval's standard errors: every accuracy and lambada's perplexity (wikitext has none)
+    assert set(data["stderr"]) == names - {"val_loss", "wikitext2_ppl"}
+    assert all(math.isfinite(v) and v >= 0 for v in data["stderr"].values())
     assert all(math.isfinite(v) for v in data["metrics"].values())
     assert data["elapsed_s"] > 0
 
@@ -326,7 +330,7 @@ def test_prepare_eval_check_reports_missing_datasets(tmp_path: Path) -> None:
     assert "piqa: not in the cache" in proc.stderr
 
 
-def test_prepare_eval_checks_the_offline_sets(tmp_path: Path) -> None:
+def test_prepare_eval_checks_the_offline_sets(tmp_path: Path, pb_generated_eval_dir: Path) -> None:
     def check(directory: Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "prepare_eval.py", "--check-offline", str(directory)],
@@ -336,10 +340,23 @@ def test_prepare_eval_checks_the_offline_sets(tmp_path: Path) -> None:
             timeout=300,
         )
 
-    sets = CODEBASE_DIR.parents[1] / "eval_sets" / "offline"
-    proc = check(sets)
+    proc = check(EVAL_SETS_DIR)
     assert proc.returncode == 0, proc.stderr
     assert "hellaswag: 42 rows" in proc.stdout
     proc = check(tmp_path)
     assert proc.returncode == 1 and "the offline piqa set is missing" in proc.stderr
+    # a generated directory: checked against its manifest too
+    proc = check(pb_generated_eval_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert "manifest: generator version" in proc.stdout and "piqa: 404 rows" in proc.stdout
+    copy = tmp_path / "generated"
+    shutil.copytree(pb_generated_eval_dir, copy)
+    with (copy / "arc_easy.jsonl").open("a") as f:
+        f.write(
+            '{"id": "x", "question": "q", "choices": {"text": [], "label": []}, "answerKey": "A"}\n'
+        )
+    proc = check(copy)
+    assert (
+        proc.returncode == 1 and "arc_easy.jsonl is not the file the manifest names" in proc.stderr
+    )
     assert not (CODEBASE_DIR / "eval_data").exists()  # the answers are not in the codebase

@@ -147,6 +147,7 @@ def test_setup_is_idempotent(runner_env: TaskWorld) -> None:
     result = cli.invoke(app, ["setup"])
     assert result.exit_code == 0, result.output
     assert "tokenizer: present" in result.output and "offline corpus: present" in result.output
+    assert "offline evaluation sets: present" in result.output
 
 
 def test_leaderboard_serve_answers(runner_env: TaskWorld, tmp_path: Path) -> None:

@@ -25,6 +25,11 @@ It refuses a checkpoint without the .training_complete marker, or one whose iter
 profile, seed or model shape differ from what pb_config.resolve_run_config(os.environ) says the
 run must have done. It deletes any metrics.json first and writes a new one last (atomically).
 
+metrics.json also carries lm-eval's standard error of each metric it gives one for ("stderr",
+in the metric's units: points for accuracies) and a data_fingerprint over both the training data
+and the evaluation sets (a generated set's manifest fingerprint), so results on other sets never
+share a dataset identity.
+
 Exit codes: 0 metrics.json written; 2 evaluation refused (bad checkpoint or configuration, a model
 that is not causal, a worker answering garbage or non-finite values); 1 evaluation failed (a
 non-finite metric, a worker that died, a model that raised). Both write failure.json.
@@ -37,6 +42,9 @@ import os
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# lm-eval bootstraps some standard errors (a perplexity's) in a multiprocessing pool by default;
+# one process is enough for its few hundred items, and a job must not fork a pool of cpu_count
+os.environ["DISABLE_MULTIPROC"] = "1"
 
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
@@ -66,6 +74,7 @@ import pb_data  # noqa: E402
 import pb_jobs  # noqa: E402
 import pb_logits  # noqa: E402
 import pb_tokenizer  # noqa: E402
+import make_eval_sets  # noqa: E402
 from lm_eval_adapter import AdapterError, LocalModel, NanoGPTLM, load_trusted_model  # noqa: E402
 
 # -----------------------------------------------------------------------------
@@ -91,6 +100,10 @@ LM_EVAL_METRICS = {  # zero-shot accuracy in percent: acc_norm where the task ha
     "winogrande": ("winogrande", "acc,none", 100.0),
 }
 DEFAULT_LM_EVAL_BATCH = 32  # sequences per forward pass in the lm-eval adapter
+# lm-eval's standard errors: closed form for accuracies (means); this many bootstrap resamples
+# for a perplexity (one process; about a second for 500 items). 0 would turn them all off
+BOOTSTRAP_ITERS = 1000
+HF_MANIFEST = "pretrainbench_eval.json"  # what prepare_eval.py --hf-home writes (the hf sets' identity)
 
 # the logits workers and the causality check
 DEFAULT_CAUSALITY_PROBES = 64  # sequences of the pass sent again, cut, to the other workers
@@ -354,7 +367,8 @@ def compute_val_loss(source, windows, batch_size):
 
 
 def run_lm_eval(lm, metric_specs, source, eval_data_dir):
-    """{metric: value} and lm-eval's full per-task results, zero-shot, through simple_evaluate."""
+    """{metric: value}, {metric: lm-eval's standard error of it, where it gives one} (both in the
+    metric's units) and lm-eval's full per-task results, zero-shot, through simple_evaluate."""
     import lm_eval
     from lm_eval.tasks import TaskManager
 
@@ -372,7 +386,7 @@ def run_lm_eval(lm, metric_specs, source, eval_data_dir):
             raise EvaluationFailed(f"lm-eval has no task(s) {missing}")
     try:
         out = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=tm, num_fewshot=0,
-                                      bootstrap_iters=0, log_samples=False, random_seed=0,
+                                      bootstrap_iters=BOOTSTRAP_ITERS, log_samples=False, random_seed=0,
                                       numpy_random_seed=0, torch_random_seed=0, fewshot_random_seed=0)
     except ConnectionError as e:  # offline mode and the dataset is not in the cache
         raise EvaluationFailed(
@@ -380,24 +394,46 @@ def run_lm_eval(lm, metric_specs, source, eval_data_dir):
             f"HF_HOME={os.environ.get('HF_HOME', '(default)')}; run prepare_eval.py --hf-home DIR "
             f"where there is network ({e})") from e
     results = out["results"]
-    metrics = {}
+    metrics, stderr = {}, {}
     for name, (task, key, scale) in metric_specs.items():
         value = results.get(prefix + task, {}).get(key)
         if not isinstance(value, (int, float)):
             raise EvaluationFailed(f"lm-eval reported no {key!r} for task {prefix + task}")
         metrics[name] = float(value) * scale
+        # "acc_norm,none" -> "acc_norm_stderr,none"; "N/A" where lm-eval has none (word_perplexity)
+        se = results[prefix + task].get(key.replace(",", "_stderr,", 1))
+        if isinstance(se, (int, float)) and math.isfinite(se):
+            stderr[name] = float(se) * scale
     details = {t: {k: v for k, v in r.items() if isinstance(v, (int, float, str))} for t, r in results.items()}
     for t, n in (out.get("n-samples") or {}).items():
         details.setdefault(t, {})["n_samples"] = n
-    return metrics, details
+    return metrics, stderr, details
 
 
-def eval_data_fingerprint(eval_data_dir):
-    """"sha256:..." over the offline evaluation files (name + content), in name order."""
+def eval_data_fingerprint(source, eval_data_dir, environ):
+    """"sha256:..." naming the evaluation sets: a generated directory's manifest fingerprint
+    (after checking every file against the manifest); else a hash over the offline files (name +
+    content, in name order); for hf, over the prepared cache's manifest."""
     h = hashlib.sha256()
+    if source == "hf":
+        manifest = Path(environ.get("HF_HOME") or "~/.cache/huggingface").expanduser() / HF_MANIFEST
+        h.update(manifest.read_bytes() if manifest.is_file() else b"hf")
+        return "sha256:" + h.hexdigest()
+    if (Path(eval_data_dir) / make_eval_sets.MANIFEST).is_file():
+        try:
+            return make_eval_sets.verify(eval_data_dir)["fingerprint"]
+        except (make_eval_sets.EvalSetsError, KeyError, TypeError) as e:
+            raise EvaluationFailed(f"the offline evaluation sets do not match their manifest: {e!r}") from e
     for path in sorted(Path(eval_data_dir).glob("*.jsonl")):
         h.update(f"{path.name}\t{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
     return "sha256:" + h.hexdigest()
+
+
+def combined_fingerprint(train_fingerprint, eval_fingerprint):
+    """"sha256:..." over the training data's and the evaluation sets' fingerprints: a result's
+    dataset identity changes with either (new evaluation sets never rank with old results)."""
+    text = f"train={train_fingerprint}\neval={eval_fingerprint}\n"
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 # -----------------------------------------------------------------------------
@@ -433,6 +469,7 @@ def evaluate(kind, environ):
     data_dir = environ.get("PB_DATA_DIR", "")
     if kind == "train" and not data_dir:
         raise EvaluationRefused("PB_DATA_DIR is not set (the validation set lives there)")
+    eval_fingerprint = eval_data_fingerprint(source, eval_data_dir, environ)
     device = cfg["device"] or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -473,11 +510,11 @@ def evaluate(kind, environ):
         if kind == "train":
             windows = pb_data.val_windows(data_dir, cfg["block_size"], cfg["val_windows"])
             metrics["val_loss"] = compute_val_loss(model, windows, cfg["val_batch_size"])
-            lm_metrics, details = run_lm_eval(lm, TRAIN_LM_EVAL_METRICS, source, eval_data_dir)
-            fingerprint = pb_data.data_fingerprint(data_dir)
+            lm_metrics, stderr, details = run_lm_eval(lm, TRAIN_LM_EVAL_METRICS, source, eval_data_dir)
+            train_fingerprint = pb_data.data_fingerprint(data_dir)
         else:
-            lm_metrics, details = run_lm_eval(lm, LM_EVAL_METRICS, source, eval_data_dir)
-            fingerprint = pb_data.data_fingerprint(data_dir) if data_dir else training_fingerprint(ckpt)
+            lm_metrics, stderr, details = run_lm_eval(lm, LM_EVAL_METRICS, source, eval_data_dir)
+            train_fingerprint = pb_data.data_fingerprint(data_dir) if data_dir else training_fingerprint(ckpt)
         if probes is not None:
             # worker 0 is done: closing its connection ends it (logits_worker.py exits), so it is
             # gone before the other, fresh workers see the probes
@@ -500,13 +537,14 @@ def evaluate(kind, environ):
         "profile": cfg["profile"],
         "seed": cfg["seed"],
         "metrics": metrics,
+        "stderr": stderr,  # lm-eval's standard error of each metric it gives one for, same units
         "dataset_source": source,
-        "data_fingerprint": fingerprint,
+        "data_fingerprint": combined_fingerprint(train_fingerprint, eval_fingerprint),
         "elapsed_s": round(time.time() - t0, 3),
     }
     pb_jobs.write_json(out_dir / DETAILS_FILE, {
         "kind": kind, "device": device, "batch_size": batch, "lm_eval_results": details,
-        "eval_data_fingerprint": eval_data_fingerprint(eval_data_dir) if source == "offline" else None,
+        "train_data_fingerprint": train_fingerprint, "eval_data_fingerprint": eval_fingerprint,
         "model": "logits workers" if probes else "in process (original architecture)",
         "causality": {"workers": len(clients), "sequences": probes.seen, "probed": len(probes.kept)} if probes else None,
     })

@@ -1,16 +1,17 @@
 """
 Helpers of PretrainBench's offline lm-eval tasks (the pb_*.yaml files beside this one).
 
-Each local task is lm-eval's built-in task with the dataset swapped for a small JSONL file in the
-exact schema of the Hugging Face dataset the built-in task reads. Document processing and
+Each local task is lm-eval's built-in task with the dataset swapped for a JSONL file in the
+exact schema of the Hugging Face dataset the built-in task reads (make_eval_sets.py generates
+them from held-out text of the offline corpus). Document processing and
 scoring are lm-eval's own functions, imported from the installed lm_eval, so a local task
 computes its metric exactly as the built-in task does.
 
 The data directory is resolved when the dataset is loaded, not written in the YAML (relative
 data_files would resolve against the working directory): the evaluator passes it as task
 metadata `pb_eval_data_dir`; else PB_EVAL_DATA_DIR. There is no default: the sets (the answers)
-are not part of the codebase that training jobs see; they live in tasks/eval_sets/offline/ of the
-repository and a job is granted them read-only.
+are not part of the codebase that training jobs see; `runner setup` writes them to
+$PRETRAINBENCH_HOME/data/offline-eval and an evaluation job is granted them read-only.
 """
 
 import json
