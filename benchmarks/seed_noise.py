@@ -74,7 +74,7 @@ def per_seed_values(store: Store, task: str, seeds: list[int]) -> dict[str, dict
         if run.type != "baseline":
             continue
         values: dict[str, dict[int, float]] = defaultdict(dict)
-        for rec in run.tests:
+        for rec in run.result_rows():  # the final evaluation: every job, hidden ones too
             if rec.status == "ok" and rec.seed in seeds:
                 for name, value in rec.metrics.items():
                     values[name][rec.seed] = value
@@ -125,7 +125,9 @@ def analyse(found: dict[str, dict[str, list[float]]], directions: dict[str, str]
                     "paired_distinguishable": paired_p is not None and paired_p < 0.05,
                     "distinguishable": p is not None and p < 0.05 and abs(gap) > band,
                     "seeds_needed": (
-                        math.ceil(2 * POWER_FACTOR**2 * pooled**2 / gap**2) if gap else None
+                        math.ceil(2 * POWER_FACTOR**2 * pooled**2 / gap**2)
+                        if abs(gap) > 1e-9 * max(1.0, abs(means[best]))
+                        else None  # a gap below float noise: no number of seeds resolves it
                     ),
                 }
             )
