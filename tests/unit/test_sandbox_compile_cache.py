@@ -3,6 +3,7 @@ Slurm binds, and the runner's choice of who may add to it (see docs/SECURITY.md)
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import os
 import shlex
@@ -21,6 +22,7 @@ from sandbox._backend import (
     sandboxed_worker_environment,
 )
 from sandbox._slurm import SlurmBackend
+from tests._fixtures.sandbox import probe_job
 from tests._fixtures.worlds import write_files
 
 
@@ -75,20 +77,15 @@ def test_publishing_adds_regular_files_whole_and_never_replaces(tmp_path: Path) 
 
 
 def _job(tmp_path: Path, cache: CompileCache | None, workers: int = 0) -> Job:
-    return Job(
-        label="train-tiny",
-        seed=1,
-        script="scripts/train_tiny.sh",
-        codebase_dir=tmp_path / "code",
-        files={},
-        out_dir=tmp_path / "out",
-        log_path=tmp_path / "log",
-        time_limit_s=60,
-        workers=Workers("scripts/logits_worker.sh", workers) if workers else None,
+    job = probe_job(
+        tmp_path,
+        tmp_path / "code",
+        "true\n",
+        workers=Workers("logits_worker.sh", workers) if workers else None,
         # a request cannot point the job's caches anywhere: only PB_* pass, paths never
         env={"PB_COMPILE_CACHE_DIR": "/evil", "TORCHINDUCTOR_CACHE_DIR": "/evil"},
-        compile_cache=cache,
     )
+    return dataclasses.replace(job, compile_cache=cache)
 
 
 COMPILE_VARS = ("PB_COMPILE_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
@@ -145,7 +142,7 @@ def test_slurm_binds_the_cache_read_only_into_the_job_only(
     backend = SlurmBackend(check_cluster=False, container="apptainer", image="/images/pb.sif")
     job = _job(tmp_path, CompileCache(path=tmp_path / "cc"), workers=1)
     lines = backend.batch_script(job, tmp_path / "work").splitlines()
-    job_line = next(line for line in lines if "train_tiny.sh" in line)
+    job_line = next(line for line in lines if "probe.sh" in line)
     worker_line = next(line for line in lines if "logits_worker.sh" in line)
     assert f"{tmp_path / 'cc'}:/pb/compile-cache:ro" in shlex.split(job_line)
     assert "compile-cache" not in worker_line
