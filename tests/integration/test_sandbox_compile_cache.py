@@ -10,6 +10,7 @@ cache's files are world-writable on purpose: only the read-only mount stops the 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import stat
@@ -216,3 +217,47 @@ def test_a_job_without_the_cache_sees_no_host_path(
         seen = (out / "seen.txt").read_text()
     assert "cache=<unset>" in seen and "inductor=<unset>" in seen and "mounted=no" in seen
     assert str(cache) not in seen and "compile-cache" not in seen
+
+
+@pytest.mark.docker
+def test_docker_mounts_the_cache_read_only_into_the_job_only(
+    tmp_path: Path,
+    codebase: Path,
+    cache: Path,
+    docker_daemon: object,
+    docker_host_image: tuple[str, tuple[Path, ...]],
+) -> None:
+    from sandbox._backend import Workers
+    from sandbox._docker import DockerBackend
+    from tests._fixtures.sandbox import probe_job
+
+    image, runtime = docker_host_image
+    backend = DockerBackend(image, host_runtime=runtime, client=docker_daemon)
+    before = digest(cache)
+    job = probe_job(
+        tmp_path,
+        codebase,
+        (codebase / "job.sh").read_text(),
+        env={"PB_STAGE_POISON": "1"},
+    )
+    job = dataclasses.replace(job, compile_cache=CompileCache(path=cache))
+    outcome = backend.run_job(job)
+    assert outcome.exit_code == 0 and outcome.infra_error is None, job.log_path.read_text()
+    seen = (job.out_dir / "seen.txt").read_text()
+    assert "cache=/pb/compile-cache\n" in seen and "inductor=/tmp/pb-compile-cache\n" in seen
+    assert str(cache) not in seen
+    assert_read_only(job.out_dir)
+    assert digest(cache) == before
+    with_worker = probe_job(
+        tmp_path,
+        codebase,
+        WITH_WORKER,
+        label="with-worker",
+        files={"worker.sh": WORKER},
+        workers=Workers("worker.sh", 1),
+    )
+    with_worker = dataclasses.replace(with_worker, compile_cache=CompileCache(path=cache))
+    outcome = backend.run_job(with_worker)
+    assert outcome.exit_code == 0, with_worker.log_path.read_text()
+    seen = (with_worker.out_dir / "worker-seen.txt").read_text()
+    assert "cache=<unset>" in seen and "mounted=no" in seen and str(cache) not in seen
