@@ -7,10 +7,12 @@ Runs the real training job (``scripts/train_<profile>.sh``, the same script a sa
 runs) three ways, round after round, in the order eager, cold, warm:
 
 - ``eager``: ``PB_COMPILE=0``.
-- ``cold``: ``PB_COMPILE=1`` with an empty inductor cache; what it compiled becomes the cache.
-- ``warm``: ``PB_COMPILE=1`` with that cache granted the way the sandbox grants it: a read-only
-  directory in ``PB_COMPILE_CACHE_DIR`` that the script copies into a fresh
-  ``TORCHINDUCTOR_CACHE_DIR`` before it trains (the copy is part of the time).
+- ``cold``: ``PB_COMPILE=1`` with an empty working cache; what it compiled is kept (as the
+  supervisor publishes a baseline job's) and becomes the cache.
+- ``warm``: ``PB_COMPILE=1`` with that cache granted the way the sandbox grants it: a directory
+  in ``PB_COMPILE_CACHE_DIR`` that the script copies into a fresh working cache at the same
+  path the cold run compiled in (``TORCHINDUCTOR_CACHE_DIR``) before it trains (the copy is part
+  of the time).
 
 Per run: the job's wall time end to end, the first iteration (which includes compiling), the
 median of the other iterations, and from these the per-step speed-up over eager. Run it on an
@@ -48,7 +50,7 @@ def run_job(
     """One training job in ``mode``; its wall time and iteration times from ``curve.jsonl``."""
     out = work / f"out-{mode}"
     shutil.rmtree(out, ignore_errors=True)
-    inductor = work / f"inductor-{mode}"  # the job's own working cache, fresh every run
+    inductor = work / "inductor"  # the job's own working cache: one path, fresh every run
     shutil.rmtree(inductor, ignore_errors=True)
     env = {
         "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
@@ -59,19 +61,20 @@ def run_job(
         "PB_OUT_DIR": str(out),
         "PB_DEVICE": "cpu" if profile == "tiny" else "",
         "PB_COMPILE": "0" if mode == "eager" else "1",
-        "TORCHINDUCTOR_CACHE_DIR": str(cache if mode == "cold" else inductor),
-        "TRITON_CACHE_DIR": str((cache if mode == "cold" else inductor) / "triton"),
+        "TORCHINDUCTOR_CACHE_DIR": str(inductor),
+        "TRITON_CACHE_DIR": str(inductor / "triton"),
     }
     if max_iters:
         env["PB_MAX_ITERS"] = str(max_iters)
     if mode == "warm":
         env["PB_COMPILE_CACHE_DIR"] = str(cache)
-    if mode == "cold":
-        shutil.rmtree(cache, ignore_errors=True)
     script = CODEBASE_DIR / "scripts" / SCRIPTS[profile]
     start, cpu_start = time.monotonic(), _children_cpu_s()
     proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
     wall, cpu = time.monotonic() - start, _children_cpu_s() - cpu_start
+    if mode == "cold":  # kept, as the supervisor publishes a trusted job's compiled files
+        shutil.rmtree(cache, ignore_errors=True)
+        shutil.copytree(inductor, cache, ignore=shutil.ignore_patterns("locks"))
     if proc.returncode != 0:
         raise SystemExit(
             f"{mode} run failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"

@@ -191,6 +191,7 @@ _PATH_VARIABLES = (
     "PB_COMPILE_CACHE_DIR",
     "TORCHINDUCTOR_CACHE_DIR",
     "TRITON_CACHE_DIR",
+    "PB_COMPILE_CACHE_PUBLISH",
 )
 
 # Variables copied from the host environment into a job's scrubbed environment: locale and
@@ -216,9 +217,9 @@ def job_environment(
     ``inputs`` maps each granted data input to its path inside the sandbox; only those get a
     variable (`INPUT_VARIABLES`), so a job never even learns where ungranted data lives.
     ``compile_cache_dir``: where the job sees the shared compile cache (read-only). The job then
-    compiles in its own working cache (``TORCHINDUCTOR_CACHE_DIR``, Triton's beneath it): under
-    its private temp dir, or, when the request is trusted to add to the cache, in its output
-    directory, from where the supervisor publishes it.
+    compiles in its own working cache under its private temp dir (``TORCHINDUCTOR_CACHE_DIR``,
+    Triton's beneath it); when the request is trusted to add to the cache, the job leaves a copy
+    in its output directory (``PB_COMPILE_CACHE_PUBLISH``), which the supervisor publishes.
     """
     source = host_env if host_env is not None else {}
     env = {k: source[k] for k in _PASS_THROUGH if k in source}
@@ -247,14 +248,14 @@ def job_environment(
     if needs_dir is not None:
         env["PB_NEEDS_DIR"] = needs_dir
     if compile_cache_dir is not None and job.compile_cache is not None:
-        working = (
-            f"{out_dir}/{COMPILE_OUTPUT}"
-            if job.compile_cache.writable
-            else f"{tmpdir}/{PRIVATE_DIR}"
-        )
+        # One working path for every job: inductor's kernels name their headers by absolute
+        # path, so entries compiled elsewhere would miss.
+        working = f"{tmpdir}/{PRIVATE_DIR}"
         env["PB_COMPILE_CACHE_DIR"] = compile_cache_dir
         env["TORCHINDUCTOR_CACHE_DIR"] = working
         env["TRITON_CACHE_DIR"] = f"{working}/triton"
+        if job.compile_cache.writable:
+            env["PB_COMPILE_CACHE_PUBLISH"] = f"{out_dir}/{COMPILE_OUTPUT}"
     if workers_dir is not None and job.workers is not None:
         env["PB_WORKERS_DIR"] = workers_dir
         env["PB_WORKERS"] = str(job.workers.count)

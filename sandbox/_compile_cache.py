@@ -4,10 +4,11 @@ compile again, without giving any job a way to leave something for another run.
 One directory per (torch release, codebase identity, profile) holds inductor's caches (FX
 graphs, AOT autograd, generated kernels) and Triton's. Every job that is granted it sees it
 read-only at ``/pb/compile-cache``; the training script copies it into the job's own working
-cache (``TORCHINDUCTOR_CACHE_DIR``) and compiles there. Only the supervisor writes the shared
-directory: after a job of a *trusted* request (``CompileCache.writable``: a baseline run, whose
-code is ours) ended ``ok``, it copies the new files of that job's working cache, which then lay
-in the job's output directory, into it (`publish_compile_cache`). See docs/SECURITY.md.
+cache (``TORCHINDUCTOR_CACHE_DIR``, the same path in every job) and compiles there. Only the
+supervisor writes the shared directory: a job of a *trusted* request (``CompileCache.writable``:
+a baseline run, whose code is ours) leaves a copy of its working cache in its output directory
+(``PB_COMPILE_CACHE_PUBLISH``), and once the job ended ``ok`` the supervisor copies the new
+files from there (`publish_compile_cache`). See docs/SECURITY.md.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from pathlib import Path
 
 from sandbox._workdir import hash_tree
 
-#: The folder of a trusted job's output directory that holds its working compile cache; the
-#: supervisor publishes it and removes it before anything else reads the outputs.
+#: The folder of a trusted job's output directory that holds a copy of its working compile
+#: cache; the supervisor publishes it and removes it before anything else reads the outputs.
 COMPILE_OUTPUT = "compile-cache"
-#: Inside a job, where an untrusted job compiles (under its private temp dir).
+#: Inside a job, where it compiles (under its private temp dir; the same path in every job).
 PRIVATE_DIR = "pb-compile-cache"
 # Lock files are per process and meaningless in a shared copy.
 _NOT_PUBLISHED = {"locks"}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import stat
 from pathlib import Path
@@ -58,6 +59,9 @@ if [ -n "${PB_COMPILE_CACHE_DIR-}" ]; then
         for name, cmd in ATTEMPTS.items()
     )
     + """fi
+if [ -n "${PB_COMPILE_CACHE_PUBLISH-}" ]; then  # a trusted job keeps what it compiled
+    mkdir -p "$PB_COMPILE_CACHE_PUBLISH" && cp -R "$w/." "$PB_COMPILE_CACHE_PUBLISH/"
+fi
 if [ "${PB_STAGE_POISON-}" = 1 ]; then  # where a trusted job's entries would come from
     mkdir -p "$out/compile-cache/fxgraph/aa" && echo POISON > "$out/compile-cache/fxgraph/aa/PWNED"
 fi
@@ -165,6 +169,7 @@ def test_a_job_of_an_untrusted_request_gets_erofs_and_publishes_nothing(
     assert "cache=/pb/compile-cache\n" in seen and "mounted=yes" in seen
     assert "inductor=/tmp/pb-compile-cache\n" in seen  # its own copy, gone with the sandbox
     assert "triton=/tmp/pb-compile-cache/triton\n" in seen
+    assert "PB_COMPILE_CACHE_PUBLISH" not in seen
     assert str(cache) not in seen and str(tmp_path) not in seen  # no host path
     assert_read_only(out)
     assert digest(cache) == before
@@ -181,7 +186,8 @@ def test_a_trusted_request_adds_what_its_job_compiled_through_the_supervisor(
 ) -> None:
     out = run(tmp_path, codebase, CompileCache(path=cache, writable=True))
     seen = (out / "seen.txt").read_text()
-    assert "inductor=/pb/out/compile-cache\n" in seen
+    assert "inductor=/tmp/pb-compile-cache\n" in seen  # the same path in every job
+    assert "PB_COMPILE_CACHE_PUBLISH=/pb/out/compile-cache\n" in seen
     assert_read_only(out)  # read-only to a trusted job too: only the supervisor writes
     published = cache / "fxgraph" / "zz" / "job-entry"
     assert published.read_text() == "compiled by job\n"
@@ -261,3 +267,53 @@ def test_docker_mounts_the_cache_read_only_into_the_job_only(
     assert outcome.exit_code == 0, with_worker.log_path.read_text()
     seen = (with_worker.out_dir / "worker-seen.txt").read_text()
     assert "cache=<unset>" in seen and "mounted=no" in seen and str(cache) not in seen
+
+
+@pytest.mark.slow
+def test_a_baseline_compiles_once_and_an_agent_run_loads_it_read_only(
+    tmp_path: Path, pb_data_paths: DataPaths
+) -> None:
+    """Real inductor in the real sandbox: a trusted request's tiny training (compiled, 2
+    iterations) fills the cache through the supervisor; an untrusted one then compiles from a
+    copy of it (its first iteration far shorter than the cold one) and changes nothing."""
+    from tests._fixtures.codebase import CODEBASE_DIR
+
+    shared = tmp_path / "compile-cache"
+    spec = JobSpec.model_validate(
+        {
+            "label": "train-tiny",
+            "script": "scripts/train_tiny.sh",
+            "code": "edited",
+            "inputs": ["train_data"],
+            "time_limit": 1800,
+        }
+    )
+
+    def first_iteration_s(name: str, writable: bool) -> float:
+        data = pb_data_paths.model_copy(
+            update={"compile_cache": CompileCache(path=shared, writable=writable)}
+        )
+        request = TestRequest(
+            run_id=name,
+            test_id="1",
+            codebase_dir=CODEBASE_DIR,
+            jobs=[spec],
+            seeds=[42],
+            profile="tiny",
+            out_dir=tmp_path / name,
+            data=data,
+            env={"PB_MAX_ITERS": "2", "PB_VAL_WINDOWS": "8", "PB_COMPILE": "1"},
+        )
+        result = Executor(LocalBackend()).run(request)
+        assert result.status == "ok", result.reason
+        out = tmp_path / name / "train-tiny" / "seed_42"
+        assert not (out / "compile-cache").exists()
+        return float(json.loads((out / "curve.jsonl").read_text().splitlines()[0])["dt_ms"]) / 1000
+
+    cold = first_iteration_s("baseline", writable=True)
+    published = digest(shared)
+    assert (shared / "fxgraph").is_dir() and (shared / "aotautograd").is_dir()
+    assert not (shared / "locks").exists()
+    warm = first_iteration_s("agent", writable=False)
+    assert digest(shared) == published
+    assert warm < cold / 3, (cold, warm)

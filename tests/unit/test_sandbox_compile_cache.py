@@ -88,14 +88,19 @@ def _job(tmp_path: Path, cache: CompileCache | None, workers: int = 0) -> Job:
     return dataclasses.replace(job, compile_cache=cache)
 
 
-COMPILE_VARS = ("PB_COMPILE_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
+COMPILE_VARS = (
+    "PB_COMPILE_CACHE_DIR",
+    "TORCHINDUCTOR_CACHE_DIR",
+    "TRITON_CACHE_DIR",
+    "PB_COMPILE_CACHE_PUBLISH",
+)
 
 
 def test_a_job_compiles_in_its_temp_dir_unless_its_request_is_trusted(tmp_path: Path) -> None:
     untrusted = sandboxed_job_environment(
         _job(tmp_path, CompileCache(path=tmp_path / "cc")), path="/usr/bin", home="/tmp"
     )
-    assert [untrusted[v] for v in COMPILE_VARS] == [
+    assert [untrusted[v] for v in COMPILE_VARS[:3]] == [
         "/pb/compile-cache",
         "/tmp/pb-compile-cache",
         "/tmp/pb-compile-cache/triton",
@@ -105,7 +110,9 @@ def test_a_job_compiles_in_its_temp_dir_unless_its_request_is_trusted(tmp_path: 
         path="/usr/bin",
         home="/tmp",
     )
-    assert trusted["TORCHINDUCTOR_CACHE_DIR"] == "/pb/out/compile-cache"
+    assert trusted["TORCHINDUCTOR_CACHE_DIR"] == untrusted["TORCHINDUCTOR_CACHE_DIR"]
+    assert trusted["PB_COMPILE_CACHE_PUBLISH"] == "/pb/out/compile-cache"
+    assert "PB_COMPILE_CACHE_PUBLISH" not in untrusted
     for env in (untrusted, trusted):
         assert str(tmp_path) not in "".join(env.values())
     # weak backends pass host paths in the same variables
