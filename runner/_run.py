@@ -208,7 +208,7 @@ class ActiveRun:
             run_dir,
             executor=executor,
             profile=config.profile,
-            data=_data_paths(config),
+            data=_data_paths(config, task),
             max_steps=max_steps,
             max_tests=max_tests,
             seeds=config.seeds,
@@ -236,7 +236,7 @@ class ActiveRun:
             session = comp.resume_session(
                 run_dir,
                 executor=executor or _executor(info.config),
-                data=_data_paths(info.config),
+                data=_data_paths(info.config, task),
                 progress=display.on_progress,
             )
         except Exception as e:
@@ -315,8 +315,18 @@ def _executor(config: RunConfig) -> Executor:
     )
 
 
-def _data_paths(config: RunConfig) -> DataPaths:
-    return comp.data_paths(_home(config), source=config.data_source)
+def _data_paths(config: RunConfig, task: TaskSpec) -> DataPaths:
+    """The prepared data, and the compile cache of the task's codebase at the run's profile:
+    every run's jobs read it; only a baseline run (every job runs code of ours) adds to it."""
+    from sandbox import CompileCache, compile_cache_path
+
+    home = _home(config)
+    cache = CompileCache(
+        path=compile_cache_path(home / "compile-cache", task.codebase_dir, config.profile),
+        writable=config.agent.startswith("baseline:"),
+    )
+    paths = comp.data_paths(home, source=config.data_source)
+    return paths.model_copy(update={"compile_cache": cache})
 
 
 def _header(info: RunInfo) -> Event:

@@ -4,6 +4,7 @@ This package imports nothing else of PretrainBench.
 """
 
 from sandbox._backend import Backend, BackendError, Job, JobOutcome, Workers
+from sandbox._compile_cache import compile_cache_path, publish_compile_cache, torch_release
 from sandbox._docker import CPU_IMAGE, GPU_IMAGE, DockerBackend, docker_client, start_docker_daemon
 from sandbox._doctor import HostCheck, check_host
 from sandbox._executor import Executor, parse_progress
@@ -11,6 +12,7 @@ from sandbox._feedback import is_hidden_metric, train_metric_lines
 from sandbox._files import write_atomic
 from sandbox._local import JobLimits, LocalBackend, probe_host
 from sandbox._models import (
+    CompileCache,
     DataInput,
     DataPaths,
     JobSpec,
@@ -33,6 +35,7 @@ __all__ = [
     "GPU_IMAGE",
     "Backend",
     "BackendError",
+    "CompileCache",
     "DataInput",
     "DataPaths",
     "DockerBackend",
@@ -53,6 +56,7 @@ __all__ = [
     "WorkerSpec",
     "Workers",
     "check_host",
+    "compile_cache_path",
     "docker_client",
     "format_duration",
     "hash_tree",
@@ -61,8 +65,10 @@ __all__ = [
     "parse_duration",
     "parse_progress",
     "probe_host",
+    "publish_compile_cache",
     "slurm_available",
     "start_docker_daemon",
+    "torch_release",
     "train_metric_lines",
     "write_atomic",
 ]

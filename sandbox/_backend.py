@@ -8,6 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sandbox._compile_cache import COMPILE_OUTPUT, PRIVATE_DIR
+from sandbox._models import CompileCache
+
 LineCallback = Callable[[str], None]
 
 
@@ -23,6 +26,7 @@ class SandboxPaths:
     needs: str = "/pb/needs"  # /pb/needs/<job label>
     workers: str = "/pb/workers"  # /pb/workers/<i>: the job's side of worker i's socket dir
     worker: str = "/pb/worker"  # a worker's own socket dir
+    compile_cache: str = "/pb/compile-cache"  # the shared compile cache, read-only
     tmp: str = "/tmp"
 
 
@@ -73,6 +77,9 @@ class Job:
     #: the executor's cap on the job's output (its share of the free disk); backends apply the
     #: smaller of this and their own
     max_output_mb: int | None = None
+    #: the shared compile cache: bound read-only (never into workers), named by
+    #: ``PB_COMPILE_CACHE_DIR``; see `job_environment`
+    compile_cache: CompileCache | None = None
 
     def worker_log(self, index: int) -> Path:
         """Where the supervisor keeps worker ``index``'s output (never shown to an agent)."""
@@ -176,6 +183,17 @@ class Backend(abc.ABC):
         self.close()
 
 
+# Variables that name a path the backend decides; never taken from a request.
+_PATH_VARIABLES = (
+    "PB_NEEDS_DIR",
+    "PB_WORKERS_DIR",
+    "PB_WORKER_DIR",
+    "PB_COMPILE_CACHE_DIR",
+    "TORCHINDUCTOR_CACHE_DIR",
+    "TRITON_CACHE_DIR",
+    "PB_COMPILE_CACHE_PUBLISH",
+)
+
 # Variables copied from the host environment into a job's scrubbed environment: locale and
 # thread counts only; nothing that could carry credentials or proxies.
 _PASS_THROUGH = ("LANG", "LC_ALL", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TORCH_NUM_THREADS")
@@ -192,11 +210,16 @@ def job_environment(
     needs_dir: str | None,
     workers_dir: str | None,
     host_env: dict[str, str] | None = None,
+    compile_cache_dir: str | None = None,
 ) -> dict[str, str]:
     """The complete, scrubbed environment of a job, with paths as seen inside its sandbox.
 
     ``inputs`` maps each granted data input to its path inside the sandbox; only those get a
     variable (`INPUT_VARIABLES`), so a job never even learns where ungranted data lives.
+    ``compile_cache_dir``: where the job sees the shared compile cache (read-only). The job then
+    compiles in its own working cache under its private temp dir (``TORCHINDUCTOR_CACHE_DIR``,
+    Triton's beneath it); when the request is trusted to add to the cache, the job leaves a copy
+    in its output directory (``PB_COMPILE_CACHE_PUBLISH``), which the supervisor publishes.
     """
     source = host_env if host_env is not None else {}
     env = {k: source[k] for k in _PASS_THROUGH if k in source}
@@ -217,13 +240,22 @@ def job_environment(
     )
     # Harness overrides first, so a request cannot redirect the paths set below.
     env.update({k: v for k, v in job.env.items() if k.startswith("PB_")})
-    for var in (*INPUT_VARIABLES.values(), "PB_NEEDS_DIR", "PB_WORKERS_DIR", "PB_WORKER_DIR"):
+    for var in (*INPUT_VARIABLES.values(), *_PATH_VARIABLES):
         env.pop(var, None)
     env.update({"PB_SEED": str(job.seed), "PB_OUT_DIR": out_dir, "PB_JOB": job.label})
     for name, inside in inputs.items():
         env[INPUT_VARIABLES[name]] = inside
     if needs_dir is not None:
         env["PB_NEEDS_DIR"] = needs_dir
+    if compile_cache_dir is not None and job.compile_cache is not None:
+        # One working path for every job: inductor's kernels name their headers by absolute
+        # path, so entries compiled elsewhere would miss.
+        working = f"{tmpdir}/{PRIVATE_DIR}"
+        env["PB_COMPILE_CACHE_DIR"] = compile_cache_dir
+        env["TORCHINDUCTOR_CACHE_DIR"] = working
+        env["TRITON_CACHE_DIR"] = f"{working}/triton"
+        if job.compile_cache.writable:
+            env["PB_COMPILE_CACHE_PUBLISH"] = f"{out_dir}/{COMPILE_OUTPUT}"
     if workers_dir is not None and job.workers is not None:
         env["PB_WORKERS_DIR"] = workers_dir
         env["PB_WORKERS"] = str(job.workers.count)
@@ -274,6 +306,7 @@ def sandboxed_job_environment(
         needs_dir=IN_SANDBOX.needs if job.needs else None,
         workers_dir=IN_SANDBOX.workers if job.workers else None,
         host_env=host_env,
+        compile_cache_dir=IN_SANDBOX.compile_cache if job.compile_cache else None,
     )
 
 

@@ -11,6 +11,7 @@ rendezvous needs it), a private PID and IPC namespace, a size-capped ``/tmp`` an
     /pb/needs/<label>      each finished job this one reads                     read-only
     /pb/out                the job's output directory                           read-write
     /pb/workers/<i>        the job's side of worker i's socket directory        read-write
+    /pb/compile-cache      the shared compile cache, when granted               read-only
 
 A worker sees the original codebase, the job's needs and its own socket directory at
 ``/pb/worker``: no data, no output directory, nothing of the other workers. GPUs are handed out
@@ -326,7 +327,8 @@ class DockerBackend(Backend):
             "isolation": "read-only root, cap_drop ALL, no-new-privileges, network none, "
             "private pid/ipc namespaces, core dumps off",
             "seccomp": "Docker's default profile" if self._seccomp else "none (daemon without)",
-            "mounts": "code ro, granted inputs ro, needs ro, out rw, one socket dir per worker",
+            "mounts": "code ro, granted inputs ro, needs ro, out rw, one socket dir per worker, "
+            "compile cache ro",
             "workers": "one container each: original code, needs ro, own socket dir",
             "cpu_job_limits": self.cpu_limits.describe(),
             "gpu_job_limits": self.gpu_limits.describe(),
@@ -437,6 +439,8 @@ class DockerBackend(Backend):
                 for i, sock in enumerate(sockets)
             ),
         ]
+        if job.compile_cache is not None:
+            mounts.append(ro(IN_SANDBOX.compile_cache, job.compile_cache.path))
         job_spec = self._spec(job, "job", job.script, env, mounts, kind, gpu_ids)
         worker_specs = []
         for index, sock in enumerate(sockets):

@@ -16,6 +16,7 @@ from typing import Any
 
 from sandbox._backend import Backend, Job, JobOutcome, Workers
 from sandbox._cache import ResultCache, cache_key, link_tree
+from sandbox._compile_cache import COMPILE_OUTPUT, prepare_compile_cache, publish_compile_cache
 from sandbox._files import write_atomic
 from sandbox._models import (
     DataPaths,
@@ -251,6 +252,14 @@ class Executor:
             )
         if free_mb < 2 * self.min_free_disk_mb:
             return _infra(label, seed, f"infrastructure: disk almost full ({free_mb:.0f} MB free)")
+        # preflight jobs run agent code not yet checked and never compile: no cache for them
+        compile_cache = request.data.compile_cache if spec.stage == "test" else None
+        if compile_cache is not None:
+            try:
+                prepare_compile_cache(compile_cache.path)
+            except OSError as exc:
+                log.warning("no compile cache for %s seed %s: %s", label, seed, exc)
+                compile_cache = None
         # A job may not fill the disk its result is recorded on: its share of the free space,
         # less a reserve for the logs and records, caps its output (a limit it cannot leave).
         output_cap_mb = int((free_mb - self.min_free_disk_mb) / self._capacity)
@@ -268,6 +277,7 @@ class Executor:
             workers=Workers(spec.workers.script, spec.workers.count) if spec.workers else None,
             gpus=spec.gpus,
             max_output_mb=output_cap_mb,
+            compile_cache=compile_cache,
             env={
                 **request.env,
                 **spec.env,
@@ -378,6 +388,8 @@ class Executor:
                 elapsed_s=round(outcome.wall_s, 3),
                 log_path=str(job.log_path),
             )
+        if job.compile_cache is not None and job.compile_cache.writable:
+            _publish(job.compile_cache.path, out / COMPILE_OUTPUT, result.status == "ok")
         try:
             _write_record(record, key, result)
         except OSError as exc:
@@ -554,6 +566,22 @@ def _needed_outputs(
             )
         needs[need] = pair_dir(request.out_dir, need, seed)
     return needs
+
+
+def _publish(cache: Path, staged: Path, ok: bool) -> None:
+    """Add a trusted job's compiled files to the shared cache (only when it ended ``ok``), then
+    remove them from its outputs: they are not a result, and no later job reads them there."""
+    try:
+        if ok and staged.is_dir() and not staged.is_symlink():
+            copied = publish_compile_cache(staged, cache)
+            log.info("compile cache %s: %d new files", cache, copied)
+    except OSError as exc:  # a cache that is not kept costs time, never a result
+        log.warning("cannot publish to the compile cache %s: %s", cache, exc)
+    finally:
+        if staged.is_symlink():
+            staged.unlink()
+        else:
+            shutil.rmtree(staged, ignore_errors=True)
 
 
 def _infra(label: str, seed: int, reason: str) -> SeedResult:

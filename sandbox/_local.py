@@ -17,6 +17,7 @@ What a job sees::
     /pb/data/<input>                          each granted input, read-only
     /pb/needs/<label>                         each needed job's outputs, read-only
     /pb/workers/<i>                           worker i's socket directory, read-only
+    /pb/compile-cache                         the shared compile cache, read-only (if granted)
     /pb/out                                   the job's output directory, the one writable place
 
 A job that cannot be isolated or limited does not start (``infra_error``) unless the backend
@@ -764,6 +765,8 @@ class _JobRun:
             binds += [(p, f"{IN_SANDBOX.data}/{n}", False) for n, p in sorted(job.inputs.items())]
             binds += [(p, f"{IN_SANDBOX.needs}/{n}", False) for n, p in sorted(job.needs.items())]
             binds += [(d, f"{IN_SANDBOX.workers}/{i}", False) for i, d in enumerate(workers)]
+            if job.compile_cache is not None:
+                binds.append((job.compile_cache.path, IN_SANDBOX.compile_cache, False))
             argv = self._bwrap_argv("job", code, uid, binds, env, job.script)
             return _Sandbox("job", argv, env, "/", "0022", job.log_path, cgroup)
         # weak: a plain subprocess that sees the host; paths are host paths
@@ -786,6 +789,7 @@ class _JobRun:
             needs_dir=str(needs_dir) if job.needs else None,
             workers_dir=str(workers_dir) if job.workers else None,
             host_env=dict(os.environ),
+            compile_cache_dir=str(job.compile_cache.path) if job.compile_cache else None,
         )
         self._gpu_env(env)
         return _Sandbox(

@@ -142,15 +142,31 @@ def job_levels(jobs: list[JobSpec]) -> dict[str, int]:
     return levels
 
 
+class CompileCache(_Model):
+    """The compile cache a test's jobs are granted (see ``sandbox._compile_cache``).
+
+    Every ``stage: test`` job sees ``path`` read-only and compiles in a copy of it; workers and
+    preflight jobs never see it. ``writable``: the supervisor adds what the jobs compiled to
+    ``path`` afterwards. Only a request whose every job runs code the harness trusts (a
+    baseline run: the codebase and the baselines' own regions) may set it; no job ever writes
+    ``path`` itself.
+    """
+
+    path: Path
+    writable: bool = False
+
+
 class DataPaths(_Model):
     """Where the prepared data lives on the host; a job is granted the ones it declares
-    (``JobSpec.inputs``), read-only."""
+    (``JobSpec.inputs``), read-only. ``compile_cache``: the compile cache of the request (none:
+    every job compiles from nothing, as without one)."""
 
     data_dir: Path
     eval_data_dir: Path | None = None
     tokenizer_dir: Path | None = None
     eval_source: Literal["offline", "hf"] = "offline"
     hf_home: Path | None = None
+    compile_cache: CompileCache | None = None
 
 
 class TestRequest(_Model):

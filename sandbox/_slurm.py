@@ -6,8 +6,8 @@ Slurm itself isolates nothing, so the sandbox comes from one of two places:
 
 - ``container="apptainer"`` (or ``"singularity"``) with an image file: each process runs with
   ``--containall --no-home --net --network none --cleanenv`` in the read-only image, seeing
-  only its binds (code, granted inputs and needs read-only, the output directory, its socket
-  directories) at the paths the Docker backend uses (``/pb/...``).
+  only its binds (code, granted inputs, needs and the compile cache read-only, the output
+  directory, its socket directories) at the paths the Docker backend uses (``/pb/...``).
 - no container, only with ``allow_weak_isolation=True``: each process gets its own network,
   PID and mount namespaces (``unshare``), no capabilities and ``no_new_privs`` (``setpriv``),
   but sees the node's whole filesystem with the rights of its uid: other runs, the data home
@@ -195,7 +195,7 @@ class SlurmBackend(Backend):
         if self.container:
             facts["isolation"] = (
                 "apptainer --containall --no-home --cleanenv --net --network none, "
-                "read-only image; binds: code, inputs and needs ro, out rw, socket dirs"
+                "read-only image; binds: code, inputs, needs and compile cache ro, out rw, socket dirs"
             )
         else:
             facts["isolation"] = (
@@ -259,6 +259,7 @@ class SlurmBackend(Backend):
             job.log_path,
             *job.inputs.values(),
             *job.needs.values(),
+            *([job.compile_cache.path] if job.compile_cache else []),
             work,
         ]:
             if _UNSAFE_PATH.search(str(path.resolve())):
@@ -439,6 +440,7 @@ class SlurmBackend(Backend):
                 inputs={name: str(p.resolve()) for name, p in job.inputs.items()},
                 needs_dir=needs_dir,
                 workers_dir=str(work / "workers") if job.workers else None,
+                compile_cache_dir=str(job.compile_cache.path) if job.compile_cache else None,
             )
         return {**env, **self._common_env(job)}
 
@@ -487,6 +489,11 @@ class SlurmBackend(Backend):
             *(f"{p.resolve()}:{IN_SANDBOX.data}/{name}:ro" for name, p in job.inputs.items()),
             *needs,
             *(f"{work / 'workers' / str(i)}:{IN_SANDBOX.workers}/{i}:rw" for i in range(count)),
+            *(
+                [f"{job.compile_cache.path.resolve()}:{IN_SANDBOX.compile_cache}:ro"]
+                if job.compile_cache
+                else []
+            ),
         ]
 
     # -- tracking ---------------------------------------------------------------------------

@@ -7,7 +7,9 @@ Normalisation task: train_tiny.sh on the edited copy -> eval_tiny.sh and lm_eval
 model in logits workers (the causality check included). Each job reads the jobs it needs under
 ``$PB_NEEDS_DIR/<label>/``. The reference numbers (tests/_fixtures/codebase_job_reference.json)
 were recorded with the code before the split: ``gpt_tiny.sh`` (train + evaluate) then
-``lm_eval_tiny.sh``, PB_MAX_ITERS=20, OMP_NUM_THREADS=1.
+``lm_eval_tiny.sh``, PB_MAX_ITERS=20, OMP_NUM_THREADS=1, and re-recorded with the job chain
+whenever the training data changes on purpose (``PB_UPDATE_JOB_REFERENCE=1`` writes what the
+chains give instead of comparing; review the diff).
 """
 
 from __future__ import annotations
@@ -34,9 +36,8 @@ from tests._fixtures.evaluation import logits_workers
 
 pytestmark = pytest.mark.integration
 
-REFERENCE = json.loads(
-    (Path(__file__).parents[1] / "_fixtures" / "codebase_job_reference.json").read_text()
-)
+REFERENCE_FILE = Path(__file__).parents[1] / "_fixtures" / "codebase_job_reference.json"
+REFERENCE = json.loads(REFERENCE_FILE.read_text())
 LR_TASK, NORM_TASK = "llm-pretrain-lr-schedule", "llm-pretrain-normalization"
 BASELINES = [(task, name) for task, names in REFERENCE["baselines"].items() for name in names]
 WORKERS = 2  # the fewest that evaluate an agent architecture: worker 0 and one probe worker
@@ -132,6 +133,8 @@ def test_baseline_metrics_are_unchanged(
     chain = chains[(task, name)]
     if isinstance(chain, Exception):
         raise chain
+    if os.environ.get("PB_UPDATE_JOB_REFERENCE") == "1":
+        record_reference(task, name, chain)
     want = REFERENCE["baselines"][task][name]
     got_train, got_lm = chain["gpt"]["metrics"], chain["lm"]["metrics"]
     assert got_train["kind"] == "train" and got_lm["kind"] == "lm_eval"
@@ -156,6 +159,19 @@ def test_baseline_metrics_are_unchanged(
             causality = details["causality"]
             assert causality["workers"] == WORKERS
             assert causality["probed"] == min(64, causality["sequences"]) > 0
+
+
+def record_reference(task: str, name: str, chain: dict[str, Any]) -> None:
+    """Write this chain's numbers into the reference file (PB_UPDATE_JOB_REFERENCE=1)."""
+    doc = json.loads(REFERENCE_FILE.read_text())
+    train = chain["gpt"]["metrics"]["metrics"]
+    doc["baselines"][task][name] = {
+        "train": {k: train[k] for k in ("val_loss", "wikitext2_ppl", "lambada_ppl")},
+        "lm_eval": chain["lm"]["metrics"]["metrics"],
+        "data_fingerprint": chain["gpt"]["details"]["train_data_fingerprint"],
+    }
+    REFERENCE_FILE.write_text(json.dumps(doc, indent=2) + "\n")
+    REFERENCE["baselines"][task][name] = doc["baselines"][task][name]
 
 
 def test_the_chains_take_reasonable_time(chains: dict[tuple[str, str], Any]) -> None:

@@ -29,6 +29,15 @@ if ! [[ "$nproc" =~ ^[0-9]+$ ]]; then
     exit 2
 fi
 
+# The shared compile cache is read-only (docs/SECURITY.md): torch.compile works in a copy of it
+# at TORCHINDUCTOR_CACHE_DIR (a private temp dir); a trusted job leaves what it compiled in
+# PB_COMPILE_CACHE_PUBLISH, which the harness publishes. A failed copy only compiles cold.
+if [[ -n "${PB_COMPILE_CACHE_DIR:-}" && -n "${TORCHINDUCTOR_CACHE_DIR:-}" ]]; then
+    mkdir -p "$TORCHINDUCTOR_CACHE_DIR"
+    cp -R "$PB_COMPILE_CACHE_DIR/." "$TORCHINDUCTOR_CACHE_DIR/" 2>/dev/null \
+        || echo "warning: the compile cache could not be copied; compiling without it" >&2
+fi
+
 echo "[$(date -u +%H:%M:%S)] training: profile $PB_PROFILE, seed ${PB_SEED:-42}, $([[ $nproc -gt 1 ]] && echo "$nproc processes (torchrun)" || echo "1 process"), learning rates from ${PB_LR_SCHEDULE_JOB:+job }${PB_LR_SCHEDULE_JOB:-get_lr}"
 if [[ "$nproc" -gt 1 ]]; then
     "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node="$nproc" custom_pretrain.py
@@ -38,4 +47,9 @@ fi
 if [[ ! -f "$PB_OUT_DIR/.training_complete" ]]; then
     echo "error: training exited without writing $PB_OUT_DIR/.training_complete" >&2
     exit 1
+fi
+if [[ -n "${PB_COMPILE_CACHE_PUBLISH:-}" && -d "${TORCHINDUCTOR_CACHE_DIR:-}" ]]; then
+    mkdir -p "$PB_COMPILE_CACHE_PUBLISH"
+    cp -R "$TORCHINDUCTOR_CACHE_DIR/." "$PB_COMPILE_CACHE_PUBLISH/" \
+        || echo "warning: what was compiled could not be kept for the compile cache" >&2
 fi
