@@ -140,8 +140,9 @@ class CreateSession(_Body):
     )
     agent: str = Field(
         default="http:client",
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,99}$",
-        description="How the run is labelled on the leaderboard.",
+        pattern=r"^http:[A-Za-z0-9][A-Za-z0-9._:@+-]{0,94}$",
+        description="How the run is labelled on the leaderboard: http:<name> (a client's run "
+        "is never labelled as a baseline or as a model the harness drives).",
     )
 
 

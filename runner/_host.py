@@ -21,12 +21,27 @@ from typing import TYPE_CHECKING
 
 from runner._agents import BudgetView, ToolArguments
 from runner._display import Display
-from runner._run import ActiveRun, RunConfig, RunStatus
+from runner._run import ActiveRun, RunConfig, RunError, RunStatus, read_run_info
 from runner._transcript import Event
 
 if TYPE_CHECKING:
     from env import ToolResult
     from sandbox import Executor, ProgressEvent
+
+
+#: The agent kinds of a run an external client drives. A hosted run is labelled with one of
+#: them, never ``baseline:`` or ``openai:``: the label decides a run's type on the leaderboard
+#: and whether its jobs may add to the shared compile cache, and a client's code is untrusted.
+HOSTED_KINDS = ("http", "mcp")
+
+
+def check_hosted_agent(agent: str) -> None:
+    """Refuse a hosted run labelled as a kind of run the harness drives itself."""
+    if agent.partition(":")[0] not in HOSTED_KINDS:
+        raise RunError(
+            f"a run driven by an external client is labelled http:<name> or mcp:<name>, "
+            f"not {agent!r}"
+        )
 
 
 class BusyError(Exception):
@@ -108,6 +123,7 @@ class HostedRun:
         run_id: str | None = None,
         executor: Executor | None = None,
     ) -> None:
+        check_hosted_agent(config.agent)
         self.events = _FanOut()
         self.active = ActiveRun.create(
             config, runs_dir, self.events, run_id=run_id, executor=executor
@@ -122,6 +138,7 @@ class HostedRun:
         """Serve an existing (killed) hosted run again; work in flight is finished first."""
         from runner._run import reconcile
 
+        check_hosted_agent(read_run_info(run_dir).config.agent)
         self = cls.__new__(cls)
         self.events = _FanOut()
         self.active = ActiveRun.reopen(run_dir, self.events, executor=executor)

@@ -44,6 +44,9 @@ class _Model(BaseModel):
 #: The prepared data a job may be granted, each read-only. A job sees exactly the inputs it
 #: declares: a training job gets ``train_data`` and never ``eval_data`` (the answers).
 DataInput = Literal["train_data", "eval_data", "tokenizer", "hf_home"]
+#: The inputs that hold the evaluation sets (offline sets; the Hugging Face cache of the online
+#: ones): never granted to a job that runs agent code, nor to one whose outputs such a job needs.
+EVALUATION_INPUTS = frozenset({"eval_data", "hf_home"})
 
 
 class WorkerSpec(_Model):
@@ -100,6 +103,11 @@ class JobSpec(_Model):
                 f"job {self.label}: a job that reports metrics must run the original code "
                 "(code: original); agent code never runs where a result is decided"
             )
+        if self.code != "original" and EVALUATION_INPUTS & set(self.inputs):
+            raise ValueError(
+                f"job {self.label}: a job that runs agent code (code: edited) is never granted "
+                "the evaluation sets"
+            )
         if self.metrics and self.stage == "preflight":
             raise ValueError(f"job {self.label}: a preflight job cannot report metrics")
         if self.label in self.needs:
@@ -117,7 +125,9 @@ class JobSpec(_Model):
 
 def job_levels(jobs: list[JobSpec]) -> dict[str, int]:
     """Each job's level in the ``needs`` graph (0: needs nothing); jobs of a level may run at
-    once. Raises ``ValueError`` for an unknown need, a duplicate label or a cycle."""
+    once. Raises ``ValueError`` for an unknown need, a duplicate label, a cycle, or a job on
+    agent code that needs (directly or through others) the outputs of a job that read the
+    evaluation sets or reported metrics: what it could copy there, agent code could read."""
     by_label: dict[str, JobSpec] = {}
     for job in jobs:
         if job.label in by_label:
@@ -139,6 +149,17 @@ def job_levels(jobs: list[JobSpec]) -> dict[str, int]:
 
     for job in jobs:
         level(job.label, ())
+    sees_evaluation: dict[str, bool] = {}
+    for label in sorted(levels, key=levels.__getitem__):
+        job = by_label[label]
+        sees_evaluation[label] = bool(job.metrics or EVALUATION_INPUTS & set(job.inputs)) or any(
+            sees_evaluation[n] for n in job.needs
+        )
+        if job.code != "original" and sees_evaluation[label]:
+            raise ValueError(
+                f"job {label} runs agent code (code: edited) and needs the outputs of a job "
+                "that read the evaluation sets or reported metrics"
+            )
     return levels
 
 

@@ -379,3 +379,37 @@ def test_serve_prepares_an_unprepared_home_first(runner_env: TaskWorld, tmp_path
         _, stderr = proc.communicate(timeout=30)
     preparing = [line for line in stderr.splitlines() if line.startswith("preparing")]
     assert len(preparing) == 1 and str(home) in preparing[0], stderr
+
+
+def test_a_client_cannot_label_its_run_as_one_the_harness_drives(
+    api_server: LoopbackServer, runner_env: TaskWorld, tmp_path: Path
+) -> None:
+    """A client's code is untrusted: labelled ``baseline:`` its run would be ranked as a
+    baseline (and its jobs would add to the shared compile cache), labelled ``openai:`` it would
+    be taken for the harness's own agent. The HTTP API, a hosted run (MCP) and the reopening of
+    a baseline's run directory by `runner mcp --run-dir` all refuse such a label."""
+    from runner._display import Display
+    from runner._host import HostedRun
+    from runner._run import ActiveRun, RunConfig, RunError
+
+    with httpx.Client(base_url=api_server.url, timeout=60) as http:
+        for label in ("baseline:cosine", "openai:gpt-x", "mcp:client", "cosine"):
+            refused = http.post("/sessions", json={"task": "fake-lr", "agent": label}, headers=AUTH)
+            assert refused.status_code == 422, (label, refused.text)
+        created = http.post(
+            "/sessions", json={"task": "fake-lr", "agent": "http:mine"}, headers=AUTH
+        )
+        assert created.status_code == 201, created.text
+    for label in ("baseline:cosine", "openai:gpt-x"):
+        config = RunConfig(task="fake-lr", agent=label, profile="tiny")
+        with pytest.raises(RunError, match="http:<name> or mcp:<name>"):
+            HostedRun(config, tmp_path / "hosted")
+    assert not (tmp_path / "hosted").exists() or not any((tmp_path / "hosted").iterdir())
+    baseline_run = ActiveRun.create(
+        RunConfig(task="fake-lr", agent="baseline:cosine", profile="tiny"),
+        tmp_path / "runs-cli",
+        Display(),
+        run_id="killed-baseline",
+    )
+    with pytest.raises(RunError, match="http:<name> or mcp:<name>"):
+        HostedRun.reopen(baseline_run.run_dir)

@@ -317,3 +317,59 @@ def test_a_baseline_compiles_once_and_an_agent_run_loads_it_read_only(
     warm = first_iteration_s("agent", writable=False)
     assert digest(shared) == published
     assert warm < cold / 3, (cold, warm)
+
+
+# A stand-in for custom_pretrain.py: it lists the working cache it was given, then "compiles"
+# one 64 KiB entry (above the copy's file-size limit, which it lifts for itself alone).
+_TRAINER = """import json, os, resource
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+work, out = os.environ["TORCHINDUCTOR_CACHE_DIR"], os.environ["PB_OUT_DIR"]
+seen = {n: os.path.getsize(os.path.join(work, n)) for n in os.listdir(work)}
+with open(os.path.join(out, "seen.json"), "w") as f:
+    json.dump(seen, f)
+with open(os.path.join(work, "compiled.bin"), "wb") as f:
+    f.write(b"k" * 65536)
+open(os.path.join(out, ".training_complete"), "w").close()
+"""
+
+
+def test_train_sh_never_keeps_or_publishes_a_cut_off_cache_file(tmp_path: Path) -> None:
+    """The real _train.sh, its copies limited to 16 KiB per file (as a full disk or temp dir
+    would cut them): the job compiles from an empty working cache instead of a cut-off copy of
+    the shared one, and leaves nothing to publish rather than a cut-off entry, which would
+    stay in the shared cache for good."""
+    import shutil
+    import subprocess
+    import sys
+
+    code = tmp_path / "code"
+    shutil.copytree(Path(__file__).parents[2] / "tasks" / "codebases" / "nanogpt", code)
+    (code / "custom_pretrain.py").write_text(_TRAINER)
+    shared, work, out = tmp_path / "shared", tmp_path / "work", tmp_path / "out"
+    (shared / "fxgraph").mkdir(parents=True)
+    (shared / "fxgraph" / "entry").write_bytes(b"e" * 65536)
+    env = {
+        "PATH": os.environ["PATH"],
+        "PYTHON": sys.executable,
+        "PB_PROFILE": "tiny",
+        "PB_DEVICE": "cpu",
+        "PB_OUT_DIR": str(out),
+        "PB_DATA_DIR": str(tmp_path),
+        "PB_COMPILE_CACHE_DIR": str(shared),
+        "TORCHINDUCTOR_CACHE_DIR": str(work),
+        "PB_COMPILE_CACHE_PUBLISH": str(out / "compile-cache"),
+    }
+    script = code / "scripts" / "train_tiny.sh"
+    done = subprocess.run(
+        ["bash", "-c", f'ulimit -S -f 16 && exec bash "{script}"'],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "compiling without it" in done.stderr
+    assert "could not be kept" in done.stderr
+    assert json.loads((out / "seen.json").read_text()) == {}  # no cut-off "fxgraph/entry"
+    assert not (out / "compile-cache").exists()  # no cut-off "compiled.bin" to publish

@@ -129,6 +129,30 @@ def test_a_job_that_reports_metrics_runs_only_the_original_code() -> None:
         JobSpec(label="p", script="x.sh", stage="preflight", metrics=["val_loss"], time_limit=60)
 
 
+def test_agent_code_never_reaches_the_evaluation_sets() -> None:
+    """A job on agent code is never granted the evaluation sets, nor needs (directly or through
+    a trusted job in between) a job that was granted them or reported metrics."""
+    for name in ("eval_data", "hf_home"):
+        with pytest.raises(ValueError, match="never granted the evaluation sets"):
+            JobSpec(label="train", script="x.sh", code="edited", inputs=[name], time_limit=60)
+    JobSpec(label="train", script="x.sh", code="edited", inputs=["train_data"], time_limit=60)
+
+    def job(label: str, *needs: str, **fields: object) -> JobSpec:
+        return JobSpec.model_validate(
+            {"label": label, "script": "x.sh", "needs": list(needs), "time_limit": 60, **fields}
+        )
+
+    sets = job("sets", inputs=["eval_data"])
+    scored = job("scored", metrics=["val_loss"])
+    for source in (sets, scored):
+        with pytest.raises(ValueError, match="runs agent code"):
+            job_levels([source, job("agent", source.label, code="edited")])
+        with pytest.raises(ValueError, match="runs agent code"):
+            job_levels([source, job("copy", source.label), job("agent", "copy", code="edited")])
+    # the shipped shape: agent code first, the trusted evaluation after it
+    assert job_levels([job("train", code="edited"), job("eval", "train", inputs=["eval_data"])])
+
+
 def test_job_levels_follow_needs() -> None:
     def job(label: str, *needs: str) -> JobSpec:
         return JobSpec(label=label, script="x.sh", needs=list(needs), time_limit=60)

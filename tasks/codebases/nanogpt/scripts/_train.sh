@@ -31,11 +31,15 @@ fi
 
 # The shared compile cache is read-only (docs/SECURITY.md): torch.compile works in a copy of it
 # at TORCHINDUCTOR_CACHE_DIR (a private temp dir); a trusted job leaves what it compiled in
-# PB_COMPILE_CACHE_PUBLISH, which the harness publishes. A failed copy only compiles cold.
+# PB_COMPILE_CACHE_PUBLISH, which the harness publishes. A copy that fails part-way (a full
+# disk or temp dir) may end in a cut-off file: it is removed whole, so a job only compiles cold
+# and a cut-off file is never loaded nor published (an entry once published never changes).
 if [[ -n "${PB_COMPILE_CACHE_DIR:-}" && -n "${TORCHINDUCTOR_CACHE_DIR:-}" ]]; then
     mkdir -p "$TORCHINDUCTOR_CACHE_DIR"
-    cp -R "$PB_COMPILE_CACHE_DIR/." "$TORCHINDUCTOR_CACHE_DIR/" 2>/dev/null \
-        || echo "warning: the compile cache could not be copied; compiling without it" >&2
+    if ! cp -R "$PB_COMPILE_CACHE_DIR/." "$TORCHINDUCTOR_CACHE_DIR/" 2>/dev/null; then
+        rm -rf "$TORCHINDUCTOR_CACHE_DIR" && mkdir -p "$TORCHINDUCTOR_CACHE_DIR"
+        echo "warning: the compile cache could not be copied; compiling without it" >&2
+    fi
 fi
 
 echo "[$(date -u +%H:%M:%S)] training: profile $PB_PROFILE, seed ${PB_SEED:-42}, $([[ $nproc -gt 1 ]] && echo "$nproc processes (torchrun)" || echo "1 process"), learning rates from ${PB_LR_SCHEDULE_JOB:+job }${PB_LR_SCHEDULE_JOB:-get_lr}"
@@ -50,6 +54,8 @@ if [[ ! -f "$PB_OUT_DIR/.training_complete" ]]; then
 fi
 if [[ -n "${PB_COMPILE_CACHE_PUBLISH:-}" && -d "${TORCHINDUCTOR_CACHE_DIR:-}" ]]; then
     mkdir -p "$PB_COMPILE_CACHE_PUBLISH"
-    cp -R "$TORCHINDUCTOR_CACHE_DIR/." "$PB_COMPILE_CACHE_PUBLISH/" \
-        || echo "warning: what was compiled could not be kept for the compile cache" >&2
+    if ! cp -R "$TORCHINDUCTOR_CACHE_DIR/." "$PB_COMPILE_CACHE_PUBLISH/"; then
+        rm -rf "$PB_COMPILE_CACHE_PUBLISH"
+        echo "warning: what was compiled could not be kept for the compile cache" >&2
+    fi
 fi
