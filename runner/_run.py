@@ -285,12 +285,14 @@ class ActiveRun:
 
     def _record_once_each(self, store: Store, records: list[RunRecord]) -> list[RunRecord]:
         """Store each record unless the store holds an identical result (one result, one
-        row): then it is left out (named in ``identical_to``), or with ``force`` stored as that
-        run's repeat. Returns the records, repeats labelled."""
+        row). A baseline's identical result is left out (named in ``identical_to``), or with
+        ``force`` stored as that run's repeat. An agent's or vanilla run is always stored —
+        its transcript is data of its own — and labelled a repeat, so it is never ranked as a
+        second row. Returns the records, repeats labelled."""
         kept = []
         for record in records:
             original = store.identical_run(record)
-            if original is not None and not self.info.config.force:
+            if original is not None and record.type == "baseline" and not self.info.config.force:
                 self.identical_to[record.run_id] = original
                 self.display.note(
                     f"run {record.run_id}: identical to run {original}, not recorded; "
@@ -300,6 +302,11 @@ class ActiveRun:
                 continue
             if original is not None:
                 record = record.model_copy(update={"repeat_of": original})
+                if record.type != "baseline":
+                    self.display.note(
+                        f"run {record.run_id}: its result is identical to run {original}'s; "
+                        "recorded as a repeat of it (not ranked twice)"
+                    )
             store.record(record)
             kept.append(record)
         return kept

@@ -243,3 +243,33 @@ def test_endpoint_failure_is_recorded(runner_env, chat_server, tmp_path: Path) -
 
     [row] = summary_rows(outcome.records)
     assert row["status"] == "incomplete" and row["note"] == "no submitted result"
+
+
+def test_an_agent_run_with_an_identical_result_is_kept_as_a_repeat(
+    runner_env, chat_server, tmp_path: Path
+) -> None:
+    """One result, one row — but an agent's run is data of its own (its transcript): a
+    second run that lands on the same code is stored, labelled a repeat, never ranked twice."""
+    from leaderboard import Store
+
+    edit = {"op": "replace", "filename": FILE, "start_line": 10, "end_line": 14}
+    script = [{"tool_calls": [tool_call("edit", {**edit, "content": CONSTANT}, "e1")]}]
+    db = f"sqlite:///{tmp_path / 'lb.db'}"
+    outcomes = []
+    for _ in range(2):
+        server = chat_server(list(script))
+        outcomes.append(
+            start_run(
+                _config(server.base_url, db, mode="vanilla"),
+                tmp_path / "runs",
+                QuietDisplay(),
+                api_key="k",
+            )
+        )
+    first, second = (o.records[0] for o in outcomes)
+    assert second.repeat_of == first.run_id and first.repeat_of is None
+    assert not outcomes[1].identical_to  # recorded, not left out
+    with Store(db) as store:
+        assert sorted(store.run_ids()) == sorted([first.run_id, second.run_id])
+        data = store.task_data("fake-lr")
+        assert data is not None and [r.run_id for r in data.results] == [first.run_id]
