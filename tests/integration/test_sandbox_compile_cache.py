@@ -318,7 +318,10 @@ def test_a_baseline_compiles_once_and_an_agent_run_loads_it_read_only(
     assert not (shared / "locks").exists()
     warm = first_iteration_s("agent", writable=False)
     assert digest(shared) == published
-    assert warm < cold / 3, (cold, warm)
+    # Cold compiles the kernels (codegen and a C++ compiler); warm only traces and loads them:
+    # 2.7-5x apart in every run measured (benchmarks/compile_cache.py has the figures), about
+    # 1x if the cache were not used. The margin is for the load of a shared CI machine.
+    assert warm < 0.6 * cold, (cold, warm)
 
 
 # A stand-in for custom_pretrain.py: it lists the working cache it was given, then "compiles"
