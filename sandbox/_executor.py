@@ -491,29 +491,31 @@ _INPUT_NAMES = {
 }
 
 
-def _input_dirs(data: DataPaths) -> dict[str, Path | None]:
-    """The host directory behind each data input name."""
-    return {
+def _job_inputs(spec: JobSpec, data: DataPaths) -> list[tuple[str, Path | None]]:
+    """Each data input a job declares, as the name it is granted under and its host directory.
+
+    ``eval_data`` means the evaluation sets wherever they come from: the offline sets, or the
+    prepared Hugging Face cache (granted as ``hf_home``) when the source is ``hf``.
+    """
+    where: dict[str, Path | None] = {
         "train_data": data.data_dir,
         "eval_data": data.eval_data_dir,
         "tokenizer": data.tokenizer_dir,
         "hf_home": data.hf_home,
     }
-
-
-def _granted_inputs(spec: JobSpec, data: DataPaths) -> tuple[dict[str, Path], list[str]]:
-    """The host directories of the data inputs a job declares, and the names of missing ones.
-
-    ``eval_data`` means the evaluation sets wherever they come from: the offline sets, or the
-    prepared Hugging Face cache (granted as ``hf_home``) when the source is ``hf``.
-    """
-    where = _input_dirs(data)
-    granted: dict[str, Path] = {}
-    missing: list[str] = []
+    inputs: list[tuple[str, Path | None]] = []
     for name in spec.inputs:
         if name == "eval_data" and data.eval_source == "hf":
             name = "hf_home"
-        path = where[name]
+        inputs.append((name, where[name]))
+    return inputs
+
+
+def _granted_inputs(spec: JobSpec, data: DataPaths) -> tuple[dict[str, Path], list[str]]:
+    """The host directories of the data inputs a job declares, and the names of missing ones."""
+    granted: dict[str, Path] = {}
+    missing: list[str] = []
+    for name, path in _job_inputs(spec, data):
         if path is None or not path.is_dir():
             missing.append(_INPUT_NAMES[name])
         else:
@@ -535,13 +537,12 @@ def _data_fingerprint(data: DataPaths, spec: JobSpec) -> str:
     Per job, so that new evaluation sets re-run the evaluations but not the training that
     never read them.
     """
-    where = _input_dirs(data)
-    parts = []
-    for name in sorted(spec.inputs):
-        if name == "eval_data":
-            parts.append(f"eval_source={data.eval_source}")
-            name = "hf_home" if data.eval_source == "hf" else name
-        parts.append(f"{name}={fingerprint_dir(where[name])}")
+    parts = [
+        f"{name}={fingerprint_dir(path)}"
+        for name, path in sorted(_job_inputs(spec, data), key=lambda i: i[0])
+    ]
+    if "eval_data" in spec.inputs:
+        parts.insert(0, f"eval_source={data.eval_source}")
     return "|".join(parts)
 
 
