@@ -27,6 +27,7 @@ from runner._host import HostedRun
 from runner._run import RunConfig
 
 if TYPE_CHECKING:  # the SDK is imported only when a server is made (`runner --help` stays fast)
+    import anyio
     import mcp_types as types
     from mcp.server import Server, ServerRequestContext
 
@@ -54,28 +55,37 @@ def progress_text(event: Mapping[str, object]) -> str:
     return "  ".join(parts)
 
 
-async def _forward_progress(ctx: Context, events: queue.Queue[dict[str, object]]) -> None:
+async def _forward_progress(
+    ctx: Context, events: queue.Queue[dict[str, object]], done: anyio.Event
+) -> None:
     """Send each progress event of ``events`` as a notifications/progress of this request.
 
-    A no-op for a client that sent no progress token (the SDK drops them). Runs until
-    cancelled; a notification that cannot be sent ends the forwarding, never the call.
+    A no-op for a client that sent no progress token (the SDK drops them). Runs until ``done``
+    is set and every event queued before it has been sent, so a call that finishes between
+    two polls still reports its progress before its result. A notification that cannot be
+    sent ends the forwarding, never the call.
     """
     import anyio
 
     count = 0
     while True:
-        try:
-            event = events.get_nowait()
-        except queue.Empty:
-            await anyio.sleep(_PROGRESS_POLL_S)
-            continue
-        if event.get("event") != "progress":
-            continue
-        count += 1  # MCP progress must increase with every notification
-        try:
-            await ctx.session.report_progress(count, None, progress_text(event))
-        except Exception:
-            return  # the client went away: the tool call still completes and is recorded
+        finished = done.is_set()  # read first: every event queued before it is drained below
+        while True:
+            try:
+                event = events.get_nowait()
+            except queue.Empty:
+                break
+            if event.get("event") != "progress":
+                continue
+            count += 1  # MCP progress must increase with every notification
+            try:
+                await ctx.session.report_progress(count, None, progress_text(event))
+            except Exception:
+                return  # the client went away: the tool call still completes and is recorded
+        if finished:
+            return
+        with anyio.move_on_after(_PROGRESS_POLL_S):
+            await done.wait()
 
 
 def create_mcp_server(run: HostedRun) -> Server[object]:
@@ -106,11 +116,14 @@ def create_mcp_server(run: HostedRun) -> Server[object]:
         name = params.name
         arguments = params.arguments if params.arguments is not None else {}
         events = run.events.subscribe()
+        done = anyio.Event()
         try:
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(_forward_progress, ctx, events)
-                result = await anyio.to_thread.run_sync(lambda: run.call(name, arguments))
-                tasks.cancel_scope.cancel()
+                tasks.start_soon(_forward_progress, ctx, events, done)
+                try:
+                    result = await anyio.to_thread.run_sync(lambda: run.call(name, arguments))
+                finally:
+                    done.set()  # the forwarder sends what is queued, then ends
         finally:
             run.events.unsubscribe(events)
         return types.CallToolResult(
