@@ -7,8 +7,9 @@ internals (tests import them from their modules).
 
 from ._auth import BEARER_SCHEME, BearerTokenGate, send_problem
 from ._plots import Series, line_plot
-from ._records import FinalRecord, MetricInfo, RunRecord, SeedRecord
+from ._records import FinalRecord, MetricInfo, RunRecord, SeedRecord, SweepPoint, SweepRecord
 from ._store import Store
+from ._sweeps import SweepRow, SweepTable, paired_t_test, sweep_table
 from ._views import NotFoundError, export_csv, group_tables
 from ._web import create_app
 
@@ -22,9 +23,15 @@ __all__ = [
     "SeedRecord",
     "Series",
     "Store",
+    "SweepPoint",
+    "SweepRecord",
+    "SweepRow",
+    "SweepTable",
     "create_app",
     "export_csv",
     "group_tables",
     "line_plot",
+    "paired_t_test",
     "send_problem",
+    "sweep_table",
 ]

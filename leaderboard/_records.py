@@ -16,7 +16,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-RunType = Literal["baseline", "vanilla", "agent"]
+RunType = Literal["baseline", "vanilla", "agent", "method"]
+#: where a result was computed: by this store's runner, or brought in by `runner import`
+Origin = Literal["own", "imported"]
+#: a swept CONFIG_OVERRIDES value
+SweepValue = int | float | str | bool
 Direction = Literal["lower", "higher"]
 
 # Identifiers end up in URLs and file names; keep them to a safe alphabet.
@@ -144,6 +148,12 @@ class RunRecord(_Model):
     #: the run this one repeats (recorded with ``runner run --force``): shown on that run's
     #: page, never ranked as a second row
     repeat_of: str | None = Field(default=None, pattern=_ID_PATTERN)
+    #: ``imported``: a record another store produced (``runner import``): shown as such, and
+    #: ranked only inside a comparable group its own metadata names
+    origin: Origin = "own"
+    #: the sweep this run is a point of (``runner sweep``), and that point's overrides
+    sweep_id: str | None = Field(default=None, pattern=_ID_PATTERN)
+    sweep_point: dict[str, SweepValue] | None = None
 
     @field_validator("started_at", "finished_at")
     @classmethod
@@ -270,3 +280,52 @@ def encode_curve(curve: list[dict[str, float | None]]) -> list[dict[str, float |
         {k: (v if v is None or math.isfinite(v) else None) for k, v in point.items()}
         for point in curve
     ]
+
+
+class SweepPoint(_Model):
+    """One grid point of a sweep: its CONFIG_OVERRIDES on top of the sweep's base, and the
+    run that holds its result (``None`` until one does). Point 0 is the default: no swept
+    override."""
+
+    index: int = Field(ge=0)
+    overrides: dict[str, SweepValue] = Field(default_factory=dict)
+    run_id: str | None = Field(default=None, pattern=_ID_PATTERN)
+
+
+class SweepRecord(_Model):
+    """A hyper-parameter sweep (``runner sweep``): one method's code, a grid of
+    CONFIG_OVERRIDES values and the seeds every point runs; its points' results are runs of
+    type ``method`` that carry ``sweep_id``."""
+
+    sweep_id: str = Field(pattern=_ID_PATTERN)
+    task_id: str = Field(pattern=_ID_PATTERN)
+    label: str = Field(pattern=_LABEL_PATTERN)
+    profile: str = Field(pattern=_LABEL_PATTERN)
+    sandbox: str = Field(min_length=1, max_length=50)
+    #: swept key → its values, in the order given on the command line
+    grid: dict[str, list[SweepValue]]
+    seeds: list[int] = Field(min_length=1)
+    #: the method's region texts (region name → body); CONFIG_OVERRIDES holds the base values
+    base_regions: dict[str, str] = Field(default_factory=dict)
+    base_overrides: dict[str, SweepValue] = Field(default_factory=dict)
+    points: list[SweepPoint] = Field(min_length=1)
+    command: str = Field(default="", max_length=20_000)
+    created_at: datetime
+    origin: Origin = "own"
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _check_points(self) -> SweepRecord:
+        if [p.index for p in self.points] != list(range(len(self.points))):
+            raise ValueError("sweep points must be numbered 0, 1, … in order")
+        if self.points[0].overrides:
+            raise ValueError("point 0 is the default: it overrides nothing")
+        for point in self.points[1:]:
+            unknown = set(point.overrides) - set(self.grid)
+            if unknown:
+                raise ValueError(f"point {point.index} overrides unswept keys {sorted(unknown)}")
+        return self

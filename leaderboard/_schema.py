@@ -100,8 +100,25 @@ class RunRow(Base):
     result_identity: Mapped[str | None] = mapped_column(String(64), index=True)
     repeat_of: Mapped[str | None] = mapped_column(String(200))
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # "own" or "imported" (`runner import`); the sweep a method run is a point of, and its values
+    origin: Mapped[str] = mapped_column(String(20), server_default="own")
+    sweep_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    sweep_point: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     __table_args__ = (Index("ix_pb_runs_task_profile", "task_id", "profile"),)
+
+
+class SweepRow(Base):
+    """One sweep (`runner sweep`): ``data`` is its `SweepRecord` as JSON; its points' results
+    are the runs whose ``sweep_id`` names it."""
+
+    __tablename__ = "pb_sweeps"
+
+    sweep_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(200), index=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class TestRow(Base):

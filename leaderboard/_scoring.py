@@ -54,11 +54,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ._records import Direction, MetricInfo, RunRecord
+from ._records import Direction, MetricInfo, RunRecord, RunType
 from ._stats import SeedStats, WelchResult, seed_stats, welch_from_stats
 
 GMEAN_EPS = 0.01
 SIGNIFICANCE_LEVEL = 0.05
+#: run types without an agent's budgets: every comparable group of their anchor key admits them
+#: (a baseline also anchors scores; a researcher's hand-written method does not)
+UNBUDGETED: tuple[RunType, ...] = ("baseline", "method")
 ResultStatus = Literal["ok", "failed", "infra_error", "incomplete"]
 
 
@@ -117,7 +120,7 @@ class ComparableGroup:
         """Whether ``result`` belongs in this group's ranking."""
         if result.anchor_key != self.anchor_key:
             return False
-        if result.type == "baseline":
+        if result.type in UNBUDGETED:
             return True
         return (result.max_steps, result.max_tests) == (self.max_steps, self.max_tests)
 
@@ -128,7 +131,7 @@ class RunResult:
 
     run_id: str
     task_id: str
-    type: Literal["baseline", "vanilla", "agent"]
+    type: RunType
     method: str
     profile: str
     codebase_version: str
@@ -149,8 +152,8 @@ class RunResult:
         return (self.task_id, self.profile, self.codebase_version, self.dataset_source)
 
     def group(self) -> ComparableGroup:
-        """The comparable group of a non-baseline run (a baseline's has no budgets)."""
-        budgets = (None, None) if self.type == "baseline" else (self.max_steps, self.max_tests)
+        """The comparable group of a budgeted run (a baseline's or method's has no budgets)."""
+        budgets = (None, None) if self.type in UNBUDGETED else (self.max_steps, self.max_tests)
         return ComparableGroup(
             self.task_id, self.profile, self.codebase_version, self.dataset_source, *budgets
         )
@@ -592,7 +595,7 @@ def _of_one_group(
     if group is not None:
         return [r for r in results if group.admits(r)]
     anchor_keys = {r.anchor_key for r in results}
-    budget_groups = {r.group() for r in results if r.type != "baseline"}
+    budget_groups = {r.group() for r in results if r.type not in UNBUDGETED}
     if len(anchor_keys) > 1 or len(budget_groups) > 1:
         raise ValueError(
             f"results from several comparable groups: {sorted(anchor_keys)}, "

@@ -28,13 +28,14 @@ from ._records import (
     MetricInfo,
     RunRecord,
     SeedRecord,
+    SweepRecord,
     decode_metrics,
     decode_number,
     encode_curve,
     encode_metrics,
     encode_number,
 )
-from ._schema import RunRow, TaskRow, TestRow, migrate
+from ._schema import RunRow, SweepRow, TaskRow, TestRow, migrate
 from ._scoring import ComparableGroup, RunResult
 
 DEFAULT_URL = "sqlite:///pretrainbench.db"
@@ -177,6 +178,49 @@ class Store:
             if run.task_description is not None:
                 task.description = run.task_description
             task.updated_at = now
+
+    def record_sweep(self, sweep: SweepRecord) -> None:
+        """Store ``sweep`` (insert, or replace the stored version: points gain run ids)."""
+        now = datetime.now(UTC)
+        data = sweep.model_dump(mode="json")
+        with Session(self._write_engine) as session, session.begin():
+            row = session.get(SweepRow, sweep.sweep_id)
+            if row is None:
+                session.add(
+                    SweepRow(
+                        sweep_id=sweep.sweep_id,
+                        task_id=sweep.task_id,
+                        data=data,
+                        created_at=sweep.created_at,
+                        updated_at=now,
+                    )
+                )
+            else:
+                row.task_id, row.data, row.updated_at = sweep.task_id, data, now
+
+    def get_sweep(self, sweep_id: str) -> SweepRecord | None:
+        """The stored sweep, or ``None``."""
+        with Session(self.engine) as session:
+            row = session.get(SweepRow, sweep_id)
+            return None if row is None else SweepRecord.model_validate(row.data)
+
+    def list_sweeps(self, task_id: str | None = None) -> list[SweepRecord]:
+        """All sweeps (of one task), newest first."""
+        stmt = select(SweepRow.data).order_by(SweepRow.created_at.desc(), SweepRow.sweep_id)
+        if task_id is not None:
+            stmt = stmt.where(SweepRow.task_id == task_id)
+        with Session(self.engine) as session:
+            return [SweepRecord.model_validate(d) for d in session.scalars(stmt)]
+
+    def sweep_runs(self, sweep: SweepRecord) -> dict[str, RunRecord]:
+        """The stored runs its points name (run id → record); points without one are absent."""
+        runs: dict[str, RunRecord] = {}
+        for point in sweep.points:
+            if point.run_id is not None and point.run_id not in runs:
+                run = self.get_run(point.run_id)
+                if run is not None:
+                    runs[point.run_id] = run
+        return runs
 
     def delete_run(self, run_id: str) -> bool:
         """Remove a run and its tests; returns whether it existed."""
@@ -439,6 +483,12 @@ def _content_digest(run: RunRecord) -> str:
         exclude["agent_settings"] = True
     if run.repeat_of is None:
         exclude["repeat_of"] = True
+    if run.origin == "own":
+        exclude["origin"] = True
+    if run.sweep_id is None:
+        exclude["sweep_id"] = True
+    if run.sweep_point is None:
+        exclude["sweep_point"] = True
     if run.final is not None and not run.final.auto_submitted:
         exclude["final"] = {"auto_submitted": True}
     seeds = [*run.tests, *(run.final.per_seed if run.final else [])]
@@ -491,6 +541,9 @@ def _run_columns(run: RunRecord, digest: str, now: datetime) -> dict[str, Any]:
         "recorded_at": now,
         "result_identity": run.result_identity(),
         "repeat_of": run.repeat_of,
+        "origin": run.origin,
+        "sweep_id": run.sweep_id,
+        "sweep_point": run.sweep_point,
     }
 
 
@@ -565,4 +618,7 @@ def _run_from_rows(row: RunRow, tests: list[TestRow]) -> RunRecord:
         transcript_ref=row.transcript_ref,
         metric_specs=[MetricInfo.model_validate(s) for s in json.loads(row.metric_specs)],
         repeat_of=row.repeat_of,
+        origin=row.origin,  # type: ignore[arg-type]
+        sweep_id=row.sweep_id,
+        sweep_point=row.sweep_point,
     )

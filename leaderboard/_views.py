@@ -30,7 +30,7 @@ from ._scoring import (
 )
 from ._store import Store, TaskData
 
-RUN_TYPES = ("baseline", "vanilla", "agent")
+RUN_TYPES = ("baseline", "method", "vanilla", "agent")
 
 
 class NotFoundError(LookupError):

@@ -201,10 +201,15 @@ class Agent(Protocol):
 
 
 class BaselineAgent:
-    """Applies a baseline's regions through the edit path, runs one test, submits it."""
+    """Applies a baseline's regions through the edit path, runs one test, submits it.
 
-    def __init__(self, baseline: Baseline) -> None:
+    A hand-written method (``runner run --region``) is driven the same way; ``kind`` names it
+    in messages.
+    """
+
+    def __init__(self, baseline: Baseline, kind: str = "baseline") -> None:
         self.baseline = baseline
+        self.kind = kind
 
     def run(self, tools: ToolBox) -> None:
         """Idempotent on resume: re-applying a baseline rewrites the same region bodies."""
@@ -214,10 +219,10 @@ class BaselineAgent:
             self.apply(tools)
             result = tools.call("test")
             if tools.budget().tests_used == 0:
-                raise LimitsExceeded(f"the baseline's test was not run: {result.text[:2000]}")
+                raise LimitsExceeded(f"the {self.kind}'s test was not run: {result.text[:2000]}")
         result = tools.call("submit", {})
         if not result.ok:
-            raise LimitsExceeded(f"baseline submit failed: {result.text[:2000]}")
+            raise LimitsExceeded(f"{self.kind} submit failed: {result.text[:2000]}")
         raise Submitted(result.text)
 
     def apply(self, tools: ToolBox) -> list[str]:
@@ -232,7 +237,7 @@ class BaselineAgent:
             result = tools.call("edit", edit.arguments)
             if not result.ok:
                 raise BaselineError(
-                    f"baseline {self.baseline.name!r}: the edit of region {edit.region!r} in "
+                    f"{self.kind} {self.baseline.name!r}: the edit of region {edit.region!r} in "
                     f"{edit.arguments['filename']} was refused:\n{result.text}"
                 )
             texts.append(result.text)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from runner import _components as comp
 from runner._agents import (
@@ -42,10 +42,11 @@ from runner._transcript import Event, Transcript, read_transcript
 if TYPE_CHECKING:
     from env import Session, TaskSpec
     from leaderboard import MetricInfo, RunRecord, SeedRecord, Store
+    from leaderboard._records import RunType
     from sandbox import DataPaths, Executor, TestResult
 
 RUN_FORMAT_VERSION = 1
-AGENT_SPEC = r"^(baseline|openai|mcp|http):[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,150}$"
+AGENT_SPEC = r"^(baseline|method|openai|mcp|http):[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,150}$"
 RunStatus = Literal["running", "finished", "failed", "infra_error", "incomplete"]
 
 
@@ -61,8 +62,8 @@ class RunConfig(BaseModel):
     task: str
     agent: str = Field(
         pattern=AGENT_SPEC,
-        description="baseline:<name>, openai:<model>, or "
-        "mcp:<label> / http:<label> for externally driven runs",
+        description="baseline:<name>, method:<label> (a hand-written method: ``regions``), "
+        "openai:<model>, or mcp:<label> / http:<label> for externally driven runs",
     )
     mode: RunMode = RunMode.AGENT
     profile: str  # a profile of the task (`runner run --profile auto` picks the task's default)
@@ -78,6 +79,20 @@ class RunConfig(BaseModel):
     data_source: DataSource = DataSource.OFFLINE
     allow_weak_isolation: bool = False
     force: bool = False  # record a result identical to a stored one, as its repeat
+    #: a ``method:`` run's region texts (region name → body), edited in like a baseline's
+    regions: dict[str, str] = Field(default_factory=dict)
+    #: the sweep a ``method:`` run is a point of (`runner sweep`), and the point's overrides
+    sweep_id: str | None = None
+    sweep_point: dict[str, int | float | str | bool] | None = None
+
+    @model_validator(mode="after")
+    def _method_has_regions(self) -> RunConfig:
+        is_method = self.agent.startswith("method:")
+        if is_method and not self.regions and self.sweep_point is None:
+            raise ValueError("a method: run needs at least one region (--region NAME=FILE)")
+        if not is_method and (self.regions or self.sweep_id):
+            raise ValueError("regions and sweeps belong to method: runs only")
+        return self
 
 
 class RunInfo(BaseModel):
@@ -184,7 +199,7 @@ class ActiveRun:
         run_dir.mkdir(parents=True, exist_ok=False)
         max_steps = config.max_steps or task.budgets.max_steps
         max_tests = config.max_tests or task.budgets.max_tests
-        if config.agent.startswith("baseline:") or config.mode == "vanilla":
+        if config.agent.startswith(("baseline:", "method:")) or config.mode == "vanilla":
             max_tests = 1  # one test, then submit (the 2-test rule is for larger budgets)
         config = config.model_copy(update={"max_steps": max_steps, "max_tests": max_tests})
         executor = executor or _executor(config)
@@ -292,7 +307,8 @@ class ActiveRun:
         kept = []
         for record in records:
             original = store.identical_run(record)
-            if original is not None and record.type == "baseline" and not self.info.config.force:
+            unranked = record.type in ("baseline", "method")  # no transcript worth keeping
+            if original is not None and unranked and not self.info.config.force:
                 self.identical_to[record.run_id] = original
                 self.display.note(
                     f"run {record.run_id}: identical to run {original}, not recorded; "
@@ -302,7 +318,7 @@ class ActiveRun:
                 continue
             if original is not None:
                 record = record.model_copy(update={"repeat_of": original})
-                if record.type != "baseline":
+                if not unranked:
                     self.display.note(
                         f"run {record.run_id}: its result is identical to run {original}'s; "
                         "recorded as a repeat of it (not ranked twice)"
@@ -403,6 +419,7 @@ def _drive(active: ActiveRun, *, resume: bool, api_key: str | None) -> RunOutcom
         display.note("agent settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
     status: RunStatus = "finished"
     reason: str | None = None
+    method_refused = False  # a hand-written method's edit was refused: failed, not infra
     try:
         if resume:
             reconcile(active.session, active.transcript)
@@ -437,7 +454,12 @@ def _drive(active: ActiveRun, *, resume: bool, api_key: str | None) -> RunOutcom
         # (and the log path in the transcript); the other runs of the command go on.
         status, reason = "failed", f"{type(e).__name__}: {e}"
         active.transcript.append("error", error=reason, traceback=traceback.format_exc()[-4000:])
-    if status == "failed" and not active.session.state.tests:
+        from env import BaselineError
+
+        if config.agent.startswith("method:") and isinstance(e, BaselineError):
+            reason = str(e)  # the method's own fault, said as the edit tool said it
+            method_refused = True
+    if status == "failed" and not active.session.state.tests and not method_refused:
         # Nothing of the agent's was evaluated: the harness or the endpoint failed it.
         status = "infra_error"
     submission = active.session.state.submission
@@ -524,6 +546,12 @@ def _build_agent(
                 f"task {task.id} has no baseline {name!r}; it has: {', '.join(sorted(baselines))}"
             )
         return BaselineAgent(baselines[name])
+    if kind == "method":
+        from env import Baseline
+
+        return BaselineAgent(
+            Baseline(name=name, doc="", regions=dict(config.regions)), kind="method"
+        )
     if kind == "openai":
         import env
         from runner._llm import ChatClient
@@ -600,12 +628,19 @@ def _run_record(run_dir: Path, info: RunInfo, task: TaskSpec, session: Session) 
     chosen = next((t for t in state.tests if submitted and t.number == submitted.test_number), None)
     sources = {r.dataset_source for t in state.tests for r in t.result.results if r.dataset_source}
     baseline = kind == "baseline"
-    method = name if baseline else (name or config.agent)
+    method = name if kind in ("baseline", "method") else (name or config.agent)
+    run_type: RunType = (
+        "baseline"
+        if baseline
+        else "method"
+        if kind == "method"
+        else ("vanilla" if config.mode == "vanilla" else "agent")
+    )
     return RunRecord(
         run_id=info.run_id,
-        type="baseline" if baseline else ("vanilla" if config.mode == "vanilla" else "agent"),
+        type=run_type,
         method=method,
-        model=None if baseline else method,
+        model=None if kind in ("baseline", "method") else method,
         reference=baseline and name == task.reference_baseline,
         status=info.status,
         status_reason=info.reason,
@@ -630,6 +665,8 @@ def _run_record(run_dir: Path, info: RunInfo, task: TaskSpec, session: Session) 
         finished_at=info.finished_at,
         metric_specs=metric_specs(task, config.profile),
         transcript_ref=str(run_dir / "transcript.jsonl"),
+        sweep_id=config.sweep_id,
+        sweep_point=config.sweep_point,
     )
 
 

@@ -142,6 +142,22 @@ WeakIsolationOption = Annotated[
 
 SandboxOption = Annotated[SandboxKind, typer.Option(help="The sandbox backend.")]
 ApiKeyOption = Annotated[str | None, typer.Option(help="API key (default $OPENAI_API_KEY).")]
+RegionOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--region",
+        "-r",
+        help="NAME=FILE: evaluate a hand-written method whose region NAME is FILE's text "
+        "(the body between the region markers), edited in like an agent's edit; repeatable.",
+    ),
+]
+LabelOption = Annotated[
+    str | None,
+    typer.Option(
+        help="The hand-written method's name on the leaderboard (default: the first "
+        "region file's stem)."
+    ),
+]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")]
 JsonOption = Annotated[
     bool,
@@ -185,6 +201,8 @@ def run(
             "Default: all the task's baselines.",
         ),
     ] = None,
+    region: RegionOption = None,
+    label: LabelOption = None,
     mode: Annotated[
         RunMode, typer.Option(help="agent (tool loop) or vanilla (one shot).")
     ] = RunMode.AGENT,
@@ -268,7 +286,8 @@ def run(
     json_output: JsonOption = False,
     allow_weak_isolation: WeakIsolationOption = False,
 ) -> None:
-    """Run agents (or, by default, the task's baselines) on a task and record the results."""
+    """Run agents, a hand-written method (--region) or, by default, the task's baselines on a
+    task, and record the results."""
     from runner._components import default_runs_dir, pretrainbench_home
     from runner._display import LiveDisplay, QuietDisplay
     from runner._run import RunConfig, RunError, check_agent
@@ -293,7 +312,16 @@ def run(
     seed_list = _parse_seeds(seeds, "--seeds")
     final_seed_list = _parse_seeds(final_seeds, "--final-seeds")
     spec = _load_task(task)
-    agents = _expand_agents(spec, agent or ["baseline:all"])
+    regions: dict[str, str] = {}
+    if region:
+        if agent:
+            raise _fail("--region evaluates a hand-written method: leave out --agent")
+        regions, method = _method(spec, region, label)
+        agents = [f"method:{method}"]
+    elif label is not None:
+        raise _fail("--label names a hand-written method: give its --region NAME=FILE too")
+    else:
+        agents = _expand_agents(spec, agent or ["baseline:all"])
     try:  # a missing API key fails now, before any data or run is prepared
         for item in agents:
             check_agent(item, base_url, api_key)
@@ -324,6 +352,7 @@ def run(
             data_source=DataSource(data_source),
             allow_weak_isolation=allow_weak_isolation,
             force=force,
+            regions=regions,
         )
         for item in agents
     ]
@@ -353,6 +382,16 @@ def _agent_settings(
     except ValueError as e:
         raise _fail(f"agent settings: {e}") from e
     return settings, from_file
+
+
+def _method(spec: TaskSpec, region: list[str], label: str | None) -> tuple[dict[str, str], str]:
+    """The region texts of ``--region NAME=FILE`` and the method's label; bad ones exit."""
+    from runner._methods import MethodError, method_label, read_region_files
+
+    try:
+        return read_region_files(spec, region), method_label(label, region)
+    except MethodError as e:
+        raise _fail(str(e)) from e
 
 
 def _parse_seeds(seeds: str | None, flag: str) -> list[int] | None:
@@ -497,6 +536,11 @@ def _run_each(
         task_id = outcome.info.task_id
         if outcome.info.status != "finished":
             failures += 1
+            err.print(
+                f"[red]{escape(config.agent)}: {outcome.info.status}: "
+                f"{escape(str(outcome.info.reason))}[/]",
+                highlight=False,
+            )
     _print_results(db, records, as_json=as_json, also=shown, task_id=task_id)
     (err if as_json else out).print(
         f"\nOpen the leaderboard: [bold]runner leaderboard serve --db {db}[/]", highlight=False
