@@ -329,7 +329,8 @@ def make_plan(
     config = base.model_copy(
         update={
             "agent": f"method:{label}",
-            "sandbox": SandboxKind.LOCAL,  # a point's jobs run where its process runs
+            # on Slurm a point's jobs run in the local sandbox of the node its task runs on
+            "sandbox": SandboxKind.LOCAL if sandbox is SandboxKind.SLURM else sandbox,
             "seeds": seeds,
             "final_seeds": seeds,  # the final evaluation reuses the test's cached jobs
             "sweep_id": sweep_id,
@@ -546,34 +547,59 @@ def run_local(
     return codes
 
 
-def run_slurm(plan: SweepPlan, sweep_dir: Path, indices: list[int], jobs: int) -> dict[int, int]:
-    """Run the points ``indices`` as one Slurm array job, one task per point; each task runs
-    its point's jobs in its node's local sandbox (no nested sbatch). Returns exit statuses."""
-    from runner._slurm_array import ArrayTask, run_array
+def run_slurm(
+    plan: SweepPlan,
+    sweep_dir: Path,
+    indices: list[int],
+    jobs: int,
+    *,
+    on_state: Callable[[int, str], None],
+) -> dict[int, int | None]:
+    """Run the points ``indices`` as one Slurm array job, one task per point (``--jobs`` at
+    a time), each running ``runner sweep-point`` on its node: the point's jobs run in that
+    node's local sandbox (no nested sbatch, which would deadlock a small cluster). Returns each
+    task's exit status (None: it never ran). The tasks' logs are ``logs/slurm/<index>.log``."""
+    from runner._slurm_array import ArrayTask, SlurmArrayError, run_array
 
     task = comp.load_task(plan.base.task)
     jobs_of_point = task.jobs(plan.base.profile)
     if any(j.gpus for j in jobs_of_point):
         raise SweepError(
-            f"profile {plan.base.profile} needs GPUs: a Slurm sweep runs CPU profiles only for now"
+            f"profile {plan.base.profile} needs GPUs: a Slurm sweep runs CPU profiles for now"
         )
-    # every seed runs every job of the profile one after another, with room to spare
+    # every seed runs each job of the profile in turn; twice that is the task's time limit
     seconds = 2 * len(plan.record.seeds) * sum(j.time_limit_s for j in jobs_of_point)
-    env = {"PYTHONPATH": str(comp.REPO_ROOT)}
-    for name in ("PRETRAINBENCH_HOME", "PRETRAINBENCH_TASKS_DIR", "PRETRAINBENCH_BASELINES_DIR"):
-        if os.environ.get(name):
-            env[name] = os.environ[name]
-    outcomes = run_array(
-        [ArrayTask(index=i, argv=point_argv(sweep_dir, i)) for i in indices],
-        job_name=f"pb-sweep-{plan.record.sweep_id[-12:]}",
-        log_dir=sweep_dir / "logs",
-        cpus_per_task=CORES_PER_CPU_POINT,
-        mem_mb=4096,
-        time_limit=f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}",
-        max_parallel=jobs,
-        env=env,
+    env = {name: os.environ[name] for name in _SLURM_ENV if os.environ.get(name)}
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(comp.REPO_ROOT), os.environ.get("PYTHONPATH")])
     )
-    return {i: (o.exit_code if o.exit_code is not None else 1) for i, o in outcomes.items()}
+    try:
+        outcomes = run_array(
+            [ArrayTask(index=i, argv=point_argv(sweep_dir, i)) for i in indices],
+            job_name=f"pb-sweep-{plan.record.sweep_id[-12:]}",
+            log_dir=sweep_dir / "logs" / "slurm",
+            cpus_per_task=CORES_PER_CPU_POINT,
+            mem_mb=None,  # each job's memory is capped by the node's local sandbox
+            time_limit=f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}",
+            max_parallel=jobs,
+            env=env,
+            on_state=on_state,
+        )
+    except SlurmArrayError as e:
+        raise SweepError(str(e)) from e
+    return {i: o.exit_code for i, o in outcomes.items()}
+
+
+#: what an array task's environment carries over from the driver's (sbatch --export=NONE)
+_SLURM_ENV = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "PRETRAINBENCH_HOME",
+    "PRETRAINBENCH_DB",
+    "PRETRAINBENCH_TASKS_DIR",
+    "PRETRAINBENCH_BASELINES_DIR",
+)
 
 
 # ── the record and the table ───────────────────────────────────────────────────────────────

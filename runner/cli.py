@@ -581,7 +581,9 @@ def sweep(
     ] = "auto",
     sandbox: Annotated[
         SandboxKind,
-        typer.Option(help="local: --jobs worker processes here; slurm: one Slurm array job."),
+        typer.Option(
+            help="local or docker: --jobs worker processes here; slurm: one Slurm array job whose tasks use each node's local sandbox."
+        ),
     ] = SandboxKind.LOCAL,
     jobs: Annotated[
         int | None,
@@ -621,7 +623,7 @@ def sweep(
     import shlex
 
     from runner._components import default_runs_dir, pretrainbench_home
-    from runner._run import RunConfig
+    from runner._run import RunConfig, metric_specs
     from runner._sweep import SweepError, default_jobs, make_plan, parse_grid
 
     seed_list = _parse_seeds(seeds, "--seeds", code=2) or []
@@ -664,6 +666,11 @@ def sweep(
         )
     except SweepError as e:
         raise _fail(str(e), 2) from e
+    known = [m.key for m in metric_specs(spec, chosen)]
+    if metric is not None and metric not in known:
+        raise _fail(
+            f"--metric {metric!r}: the metrics at profile {chosen} are {', '.join(known)}", 2
+        )
     if jobs is None:
         jobs, why = default_jobs(spec, chosen, gpus)
         err.print(f"--jobs {jobs} ({why})", highlight=False)
@@ -704,55 +711,54 @@ def _run_sweep(
     sweep_dir, plan = open_sweep_dir(plan, runs)
     record = update_record(plan, sweep_dir)
     done = read_results(sweep_dir, plan)
-    names = {p.index: _point_name(p.overrides) for p in record.points}
-    total = len(record.points)
-    for index, result in sorted(done.items()):
-        if not quiet:
+    todo = [p.index for p in record.points if p.index not in done]
+    slurm = sandbox is SandboxKind.SLURM
+
+    def say(index: int, text: str, *, always: bool = False) -> None:
+        if always or not quiet:
+            name = _point_name(record.points[index].overrides)
             err.print(
-                f"point {index}/{total - 1} {names[index]}: done ({result.status}, run "
-                f"{result.result_run_id})",
+                f"point {index}/{len(record.points) - 1} {name}: {text}",
                 highlight=False,
                 markup=False,
                 soft_wrap=True,
             )
-    todo = [p.index for p in record.points if p.index not in done]
+
+    for index, result in sorted(done.items()):
+        say(index, f"done ({result.status}, run {result.result_run_id})")
     err.print(
-        f"sweep {record.sweep_id}: {total} points × {len(record.seeds)} seeds, "
-        f"{len(todo)} to run ({sweep_dir})",
+        f"sweep {record.sweep_id}: {len(record.points)} points × {len(record.seeds)} "
+        f"seeds, {len(todo)} to run ({sweep_dir})",
         highlight=False,
         markup=False,
         soft_wrap=True,
     )
 
     def on_start(index: int, pid: int) -> None:
-        if not quiet:
-            err.print(
-                f"point {index}/{total - 1} {names[index]}: started (pid {pid}, log "
-                f"{sweep_dir / 'logs' / f'point-{index}.log'})",
-                highlight=False,
-                markup=False,
-                soft_wrap=True,
-            )
+        say(index, f"started (pid {pid}, log {sweep_dir / 'logs' / f'point-{index}.log'})")
 
     def on_end(index: int, code: int) -> None:
         result = read_results(sweep_dir, plan).get(index)
-        what = (
-            f"{result.status}, run {result.result_run_id}"
+        log = sweep_dir / "logs" / (f"slurm/{index}.log" if slurm else f"point-{index}.log")
+        say(
+            index,
+            f"ended ({result.status}, run {result.result_run_id})"
             if result
-            else f"exit {code}, see {sweep_dir / 'logs' / f'point-{index}.log'}"
-        )
-        err.print(
-            f"point {index}/{total - 1} {names[index]}: ended ({what})",
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
+            else f"ended (exit {code}, see {log})",
+            always=True,
         )
         update_record(plan, sweep_dir)
 
+    def on_state(index: int, state: str) -> None:
+        if state in ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING"):
+            say(index, f"{state.lower()} (Slurm)")
+        else:
+            on_end(index, 0 if state == "COMPLETED" else 1)
+
     _stop_cleanly_on_signals()
     try:
-        if todo and sandbox is SandboxKind.SLURM:
-            run_slurm(plan, sweep_dir, todo, jobs)
+        if todo and slurm:
+            run_slurm(plan, sweep_dir, todo, jobs, on_state=on_state)
         elif todo:
             run_local(sweep_dir, todo, jobs, on_start=on_start, on_end=on_end)
     except KeyboardInterrupt:

@@ -206,6 +206,8 @@ def test_the_same_sweep_has_the_same_id_and_any_change_a_new_one() -> None:
         (["--grid", "learning_rate=1e-3", "--seeds", "42,42"], "seed twice"),
         (["--grid", "learning_rate=1e-3", "--seeds", "-1"], ">= 0"),
         (["--grid", "warmup_iters=500", "--seeds", "42"], "warmup_iters=500"),
+        (["--grid", "warmup_iters=5", "--seeds", "42", "--metric", "loss"], "--metric 'loss'"),
+        (["--grid", "warmup_iters=5", "--seeds", "42", "--region", "nope=x.py"], "no editable"),
     ],
 )
 def test_cli_refuses_a_bad_sweep_with_exit_2_and_creates_nothing(
