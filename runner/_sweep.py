@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import functools
 import hashlib
 import importlib.util
 import itertools
@@ -475,8 +476,10 @@ def default_jobs(task: TaskSpec, profile: str, gpus: list[str] | None) -> tuple[
     needs for a GPU profile; at least one."""
     needed = max((j.gpus for j in task.jobs(profile)), default=0)
     if needed:
-        n = max(1, len(gpus or []) // needed)
-        return n, f"{len(gpus or [])} visible GPU(s) / {needed} per point"
+        from runner._hardware import visible_gpus
+
+        seen = len(gpus if gpus is not None else visible_gpus())
+        return max(1, seen // needed), f"{seen} visible GPU(s) / {needed} per point"
     cores = len(os.sched_getaffinity(0)) or 1
     return max(1, cores // CORES_PER_CPU_POINT), f"{cores} cores / {CORES_PER_CPU_POINT} per point"
 
@@ -489,13 +492,13 @@ def point_argv(sweep_dir: Path, index: int) -> list[str]:
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(driver: int) -> None:
     """In the child before exec: SIGTERM when the driver dies, SIGKILL included, so a resumed
     sweep never races orphaned workers (SIGTERM: the worker stops its jobs and leaves its run
     resumable). Popen is called from the driver's main thread, which lives as long as it."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() == 1:  # the driver died before prctl took effect
+    if os.getppid() != driver:  # the driver died before prctl took effect
         os._exit(1)
 
 
@@ -529,7 +532,7 @@ def run_local(
                         stdout=log,
                         stderr=subprocess.STDOUT,
                         env=env,
-                        preexec_fn=_die_with_parent,
+                        preexec_fn=functools.partial(_die_with_parent, os.getpid()),
                     )
                 on_start(index, running[index].pid)
             for index, proc in list(running.items()):
