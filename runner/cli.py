@@ -728,7 +728,7 @@ def _run_sweep(
         say(index, f"done ({result.status}, run {result.result_run_id})")
     err.print(
         f"sweep {record.sweep_id}: {len(record.points)} points × {len(record.seeds)} "
-        f"seeds, {len(todo)} to run ({sweep_dir})",
+        f"seed(s), {len(todo)} to run ({sweep_dir})",
         highlight=False,
         markup=False,
         soft_wrap=True,
