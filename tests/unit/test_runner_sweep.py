@@ -221,3 +221,29 @@ def test_cli_refuses_a_bad_sweep_with_exit_2_and_creates_nothing(
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
     assert not runs.exists() and not db.exists()
+
+
+def test_a_locked_point_waits_for_its_holder_and_takes_its_result(tmp_path: Path) -> None:
+    """Two drivers never run one point: the second waits on the lock, then finds the result
+    the first wrote, and starts nothing."""
+    import fcntl
+    import threading
+
+    from runner._display import Display
+    from runner._sweep import PointResult, open_sweep_dir, run_point
+
+    sweep_dir, plan = open_sweep_dir(_plan(_base(), ["learning_rate=1e-3"], [42]), tmp_path)
+    run_id = point_run_id(plan.record.sweep_id, 1)
+    got: list[PointResult] = []
+    with (sweep_dir / "points" / f"{run_id}.lock").open("a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        waiter = threading.Thread(target=lambda: got.append(run_point(sweep_dir, 1, Display())))
+        waiter.start()
+        waiter.join(1.0)
+        assert waiter.is_alive() and not got  # blocked on the lock
+        theirs = PointResult(index=1, run_id=run_id, result_run_id=run_id, status="finished")
+        (sweep_dir / "points" / f"{run_id}.result.json").write_text(theirs.model_dump_json())
+        fcntl.flock(held, fcntl.LOCK_UN)
+    waiter.join(10)
+    assert got == [theirs]
+    assert not (sweep_dir / "points" / run_id).exists()  # nothing was started
