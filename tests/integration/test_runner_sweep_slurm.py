@@ -16,8 +16,6 @@ from tests._fixtures.runner import build_fake_task_root
 from tests.integration.test_runner_resume import _env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
-# the array helper comes from the slurm-array branch; until it is merged there is nothing to run
-pytest.importorskip("runner._slurm_array", reason="runner._slurm_array (branch slurm-array) absent")
 
 
 def _sweep(tmp_path: Path, sandbox: str) -> tuple[dict, Path]:
