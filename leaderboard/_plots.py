@@ -55,6 +55,18 @@ def _fmt(v: float) -> str:
     return f"{v:.3g}"
 
 
+def _plot_area(width: int, height: int) -> tuple[int, int, int, int]:
+    """(left, top, width, height) of the plotting area: margins for ticks, axis labels and
+    the legend on the right."""
+    left, right, top, bottom = 64, 150, 30, 44
+    return left, top, width - left - right, height - top - bottom
+
+
+def _no_data(out: list[str], x: float, y: float) -> str:
+    out.append(f'<text x="{x}" y="{y}" class="plot-empty">no data</text></svg>')
+    return "".join(out)
+
+
 def _open_svg(title: str, width: int, height: int, left: int) -> list[str]:
     """The ``<svg>`` element's opening, its accessible title and the visible title."""
     return [
@@ -131,12 +143,10 @@ def line_plot(
 ) -> str:
     """An ``<svg>`` element (as text) plotting ``series``; an empty-state note if nothing to plot."""
     pts = [(x, y) for s in series for x, y in s.points if y is not None and math.isfinite(y)]
-    left, right, top, bottom = 64, 150, 30, 44
-    pw, ph = width - left - right, height - top - bottom
+    left, top, pw, ph = _plot_area(width, height)
     out = _open_svg(title, width, height, left)
     if not pts:
-        out.append(f'<text x="{left}" y="{top + ph / 2}" class="plot-empty">no data</text></svg>')
-        return "".join(out)
+        return _no_data(out, left, top + ph / 2)
     xs = [p[0] for p in pts]
     ys = [p[1] for p in pts]
     x0, x1 = min(xs), max(xs)
@@ -231,12 +241,10 @@ def error_bar_plot(
     numbers as ``data-`` attributes and its ``label`` as a tooltip."""
     # One function, like ``line_plot``: the SVG is emitted top to bottom through ``sx``/``sy``.
     pts = [p for s in series for p in s.points if math.isfinite(p.mean)]
-    left, right, top, bottom = 64, 150, 30, 44
-    pw, ph = width - left - right, height - top - bottom
+    left, top, pw, ph = _plot_area(width, height)
     out = _open_svg(title, width, height, left)
     if not pts:
-        out.append(f'<text x="{left}" y="{top + ph / 2}" class="plot-empty">no data</text></svg>')
-        return "".join(out)
+        return _no_data(out, left, top + ph / 2)
 
     def fx(x: float) -> float:
         return math.log10(x) if log_x else x
