@@ -29,7 +29,7 @@ from ._plots import Series, line_plot
 from ._records import RunRecord
 from ._scoring import UNBUDGETED, ComparableGroup, RunResult
 from ._store import Store
-from ._sweep_page import UnknownMetricError, sweep_summaries, sweep_view
+from ._sweep_page import UnknownMetricError, sweep_summaries, sweep_view, value_text
 from ._viewer import diff_lines, transcript_view
 from ._views import (
     RUN_TYPES,
@@ -69,6 +69,7 @@ def _environment() -> Environment:
     )
     env.filters["pretty_json"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str)
     env.filters["diff_lines"] = diff_lines
+    env.filters["sweep_value"] = value_text
     return env
 
 
