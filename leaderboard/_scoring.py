@@ -90,7 +90,7 @@ class ComparableGroup:
         budget = (
             f"{self.max_steps} steps / {self.max_tests} tests"
             if self.max_steps is not None
-            else "baselines only"
+            else "no agent budgets"
         )
         return f"{self.profile} · {budget} · codebase {self.codebase_version} · data {self.dataset_source}"
 
