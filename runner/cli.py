@@ -781,8 +781,10 @@ def _run_sweep(
         out.print(f"command: {escape(record.command)}", highlight=False, soft_wrap=True)
         out.print(f"sweep dir: {escape(str(sweep_dir))}", highlight=False, soft_wrap=True)
     (err if as_json else out).print(
-        f"Open the leaderboard: [bold]runner leaderboard serve --db {escape(plan.base.db or '')}[/]",
+        f"Open the sweep page: [bold]runner leaderboard serve --db {escape(plan.base.db or '')}"
+        f"[/], then /sweeps/{record.sweep_id}",
         highlight=False,
+        soft_wrap=True,
     )
     return any(
         p.index not in results or results[p.index].status != "finished" or r.status != "ok"

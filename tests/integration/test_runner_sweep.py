@@ -182,4 +182,6 @@ def test_sweep_killed_mid_way_resumes_without_rerunning_finished_points(tmp_path
     assert len(lines) == 3 and "default" in lines[0] and "0.004" in lines[2]
     assert "command: runner sweep --task fake-lr" in again.stdout
     assert f"sweep dir: {sweep_dir}" in " ".join(again.stdout.split())
-    assert "runner leaderboard serve" in again.stdout
+    assert (
+        "runner leaderboard serve" in again.stdout and f"/sweeps/{sweep_dir.name}" in again.stdout
+    )
