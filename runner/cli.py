@@ -146,6 +146,14 @@ WeakIsolationOption = Annotated[
 ]
 
 SandboxOption = Annotated[SandboxKind, typer.Option(help="The sandbox backend.")]
+RunDirOption = Annotated[
+    Path | None,
+    typer.Option(help="Directory of run directories (default $PRETRAINBENCH_HOME/runs)."),
+]
+DataOption = Annotated[
+    DataSource | None,
+    typer.Option(help="Training data; default: what the task's profile declares."),
+]
 ApiKeyOption = Annotated[str | None, typer.Option(help="API key (default $OPENAI_API_KEY).")]
 RegionOption = Annotated[
     list[str] | None,
@@ -232,15 +240,9 @@ def run(
     ] = None,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Step budget.")] = None,
     max_tests: Annotated[int | None, typer.Option(min=1, help="Test budget.")] = None,
-    run_dir: Annotated[
-        Path | None,
-        typer.Option(help="Directory of run directories (default $PRETRAINBENCH_HOME/runs)."),
-    ] = None,
+    run_dir: RunDirOption = None,
     db: DbOption = None,
-    data: Annotated[
-        DataSource | None,
-        typer.Option(help="Training data; default: what the task's profile declares."),
-    ] = None,
+    data: DataOption = None,
     base_url: Annotated[
         str | None, typer.Option(help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL).")
     ] = None,
@@ -597,15 +599,9 @@ def sweep(
         str | None,
         typer.Option(help="The metric of the table, e.g. val_loss_gpt-tiny (default: primary)."),
     ] = None,
-    run_dir: Annotated[
-        Path | None,
-        typer.Option(help="Directory of run directories (default $PRETRAINBENCH_HOME/runs)."),
-    ] = None,
+    run_dir: RunDirOption = None,
     db: DbOption = None,
-    data: Annotated[
-        DataSource | None,
-        typer.Option(help="Training data; default: what the task's profile declares."),
-    ] = None,
+    data: DataOption = None,
     force: Annotated[
         bool,
         typer.Option(

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests._fixtures.runner import build_fake_task_root
+from tests._fixtures.worlds import TaskWorld
 from tests.integration.test_runner_resume import _descendants, _env, _wait_for
 
 pytestmark = pytest.mark.integration
@@ -44,6 +45,13 @@ def _sweep_cmd(runs: Path, db: Path, *extra: str) -> list[str]:
         str(db),
         *extra,
     ]
+
+
+def _finish(cmd: list[str], cwd: Path, root: TaskWorld) -> subprocess.CompletedProcess[str]:
+    """Run a sweep command to its end; it must succeed."""
+    done = subprocess.run(cmd, cwd=cwd, env=_env(root), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
 
 
 def _sweep_dir(runs: Path) -> Path | None:
@@ -115,15 +123,7 @@ def test_sweep_killed_mid_way_resumes_without_rerunning_finished_points(tmp_path
     killed = next(points.glob("*-p2"))
     started_at = json.loads((killed / "run.json").read_text())["started_at"]
 
-    resumed = subprocess.run(
-        _sweep_cmd(runs, db, "--json"),
-        cwd=tmp_path,
-        env=_env(root),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    resumed = _finish(_sweep_cmd(runs, db, "--json"), tmp_path, root)
     table = json.loads(resumed.stdout)  # stdout is only JSON
 
     # finished points were not touched: no new job, log line, transcript event or result
@@ -168,15 +168,7 @@ def test_sweep_killed_mid_way_resumes_without_rerunning_finished_points(tmp_path
         assert run.regions["config_overrides"].startswith("CONFIG_OVERRIDES = {")
     store.close()
 
-    again = subprocess.run(
-        _sweep_cmd(runs, db),
-        cwd=tmp_path,
-        env=_env(root),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert again.returncode == 0, again.stdout + again.stderr
+    again = _finish(_sweep_cmd(runs, db), tmp_path, root)
     assert "0 to run" in again.stderr
     lines = [line for line in again.stdout.splitlines() if line.startswith("│")]
     assert len(lines) == 3 and "default" in lines[0] and "0.004" in lines[2]
