@@ -345,6 +345,7 @@ class Store:
             RunRow.final_auto_submitted,
             RunRow.result_identity,
             RunRow.repeat_of,
+            RunRow.origin,
             exists()
             .where(TestRow.run_id == RunRow.run_id, TestRow.is_final.is_(False))
             .label("has_tests"),
@@ -466,6 +467,7 @@ def _run_result(r: Row[Any], task_id: str) -> RunResult:
         agent=r.agent,
         model=r.model,
         auto_submitted=r.final_auto_submitted,
+        origin=r.origin,
     )
 
 
