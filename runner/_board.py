@@ -75,6 +75,8 @@ class BoardRow(BaseModel):
     method: str
     type: str
     reference: bool
+    #: ``imported``: a record `runner import` brought in, not a run this store ran
+    origin: str
     status: str
     score: float | None
     note: str | None
@@ -148,6 +150,7 @@ def board_tables(store: Store, task_id: str | None = None) -> list[BoardTable]:
                     method=s.result.method,
                     type=s.result.type,
                     reference=s.result.reference,
+                    origin=s.result.origin,
                     status=s.result.status,
                     score=None if s.score is None else 100 * s.score,
                     note=s.note,
@@ -304,7 +307,10 @@ def _rank(row: BoardRow) -> str:
 
 
 def _method(row: BoardRow) -> str:
-    return row.method + (" (reference)" if row.reference else "")
+    marks = (" (reference)" if row.reference else "") + (
+        " (imported)" if row.origin == "imported" else ""
+    )
+    return row.method + marks
 
 
 def _score(row: BoardRow) -> str:
