@@ -39,6 +39,24 @@ FileKind = Literal["readme", "log", "region", "source", "diff"]
 RegionText = Annotated[str, Field(max_length=256 * 1024)]
 
 
+#: the run fields a record shares with the leaderboard's ``RunRecord`` (copied both ways)
+RUN_FIELDS = frozenset(
+    {
+        "run_id", "type", "method", "agent", "model", "reference", "origin", "profile",
+        "max_steps", "max_tests", "codebase_version", "dataset_source", "hardware",
+        "library_versions", "git_commit", "started_at", "finished_at", "status",
+        "status_reason", "agent_settings", "metric_specs", "regions", "diff", "sweep_point",
+    }
+)  # fmt: skip
+#: the sweep fields a record shares with the leaderboard's ``SweepRecord``
+SWEEP_FIELDS = frozenset(
+    {
+        "sweep_id", "label", "profile", "sandbox", "grid", "seeds", "base_regions",
+        "base_overrides", "command", "created_at", "origin",
+    }
+)  # fmt: skip
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 

@@ -24,7 +24,9 @@ from runner._record_format import (
     MAX_FILE_BYTES,
     MAX_RECORD_BYTES,
     MAX_SUBMISSION_BYTES,
+    RUN_FIELDS,
     SUBMISSION_FILE,
+    SWEEP_FIELDS,
     RecordError,
     RunEntry,
     SeedEntry,
@@ -192,7 +194,7 @@ def _check_files(root: Path, submission: Submission) -> None:
 
 
 def _run_record(submission: Submission, entry: RunEntry) -> RunRecord:
-    from leaderboard import FinalRecord, MetricInfo, RunRecord
+    from leaderboard import FinalRecord, RunRecord
 
     result = entry.result
     rows = [_seed_record(r, result.test_number) for r in result.per_seed] if result else []
@@ -212,36 +214,16 @@ def _run_record(submission: Submission, entry: RunEntry) -> RunRecord:
         )
     sweep_id = submission.sweep.sweep_id if submission.sweep is not None else None
     try:
-        return RunRecord(
-            run_id=entry.run_id,
-            task_id=submission.task_id,
-            task_title=submission.task_title,
-            agent=entry.agent,
-            model=entry.model,
-            type=entry.type,
-            method=entry.method,
-            reference=entry.reference,
-            profile=entry.profile,
-            max_steps=entry.max_steps,
-            max_tests=entry.max_tests,
-            codebase_version=entry.codebase_version,
-            dataset_source=entry.dataset_source,
-            hardware=entry.hardware,
-            library_versions=entry.library_versions,
-            git_commit=entry.git_commit,
-            started_at=entry.started_at,
-            finished_at=entry.finished_at,
-            status=entry.status,
-            status_reason=entry.status_reason,
-            agent_settings=entry.agent_settings,
-            tests=rows if final is None else [],
-            final=final,
-            regions=entry.regions,
-            diff=entry.diff,
-            metric_specs=[MetricInfo.model_validate(s.model_dump()) for s in entry.metric_specs],
-            origin="imported",
-            sweep_id=sweep_id,
-            sweep_point=entry.sweep_point,
+        return RunRecord.model_validate(
+            {
+                **entry.model_dump(include=set(RUN_FIELDS)),
+                "task_id": submission.task_id,
+                "task_title": submission.task_title,
+                "tests": rows if final is None else [],
+                "final": final,
+                "origin": "imported",
+                "sweep_id": sweep_id,
+            }
         )
     except ValidationError as e:
         _invalid(e, f"{SUBMISSION_FILE} run {entry.run_id}")
@@ -275,23 +257,16 @@ def _sweep_record(submission: Submission, runs: list[RunRecord]) -> SweepRecord:
                 f"{point.run_id} is not in runs"
             )
     try:
-        return SweepRecord(
-            sweep_id=sweep.sweep_id,
-            task_id=submission.task_id,
-            label=sweep.label,
-            profile=sweep.profile,
-            sandbox=sweep.sandbox,
-            grid=sweep.grid,
-            seeds=sweep.seeds,
-            base_regions=sweep.base_regions,
-            base_overrides=sweep.base_overrides,
-            points=[
-                SweepPoint(index=p.index, overrides=p.overrides, run_id=p.run_id)
-                for p in sweep.points
-            ],
-            command=sweep.command,
-            created_at=sweep.created_at,
-            origin="imported",
+        return SweepRecord.model_validate(
+            {
+                **sweep.model_dump(include=set(SWEEP_FIELDS)),
+                "task_id": submission.task_id,
+                "points": [
+                    SweepPoint(index=p.index, overrides=p.overrides, run_id=p.run_id)
+                    for p in sweep.points
+                ],
+                "origin": "imported",
+            }
         )
     except ValidationError as e:
         _invalid(e, f"{SUBMISSION_FILE} sweep")
