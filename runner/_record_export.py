@@ -231,15 +231,8 @@ def run_entry(run: RunRecord) -> RunEntry:
 
 
 def _seed_entry(row: SeedRecord) -> SeedEntry:
-    return SeedEntry(
-        setting=row.setting,
-        seed=row.seed,
-        status=row.status,
-        reason=row.reason,
-        metrics={k: _number(v) for k, v in row.metrics.items()},
-        stderr=row.stderr,
-        elapsed_s=row.elapsed_s,
-    )
+    # the record's JSON spells a non-finite metric as "NaN" / "Infinity" / "-Infinity"
+    return SeedEntry.model_validate_json(row.model_dump_json(exclude={"number", "curve"}))
 
 
 def _number(value: float) -> float | NonFinite:

@@ -19,6 +19,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
+from leaderboard import MetricInfo
+
 RECORD_FORMAT = "pretrainbench-record"
 RECORD_FORMAT_VERSION = 1
 SUBMISSION_FILE = "submission.json"
@@ -74,18 +76,6 @@ class RecordFile(_Model):
     run_id: str | None = Field(default=None, pattern=_ID)
     job: str | None = Field(default=None, pattern=_LABEL)
     seed: int | None = None
-
-
-class MetricSpecEntry(_Model):
-    """How a metric is scored (the leaderboard's ``MetricInfo``): its key is ``name_setting``."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_]{1,100}$")
-    setting: str = Field(pattern=_LABEL)
-    direction: Literal["lower", "higher"]
-    bound: float | None = None
-    weight: float = Field(default=1.0, gt=0)
-    hidden: bool = False
-    primary: bool = False
 
 
 class MetricSummary(_Model):
@@ -162,7 +152,7 @@ class RunEntry(_Model):
     #: the test seeds and the final evaluation's seeds
     seeds: list[int] = Field(default_factory=list, max_length=1000)
     final_seeds: list[int] = Field(default_factory=list, max_length=1000)
-    metric_specs: list[MetricSpecEntry] = Field(default_factory=list, max_length=1000)
+    metric_specs: list[MetricInfo] = Field(default_factory=list, max_length=1000)
     #: the code as run: each edited region's body (region name → text) and the diff against
     #: the original codebase (also in the record's ``code/`` folder)
     regions: dict[str, RegionText] = Field(default_factory=dict, max_length=100)

@@ -232,16 +232,8 @@ def _run_record(submission: Submission, entry: RunEntry) -> RunRecord:
 def _seed_record(entry: SeedEntry, number: int) -> SeedRecord:
     from leaderboard import SeedRecord
 
-    return SeedRecord(
-        number=number,
-        setting=entry.setting,
-        seed=entry.seed,
-        status=entry.status,
-        reason=entry.reason,
-        metrics={k: float(v) for k, v in entry.metrics.items()},
-        stderr=entry.stderr,
-        elapsed_s=entry.elapsed_s,
-    )
+    # SeedRecord reads the "NaN" / "Infinity" spellings back as floats
+    return SeedRecord.model_validate({**entry.model_dump(), "number": number})
 
 
 def _sweep_record(submission: Submission, runs: list[RunRecord]) -> SweepRecord:

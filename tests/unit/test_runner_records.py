@@ -7,6 +7,7 @@ The export → import round trip of a real tiny run is in tests/integration/test
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from datetime import UTC, datetime, timedelta
@@ -378,3 +379,20 @@ def test_sweep_record_has_a_row_per_point_and_imports(tmp_path: Path) -> None:
     assert [p.run_id for p in stored.points] == ["sw-p0", "sw-p1", "sw-p2"]
     assert point_run is not None and point_run.sweep_id == "sw1"
     assert point_run.sweep_point == {"learning_rate": 0.001}
+
+
+def test_a_nan_metric_travels_as_its_spelling(tmp_path: Path) -> None:
+    run = _run()
+    assert run.final is not None
+    rows = list(run.final.per_seed)
+    rows[1] = rows[1].model_copy(
+        update={"status": "failed", "reason": "loss diverged", "metrics": {LOSS.key: math.nan}}
+    )
+    run = run.model_copy(update={"final": run.final.model_copy(update={"per_seed": rows})})
+    with _store(tmp_path / "a.db", run) as store:
+        export_record(store, "r1", tmp_path / "rec")
+    data = json.loads((tmp_path / "rec" / "submission.json").read_text())
+    assert data["runs"][0]["result"]["per_seed"][1]["metrics"] == {LOSS.key: "NaN"}
+    assert "| failed |" in (tmp_path / "rec" / "README.md").read_text(encoding="utf-8")
+    _, (back,), _ = read_record(tmp_path / "rec")
+    assert math.isnan(back.result_rows()[1].metrics[LOSS.key])
