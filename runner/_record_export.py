@@ -164,8 +164,9 @@ def _write_run(writer: _Writer, run: RunRecord) -> Submission:
     for name, text in sources.items():
         writer.text(f"code/{name}", text, "source")
     logs = _write_logs(writer, run, "logs")
-    command = reproduce_command(run)
-    readme = run_readme(run, entry, command, logs, writer.notes, bool(sources))
+    changed = changed_regions(run)
+    command = reproduce_command(run, changed)
+    readme = run_readme(run, entry, command, logs, writer.notes, bool(sources), changed)
     writer.text("README.md", readme, "readme")
     return _submission("run", run.task_id, run.task_title, command, [entry], None, writer)
 
@@ -329,14 +330,40 @@ def _training_jobs(run: RunRecord) -> list[str]:
 # ── the command that reproduces a record ─────────────────────────────────────────────────
 
 
-def reproduce_command(run: RunRecord) -> str:
+def changed_regions(run: RunRecord) -> list[str] | None:
+    """The regions whose text differs from the task's original, or ``None`` when this checkout
+    cannot tell (the task is unknown here, or its codebase is not the one the run used)."""
+    import tempfile
+
+    from env import Workspace
+    from runner import _components as comp
+    from sandbox import hash_tree
+
+    try:
+        task = comp.load_task(run.task_id)
+        if hash_tree(task.codebase_dir) != run.codebase_version:
+            return None
+        with tempfile.TemporaryDirectory() as scratch:
+            original = Workspace.create(task, scratch).region_texts()
+    except Exception:  # an imported record of a task or codebase this checkout lacks
+        return None
+    return [
+        name
+        for name, body in run.regions.items()
+        if original.get(name, "").rstrip("\n") != body.rstrip("\n")
+    ]
+
+
+def reproduce_command(run: RunRecord, changed: list[str] | None = None) -> str:
     """The `runner run` command that evaluates the same code at the same profile and seeds:
     ``--region NAME=code/NAME.py --label L`` for a method, ``--agent baseline:X`` for a
-    baseline, the agent with its model, budgets and settings for an agent."""
+    baseline, the agent with its model, budgets and settings for an agent. ``changed`` names
+    the regions to pass (default: all the run's regions; an unchanged one edits in its own
+    original text)."""
     argv = ["runner", "run", "--task", run.task_id]
     kind = run.agent.partition(":")[0]
     if run.type == "method":
-        for name in run.regions:
+        for name in run.regions if changed is None else changed:
             argv += ["--region", f"{name}=code/{name}.py"]
         argv += ["--label", run.method]
     else:

@@ -67,12 +67,13 @@ def run_readme(
     logs: list[LogFile],
     notes: list[str],
     has_sources: bool,
+    changed: list[str] | None,
 ) -> str:
     parts = [
         f"# {inline_code(run.method)} on {inline_code(run.task_id)} ({run.type})\n",
         _exported_line(run.origin),
         "## Summary\n",
-        _summary(run),
+        _summary(run, changed),
         "## What changed from the baseline\n",
         _changes(run, has_sources),
         "## Results\n",
@@ -103,19 +104,24 @@ def _exported_line(origin: str) -> str:
     )
 
 
-def _summary(run: RunRecord) -> str:
+def _summary(run: RunRecord, changed: list[str] | None) -> str:
     lines = []
     if run.task_title:
         lines.append(f"- Task: {inline_code(run.task_title)} ({inline_code(run.task_id)})")
     lines.append(f"- Profile: {inline_code(run.profile)}")
-    if run.type == "method":
-        regions = ", ".join(inline_code(r) for r in run.regions) or "none"
-        lines.append(
-            f"- A hand-written method, {inline_code(run.method)}; regions as run: {regions}"
+    if run.type in ("method", "baseline"):
+        what = (
+            f"A hand-written method, {inline_code(run.method)}"
+            if run.type == "method"
+            else f"The task's baseline {inline_code(run.method)}"
+            + (" (the task's unmodified default)" if run.reference else "")
         )
-    elif run.type == "baseline":
-        ref = " (the task's unmodified default)" if run.reference else ""
-        lines.append(f"- The task's baseline {inline_code(run.method)}{ref}")
+        if changed is not None:
+            regions = ", ".join(inline_code(r) for r in changed) or "none"
+            lines.append(f"- {what}; regions changed from the original code: {regions}")
+        else:
+            regions = ", ".join(inline_code(r) for r in run.regions) or "none"
+            lines.append(f"- {what}; regions as run: {regions}")
     else:
         what = "one-shot (vanilla) run" if run.type == "vanilla" else "agent"
         lines.append(

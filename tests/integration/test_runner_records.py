@@ -78,7 +78,11 @@ def test_real_method_run_exports_and_imports(tmp_path: Path) -> None:
     assert (record / "code" / "get_lr.py").read_text(encoding="utf-8") == TRAPEZOID
     assert "cooldown_start" in (record / "code" / "custom_pretrain.py").read_text(encoding="utf-8")
     readme = (record / "README.md").read_text(encoding="utf-8")
-    assert "runner run --task llm-pretrain-lr-schedule --region get_lr=code/get_lr.py" in readme
+    assert (
+        "runner run --task llm-pretrain-lr-schedule --region get_lr=code/get_lr.py "
+        "--label trapezoid-rt --profile tiny --data offline --seeds 42 --final-seeds 42"
+    ) in readme
+    assert "regions changed from the original code: `get_lr`\n" in readme
     assert "| piqa † | lm-eval-tiny |" in readme  # hidden metrics shown after the run
 
     # the second store holds an own result of the same group (a copy of the real run's record)

@@ -26,7 +26,7 @@ from leaderboard import (
     SweepPoint,
     SweepRecord,
 )
-from runner._record_export import export_record, reproduce_command
+from runner._record_export import changed_regions, export_record, reproduce_command
 from runner._record_format import (
     SCHEMA_PATH,
     RecordError,
@@ -396,3 +396,19 @@ def test_a_nan_metric_travels_as_its_spelling(tmp_path: Path) -> None:
     assert "| failed |" in (tmp_path / "rec" / "README.md").read_text(encoding="utf-8")
     _, (back,), _ = read_record(tmp_path / "rec")
     assert math.isnan(back.result_rows()[1].metrics[LOSS.key])
+
+
+def test_command_passes_only_the_regions_that_changed() -> None:
+    from runner import _components as comp
+    from sandbox import hash_tree
+
+    codebase = hash_tree(comp.load_task("llm-pretrain-lr-schedule").codebase_dir)
+    run = _run(
+        codebase_version=codebase,
+        regions={"get_lr": GET_LR + "\n", "config_overrides": "CONFIG_OVERRIDES = {}\n"},
+    )
+    assert changed_regions(run) == ["get_lr"]
+    command = reproduce_command(run, changed_regions(run))
+    assert "--region get_lr=code/get_lr.py --label const" in command
+    assert "config_overrides" not in command
+    assert changed_regions(_run()) is None  # another codebase: cannot tell
