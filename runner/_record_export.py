@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import secrets
 import shlex
 import shutil
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
 
 from runner._record_format import (
     MAX_FILE_BYTES,
@@ -40,6 +43,9 @@ from runner._record_format import (
     validate_submission,
 )
 from runner._record_readme import LogFile, metric_summaries, run_readme, sweep_readme
+
+_REGION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 if TYPE_CHECKING:
     from leaderboard import RunRecord, SeedRecord, Store, SweepRecord, SweepTable
@@ -86,11 +92,16 @@ def export_record(store: Store, record_id: str, out: Path, *, force: bool = Fals
     staging.mkdir()
     try:
         writer = _Writer(staging)
-        if run is not None:
-            submission = _write_run(writer, run)
-        else:
-            assert sweep is not None
-            submission = _write_sweep(writer, store, sweep)
+        try:
+            if run is not None:
+                submission = _write_run(writer, run)
+            else:
+                assert sweep is not None
+                submission = _write_sweep(writer, store, sweep)
+        except ValidationError as e:  # a stored value the record format does not allow
+            first = e.errors()[0]
+            where = "/".join(str(p) for p in first["loc"])
+            raise RecordError(f"cannot export {record_id}: {where}: {first['msg']}") from e
         data = submission.model_dump(mode="json")
         validate_submission(data, SUBMISSION_FILE)
         (staging / SUBMISSION_FILE).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
@@ -156,11 +167,10 @@ class _Writer:
 
 def _write_run(writer: _Writer, run: RunRecord) -> Submission:
     entry = run_entry(run)
-    for region, body in run.regions.items():
-        writer.text(f"code/{region}.py", _line_end(body), "region", region=region)
+    _write_regions(writer, run.regions)
     if run.diff:
         writer.text("code/diff.patch", _line_end(run.diff), "diff")
-    sources = _sources_as_run(run)
+    sources = {n: t for n, t in _sources_as_run(run).items() if _FILE_NAME.match(n)}
     for name, text in sources.items():
         writer.text(f"code/{name}", text, "source")
     logs = _write_logs(writer, run, "logs")
@@ -169,6 +179,14 @@ def _write_run(writer: _Writer, run: RunRecord) -> Submission:
     readme = run_readme(run, entry, command, logs, writer.notes, bool(sources), changed)
     writer.text("README.md", readme, "readme")
     return _submission("run", run.task_id, run.task_title, command, [entry], None, writer)
+
+
+def _write_regions(writer: _Writer, regions: dict[str, str]) -> None:
+    """``code/<region>.py`` per region (a region named otherwise, e.g. a created file's path,
+    is in submission.json and the diff only)."""
+    for region, body in regions.items():
+        if _REGION_NAME.match(region):
+            writer.text(f"code/{region}.py", _line_end(body), "region", region=region)
 
 
 def _submission(
@@ -401,8 +419,7 @@ def _write_sweep(writer: _Writer, store: Store, sweep: SweepRecord) -> Submissio
         table = sweep_table(sweep, runs)
     except KeyError as e:
         raise RecordError(f"sweep {sweep.sweep_id}: no point has a result yet ({e})") from None
-    for region, body in sweep.base_regions.items():
-        writer.text(f"code/{region}.py", _line_end(body), "region", region=region)
+    _write_regions(writer, sweep.base_regions)
     entries = []
     logs: list[LogFile] = []
     for point in sweep.points:

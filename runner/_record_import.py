@@ -97,8 +97,9 @@ def store_record(store: Store, runs: list[RunRecord], sweep: SweepRecord | None)
 
 
 def _root(folder: Path) -> Path:
+    # DIR is the user's own choice (it may be a link); what is inside it is not
     try:
-        info = folder.lstat()
+        info = folder.stat()
     except OSError as e:
         raise RecordError(f"{folder}: cannot read ({e.strerror or e})") from None
     if not stat.S_ISDIR(info.st_mode):
