@@ -96,7 +96,7 @@ def run_readme(
 
 def _exported_line(origin: str) -> str:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    where = "ran by the exporting store" if origin == "own" else "itself an imported record"
+    where = "run by the exporting store" if origin == "own" else "itself an imported record"
     return (
         f"A PretrainBench record (format {RECORD_FORMAT_VERSION}), exported {when}; {where}. "
         f"`{SUBMISSION_FILE}` holds the metadata and metrics (JSON Schema: "
