@@ -125,15 +125,25 @@ class ResultEntry(_Model):
 class RunEntry(_Model):
     """One run: what was evaluated, where and how, and its result with summaries."""
 
+    # what was evaluated
     run_id: str = Field(pattern=_ID)
     type: Literal["baseline", "vanilla", "agent", "method"]
     #: the method's label (a baseline's name, a method's ``--label``, an agent's model)
     method: str = Field(min_length=1, max_length=200)
     agent: str = Field(min_length=1, max_length=200)
     model: str | None = Field(default=None, max_length=200)
+    agent_settings: dict[str, float | int | str | None] = Field(default_factory=dict)
     reference: bool = False
     #: ``own``: the exporting store ran it; ``imported``: it was itself an imported record
     origin: Literal["own", "imported"]
+    #: the code as run: each edited region's body (region name → text) and the diff against
+    #: the original codebase (also in the record's ``code/`` folder)
+    regions: dict[str, RegionText] = Field(default_factory=dict, max_length=100)
+    diff: str = Field(default="", max_length=2_000_000)
+    #: the sweep point this run is (its CONFIG_OVERRIDES on top of the sweep's base)
+    sweep_point: dict[str, SweepValue] | None = None
+
+    # its comparable group: ranked only beside results that share all five
     profile: str = Field(pattern=_LABEL)
     max_steps: int = Field(ge=0)
     max_tests: int = Field(ge=0)
@@ -141,29 +151,26 @@ class RunEntry(_Model):
     codebase_version: str = Field(min_length=1, max_length=200)
     #: the training data's identity (its fingerprint or source name)
     dataset_source: str = Field(min_length=1, max_length=200)
-    hardware: dict[str, JsonValue] = Field(default_factory=dict, max_length=200)
-    library_versions: dict[str, str] = Field(default_factory=dict, max_length=500)
+
+    # where, when and with what it ran
     git_commit: str | None = Field(default=None, max_length=100)
+    library_versions: dict[str, str] = Field(default_factory=dict, max_length=500)
+    hardware: dict[str, JsonValue] = Field(default_factory=dict, max_length=200)
     started_at: datetime
     finished_at: datetime | None = None
+    #: seconds: each final seed's elapsed time summed, and the run's wall time
+    total_elapsed_s: float | None = Field(default=None, ge=0)
+    wall_s: float | None = Field(default=None, ge=0)
+
+    # its outcome
     status: Literal["running", "finished", "failed", "infra_error", "incomplete"]
     status_reason: str | None = Field(default=None, max_length=20_000)
-    agent_settings: dict[str, float | int | str | None] = Field(default_factory=dict)
     #: the test seeds and the final evaluation's seeds
     seeds: list[int] = Field(default_factory=list, max_length=1000)
     final_seeds: list[int] = Field(default_factory=list, max_length=1000)
     metric_specs: list[MetricInfo] = Field(default_factory=list, max_length=1000)
-    #: the code as run: each edited region's body (region name → text) and the diff against
-    #: the original codebase (also in the record's ``code/`` folder)
-    regions: dict[str, RegionText] = Field(default_factory=dict, max_length=100)
-    diff: str = Field(default="", max_length=2_000_000)
     result: ResultEntry | None = None
     summary: list[MetricSummary] = Field(default_factory=list, max_length=1000)
-    #: the sweep point this run is (its CONFIG_OVERRIDES on top of the sweep's base)
-    sweep_point: dict[str, SweepValue] | None = None
-    #: seconds: each final seed's elapsed time summed, and the run's wall time
-    total_elapsed_s: float | None = Field(default=None, ge=0)
-    wall_s: float | None = Field(default=None, ge=0)
 
     @field_validator("started_at", "finished_at")
     @classmethod

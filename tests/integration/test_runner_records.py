@@ -17,12 +17,9 @@ import pytest
 
 from leaderboard import Store
 from runner._record_format import committed_schema
-from tests.integration.test_runner_e2e import _prerequisites
+from tests.integration.test_runner_e2e import REPO, TASK, _prerequisites
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-REPO = Path(__file__).resolve().parents[2]
-TASK = "llm-pretrain-lr-schedule"
 TRAPEZOID = (
     "def get_lr(it, warmup_iters, lr_decay_iters, learning_rate, min_lr):\n"
     "    if it < warmup_iters:\n"

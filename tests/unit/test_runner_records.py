@@ -36,6 +36,7 @@ from runner._record_format import (
     schema_text,
 )
 from runner._record_import import import_record, read_record
+from tests.unit.test_leaderboard_records import run as record_of
 
 REPO = Path(__file__).resolve().parents[2]
 UPDATE = os.environ.get("PB_UPDATE_SNAPSHOTS") == "1"
@@ -96,29 +97,26 @@ def _run(run_id: str = "r1", **changes: object) -> RunRecord:
         for seed in (42, 43)
         for spec, value in ((LOSS, 6.5), (ACC, 50.0))
     ]
-    base: dict[str, object] = dict(
-        run_id=run_id,
-        task_id="llm-pretrain-lr-schedule",
-        task_title="LLM pretraining: learning-rate schedule",
-        agent="method:const",
-        type="method",
-        method="const",
-        profile="tiny",
-        max_steps=20,
-        max_tests=1,
-        codebase_version="sha256:abc",
-        dataset_source="offline@1c7dac206447",
-        started_at=T0,
-        finished_at=T0 + timedelta(minutes=3),
-        status="finished",
-        tests=[r.model_copy() for r in rows if r.seed == 42],
-        final=FinalRecord(test_number=1, status="ok", per_seed=rows),
-        regions={"get_lr": GET_LR, "config_overrides": "CONFIG_OVERRIDES = {}"},
-        diff="--- a\n+++ b\n@@\n-old\n+new ``` breakout\n",
-        metric_specs=[LOSS, ACC],
-    )
-    base.update(changes)
-    return RunRecord.model_validate(base)
+    fields: dict[str, object] = {
+        "run_id": run_id,
+        "task_id": "llm-pretrain-lr-schedule",
+        "task_title": "LLM pretraining: learning-rate schedule",
+        "agent": "method:const",
+        "type": "method",
+        "method": "const",
+        "max_tests": 1,
+        "codebase_version": "sha256:abc",
+        "dataset_source": "offline@1c7dac206447",
+        "started_at": T0,
+        "finished_at": T0 + timedelta(minutes=3),
+        "model": None,
+        "tests": [r.model_copy() for r in rows if r.seed == 42],
+        "final": FinalRecord(test_number=1, status="ok", per_seed=rows),
+        "regions": {"get_lr": GET_LR, "config_overrides": "CONFIG_OVERRIDES = {}"},
+        "diff": "--- a\n+++ b\n@@\n-old\n+new ``` breakout\n",
+        "metric_specs": [LOSS, ACC],
+    }
+    return record_of(**{**fields, **changes})
 
 
 def test_command_of_a_method_names_its_region_files_label_and_seeds() -> None:
