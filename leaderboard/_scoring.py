@@ -92,7 +92,7 @@ class ComparableGroup:
         budget = (
             f"{self.max_steps} steps / {self.max_tests} tests"
             if self.max_steps is not None
-            else "baselines only"
+            else "no agent budgets"
         )
         return f"{self.profile} · {budget} · codebase {self.codebase_version} · data {self.dataset_source}"
 
@@ -148,8 +148,7 @@ class RunResult:
     agent: str = ""
     model: str | None = None
     auto_submitted: bool = False  # the harness submitted the agent's latest completed test
-    #: ``imported``: brought in by `runner import` (see `anchor_baselines`)
-    origin: Origin = "own"
+    origin: Origin = "own"  # "imported": computed elsewhere (`runner import`), shown as such
 
     @property
     def anchor_key(self) -> tuple[str, str, str, str]:

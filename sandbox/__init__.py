@@ -27,12 +27,23 @@ from sandbox._models import (
     job_levels,
     parse_duration,
 )
-from sandbox._slurm import SlurmBackend, slurm_available
+from sandbox._slurm import (
+    SLURM_HOPELESS,
+    SLURM_INFRA_END,
+    SLURM_JOB_END,
+    SlurmBackend,
+    scontrol_jobs,
+    slurm_available,
+    slurm_command,
+)
 from sandbox._workdir import hash_tree
 
 __all__ = [
     "CPU_IMAGE",
     "GPU_IMAGE",
+    "SLURM_HOPELESS",
+    "SLURM_INFRA_END",
+    "SLURM_JOB_END",
     "Backend",
     "BackendError",
     "CompileCache",
@@ -66,7 +77,9 @@ __all__ = [
     "parse_progress",
     "probe_host",
     "publish_compile_cache",
+    "scontrol_jobs",
     "slurm_available",
+    "slurm_command",
     "start_docker_daemon",
     "torch_release",
     "train_metric_lines",

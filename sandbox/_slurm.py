@@ -59,22 +59,28 @@ from sandbox._workdir import hand_back_outputs, make_copy
 
 ContainerRuntime = Literal["apptainer", "singularity"]
 
-# Job states after which a job never runs again, by whose doing. CANCELLED is infrastructure
-# only when this supervisor cancelled (a job can scancel itself when it runs as its owner).
-_JOB_END = {"COMPLETED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "CANCELLED", "SPECIAL_EXIT"}
-_INFRA_END = {"NODE_FAIL", "BOOT_FAIL", "PREEMPTED", "DEADLINE", "REVOKED"}
-# Pending reasons that can never resolve by waiting (e.g. more CPUs/GPUs than any node has).
-_HOPELESS = {
-    "PartitionConfig",
-    "BadConstraints",
-    "PartitionNodeLimit",
-    "PartitionTimeLimit",
-    "InvalidQOS",
-    "InvalidAccount",
-    "ReqNodeNotAvail, UnavailableNodes",
-}
+#: Job states after which a job never runs again by its own doing. CANCELLED is infrastructure
+#: only when the supervisor cancelled (a job can scancel itself when it runs as its owner).
+SLURM_JOB_END = frozenset(
+    {"COMPLETED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "CANCELLED", "SPECIAL_EXIT"}
+)
+#: Job states after which a job never runs again by the cluster's doing (infrastructure).
+SLURM_INFRA_END = frozenset({"NODE_FAIL", "BOOT_FAIL", "PREEMPTED", "DEADLINE", "REVOKED"})
+#: Pending reasons that can never resolve by waiting (e.g. more CPUs/GPUs than any node has).
+SLURM_HOPELESS = frozenset(
+    {
+        "PartitionConfig",
+        "BadConstraints",
+        "PartitionNodeLimit",
+        "PartitionTimeLimit",
+        "InvalidQOS",
+        "InvalidAccount",
+        "ReqNodeNotAvail, UnavailableNodes",
+    }
+)
 # Paths reach sbatch, apptainer's --bind (":" and "," separate fields) and shell text (quoted).
 _UNSAFE_PATH = re.compile(r"[\n\r:,]")
+_FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_/:]*$")  # scontrol's keys: CPUs/Task, ReqB:S:C:T
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # Every sandboxed process starts with this (the script is an argument, never spliced in).
 # No exec: this shell stays PID 1 of the namespace, so the script is an ordinary process that
@@ -85,8 +91,34 @@ _RUN = "bash -c " + shlex.quote('mkdir -p "$HOME" && bash "$0"; exit $?')
 CONTAINER_PATH = "/opt/conda/bin:/opt/venv/bin:/usr/local/bin:/usr/bin:/bin"
 
 
-def _slurm(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def slurm_command(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run a Slurm client command (``sbatch``, ``scontrol``, ``scancel``…), output captured."""
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def scontrol_jobs(job_id: str) -> list[dict[str, str]] | None:
+    """The fields of each record ``scontrol show job -o JOB_ID`` prints: one for a job, one per
+    array task that started plus one for the array's still-pending tasks. ``[]`` when Slurm has
+    forgotten the job, ``None`` when the controller did not answer (ask again)."""
+    try:
+        proc = slurm_command(["scontrol", "show", "job", "-o", job_id], timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if proc.returncode != 0 or "JobState=" not in proc.stdout:
+        return [] if "Invalid job id" in proc.stderr else None
+    records = []
+    for line in proc.stdout.splitlines():
+        fields: dict[str, str] = {}
+        key = ""
+        for token in line.split():
+            name, sep, value = token.partition("=")
+            if sep and _FIELD_NAME.match(name):
+                key, fields[name] = name, value
+            elif key:  # "Reason=ReqNodeNotAvail, UnavailableNodes:…": a value with a space
+                fields[key] += " " + token
+        if "JobState" in fields:
+            records.append(fields)
+    return records
 
 
 def slurm_available() -> str | None:
@@ -94,7 +126,7 @@ def slurm_available() -> str | None:
     if shutil.which("sbatch") is None or shutil.which("squeue") is None:
         return "the Slurm client commands (sbatch, squeue) are not installed"
     try:
-        proc = _slurm(["sinfo", "-h", "-o", "%P %a %D"], timeout=15)
+        proc = slurm_command(["sinfo", "-h", "-o", "%P %a %D"], timeout=15)
     except (OSError, subprocess.SubprocessError) as exc:
         return f"sinfo failed: {exc}"
     if proc.returncode != 0 or not proc.stdout.strip():
@@ -105,7 +137,7 @@ def slurm_available() -> str | None:
 def _cluster_config() -> dict[str, str]:
     """The controller's configuration (``scontrol show config``), empty when unavailable."""
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        proc = _slurm(["scontrol", "show", "config"], timeout=15)
+        proc = slurm_command(["scontrol", "show", "config"], timeout=15)
         return {
             key.strip(): value.strip()
             for key, _, value in (line.partition("=") for line in proc.stdout.splitlines())
@@ -211,7 +243,7 @@ class SlurmBackend(Backend):
             self._cancelled_jobs.update(jobs)
         if jobs:
             with contextlib.suppress(OSError, subprocess.SubprocessError):
-                _slurm(["scancel", *jobs])
+                slurm_command(["scancel", *jobs])
 
     # -- one job ----------------------------------------------------------------------------
     def run_job(self, job: Job, on_line: LineCallback | None = None) -> JobOutcome:
@@ -228,7 +260,7 @@ class SlurmBackend(Backend):
                 )
             if self._cancelled:  # one flag, written under the lock by cancel()
                 return cancelled_outcome()
-            proc = _slurm(argv)
+            proc = slurm_command(argv)
             if proc.returncode != 0:
                 return JobOutcome(
                     None,
@@ -499,15 +531,12 @@ class SlurmBackend(Backend):
     # -- tracking ---------------------------------------------------------------------------
     def _state(self, job_id: str) -> tuple[str | None, str, str | None]:
         """(state, reason, exit code "X:Y") of a job, ``state`` None when Slurm forgot it."""
-        try:
-            proc = _slurm(["scontrol", "show", "job", "-o", job_id], timeout=30)
-        except (OSError, subprocess.SubprocessError):
-            return "UNKNOWN", "", None
-        if proc.returncode != 0 or "JobState=" not in proc.stdout:
-            if "Invalid job id" in proc.stderr:
-                return None, "", None
+        records = scontrol_jobs(job_id)
+        if records is None:
             return "UNKNOWN", "", None  # the controller did not answer: ask again
-        fields = dict(tok.split("=", 1) for tok in proc.stdout.split() if "=" in tok)
+        if not records:
+            return None, "", None
+        fields = records[0]
         return fields.get("JobState"), fields.get("Reason", ""), fields.get("ExitCode")
 
     def _track(
@@ -540,7 +569,7 @@ class SlurmBackend(Backend):
         while True:
             follow()
             state, reason, exit_code = self._state(job_id)
-            if state is None or state in _JOB_END or state in _INFRA_END:
+            if state is None or state in SLURM_JOB_END or state in SLURM_INFRA_END:
                 break
             if state != "UNKNOWN":
                 answered = time.monotonic()
@@ -551,7 +580,7 @@ class SlurmBackend(Backend):
                     time.monotonic() - start,
                     infra_error=f"the Slurm controller stopped answering about job {job_id}",
                 )
-            if state == "PENDING" and reason in _HOPELESS:
+            if state == "PENDING" and reason in SLURM_HOPELESS:
                 self._scancel(job_id)
                 return JobOutcome(
                     None,
@@ -593,7 +622,7 @@ class SlurmBackend(Backend):
         if (work / "setup_failed").is_file() and self._markers_trusted:
             why = (work / "setup_failed").read_text(errors="replace").strip()[:300]
             return JobOutcome(None, wall, infra_error=f"job {job_id}: {why}")
-        if state in _INFRA_END:
+        if state in SLURM_INFRA_END:
             return JobOutcome(code, wall, infra_error=f"Slurm ended job {job_id} {state}")
         if timed_out or state == "TIMEOUT":
             return JobOutcome(code, wall, timed_out=True)
@@ -618,4 +647,4 @@ class SlurmBackend(Backend):
 
     def _scancel(self, job_id: str) -> None:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
-            _slurm(["scancel", job_id])
+            slurm_command(["scancel", job_id])
