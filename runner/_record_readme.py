@@ -304,13 +304,7 @@ def sweep_readme(
         "\nThe grid (CONFIG_OVERRIDES keys and their values):\n",
         fence(grid),
         "## What changed from the baseline\n",
-        "The method's regions are in `code/<region>.py`; each point sets its overrides on "
-        "top of them:\n",
-        fence(
-            "\n\n".join(f"# {name}\n{body}" for name, body in sweep.base_regions.items())
-            or "(no region text recorded)",
-            "python",
-        ),
+        _sweep_changes(sweep),
         "## Results\n",
         f"{metric.name} on {metric.setting} ({metric.direction} is better) per point: mean ± "
         "half-width of the 95 % t-interval over seeds; Δ against point 0 and a two-sided "
@@ -323,3 +317,16 @@ def sweep_readme(
         _files_section(logs, notes),
     ]
     return "\n".join(parts)
+
+
+def _sweep_changes(sweep: SweepRecord) -> str:
+    if not sweep.base_regions:
+        return (
+            "Nothing but the overrides: every point runs the task's original code with its "
+            "CONFIG_OVERRIDES (the table's point column).\n"
+        )
+    regions = "\n\n".join(f"# {name}\n{body}" for name, body in sweep.base_regions.items())
+    return (
+        "The method's regions (`code/<region>.py`); each point sets its overrides on top of "
+        "them:\n\n" + fence(regions, "python")
+    )
