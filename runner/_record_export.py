@@ -29,7 +29,6 @@ from runner._record_format import (
     RECORD_FORMAT_VERSION,
     RUN_FIELDS,
     SUBMISSION_FILE,
-    SWEEP_FIELDS,
     FileKind,
     RecordError,
     RecordFile,
@@ -455,13 +454,11 @@ def _sweep_entry(sweep: SweepRecord, table: SweepTable) -> SweepEntry:
                 better=row.better,
             )
         )
-    return SweepEntry.model_validate(
-        {
-            **sweep.model_dump(mode="json", include=set(SWEEP_FIELDS)),
-            "metric": table.metric.key,
-            "direction": table.metric.direction,
-            "points": points,
-        }
+    return SweepEntry(
+        record=sweep,
+        metric=table.metric.key,
+        direction=table.metric.direction,
+        table=points,
     )
 
 

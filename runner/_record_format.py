@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, field_validator
 
-from leaderboard import MetricInfo
+from leaderboard import MetricInfo, SweepRecord
 
 RECORD_FORMAT = "pretrainbench-record"
 RECORD_FORMAT_VERSION = 1
@@ -37,6 +37,11 @@ _SHA256 = r"^[0-9a-f]{64}$"
 NonFinite = Literal["NaN", "Infinity", "-Infinity"]
 SweepValue = int | float | str | bool
 FileKind = Literal["readme", "log", "region", "source", "diff"]
+#: a time read as UTC (a naive one is taken to be UTC, as the leaderboard's records do)
+UtcTime = Annotated[
+    datetime,
+    AfterValidator(lambda t: t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)),
+]
 #: a region's body text (an editable region is a function or a dict, not a corpus)
 RegionText = Annotated[str, Field(max_length=256 * 1024)]
 
@@ -48,13 +53,6 @@ RUN_FIELDS = frozenset(
         "max_steps", "max_tests", "codebase_version", "dataset_source", "hardware",
         "library_versions", "git_commit", "started_at", "finished_at", "status",
         "status_reason", "agent_settings", "metric_specs", "regions", "diff", "sweep_point",
-    }
-)  # fmt: skip
-#: the sweep fields a record shares with the leaderboard's ``SweepRecord``
-SWEEP_FIELDS = frozenset(
-    {
-        "sweep_id", "label", "profile", "sandbox", "grid", "seeds", "base_regions",
-        "base_overrides", "command", "created_at", "origin",
     }
 )  # fmt: skip
 
@@ -156,8 +154,8 @@ class RunEntry(_Model):
     git_commit: str | None = Field(default=None, max_length=100)
     library_versions: dict[str, str] = Field(default_factory=dict, max_length=500)
     hardware: dict[str, JsonValue] = Field(default_factory=dict, max_length=200)
-    started_at: datetime
-    finished_at: datetime | None = None
+    started_at: UtcTime
+    finished_at: UtcTime | None = None
     #: seconds: each final seed's elapsed time summed, and the run's wall time
     total_elapsed_s: float | None = Field(default=None, ge=0)
     wall_s: float | None = Field(default=None, ge=0)
@@ -171,13 +169,6 @@ class RunEntry(_Model):
     metric_specs: list[MetricInfo] = Field(default_factory=list, max_length=1000)
     result: ResultEntry | None = None
     summary: list[MetricSummary] = Field(default_factory=list, max_length=1000)
-
-    @field_validator("started_at", "finished_at")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class SweepPointEntry(_Model):
@@ -197,22 +188,14 @@ class SweepPointEntry(_Model):
 
 
 class SweepEntry(_Model):
-    """A sweep: its grid, seeds, base code and overrides, and the table on ``metric``."""
+    """A sweep: the leaderboard's record of it as stored (grid, seeds, base code and
+    overrides, points and their runs, command), and its table on ``metric``."""
 
-    sweep_id: str = Field(pattern=_ID)
-    label: str = Field(pattern=_LABEL)
-    profile: str = Field(pattern=_LABEL)
-    sandbox: str = Field(min_length=1, max_length=50)
-    grid: dict[str, list[SweepValue]]
-    seeds: list[int] = Field(min_length=1)
-    base_regions: dict[str, RegionText] = Field(default_factory=dict, max_length=100)
-    base_overrides: dict[str, SweepValue] = Field(default_factory=dict)
-    command: str = Field(default="", max_length=20_000)
-    created_at: datetime
-    origin: Literal["own", "imported"]
+    record: SweepRecord
     metric: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,200}$")
     direction: Literal["lower", "higher"]
-    points: list[SweepPointEntry] = Field(min_length=1, max_length=10_000)
+    #: one row per point, in point order
+    table: list[SweepPointEntry] = Field(min_length=1, max_length=10_000)
 
 
 class Submission(_Model):
@@ -226,7 +209,7 @@ class Submission(_Model):
     #: the command that reproduces the record (for an LLM agent: the same setup, not the same
     #: result — its replies are not deterministic)
     command: str = Field(max_length=20_000)
-    exported_at: datetime
+    exported_at: UtcTime
     #: the exporting runner's git commit
     exported_by: str | None = Field(default=None, max_length=100)
     runs: list[RunEntry] = Field(max_length=10_000)

@@ -26,7 +26,6 @@ from runner._record_format import (
     MAX_SUBMISSION_BYTES,
     RUN_FIELDS,
     SUBMISSION_FILE,
-    SWEEP_FIELDS,
     RecordError,
     RunEntry,
     SeedEntry,
@@ -42,10 +41,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ImportOutcome:
-    """Per stored run id its outcome (inserted / replaced / unchanged), and the sweep id."""
+    """Per stored run id its outcome (inserted / replaced / unchanged), and the sweep's."""
 
     runs: dict[str, RecordOutcome]
-    sweep_id: str | None
+    sweep_id: str | None = None
+    sweep: RecordOutcome | None = None
 
 
 def read_record(folder: Path) -> tuple[Submission, list[RunRecord], SweepRecord | None]:
@@ -88,9 +88,13 @@ def store_record(store: Store, runs: list[RunRecord], sweep: SweepRecord | None)
                 "an import never replaces one"
             )
     outcomes = {run.run_id: store.record(run) for run in runs}
-    if sweep is not None:
-        store.record_sweep(sweep)
-    return ImportOutcome(outcomes, sweep.sweep_id if sweep is not None else None)
+    if sweep is None:
+        return ImportOutcome(outcomes)
+    before = store.get_sweep(sweep.sweep_id)
+    if before == sweep:
+        return ImportOutcome(outcomes, sweep.sweep_id, "unchanged")
+    store.record_sweep(sweep)
+    return ImportOutcome(outcomes, sweep.sweep_id, "inserted" if before is None else "replaced")
 
 
 # ── reading the folder ───────────────────────────────────────────────────────────────────
@@ -213,7 +217,7 @@ def _run_record(submission: Submission, entry: RunEntry) -> RunRecord:
             per_seed=rows,
             auto_submitted=result.auto_submitted,
         )
-    sweep_id = submission.sweep.sweep_id if submission.sweep is not None else None
+    sweep_id = submission.sweep.record.sweep_id if submission.sweep is not None else None
     try:
         return RunRecord.model_validate(
             {
@@ -238,31 +242,21 @@ def _seed_record(entry: SeedEntry, number: int) -> SeedRecord:
 
 
 def _sweep_record(submission: Submission, runs: list[RunRecord]) -> SweepRecord:
-    from leaderboard import SweepPoint, SweepRecord
-
-    sweep = submission.sweep
-    assert sweep is not None
+    assert submission.sweep is not None
+    sweep = submission.sweep.record
+    if sweep.task_id != submission.task_id:
+        raise RecordError(
+            f"{SUBMISSION_FILE}: field sweep/record/task_id: {sweep.task_id}, not the record's "
+            f"task {submission.task_id}"
+        )
     known = {r.run_id for r in runs}
     for point in sweep.points:
         if point.run_id is not None and point.run_id not in known:
             raise RecordError(
-                f"{SUBMISSION_FILE}: field sweep/points/{point.index}/run_id: run "
+                f"{SUBMISSION_FILE}: field sweep/record/points/{point.index}/run_id: run "
                 f"{point.run_id} is not in runs"
             )
-    try:
-        return SweepRecord.model_validate(
-            {
-                **sweep.model_dump(include=set(SWEEP_FIELDS)),
-                "task_id": submission.task_id,
-                "points": [
-                    SweepPoint(index=p.index, overrides=p.overrides, run_id=p.run_id)
-                    for p in sweep.points
-                ],
-                "origin": "imported",
-            }
-        )
-    except ValidationError as e:
-        _invalid(e, f"{SUBMISSION_FILE} sweep")
+    return sweep.model_copy(update={"origin": "imported"})
 
 
 def _invalid(error: ValidationError, where: str) -> NoReturn:

@@ -1371,7 +1371,9 @@ def import_(
     for run_id, result in outcome.runs.items():
         out.print(f"{escape(run_id)}: {result}", highlight=False, soft_wrap=True)
     if outcome.sweep_id is not None:
-        out.print(f"sweep {escape(outcome.sweep_id)}: stored", highlight=False, soft_wrap=True)
+        out.print(
+            f"sweep {escape(outcome.sweep_id)}: {outcome.sweep}", highlight=False, soft_wrap=True
+        )
 
 
 def _print_results(

@@ -364,7 +364,7 @@ def test_sweep_record_has_a_row_per_point_and_imports(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "rec" / "submission.json").read_text())
     jsonschema.validate(data, committed_schema())
     assert data["kind"] == "sweep" and data["command"] == sweep.command
-    points = data["sweep"]["points"]
+    points = data["sweep"]["table"]
     assert [p["delta"] for p in points] == [None, pytest.approx(-0.05), pytest.approx(0.2)]
     assert [p["better"] for p in points] == [None, True, False]
     assert [r["run_id"] for r in data["runs"]] == ["sw-p0", "sw-p1", "sw-p2"]
@@ -372,7 +372,10 @@ def test_sweep_record_has_a_row_per_point_and_imports(tmp_path: Path) -> None:
         result = import_record(other, tmp_path / "rec")
         stored = other.get_sweep("sw1")
         point_run = other.get_run("sw-p1")
+        again = import_record(other, tmp_path / "rec")
     assert result.sweep_id == "sw1" and set(result.runs.values()) == {"inserted"}
+    assert result.sweep == "inserted" and again.sweep == "unchanged"
+    assert set(again.runs.values()) == {"unchanged"}
     assert stored is not None and stored.origin == "imported"
     assert [p.run_id for p in stored.points] == ["sw-p0", "sw-p1", "sw-p2"]
     assert point_run is not None and point_run.sweep_id == "sw1"
