@@ -10,12 +10,15 @@ renamed at the end, so a failure leaves nothing half-written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
 import secrets
 import shlex
 import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +50,7 @@ _REGION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 if TYPE_CHECKING:
+    from env import Workspace
     from leaderboard import RunRecord, SeedRecord, Store, SweepRecord, SweepTable
     from runner._record_format import NonFinite
 
@@ -169,13 +173,17 @@ def _write_run(writer: _Writer, run: RunRecord) -> Submission:
     _write_regions(writer, run.regions)
     if run.diff:
         writer.text("code/diff.patch", _line_end(run.diff), "diff")
-    sources = {n: t for n, t in _sources_as_run(run).items() if _FILE_NAME.match(n)}
+    sources, how = _sources_as_run(run), "the edited file as run"
+    if not sources:
+        sources = rebuilt_sources(run)
+        how = "the edited file rebuilt from the original code and these regions"
+    sources = {n: t for n, t in sources.items() if _FILE_NAME.match(n)}
     for name, text in sources.items():
         writer.text(f"code/{name}", text, "source")
     logs = _write_logs(writer, run, "logs")
     changed = changed_regions(run)
     command = reproduce_command(run, changed)
-    readme = run_readme(run, entry, command, logs, writer.notes, bool(sources), changed)
+    readme = run_readme(run, entry, command, logs, writer.notes, how if sources else None, changed)
     writer.text("README.md", readme, "readme")
     return _submission("run", run.task_id, run.task_title, command, [entry], None, writer)
 
@@ -350,25 +358,62 @@ def _training_jobs(run: RunRecord) -> list[str]:
 def changed_regions(run: RunRecord) -> list[str] | None:
     """The regions whose text differs from the task's original, or ``None`` when this checkout
     cannot tell (the task is unknown here, or its codebase is not the one the run used)."""
-    import tempfile
+    with _original_workspace(run) as workspace:
+        if workspace is None:
+            return None
+        original = workspace.region_texts()
+    return [
+        name
+        for name, body in run.regions.items()
+        if original.get(name, "").rstrip("\n") != body.rstrip("\n")
+    ]
 
+
+def rebuilt_sources(run: RunRecord) -> dict[str, str]:
+    """The edited files rebuilt from the original codebase and the run's regions, through the
+    same ``edit`` path a baseline takes (file name → text); empty when this checkout lacks the
+    run's codebase or an edit is refused."""
+    from env import Baseline, EditError, baseline_edits
+
+    with _original_workspace(run) as workspace:
+        if workspace is None or not run.regions:
+            return {}
+        try:
+            method = Baseline(name=run.method, doc="", regions=dict(run.regions))
+            for edit in baseline_edits(method, workspace.task, workspace.edited_files()):
+                args = edit.arguments
+                name, content = str(args["filename"]), str(args["content"])
+                if args["op"] == "replace":
+                    start, end = args["start_line"], args["end_line"]
+                    assert isinstance(start, int) and isinstance(end, int)
+                    workspace.replace(name, start, end, content)
+                else:
+                    after = args["after_line"]
+                    assert isinstance(after, int)
+                    workspace.insert(name, after, content)
+        except (EditError, ValueError, RuntimeError):
+            return {}
+        return {Path(p).name: text for p, text in sorted(workspace.edited_files().items())}
+
+
+@contextlib.contextmanager
+def _original_workspace(run: RunRecord) -> Iterator[Workspace | None]:
+    """A scratch workspace of the run's task as the codebase ships it, or ``None`` when the
+    task is unknown here or its codebase is not the one the run used (hash)."""
     from env import Workspace
     from runner import _components as comp
     from sandbox import hash_tree
 
     try:
         task = comp.load_task(run.task_id)
-        if hash_tree(task.codebase_dir) != run.codebase_version:
-            return None
-        with tempfile.TemporaryDirectory() as scratch:
-            original = Workspace.create(task, scratch).region_texts()
-    except Exception:  # an imported record of a task or codebase this checkout lacks
-        return None
-    return [
-        name
-        for name, body in run.regions.items()
-        if original.get(name, "").rstrip("\n") != body.rstrip("\n")
-    ]
+        same = hash_tree(task.codebase_dir) == run.codebase_version
+    except Exception:  # an imported record of a task this checkout lacks
+        same = False
+    if not same:
+        yield None
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        yield Workspace.create(task, scratch)
 
 
 def reproduce_command(run: RunRecord, changed: list[str] | None = None) -> str:

@@ -66,7 +66,7 @@ def run_readme(
     command: str,
     logs: list[LogFile],
     notes: list[str],
-    has_sources: bool,
+    sources: str | None,
     changed: list[str] | None,
 ) -> str:
     parts = [
@@ -75,7 +75,7 @@ def run_readme(
         "## Summary\n",
         _summary(run, changed),
         "## What changed from the baseline\n",
-        _changes(run, has_sources),
+        _changes(run, sources),
         "## Results\n",
         _results_table(run),
         "## Reproduce\n",
@@ -147,11 +147,11 @@ def _indent(text: str) -> str:
     return "".join(f"  {line}" if line.strip() else line for line in text.splitlines(True))
 
 
-def _changes(run: RunRecord, has_sources: bool) -> str:
+def _changes(run: RunRecord, sources: str | None) -> str:
     if not run.diff:
         return "Nothing: the run used the task's original code.\n"
     where = "`code/` holds each region (`code/<region>.py`)"
-    where += ", the edited file as run" if has_sources else ""
+    where += f", {sources}" if sources else ""
     return (
         f"The diff against the task's original codebase (`code/diff.patch`; {where}):\n\n"
         + fence(run.diff, "diff")

@@ -16,6 +16,7 @@ import jsonschema
 import pytest
 
 from leaderboard import Store
+from runner._record_export import rebuilt_sources
 from runner._record_format import committed_schema
 from tests.integration.test_runner_e2e import REPO, TASK, _prerequisites
 
@@ -73,7 +74,10 @@ def test_real_method_run_exports_and_imports(tmp_path: Path) -> None:
     assert (record / "logs" / "train_seed42.log").stat().st_size > 0
     assert "TRAIN_METRICS" in (record / "logs" / "train_seed42.log").read_text(encoding="utf-8")
     assert (record / "code" / "get_lr.py").read_text(encoding="utf-8") == TRAPEZOID
-    assert "cooldown_start" in (record / "code" / "custom_pretrain.py").read_text(encoding="utf-8")
+    as_run = (record / "code" / "custom_pretrain.py").read_text(encoding="utf-8")
+    assert "cooldown_start" in as_run
+    # the session's snapshot and the file rebuilt from the regions (no run dir) agree
+    assert rebuilt_sources(original) == {"custom_pretrain.py": as_run}
     readme = (record / "README.md").read_text(encoding="utf-8")
     assert (
         "runner run --task llm-pretrain-lr-schedule --region get_lr=code/get_lr.py "

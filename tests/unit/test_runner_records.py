@@ -26,7 +26,12 @@ from leaderboard import (
     SweepPoint,
     SweepRecord,
 )
-from runner._record_export import changed_regions, export_record, reproduce_command
+from runner._record_export import (
+    changed_regions,
+    export_record,
+    rebuilt_sources,
+    reproduce_command,
+)
 from runner._record_format import (
     SCHEMA_PATH,
     RecordError,
@@ -413,3 +418,25 @@ def test_command_passes_only_the_regions_that_changed() -> None:
     assert "--region get_lr=code/get_lr.py --label const" in command
     assert "config_overrides" not in command
     assert changed_regions(_run()) is None  # another codebase: cannot tell
+
+
+def test_without_its_run_dir_the_edited_file_is_rebuilt_through_the_edit_path(
+    tmp_path: Path,
+) -> None:
+    from runner import _components as comp
+    from sandbox import hash_tree
+
+    task = comp.load_task("llm-pretrain-lr-schedule")
+    run = _run(codebase_version=hash_tree(task.codebase_dir), regions={"get_lr": GET_LR})
+    with _store(tmp_path / "a.db", run) as store:
+        export_record(store, "r1", tmp_path / "rec")
+    rebuilt = (tmp_path / "rec" / "code" / "custom_pretrain.py").read_text(encoding="utf-8")
+    original = (task.codebase_dir / "custom_pretrain.py").read_text(encoding="utf-8")
+    assert GET_LR in rebuilt and GET_LR not in original
+    # everything outside the region is the original text
+    assert (
+        rebuilt.split("# ── EDITABLE REGION END: get_lr ──")[1]
+        == original.split("# ── EDITABLE REGION END: get_lr ──")[1]
+    )
+    assert "rebuilt from the original code" in (tmp_path / "rec" / "README.md").read_text()
+    assert rebuilt_sources(_run()) == {}  # another codebase: nothing to rebuild from
