@@ -17,15 +17,16 @@ import jsonschema
 import pytest
 from markdown_it import MarkdownIt
 
+from env import load_task
 from leaderboard import (
     FinalRecord,
     MetricInfo,
     RunRecord,
     SeedRecord,
     Store,
-    SweepPoint,
     SweepRecord,
 )
+from runner._choices import SandboxKind
 from runner._record_export import (
     changed_regions,
     export_record,
@@ -41,6 +42,8 @@ from runner._record_format import (
     schema_text,
 )
 from runner._record_import import import_record, read_record
+from runner._run import RunConfig
+from runner._sweep import make_plan, parse_grid
 from tests.unit.test_leaderboard_records import run as record_of
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,6 +51,7 @@ UPDATE = os.environ.get("PB_UPDATE_SNAPSHOTS") == "1"
 LOSS = MetricInfo(name="val_loss", setting="gpt-tiny", direction="lower", bound=0, primary=True)
 ACC = MetricInfo(name="piqa", setting="lm-eval-tiny", direction="higher", bound=100, hidden=True)
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+TASK = "llm-pretrain-lr-schedule"
 GET_LR = (
     "def get_lr(it, warmup_iters, lr_decay_iters, learning_rate, min_lr):\n    return learning_rate"
 )
@@ -335,23 +339,18 @@ def _sweep_runs() -> tuple[SweepRecord, list[RunRecord]]:
                 regions={"get_lr": GET_LR, "config_overrides": f"CONFIG_OVERRIDES = {point}"},
             )
         )
-    sweep = SweepRecord(
-        sweep_id="sw1",
-        task_id="llm-pretrain-lr-schedule",
+    # the sweep as `runner sweep` plans it, its points given the runs above
+    plan = make_plan(
+        RunConfig(task=TASK, agent="method:lr-sweep", profile="tiny", regions={"get_lr": GET_LR}),
+        load_task(TASK),
         label="lr-sweep",
-        profile="tiny",
-        sandbox="local",
-        grid={"learning_rate": [0.001, 0.004]},
+        grid=parse_grid(["learning_rate=0.001,0.004"]),
         seeds=[42, 43, 44],
-        base_regions={"get_lr": GET_LR},
-        points=[
-            SweepPoint(index=0, run_id="sw-p0"),
-            SweepPoint(index=1, overrides={"learning_rate": 0.001}, run_id="sw-p1"),
-            SweepPoint(index=2, overrides={"learning_rate": 0.004}, run_id="sw-p2"),
-        ],
-        command="runner sweep --task llm-pretrain-lr-schedule --grid learning_rate=0.001,0.004",
-        created_at=T0,
+        sandbox=SandboxKind.LOCAL,
+        command=f"runner sweep --task {TASK} --grid learning_rate=0.001,0.004",
     )
+    points = [p.model_copy(update={"run_id": f"sw-p{p.index}"}) for p in plan.record.points]
+    sweep = plan.record.model_copy(update={"sweep_id": "sw1", "points": points})
     return sweep, runs
 
 
