@@ -157,7 +157,10 @@ class _Writer:
         return True
 
     def _list(self, path: str, kind: FileKind, meta: dict[str, str | int | None]) -> None:
-        digest, size = file_sha256(self.root / path, MAX_FILE_BYTES)
+        try:
+            digest, size = file_sha256(self.root / path, MAX_FILE_BYTES)
+        except RecordError as e:
+            raise RecordError(f"{path}: {e}") from None
         self.files.append(
             RecordFile.model_validate(
                 {"path": path, "sha256": digest, "bytes": size, "kind": kind, **meta}

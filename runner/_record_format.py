@@ -246,18 +246,23 @@ class RecordError(ValueError):
 
 def file_sha256(path: Path, limit: int) -> tuple[str, int]:
     """The sha256 and size of the regular file ``path`` (not followed if a symlink), reading
-    at most ``limit`` bytes; raises `RecordError` past it."""
+    at most ``limit`` bytes; raises `RecordError` (saying why, without the name) past it or
+    for anything but a regular file."""
     import hashlib
     import os
+    import stat
 
     digest = hashlib.sha256()
     size = 0
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    # O_NONBLOCK: a FIFO planted in a record must not hang the reader (it is refused below)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise RecordError("not a regular file")
         while chunk := handle.read(min(2**20, limit + 1 - size)):
             size += len(chunk)
             if size > limit:
-                raise RecordError(f"{path.name}: larger than {limit:,} bytes")
+                raise RecordError(f"larger than {limit:,} bytes")
             digest.update(chunk)
     return digest.hexdigest(), size
 

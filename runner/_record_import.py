@@ -129,7 +129,7 @@ def _no_constant(name: str) -> NoReturn:
 def _read_bytes(root: Path, name: str, limit: int) -> bytes:
     path = _inside(root, name)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO cannot hang
     except OSError as e:
         raise RecordError(f"{name}: cannot read ({e.strerror or e})") from None
     with os.fdopen(fd, "rb") as handle:
@@ -178,10 +178,8 @@ def _check_files(root: Path, submission: Submission) -> None:
             raise RecordError(f"{entry.path}: missing (listed in {SUBMISSION_FILE} files/{i})")
         try:
             digest, size = file_sha256(path, entry.bytes)
-        except RecordError:
-            raise RecordError(
-                f"{entry.path}: larger than the {entry.bytes:,} bytes {SUBMISSION_FILE} states"
-            ) from None
+        except RecordError as e:
+            raise RecordError(f"{entry.path} ({SUBMISSION_FILE} files/{i}): {e}") from None
         except OSError as e:
             raise RecordError(f"{entry.path}: cannot read ({e.strerror or e})") from None
         if size != entry.bytes:

@@ -439,3 +439,27 @@ def test_without_its_run_dir_the_edited_file_is_rebuilt_through_the_edit_path(
     )
     assert "rebuilt from the original code" in (tmp_path / "rec" / "README.md").read_text()
     assert rebuilt_sources(_run()) == {}  # another codebase: nothing to rebuild from
+
+
+def test_a_fifo_in_place_of_a_file_is_refused_without_hanging(
+    record_dir: Path, tmp_path: Path
+) -> None:
+    log = record_dir / "logs" / "gpt-tiny_seed42.log"
+    log.unlink()
+    os.mkfifo(log)
+    _refused(
+        record_dir,
+        tmp_path,
+        r"logs/gpt-tiny_seed42.log \(submission.json files/\d\): not a regular file",
+    )
+    (record_dir / "submission.json").unlink()
+    os.mkfifo(record_dir / "submission.json")
+    _refused(record_dir, tmp_path, "submission.json: not a regular file")
+
+
+def test_a_file_longer_than_listed_is_refused_reading_no_further(
+    record_dir: Path, tmp_path: Path
+) -> None:
+    with open(record_dir / "logs" / "gpt-tiny_seed43.log", "a") as log:
+        log.write("x" * 100_000)
+    _refused(record_dir, tmp_path, r"logs/gpt-tiny_seed43.log .*: larger than 7 bytes")
