@@ -80,7 +80,8 @@ class ExportOutcome:
 
 def export_record(store: Store, record_id: str, out: Path, *, force: bool = False) -> ExportOutcome:
     """Write the record of run or sweep ``record_id`` to ``out``; raises `RecordError` when the
-    store has neither, or ``out`` is a non-empty folder and ``force`` is not set."""
+    store has neither, or ``out`` is a non-empty folder (``force`` replaces an earlier record,
+    nothing else)."""
     run = store.get_run(record_id)
     sweep = None if run is not None else store.get_sweep(record_id)
     if run is None and sweep is None:
@@ -88,8 +89,14 @@ def export_record(store: Store, record_id: str, out: Path, *, force: bool = Fals
     out = out.expanduser().absolute()
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise RecordError(f"{out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise RecordError(f"{out} is not empty: choose another --out, or --force to replace it")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / SUBMISSION_FILE).is_file():
+            # --force replaces an earlier record, never some other folder's contents
+            raise RecordError(f"{out} is not empty and holds no record: choose another --out")
+        if not force:
+            raise RecordError(
+                f"{out} holds a record: choose another --out, or --force to replace it"
+            )
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.partial-{secrets.token_hex(4)}"
     staging.mkdir()

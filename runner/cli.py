@@ -1319,13 +1319,14 @@ def export(
     ] = RecordFormat.RECORD,
     db: DbOption = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Replace a non-empty --out folder.")
+        bool, typer.Option("--force", help="Replace an earlier record in --out.")
     ] = False,
 ) -> None:
     """Export a stored run or sweep as a record anyone can check: README.md, submission.json
     (validated against docs/record.schema.json), one log per seed, the code as run, the diff.
 
-    Exits 2 when the store has no such run or sweep, or --out is a non-empty folder.
+    Exits 2 when the store has no such run or sweep, or --out is a non-empty folder (--force
+    replaces an earlier record there, never other contents).
     """
     from leaderboard import Store
     from runner._record_export import export_record

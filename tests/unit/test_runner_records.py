@@ -206,10 +206,17 @@ def test_export_refuses_unknown_ids_and_non_empty_folders(tmp_path: Path) -> Non
     with _store(tmp_path / "a.db", _run()) as store:
         with pytest.raises(RecordError, match="no run or sweep 'nope'"):
             export_record(store, "nope", tmp_path / "x")
-        with pytest.raises(RecordError, match="not empty"):
-            export_record(store, "r1", tmp_path / "busy")
-        export_record(store, "r1", tmp_path / "busy", force=True)
-    assert not (tmp_path / "busy" / "keep.txt").exists()
+        for force in (False, True):  # a folder that is not a record is never replaced
+            with pytest.raises(RecordError, match="not empty and holds no record"):
+                export_record(store, "r1", tmp_path / "busy", force=force)
+        export_record(store, "r1", tmp_path / "rec")
+        (tmp_path / "rec" / "stale.txt").write_text("x")
+        with pytest.raises(RecordError, match="holds a record"):
+            export_record(store, "r1", tmp_path / "rec")
+        export_record(store, "r1", tmp_path / "rec", force=True)
+    assert (tmp_path / "busy" / "keep.txt").exists()
+    assert (tmp_path / "rec" / "README.md").exists()
+    assert not (tmp_path / "rec" / "stale.txt").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
