@@ -8,6 +8,7 @@ internals (tests import them from their modules).
 from ._auth import BEARER_SCHEME, BearerTokenGate, send_problem
 from ._plots import Series, line_plot
 from ._records import FinalRecord, MetricInfo, RunRecord, SeedRecord, SweepPoint, SweepRecord
+from ._stats import SeedStats, seed_stats
 from ._store import Store
 from ._sweeps import SweepRow, SweepTable, paired_t_test, sweep_table
 from ._views import NotFoundError, export_csv, group_tables
@@ -21,6 +22,7 @@ __all__ = [
     "NotFoundError",
     "RunRecord",
     "SeedRecord",
+    "SeedStats",
     "Series",
     "Store",
     "SweepPoint",
@@ -32,6 +34,7 @@ __all__ = [
     "group_tables",
     "line_plot",
     "paired_t_test",
+    "seed_stats",
     "send_problem",
     "sweep_table",
 ]

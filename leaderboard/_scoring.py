@@ -43,7 +43,9 @@ seed and no baseline with two), rows are not tied.
 
 Rankings never mix profiles, budgets, codebase versions or dataset sources: see
 ``ComparableGroup``. The task's reference row (its unmodified default) is scored and shown but
-is not an anchor unless ``reference_as_anchor`` is set.
+is not an anchor unless ``reference_as_anchor`` is set. Imported records (`runner import`)
+are ranked in the group their own metadata names, but anchor only a group without a baseline
+this store ran itself (``anchor_baselines``).
 """
 
 from __future__ import annotations
@@ -526,9 +528,7 @@ def score_task(
     last but stay in the table.
     """
     results = _of_one_group(results, group)
-    baselines = [
-        r for r in results if r.type == "baseline" and (reference_as_anchor or not r.reference)
-    ]
+    baselines = anchor_baselines(results, reference_as_anchor=reference_as_anchor)
     anchors = compute_anchors(baselines, specs)
     noise = compute_noise(baselines, anchors)
     by_id = {r.run_id: r for r in results}
@@ -588,6 +588,21 @@ def score_task(
         key=lambda r: (r.score is None, r.result.status != "ok", -(r.score or 0.0), r.result.run_id)
     )
     return TaskScores(group=group, specs=list(specs), anchors=anchors, noise=noise, rows=rows)
+
+
+def anchor_baselines(
+    results: Sequence[RunResult], *, reference_as_anchor: bool = False
+) -> list[RunResult]:
+    """The baselines whose seed means anchor a group's scores.
+
+    The store's own baselines when the group has any: an imported record (`runner import`)
+    is ranked beside own results of its comparable group, but never moves their anchors, so
+    no record from elsewhere can change the score of a result this store ran. A group without
+    an own baseline is anchored by its imported ones.
+    """
+    baselines = [r for r in results if r.type == "baseline"]
+    pool = [r for r in baselines if r.origin == "own"] or baselines
+    return [r for r in pool if reference_as_anchor or not r.reference]
 
 
 def _of_one_group(

@@ -43,3 +43,9 @@ class ExportFormat(StrEnum):
 
     JSONL = "jsonl"
     CSV = "csv"
+
+
+class RecordFormat(StrEnum):
+    """The format of `runner export` (a record folder; the only one so far)."""
+
+    RECORD = "record"

@@ -18,7 +18,14 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from runner._choices import DataSource, ExportFormat, RunMode, SandboxKind, Transport
+from runner._choices import (
+    DataSource,
+    ExportFormat,
+    RecordFormat,
+    RunMode,
+    SandboxKind,
+    Transport,
+)
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -1301,6 +1308,73 @@ def gpu_check(
     out.print(f"report: {escape(str(target / 'gpu_check.json'))}", highlight=False)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@app.command("export")
+def export(
+    record_id: Annotated[str, typer.Argument(metavar="ID", help="A run id or a sweep id.")],
+    output: Annotated[Path, typer.Option("--out", "-o", help="The folder to write.")],
+    fmt: Annotated[
+        RecordFormat, typer.Option("--format", help="What to write (a record folder).")
+    ] = RecordFormat.RECORD,
+    db: DbOption = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an earlier record in --out.")
+    ] = False,
+) -> None:
+    """Export a stored run or sweep as a record anyone can check: README.md, submission.json
+    (validated against docs/record.schema.json), one log per seed, the code as run, the diff.
+
+    Exits 2 when the store has no such run or sweep, or --out is a non-empty folder (--force
+    replaces an earlier record there, never other contents).
+    """
+    from leaderboard import Store
+    from runner._record_export import export_record
+    from runner._record_format import RecordError
+
+    assert fmt is RecordFormat.RECORD
+    with Store(_existing_db_url(db)) as store:
+        try:
+            outcome = export_record(store, record_id, output, force=force)
+        except RecordError as e:
+            raise _fail(str(e), 2) from e
+    for note in outcome.notes:
+        err.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
+    out.print(
+        f"wrote the {outcome.kind} record {escape(record_id)} to {escape(str(outcome.out))} "
+        f"({outcome.files} files)",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command("import")
+def import_(
+    folder: Annotated[Path, typer.Argument(metavar="DIR", help="A record folder.")],
+    db: DbOption = None,
+) -> None:
+    """Check a record folder (JSON Schema, sha256 of every file, no name outside it) and store
+    its results marked imported: ranked only beside results of their own comparable group, never
+    an anchor where the store has baselines of its own, never replacing a run it ran itself.
+
+    Exits 2, storing nothing, when the record is malformed; the message names file and field.
+    """
+    from leaderboard import Store
+    from runner._record_format import RecordError
+    from runner._record_import import read_record, store_record
+
+    try:
+        _, runs, sweep = read_record(folder)  # checked before the store is opened (or made)
+        with Store(_db_url(db)) as store:
+            outcome = store_record(store, runs, sweep)
+    except RecordError as e:
+        raise _fail(f"import refused: {e}", 2) from e
+    for run_id, result in outcome.runs.items():
+        out.print(f"{escape(run_id)}: {result}", highlight=False, soft_wrap=True)
+    if outcome.sweep_id is not None:
+        out.print(
+            f"sweep {escape(outcome.sweep_id)}: {outcome.sweep}", highlight=False, soft_wrap=True
+        )
 
 
 def _print_results(

@@ -6,6 +6,7 @@ Expected values are worked out by hand from the formulas in ``leaderboard/_scori
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -15,6 +16,7 @@ from leaderboard._scoring import (
     Anchor,
     ComparableGroup,
     RunResult,
+    anchor_baselines,
     geometric_mean_eps,
     normalise,
     rank_with_ties,
@@ -376,3 +378,42 @@ def test_a_group_whose_baselines_are_seed_noise_is_called_a_smoke_test() -> None
     assert baselines_inseparable(score_task(separable, [LOSS])) is None
     one = [result("cosine", {"val_loss_gpt": COSINE}, type="baseline")]
     assert baselines_inseparable(score_task(one, [LOSS])) is None
+
+
+# ── imported records ─────────────────────────────────────────────────────────────────────
+def _imported(res: RunResult) -> RunResult:
+    return dataclasses.replace(res, origin="imported")
+
+
+def test_imported_baseline_never_moves_own_anchors() -> None:
+    # own baselines 2.30 / 2.25; an imported "baseline" at 2.00 would be the best anchor and
+    # drop the agent's score from 0.5 to below it if it counted
+    own_worst = result("w", {LOSS.key: [2.30]}, type="baseline")
+    own_best = result("b", {LOSS.key: [2.25]}, type="baseline")
+    foreign = _imported(result("x", {LOSS.key: [2.00]}, type="baseline"))
+    agent = result("a", {LOSS.key: [2.25]})
+    scores = score_task([own_worst, own_best, foreign, agent], [LOSS])
+    anchor = scores.anchors[LOSS.key]
+    assert (anchor.worst, anchor.best, anchor.best_run_id) == (2.30, 2.25, "b")
+    by_run = scores.by_run()
+    assert by_run["a"].score == pytest.approx(0.5)
+    # the imported row is still ranked in the group, scored on the own anchors
+    assert by_run["x"].score is not None and by_run["x"].score > 0.5
+
+
+def test_imported_baselines_anchor_a_group_without_own_ones() -> None:
+    foreign_worst = _imported(result("w", {LOSS.key: [2.30]}, type="baseline"))
+    foreign_best = _imported(result("b", {LOSS.key: [2.25]}, type="baseline"))
+    agent = result("a", {LOSS.key: [2.25]})
+    scores = score_task([foreign_worst, foreign_best, agent], [LOSS])
+    assert scores.anchors[LOSS.key].best_run_id == "b"
+    assert scores.by_run()["a"].score == pytest.approx(0.5)
+
+
+def test_own_reference_only_still_keeps_imported_baselines_out() -> None:
+    # an own reference row makes the group "own"; with no own anchor left it has no scores
+    # rather than scores an imported record decided
+    ref = result("ref", {LOSS.key: [2.30]}, type="baseline", reference=True)
+    foreign = _imported(result("x", {LOSS.key: [2.25]}, type="baseline"))
+    assert anchor_baselines([ref, foreign]) == []
+    assert [r.run_id for r in anchor_baselines([ref, foreign], reference_as_anchor=True)] == ["ref"]
