@@ -54,7 +54,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ._records import Direction, MetricInfo, RunRecord, RunType
+from ._records import Direction, MetricInfo, Origin, RunRecord, RunType
 from ._stats import SeedStats, WelchResult, seed_stats, welch_from_stats
 
 GMEAN_EPS = 0.01
@@ -90,7 +90,7 @@ class ComparableGroup:
         budget = (
             f"{self.max_steps} steps / {self.max_tests} tests"
             if self.max_steps is not None
-            else "baselines only"
+            else "no agent budgets"
         )
         return f"{self.profile} · {budget} · codebase {self.codebase_version} · data {self.dataset_source}"
 
@@ -146,6 +146,7 @@ class RunResult:
     agent: str = ""
     model: str | None = None
     auto_submitted: bool = False  # the harness submitted the agent's latest completed test
+    origin: Origin = "own"  # "imported": computed elsewhere (`runner import`), shown as such
 
     @property
     def anchor_key(self) -> tuple[str, str, str, str]:
@@ -187,6 +188,7 @@ class RunResult:
             agent=run.agent,
             model=run.model,
             auto_submitted=run.final is not None and run.final.auto_submitted,
+            origin=run.origin,
         )
 
 

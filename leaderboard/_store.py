@@ -36,7 +36,7 @@ from ._records import (
     encode_number,
 )
 from ._schema import RunRow, SweepRow, TaskRow, TestRow, migrate
-from ._scoring import ComparableGroup, RunResult
+from ._scoring import UNBUDGETED, ComparableGroup, RunResult
 
 DEFAULT_URL = "sqlite:///pretrainbench.db"
 SQLITE_BUSY_TIMEOUT_MS = 60_000
@@ -92,11 +92,13 @@ class TaskData:
         counts: dict[ComparableGroup, int] = {}
         anchor_keys_with_runs = set()
         for res in self.results:
-            if res.type != "baseline":
+            if res.type not in UNBUDGETED:
                 counts[res.group()] = counts.get(res.group(), 0) + 1
                 anchor_keys_with_runs.add(res.anchor_key)
         for res in self.results:
-            if res.type == "baseline" and res.anchor_key not in anchor_keys_with_runs:
+            # Baselines and methods join every budget group of their anchor key: a group of
+            # their own only where no budgeted run shares it.
+            if res.type in UNBUDGETED and res.anchor_key not in anchor_keys_with_runs:
                 counts[res.group()] = counts.get(res.group(), 0) + 1
         return sorted(counts, key=lambda g: (-counts[g], g.slug()))
 
@@ -345,6 +347,8 @@ class Store:
             RunRow.final_auto_submitted,
             RunRow.result_identity,
             RunRow.repeat_of,
+            RunRow.origin,
+            RunRow.sweep_id,
             exists()
             .where(TestRow.run_id == RunRow.run_id, TestRow.is_final.is_(False))
             .label("has_tests"),
@@ -366,6 +370,8 @@ class Store:
             # One result, one row: a repeat (``--force``, or an identical result another writer
             # recorded) is shown on the first run's page, never ranked again.
             if r.repeat_of is not None or r.result_identity in identities:
+                continue
+            if r.sweep_id is not None:  # a sweep's point: shown on its sweep's page
                 continue
             if r.result_identity is not None:
                 identities.add(r.result_identity)
@@ -466,6 +472,7 @@ def _run_result(r: Row[Any], task_id: str) -> RunResult:
         agent=r.agent,
         model=r.model,
         auto_submitted=r.final_auto_submitted,
+        origin=r.origin,
     )
 
 

@@ -363,10 +363,10 @@ def export_csv(
 ) -> str:
     """Every run of every comparable group (of one task, or all tasks) as CSV, one row per run.
 
-    Columns: the group's identity, the run's identity, its rank (``tied``: shared with other
-    rows, ``tie``: the tie in words), score and setting scores, and per metric its mean, std,
-    95 % interval, number of seeds, the evaluator's standard error of a single-seed value and
-    the group's noise band (the same on every row).
+    Columns: the group's identity, the run's identity (``origin``: ``own`` or ``imported``),
+    its rank (``tied``: shared with other rows, ``tie``: the tie in words), score and setting
+    scores, and per metric its mean, std, 95 % interval, number of seeds, the evaluator's
+    standard error of a single-seed value and the group's noise band (the same on every row).
     """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -383,6 +383,7 @@ def export_csv(
         "agent",
         "model",
         "reference",
+        "origin",
         "status",
         "rank",
         "tied",
@@ -429,6 +430,7 @@ def export_csv(
                 r.agent,
                 r.model or "",
                 r.reference,
+                r.origin,
                 r.status,
                 row.rank or "",
                 row.tied,
@@ -504,6 +506,7 @@ class ScoreRowBody(_Body):
     agent: str
     model: str | None
     reference: bool
+    origin: str  # "imported": computed elsewhere (`runner import`), not verified here
     status: str
     score: JsonNumber
     note: str | None
@@ -590,6 +593,7 @@ def task_scores_body(table: TaskTable) -> TaskScoresBody:
             agent=s.result.agent,
             model=s.result.model,
             reference=s.result.reference,
+            origin=s.result.origin,
             status=s.result.status,
             score=_num(s.score),
             note=s.note,

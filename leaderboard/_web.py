@@ -27,8 +27,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ._auth import BEARER_SCHEME, MISSING_OR_WRONG, bearer_token_matches
 from ._plots import Series, line_plot
 from ._records import RunRecord
-from ._scoring import ComparableGroup, RunResult
+from ._scoring import UNBUDGETED, ComparableGroup, RunResult
 from ._store import Store
+from ._sweep_page import UnknownMetricError, sweep_summaries, sweep_view, value_text
 from ._viewer import diff_lines, transcript_view
 from ._views import (
     RUN_TYPES,
@@ -68,6 +69,7 @@ def _environment() -> Environment:
     )
     env.filters["pretty_json"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str)
     env.filters["diff_lines"] = diff_lines
+    env.filters["sweep_value"] = value_text
     return env
 
 
@@ -227,11 +229,19 @@ def task_page(
         )
     except NotFoundError as exc:
         data = site.store.task_data(task_id) if not (group or profile) else None
-        if data is None or data.results or not data.no_result:
+        sweeps = sweep_summaries(site.store, task_id) if data is not None else []
+        if data is None or data.results or not (data.no_result or sweeps):
             return site.render("error.html", status=404, message=str(exc))
-        # Every run of the task failed before a test: nothing to rank, but their causes.
-        return site.render("task.html", t=None, data=data)
-    return site.render("task.html", t=table, data=table.data, qs=_query_builder(table))
+        # Nothing to rank (every run failed before a test, or all are sweep points): their
+        # causes and the sweeps.
+        return site.render("task.html", t=None, data=data, sweeps=sweeps)
+    return site.render(
+        "task.html",
+        t=table,
+        data=table.data,
+        qs=_query_builder(table),
+        sweeps=sweep_summaries(site.store, task_id),
+    )
 
 
 @pages.get("/runs/{run_id}")
@@ -243,6 +253,18 @@ def run_page(site: SiteDep, run_id: str) -> HTMLResponse:
     return site.render(
         "run.html", **_run_context(site.store, run, site.reference_as_anchor, site.cache)
     )
+
+
+@pages.get("/sweeps/{sweep_id}")
+def sweep_page(site: SiteDep, sweep_id: str, metric: str | None = None) -> HTMLResponse:
+    """A sweep: its table for one metric and that metric against each swept key."""
+    try:
+        view = sweep_view(site.store, sweep_id, metric, plot_width=PLOT_WIDTH)
+    except NotFoundError as exc:
+        return site.render("error.html", status=404, message=str(exc))
+    except UnknownMetricError as exc:
+        return site.render("error.html", status=400, heading="Unknown metric", message=str(exc))
+    return site.render("sweep.html", v=view)
 
 
 # ── JSON API and CSV ────────────────────────────────────────────────────────
@@ -321,6 +343,31 @@ def api_csv(site: SiteDep) -> PlainTextResponse:
     return _csv(
         export_csv(site.store, reference_as_anchor=site.reference_as_anchor), "leaderboard.csv"
     )
+
+
+@api.get(
+    "/sweeps/{sweep_id}",
+    responses={
+        **NOT_FOUND,
+        400: {"model": ErrorBody, "description": "a metric the sweep's points do not report"},
+    },
+)
+def api_sweep(store: StoreDep, sweep_id: str, metric: str | None = None) -> dict[str, Any]:
+    """A sweep's table for one metric (default: the primary one): per point its values per
+    seed, mean and 95 % interval, delta against the default and paired t-test."""
+    try:
+        view = sweep_view(store, sweep_id, metric)
+    except NotFoundError as exc:
+        raise WebError(404, str(exc)) from exc
+    except UnknownMetricError as exc:
+        raise WebError(400, str(exc)) from exc
+    if view.table is None:
+        raise WebError(
+            404,
+            f"no point of sweep {sweep_id!r} has a result yet",
+            extra={"points": len(view.sweep.points), "done": 0},
+        )
+    return view.table.to_json()
 
 
 @api.get("/runs/{run_id}", response_model=RunRecord, responses=NOT_FOUND)
@@ -550,18 +597,19 @@ def _run_context(
         "per_seed": per_seed,
         "per_seed_stderr": per_seed_stderr,
         "repeats": store.repeats_of(run.run_id),
+        "sweep": store.get_sweep(run.sweep_id) if run.sweep_id else None,
         "diff_lines": diff_lines(run.diff),
         "transcript": transcript_view(run.transcript or []),
     }
 
 
 def _group_slug_for(store: Store, run: RunRecord, group: ComparableGroup) -> str | None:
-    if run.type != "baseline":
+    if run.type not in UNBUDGETED:
         return group.slug()
     data = store.task_data(run.task_id)
     if data is None:
         return None
-    for g in data.groups():  # a baseline: its most populated group of the same anchor key
+    for g in data.groups():  # unbudgeted: its most populated group of the same anchor key
         if g.anchor_key == group.anchor_key:
             return g.slug()
     return None

@@ -75,6 +75,8 @@ class BoardRow(BaseModel):
     method: str
     type: str
     reference: bool
+    #: "imported": computed elsewhere (`runner import`), not verified by this store's sandbox
+    origin: str
     status: str
     score: float | None
     note: str | None
@@ -100,6 +102,10 @@ SCORE_LEGEND = (
     "score: per metric worst baseline 0, the best baseline on that metric 50, bound 100; a "
     "setting is the weighted mean of its metrics, the score the geometric mean over settings, "
     "so a baseline scores 50 only where it is the best baseline on every metric"
+)
+
+IMPORTED_LEGEND = (
+    "(imported): computed elsewhere (runner import), not verified by this store's sandbox"
 )
 
 
@@ -148,6 +154,7 @@ def board_tables(store: Store, task_id: str | None = None) -> list[BoardTable]:
                     method=s.result.method,
                     type=s.result.type,
                     reference=s.result.reference,
+                    origin=s.result.origin,
                     status=s.result.status,
                     score=None if s.score is None else 100 * s.score,
                     note=s.note,
@@ -234,6 +241,8 @@ def print_board(console: Console, tables: list[BoardTable]) -> None:
         if any(row.tied for row in table.rows):
             console.print("=2: a rank shared by rows inside the seed noise", style="dim")
         console.print(SCORE_LEGEND, style="dim", highlight=False)
+        if any(row.origin == "imported" for row in table.rows):
+            console.print(IMPORTED_LEGEND, style="dim", highlight=False)
         if any(c.hidden for c in table.columns):
             console.print("† hidden from the agent during its run", style="dim", highlight=False)
         console.print()
@@ -304,7 +313,11 @@ def _rank(row: BoardRow) -> str:
 
 
 def _method(row: BoardRow) -> str:
-    return row.method + (" (reference)" if row.reference else "")
+    return (
+        row.method
+        + (" (reference)" if row.reference else "")
+        + (" (imported)" if row.origin == "imported" else "")
+    )
 
 
 def _score(row: BoardRow) -> str:

@@ -6,6 +6,7 @@ commands, so `runner --help` stays fast.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -20,11 +21,15 @@ from rich.markup import escape
 from runner._choices import DataSource, ExportFormat, RunMode, SandboxKind, Transport
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from env import TaskSpec
-    from leaderboard import RunRecord
+    from leaderboard import RunRecord, SweepTable
+    from leaderboard._records import SweepValue
     from runner._display import Display
     from runner._llm import AgentFile, AgentSettings
     from runner._run import RunConfig
+    from runner._sweep import SweepPlan
 
 app = typer.Typer(
     help="PretrainBench: evaluate AI research agents on LLM-pretraining science.",
@@ -141,6 +146,14 @@ WeakIsolationOption = Annotated[
 ]
 
 SandboxOption = Annotated[SandboxKind, typer.Option(help="The sandbox backend.")]
+RunDirOption = Annotated[
+    Path | None,
+    typer.Option(help="Directory of run directories (default $PRETRAINBENCH_HOME/runs)."),
+]
+DataOption = Annotated[
+    DataSource | None,
+    typer.Option(help="Training data; default: what the task's profile declares."),
+]
 ApiKeyOption = Annotated[str | None, typer.Option(help="API key (default $OPENAI_API_KEY).")]
 RegionOption = Annotated[
     list[str] | None,
@@ -227,15 +240,9 @@ def run(
     ] = None,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Step budget.")] = None,
     max_tests: Annotated[int | None, typer.Option(min=1, help="Test budget.")] = None,
-    run_dir: Annotated[
-        Path | None,
-        typer.Option(help="Directory of run directories (default $PRETRAINBENCH_HOME/runs)."),
-    ] = None,
+    run_dir: RunDirOption = None,
     db: DbOption = None,
-    data: Annotated[
-        DataSource | None,
-        typer.Option(help="Training data; default: what the task's profile declares."),
-    ] = None,
+    data: DataOption = None,
     base_url: Annotated[
         str | None, typer.Option(help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL).")
     ] = None,
@@ -384,23 +391,27 @@ def _agent_settings(
     return settings, from_file
 
 
-def _method(spec: TaskSpec, region: list[str], label: str | None) -> tuple[dict[str, str], str]:
+def _method(
+    spec: TaskSpec, region: list[str], label: str | None, *, code: int = 1
+) -> tuple[dict[str, str], str]:
     """The region texts of ``--region NAME=FILE`` and the method's label; bad ones exit."""
     from runner._methods import MethodError, method_label, read_region_files
 
     try:
         return read_region_files(spec, region), method_label(label, region)
     except MethodError as e:
-        raise _fail(str(e)) from e
+        raise _fail(str(e), code) from e
 
 
-def _parse_seeds(seeds: str | None, flag: str) -> list[int] | None:
+def _parse_seeds(seeds: str | None, flag: str, *, code: int = 1) -> list[int] | None:
     try:
         parsed = [int(s) for s in seeds.split(",") if s.strip()] if seeds else None
     except ValueError as e:
-        raise _fail(f"{flag} must be comma-separated integers: {e}") from e
+        raise _fail(f"{flag} must be comma-separated integers: {e}", code) from e
     if parsed is not None and len(parsed) != len(set(parsed)):
-        raise _fail(f"{flag} names a seed twice: {seeds}")
+        raise _fail(f"{flag} names a seed twice: {seeds}", code)
+    if parsed is not None and any(s < 0 for s in parsed):
+        raise _fail(f"{flag}: seeds are integers >= 0: {seeds}", code)
     return parsed
 
 
@@ -546,6 +557,307 @@ def _run_each(
         f"\nOpen the leaderboard: [bold]runner leaderboard serve --db {db}[/]", highlight=False
     )
     return failures
+
+
+@app.command()
+# `sweep` is long only because typer declares each option as a parameter; the body is a short
+# list of named steps (validate, prepare, run the points, print the table).
+def sweep(
+    task: Annotated[str, typer.Option("--task", "-t", help="Task id or task folder.")],
+    grid: Annotated[
+        list[str],
+        typer.Option(
+            "--grid",
+            "-g",
+            help="KEY=V1,V2,…: CONFIG_OVERRIDES values to sweep (e.g. learning_rate=1e-3,2e-3); "
+            "repeatable: the points are the default plus the product of the grids, in order.",
+        ),
+    ],
+    seeds: Annotated[
+        str, typer.Option(help="Comma-separated seeds every point runs, e.g. 42,43,44.")
+    ],
+    region: RegionOption = None,
+    label: LabelOption = None,
+    profile: Annotated[
+        str, typer.Option(help="A profile of the task, or auto (as `runner run`).")
+    ] = "auto",
+    sandbox: Annotated[
+        SandboxKind,
+        typer.Option(
+            help="local or docker: --jobs worker processes here; slurm: one Slurm array job whose tasks use each node's local sandbox."
+        ),
+    ] = SandboxKind.LOCAL,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Points run at once (default: cores / 2 for a CPU profile, visible GPUs / "
+            "the GPUs a point needs for a GPU profile; at least 1).",
+        ),
+    ] = None,
+    metric: Annotated[
+        str | None,
+        typer.Option(help="The metric of the table, e.g. val_loss_gpt-tiny (default: primary)."),
+    ] = None,
+    run_dir: RunDirOption = None,
+    db: DbOption = None,
+    data: DataOption = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Record a point identical to a stored result as a repeat of it."
+        ),
+    ] = False,
+    quiet: QuietOption = False,
+    json_output: JsonOption = False,
+    allow_weak_isolation: WeakIsolationOption = False,
+) -> None:
+    """Sweep CONFIG_OVERRIDES values over seeds: each grid point (and the default) is a test of
+    the same code; prints mean ± 95 % interval per point and the delta against the default with
+    a paired t-test. The same command again resumes the sweep (finished points are not re-run).
+    """
+    import shlex
+
+    from runner._components import default_runs_dir, pretrainbench_home
+    from runner._run import RunConfig, metric_specs
+    from runner._sweep import SweepError, default_jobs, make_plan, parse_grid
+
+    seed_list = _parse_seeds(seeds, "--seeds", code=2) or []
+    spec = _load_task(task)
+    regions: dict[str, str] = {}
+    if region:
+        regions, _ = _method(spec, region, label, code=2)
+    try:
+        parsed = parse_grid(grid)
+        method = _sweep_label(label, region or [])
+    except (SweepError, ValueError) as e:
+        raise _fail(str(e), 2) from e
+    db_url = _db_url(db)
+    runs = run_dir or default_runs_dir()
+    home = pretrainbench_home()
+    chosen, gpus = _choose_profile(spec, profile)
+    data_source = DataSource(data or spec.profile(chosen).data)
+    base = RunConfig(
+        task=task if not Path(task).is_dir() else str(Path(task).resolve()),
+        agent=f"method:{method}",
+        profile=chosen,
+        sandbox=SandboxKind.LOCAL,
+        db=db_url,
+        home=str(home),
+        data_source=data_source,
+        allow_weak_isolation=allow_weak_isolation,
+        force=force,
+        regions=regions,
+        sweep_point={},
+    )
+    try:
+        plan = make_plan(
+            base,
+            spec,
+            label=method,
+            grid=parsed,
+            seeds=seed_list,
+            sandbox=sandbox,
+            command=shlex.join(["runner", *sys.argv[1:]]),
+        )
+    except SweepError as e:
+        raise _fail(str(e), 2) from e
+    known = [m.key for m in metric_specs(spec, chosen)]
+    if metric is not None and metric not in known:
+        raise _fail(
+            f"--metric {metric!r}: the metrics at profile {chosen} are {', '.join(known)}", 2
+        )
+    if jobs is None:
+        jobs, why = default_jobs(spec, chosen, gpus)
+        err.print(f"--jobs {jobs} ({why})", highlight=False)
+    err.print(f"home {home} · runs {runs} · store {db_url}", highlight=False, soft_wrap=True)
+    _prepare_data(spec, chosen, data_source, home)
+    failed = _run_sweep(plan, runs, sandbox, jobs, metric=metric, quiet=quiet, as_json=json_output)
+    raise typer.Exit(1 if failed else 0)
+
+
+def _sweep_label(label: str | None, region: list[str]) -> str:
+    from runner._methods import method_label
+
+    return method_label(label if label or region else "sweep", region)
+
+
+def _run_sweep(
+    plan: SweepPlan,
+    runs: Path,
+    sandbox: SandboxKind,
+    jobs: int,
+    *,
+    metric: str | None,
+    quiet: bool,
+    as_json: bool,
+) -> bool:
+    """Run the sweep's unfinished points, store its record and print its table; returns
+    whether a point failed."""
+    from runner._sweep import (
+        SweepError,
+        load_table,
+        open_sweep_dir,
+        read_results,
+        run_local,
+        run_slurm,
+        update_record,
+    )
+
+    sweep_dir, plan = open_sweep_dir(plan, runs)
+    record = update_record(plan, sweep_dir)
+    done = read_results(sweep_dir, plan)
+    todo = [p.index for p in record.points if p.index not in done]
+    slurm = sandbox is SandboxKind.SLURM
+
+    def say(index: int, text: str, *, always: bool = False) -> None:
+        if always or not quiet:
+            name = _point_name(record.points[index].overrides)
+            err.print(
+                f"point {index}/{len(record.points) - 1} {name}: {text}",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+
+    for index, result in sorted(done.items()):
+        say(index, f"done ({result.status}, run {result.result_run_id})")
+    err.print(
+        f"sweep {record.sweep_id}: {len(record.points)} points × {len(record.seeds)} "
+        f"seed(s), {len(todo)} to run ({sweep_dir})",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+
+    def on_start(index: int, pid: int) -> None:
+        say(index, f"started (pid {pid}, log {sweep_dir / 'logs' / f'point-{index}.log'})")
+
+    def on_end(index: int, code: int) -> None:
+        result = read_results(sweep_dir, plan).get(index)
+        log = sweep_dir / "logs" / (f"slurm/{index}.log" if slurm else f"point-{index}.log")
+        say(
+            index,
+            f"ended ({result.status}, run {result.result_run_id})"
+            if result
+            else f"ended (exit {code}, see {log})",
+            always=True,
+        )
+        update_record(plan, sweep_dir)
+
+    def on_state(index: int, state: str) -> None:
+        if state in ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING"):
+            say(index, f"{state.lower()} (Slurm)")
+        else:
+            on_end(index, 0 if state == "COMPLETED" else 1)
+
+    _stop_cleanly_on_signals()
+    try:
+        if todo and slurm:
+            run_slurm(plan, sweep_dir, todo, jobs, on_state=on_state)
+        elif todo:
+            run_local(sweep_dir, todo, jobs, on_start=on_start, on_end=on_end)
+    except KeyboardInterrupt:
+        update_record(plan, sweep_dir)
+        raise _fail(f"interrupted; the same command resumes sweep {record.sweep_id}", 130) from None
+    except SweepError as e:
+        raise _fail(str(e)) from e
+    record = update_record(plan, sweep_dir)
+    results = read_results(sweep_dir, plan)
+    try:
+        table = load_table(plan.base.db or "", record, metric)
+    except KeyError as e:
+        raise _fail(str(e.args[0])) from e
+    if as_json:
+        sys.stdout.write(
+            json.dumps({**table.to_json(), "sweep_dir": str(sweep_dir)}, indent=1) + "\n"
+        )
+    else:
+        out.print(_sweep_rich_table(table))
+        out.print(f"command: {escape(record.command)}", highlight=False, soft_wrap=True)
+        out.print(f"sweep dir: {escape(str(sweep_dir))}", highlight=False, soft_wrap=True)
+    (err if as_json else out).print(
+        f"Open the sweep page: [bold]runner leaderboard serve --db {escape(plan.base.db or '')}"
+        f"[/], then /sweeps/{record.sweep_id}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return any(
+        p.index not in results or results[p.index].status != "finished" or r.status != "ok"
+        for p, r in zip(record.points, table.rows, strict=True)
+    )
+
+
+def _point_name(overrides: dict[str, SweepValue]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in overrides.items()) or "default"
+
+
+def _sweep_rich_table(table: SweepTable) -> Table:
+    """One row per point: swept values, seeds done, mean ± 95 % half-width, delta against the
+    default, paired p and a mark where the delta is significant."""
+    from rich.table import Table
+
+    sweep = table.sweep
+    direction = "lower" if table.metric.direction == "lower" else "higher"
+    out_table = Table(
+        title=f"{sweep.task_id} · sweep {sweep.label} · {table.metric.key} ({direction} is "
+        f"better) · profile {sweep.profile}",
+    )
+    out_table.add_column("#", justify="right")
+    for key in sweep.grid:
+        out_table.add_column(key, justify="right")
+    for name in ("seeds", "mean ± 95 %", "Δ vs default", "paired p", ""):
+        out_table.add_column(name, justify="right" if name else "left")
+    for row in table.rows:
+        values = [
+            str(row.point.overrides[k]) if k in row.point.overrides else "default"
+            for k in sweep.grid
+        ]
+        stats = row.stats
+        cell: str = row.status
+        if stats is not None:
+            low, high = stats.ci_low, stats.ci_high
+            cell = f"{stats.mean:.4f}"
+            if low is not None and high is not None:
+                cell += f" ± {(high - low) / 2:.4f}"
+        if stats is not None and row.status != "ok":
+            cell += f" ({row.status})"
+        delta = "—" if row.delta is None else f"{row.delta:+.4f}"
+        p = "—" if row.test is None else f"{row.test.p_value:.3g}"
+        mark = "" if row.better is None else ("better" if row.better else "worse")
+        style = "green" if row.better else ("red" if row.better is False else None)
+        out_table.add_row(
+            str(row.point.index),
+            *values,
+            f"{len(row.seeds)}/{len(sweep.seeds)}",
+            cell,
+            delta,
+            p,
+            mark,
+            style=style,
+        )
+    return out_table
+
+
+@app.command("sweep-point", hidden=True)
+def sweep_point(
+    sweep_dir: Annotated[Path, typer.Argument(help="The sweep directory.")],
+    index: Annotated[int, typer.Argument(help="The point's index.")],
+    quiet: QuietOption = False,
+) -> None:
+    """Run one point of a sweep (the worker `runner sweep` starts, and a Slurm array task)."""
+    from runner._run import RunError
+    from runner._sweep import LineDisplay, SweepError, run_point
+
+    _stop_cleanly_on_signals()
+    try:
+        result = run_point(sweep_dir, index, LineDisplay(err))
+    except KeyboardInterrupt:
+        raise _fail(f"point {index} interrupted; `runner sweep` resumes it", 130) from None
+    except (RunError, SweepError) as e:
+        raise _fail(str(e)) from e
+    out.print(f"point {index}: {result.status} (run {result.result_run_id})", highlight=False)
+    raise typer.Exit(0 if result.status == "finished" else 1)
 
 
 @app.command()

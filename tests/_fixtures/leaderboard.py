@@ -11,6 +11,7 @@ transcript events the runner writes.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -32,7 +33,8 @@ import pytest
 from tests._fixtures.worlds import NANOGPT_GET_LR
 
 if TYPE_CHECKING:  # imported lazily: a broken leaderboard must not break other areas' tests
-    from leaderboard import MetricInfo, RunRecord, SeedRecord, Store
+    from leaderboard import MetricInfo, RunRecord, SeedRecord, Store, SweepRecord
+    from leaderboard._records import SweepValue
 
 TRAIN, LM_EVAL = "gpt-345m", "lm-eval-345m"
 SEEDS = [42, 43, 44]
@@ -833,6 +835,100 @@ def agent_transcript_run() -> RunRecord:
     )
 
 
+LR_TASK = "llm-pretrain-lr-schedule"
+SWEEP_LR = "sweep-lr-20261120"
+SWEEP_GRID = "sweep-grid-20261121"
+
+
+def _sweep_values(lr: float, warmup: int = 400) -> tuple[float, ...]:
+    """Plausible 345M metrics at a learning rate: best near 1e-3, worse on either side on a
+    log scale; a short warmup costs a little."""
+    penalty = 0.09 * math.log10(lr / 1e-3) ** 2 + (0.004 if warmup < 400 else 0.0)
+    val = 2.262 + penalty
+    return (
+        val,
+        9.6 * math.exp(val - 2.262) + 17,
+        27 * math.exp(val - 2.262) + 8,
+        45.1 - 30 * penalty,
+        36.4 - 25 * penalty,
+        64.8 - 20 * penalty,
+        52.0 - 10 * penalty,
+    )
+
+
+def sweep_records() -> tuple[list[SweepRecord], list[RunRecord]]:
+    """Two sweeps of the LR task with their points' runs (type ``method``, ``sweep_id`` set):
+    a 3-point × 2-seed learning-rate sweep (1e-4 … 3e-3, a log axis) and a 2 × 2 grid of
+    learning rate × warmup with one point still pending."""
+    from leaderboard import FinalRecord, RunRecord, SweepPoint, SweepRecord
+
+    rng = random.Random(20261120)
+    seeds = [42, 43]
+    base_lr = 3e-4  # the 345M default
+    plans: list[tuple[str, str, dict[str, list[SweepValue]], int]] = [
+        (SWEEP_LR, "lr-sweep", {"learning_rate": [1e-4, 1e-3, 3e-3]}, 4),
+        (
+            SWEEP_GRID,
+            "lr-warmup-grid",
+            {"learning_rate": [6e-4, 1.2e-3], "warmup_iters": [200, 400]},
+            4,
+        ),
+    ]
+    sweeps: list[SweepRecord] = []
+    runs: list[RunRecord] = []
+    for n, (sweep_id, label, grid, done) in enumerate(plans):
+        created = datetime(2026, 11, 20 + n, 9, 0, tzinfo=UTC)
+        combos = [dict(zip(grid, vs, strict=True)) for vs in itertools.product(*grid.values())]
+        points = []
+        for i, overrides in enumerate([{}, *combos]):
+            run_id = f"{sweep_id}.p{i}" if i < done else None
+            points.append(SweepPoint(index=i, overrides=overrides, run_id=run_id))
+            if run_id is None:
+                continue
+            lr = float(overrides.get("learning_rate", base_lr))
+            values = _sweep_values(lr, int(overrides.get("warmup_iters", 400)))
+            rows = _seed_rows(1, values, "cosine", rng, seeds)
+            body = "CONFIG_OVERRIDES = " + repr(overrides)
+            runs.append(
+                RunRecord(
+                    **_base(
+                        run_id,
+                        LR_TASK,
+                        f"method:{label}",
+                        None,
+                        "method",
+                        label,  # type: ignore[arg-type]
+                        created + timedelta(hours=i),
+                    ),
+                    status="finished",
+                    tests=[r for r in rows if r.seed == 42],
+                    final=FinalRecord(test_number=1, status="ok", per_seed=rows),
+                    regions={"config_overrides": body},
+                    diff=_diff("CONFIG_OVERRIDES = {}\n", body + "\n"),
+                    metric_specs=specs_345m(),
+                    sweep_id=sweep_id,
+                    sweep_point=overrides,
+                )
+            )
+        sweeps.append(
+            SweepRecord(
+                sweep_id=sweep_id,
+                task_id=LR_TASK,
+                label=label,
+                profile="full",
+                sandbox="local",
+                grid=grid,
+                seeds=seeds,
+                points=points,
+                command=f"runner sweep --task {LR_TASK} "
+                + " ".join(f"--grid {k}={','.join(map(str, v))}" for k, v in grid.items())
+                + " --seeds 42,43",
+                created_at=created,
+            )
+        )
+    return sweeps, runs
+
+
 # ── fixtures ────────────────────────────────────────────────────────────────
 @pytest.fixture
 def lb_store(tmp_path: Path) -> Iterator[Store]:
@@ -877,6 +973,11 @@ def lb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     store = Store(f"sqlite:///{db}")
     for run in realistic_runs():
         store.record(run)
+    sweeps, points = sweep_records()
+    for run in points:
+        store.record(run)
+    for sweep in sweeps:
+        store.record_sweep(sweep)
     token = "test-token-" + os.urandom(4).hex()
     port = free_port()
     config = uvicorn.Config(

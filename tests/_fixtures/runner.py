@@ -94,12 +94,19 @@ def resolve_run_config(environ):
            "min_lr": 0.001, "warmup_iters": 2, "lr_decay_iters": n, "weight_decay": 0.1,
            "grad_clip": 1.0, "eval_interval": n, "val_windows": 2,
            "sleep_s": 0.0 if profile == "micro" else SLEEP_S}}
-    overrides = json.loads(environ.get("PB_CONFIG_OVERRIDES") or "{{}}")
+    return apply_overrides(cfg, json.loads(environ.get("PB_CONFIG_OVERRIDES") or "{{}}"))
+
+
+OVERRIDABLE = {{"learning_rate": "a number", "min_lr": "a number", "warmup_iters": "a number"}}
+
+
+def apply_overrides(cfg, overrides):
+    out = dict(cfg)
     for key, value in overrides.items():
-        if key not in ("learning_rate", "min_lr", "warmup_iters") or type(value) not in (int, float):
+        if key not in OVERRIDABLE or type(value) not in (int, float):
             raise ValueError(f"CONFIG_OVERRIDES[{{key!r}}] = {{value!r}} is not allowed")
-        cfg[key] = value
-    return cfg
+        out[key] = value
+    return out
 '''
 
 SCHEDULE = '''\

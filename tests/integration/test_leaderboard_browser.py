@@ -2,12 +2,13 @@
 
 Loads every page, clicks a sort, a filter and a transcript expander, reads an agent run's
 transcript (assistant text, tool calls, edit diffs, results, filters), checks that hostile
-transcript text is shown literally and never executed, and saves screenshots (under
-docs/screenshots/ with PB_SCREENSHOTS=1).
+transcript text is shown literally and never executed, checks that a sweep page's plot shows
+its table's numbers, and saves screenshots (under docs/screenshots/ with PB_SCREENSHOTS=1).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -285,3 +286,72 @@ def test_a_run_without_a_result_says_why(page: Any, lb_server: LiveServer, shots
     assert NO_RESULT_REASON in page.locator("#status-reason").inner_text()
     page.screenshot(path=str(shots / "run_no_result.png"), full_page=True)
     assert page.errors == []
+
+
+def _plotted(page: Any) -> dict[int, dict[str, float]]:
+    """The sweep plot's dots: point index → its numbers and position."""
+    dots = page.locator("#sweep-plots circle.plot-point").evaluate_all(
+        """cs => cs.map(c => ({point: +c.dataset.point, mean: +c.dataset.mean,
+                               x: +c.dataset.x, cx: +c.getAttribute('cx'),
+                               cy: +c.getAttribute('cy'), title: c.textContent}))"""
+    )
+    return {d["point"]: d for d in dots}
+
+
+def _table_means(page: Any) -> dict[int, float]:
+    cells = page.locator("#sweep-table tbody tr").evaluate_all(
+        "rs => rs.map(r => [+r.dataset.point, r.querySelector('td.mean').dataset.mean])"
+    )
+    return {i: float(m) for i, m in cells if m}
+
+
+def test_sweep_page_plot_matches_its_table(page: Any, lb_server: LiveServer, shots: Path) -> None:
+    """The dots sit where the table's numbers say (y linear in the mean, x on a log axis of
+    the learning rate), the default is the dashed reference, and the metric selector switches
+    table and plot together."""
+    from tests._fixtures.leaderboard import SWEEP_GRID, SWEEP_LR
+
+    external = _no_external_requests(page, lb_server.url)
+    page.goto(f"{lb_server.url}/tasks/{LR}")
+    page.locator("#sweeps a", has_text="lr-sweep").click()
+    page.wait_for_load_state()
+    assert page.url.endswith(f"/sweeps/{SWEEP_LR}")
+    means = _table_means(page)
+    dots = _plotted(page)
+    assert sorted(dots) == [1, 2, 3] and set(means) == {0, 1, 2, 3}
+    for i, dot in dots.items():
+        assert dot["mean"] == means[i]
+        shown = page.locator(f'#sweep-table tr[data-point="{i}"] td.mean').inner_text()
+        assert shown.split("±")[0].strip() in dot["title"]
+    # y: one pixel scale for every dot (lower on screen = smaller value)
+    (a, b, c) = (dots[1], dots[2], dots[3])
+    slope_ab = (a["cy"] - b["cy"]) / (a["mean"] - b["mean"])
+    slope_bc = (b["cy"] - c["cy"]) / (b["mean"] - c["mean"])
+    assert slope_ab < 0 and slope_ab == pytest.approx(slope_bc, rel=1e-3)
+    # x: log axis, so the distance is proportional to log(lr)
+    scale_ab = (b["cx"] - a["cx"]) / (math.log10(b["x"]) - math.log10(a["x"]))
+    scale_bc = (c["cx"] - b["cx"]) / (math.log10(c["x"]) - math.log10(b["x"]))
+    assert scale_ab == pytest.approx(scale_bc, rel=1e-3)
+    ref = page.locator("#sweep-plots line.plot-ref")
+    assert float(ref.get_attribute("data-mean")) == means[0]
+    ref_y = float(ref.get_attribute("y1"))
+    assert ref_y == pytest.approx(a["cy"] + slope_ab * (means[0] - a["mean"]), abs=0.2)
+    page.screenshot(path=str(shots / "sweep.png"), full_page=True)
+
+    # The selector: another metric, the table and the plot follow.
+    page.select_option("#metric", "arc_easy_lm-eval-345m")
+    page.locator("#metric-form button").click()
+    page.wait_for_load_state()
+    assert "metric=arc_easy_lm-eval-345m" in page.url
+    assert "arc_easy" in page.locator("#sweep-plots text.plot-title").first.text_content()
+    new_means, new_dots = _table_means(page), _plotted(page)
+    assert new_means != means
+    assert all(new_dots[i]["mean"] == new_means[i] for i in new_dots)
+
+    # A 2 × 2 grid: a plot per key, a line per value of the other key.
+    page.goto(f"{lb_server.url}/sweeps/{SWEEP_GRID}")
+    assert page.locator("#sweep-plots figure").count() == 2
+    legend = page.locator("#sweep-plots figure").first.locator("text.plot-legend")
+    assert legend.all_text_contents() == ["default", "warmup_iters=200", "warmup_iters=400"]
+    page.screenshot(path=str(shots / "sweep_grid.png"), full_page=True)
+    assert external == [] and page.errors == []

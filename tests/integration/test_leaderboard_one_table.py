@@ -125,6 +125,6 @@ def _label_matches(title: str, row: dict[str, str]) -> bool:
     budget = (
         f"{row['max_steps']} steps / {row['max_tests']} tests"
         if row["max_steps"]
-        else "baselines only"
+        else "no agent budgets"
     )
     return f"· {row['profile']} · {budget} · codebase {row['codebase_version']} ·" in title

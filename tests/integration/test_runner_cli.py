@@ -211,7 +211,7 @@ def test_results_tables_from_the_scored_view_wide_narrow_and_json(
     # --json: stdout is one JSON document (progress went to stderr, which CliRunner mixes in)
     start = ran.stdout.index("[")
     [table] = json.loads(ran.stdout[start : ran.stdout.rindex("]") + 1])
-    assert table["task_id"] == "fake-lr" and "baselines only" in table["label"]
+    assert table["task_id"] == "fake-lr" and "no agent budgets" in table["label"]
     rows = {row["method"]: row for row in table["rows"]}
     assert set(rows) == {"cosine", "constant"}
     assert sorted(r["rank"] for r in rows.values()) == [1, 2]
