@@ -73,6 +73,8 @@ class Job:
     needs: dict[str, Path] = field(default_factory=dict)
     workers: Workers | None = None
     gpus: int = 0
+    #: CPU threads of each process (``JobSpec.threads``), set by `job_environment`
+    threads: int = 1
     env: dict[str, str] = field(default_factory=dict)
     #: the executor's cap on the job's output (its share of the free disk); backends apply the
     #: smaller of this and their own
@@ -194,9 +196,9 @@ _PATH_VARIABLES = (
     "PB_COMPILE_CACHE_PUBLISH",
 )
 
-# Variables copied from the host environment into a job's scrubbed environment: locale and
-# thread counts only; nothing that could carry credentials or proxies.
-_PASS_THROUGH = ("LANG", "LC_ALL", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TORCH_NUM_THREADS")
+# Variables copied from the host environment into a job's scrubbed environment: the locale
+# only; nothing that could carry credentials or proxies, nor thread counts (the job's own).
+_PASS_THROUGH = ("LANG", "LC_ALL")
 
 
 def job_environment(
@@ -231,6 +233,10 @@ def job_environment(
             "TMPDIR": tmpdir,
             "PYTHONUNBUFFERED": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
+            # the job spec's thread count, whatever the backend or host: torch's and numpy's
+            # CPU kernels size their pools from these (torchrun keeps a value that is set)
+            "OMP_NUM_THREADS": str(job.threads),
+            "MKL_NUM_THREADS": str(job.threads),
             # lm-eval and Hugging Face libraries must never try the network inside a sandbox.
             "HF_DATASETS_OFFLINE": "1",
             "HF_HUB_OFFLINE": "1",

@@ -276,6 +276,7 @@ class Executor:
             needs=needs,
             workers=Workers(spec.workers.script, spec.workers.count) if spec.workers else None,
             gpus=spec.gpus,
+            threads=spec.threads,
             max_output_mb=output_cap_mb,
             compile_cache=compile_cache,
             env={

@@ -72,6 +72,9 @@ class JobSpec(_Model):
     process that decides a result). ``stage: preflight`` jobs run before a test is charged: if
     one fails the test is refused, uncharged, with the job's own error. ``show_log``: the job's
     log lines may be shown to the agent (a training run's progress); no other job's output is.
+    ``threads``: the CPU threads of each of the job's processes (``OMP_NUM_THREADS``), the same
+    under every backend and on every machine: a float sum split over another number of threads
+    rounds differently, so the thread count is part of what decides a result.
     """
 
     label: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]*$")
@@ -85,6 +88,7 @@ class JobSpec(_Model):
     metrics: list[Annotated[str, Field(pattern=r"^[a-z0-9_]+$")]] = Field(default_factory=list)
     show_log: bool = False
     gpus: int = Field(default=0, ge=0)
+    threads: int = Field(default=1, ge=1, le=256)
     time_limit_s: int = Field(gt=0, validation_alias="time_limit")
     hidden: bool = False
     env: dict[Annotated[str, Field(pattern=r"^PB_[A-Z0-9_]+$")], str] = Field(default_factory=dict)

@@ -353,8 +353,9 @@ class SlurmBackend(Backend):
             args.append(f"--partition={self.partition}")
         if self.account:
             args.append(f"--account={self.account}")
-        if self.cpus_per_task:
-            args.append(f"--cpus-per-task={self.cpus_per_task}")
+        # at least the job's threads (where the cluster binds CPUs, torch would get fewer cores
+        # than threads); the count of threads itself is the job's, never the allocation's
+        args.append(f"--cpus-per-task={max(self.cpus_per_task or 1, job.threads)}")
         mem = self.gpu_mem if job.gpus else self.mem
         if mem:
             args.append(f"--mem={mem}")

@@ -310,6 +310,7 @@ def honest_eval(lab: Lab, ckpt_dir: Path, out: Path, *, kind: str = "train") -> 
         "PB_SEED": "42",
         "PB_DEVICE": "cpu",
         "PYTHONDONTWRITEBYTECODE": "1",
+        "OMP_NUM_THREADS": "1",  # the sandboxed job's (JobSpec.threads): the same float sums
     }
     proc = subprocess.run(
         [sys.executable, "evaluate.py", "--kind", kind],

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import shlex
 from pathlib import Path
 
 import pytest
 
-from sandbox._backend import BackendError, Job, Workers
+from sandbox._backend import (
+    BackendError,
+    Job,
+    Workers,
+    job_environment,
+    sandboxed_job_environment,
+)
 from sandbox._slurm import SlurmBackend
 
 
@@ -177,3 +185,31 @@ def test_unsafe_paths_are_refused_before_submitting(tmp_path: Path) -> None:
     job = _job(tmp_path / "a:b")
     outcome = backend.run_job(job)
     assert outcome.infra_error and "cannot prepare" in outcome.infra_error
+
+
+def test_a_jobs_thread_count_is_its_own_under_every_backend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Float sums split over another number of threads round differently: the job spec's
+    ``threads`` decides, never the submitting shell's OMP_NUM_THREADS nor the allocation."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    job = dataclasses.replace(_job(tmp_path), threads=3)
+    host = dict(os.environ)
+    local = sandboxed_job_environment(job, path="/bin", home="/h", host_env=host)
+    weak = job_environment(
+        job,
+        path="/bin",
+        home="/h",
+        tmpdir="/t",
+        out_dir="/o",
+        inputs={},
+        needs_dir=None,
+        workers_dir=None,
+        host_env=host,
+    )
+    in_image = _apptainer()._env_files(job, tmp_path / "work")["job.env"]
+    for env in (local, weak):
+        assert (env["OMP_NUM_THREADS"], env["MKL_NUM_THREADS"]) == ("3", "3")
+    assert "OMP_NUM_THREADS=3\n" in in_image
+    args = SlurmBackend(check_cluster=False, allow_weak_isolation=True).sbatch_args(job, tmp_path)
+    assert "--cpus-per-task=3" in args
