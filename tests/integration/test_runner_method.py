@@ -42,22 +42,9 @@ def test_a_hand_written_schedule_is_edited_in_tested_and_recorded_as_a_method(
     overrides = tmp_path / "overrides.py"
     overrides.write_text("CONFIG_OVERRIDES = {'learning_rate': 0.02}\n")
     db = tmp_path / "lb.db"
-    result = cli.invoke(
-        app,
-        [
-            "run",
-            "--task",
-            "fake-lr",
-            "--region",
-            f"get_lr={schedule}",
-            "--region",
-            f"config_overrides={overrides}",
-            "--db",
-            str(db),
-            "--quiet",
-            "--json",
-        ],
-    )
+    args = ["run", "--task", "fake-lr", "--region", f"get_lr={schedule}"]
+    args += ["--region", f"config_overrides={overrides}", "--db", str(db), "--quiet"]
+    result = cli.invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     info = _only_run(runner_env.home)
     assert info["config"]["agent"] == "method:linear_decay"  # the first file's stem
@@ -76,21 +63,7 @@ def test_a_hand_written_schedule_is_edited_in_tested_and_recorded_as_a_method(
     tools = [e["name"] for e in record.transcript or [] if e["kind"] == "tool_call"]
     assert tools == ["edit", "edit", "test", "submit"]
     # the same method again is the same result: not recorded twice
-    again = cli.invoke(
-        app,
-        [
-            "run",
-            "--task",
-            "fake-lr",
-            "--region",
-            f"get_lr={schedule}",
-            "--region",
-            f"config_overrides={overrides}",
-            "--db",
-            str(db),
-            "--quiet",
-        ],
-    )
+    again = cli.invoke(app, args)
     assert again.exit_code == 0, again.output
     assert f"identical to run {run_id}, not recorded" in again.output
     with Store(f"sqlite:///{db}") as store:
