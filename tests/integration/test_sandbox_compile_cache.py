@@ -286,6 +286,7 @@ def test_a_baseline_compiles_once_and_an_agent_run_loads_it_read_only(
             "code": "edited",
             "inputs": ["train_data"],
             "time_limit": 1800,
+            "threads": 2,  # as the tiny profile's jobs (the ratio below was measured so)
         }
     )
 
