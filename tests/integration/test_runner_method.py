@@ -4,7 +4,6 @@ same edit path as an agent's edits, tested, submitted and recorded as type ``met
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -147,56 +146,5 @@ def test_bad_regions_and_labels_are_refused_before_anything_runs(
     assert not (runner_env.home / "runs").exists() or not any((runner_env.home / "runs").iterdir())
 
 
-@pytest.mark.slow
-def test_a_hand_written_schedule_at_the_tiny_profile(tmp_path: Path) -> None:
-    """The real codebase, the real sandbox: a linear-decay schedule trains and is evaluated
-    (one final seed: ~50 s idle)."""
-    import subprocess
-    import sys
-
-    schedule = tmp_path / "linear.py"
-    schedule.write_text(LINEAR)
-    home = tmp_path / "home"
-    db = tmp_path / "lb.db"
-    env = {**os.environ, "PRETRAINBENCH_HOME": str(home)}
-    env.pop("PRETRAINBENCH_TASKS_DIR", None)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "runner.cli",
-            "run",
-            "--task",
-            "llm-pretrain-lr-schedule",
-            "--region",
-            f"get_lr={schedule}",
-            "--label",
-            "linear-decay",
-            "--profile",
-            "tiny",
-            "--final-seeds",
-            "42",
-            "--db",
-            str(db),
-            "--quiet",
-            "--json",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    with Store(f"sqlite:///{db}") as store:
-        (run_id,) = store.run_ids()
-        record = store.get_run(run_id)
-    assert record is not None and record.type == "method" and record.method == "linear-decay"
-    assert record.final is not None and record.final.status == "ok"
-    (row,) = [r for r in record.final.per_seed if r.setting == "gpt-tiny"]
-    assert row.seed == 42 and 3.0 < row.metrics["val_loss_gpt-tiny"] < 8.0
-    # the hidden setting ran too: a researcher sees every metric
-    assert any(r.setting == "lm-eval-tiny" for r in record.final.per_seed)
-    # the trained schedule is the hand-written one: the training job used its table
-    shown = json.loads(done.stdout)
-    assert shown, done.stdout
+# The real codebase at the tiny profile: tests/integration/test_runner_records.py evaluates a
+# hand-written schedule with --region and exports it (one run serves both checks).

@@ -63,6 +63,12 @@ def test_real_method_run_exports_and_imports(tmp_path: Path) -> None:
         (run_id,) = store.run_ids()
         original = store.get_run(run_id)
     assert original is not None and original.result_status() == "ok"
+    # a hand-written method at the real tiny profile: recorded as one, every setting evaluated
+    assert original.type == "method" and original.method == "trapezoid-rt"
+    assert original.final is not None and original.final.status == "ok"
+    (row,) = [r for r in original.final.per_seed if r.setting == "gpt-tiny"]
+    assert row.seed == 42 and 3.0 < row.metrics["val_loss_gpt-tiny"] < 8.0
+    assert any(r.setting == "lm-eval-tiny" for r in original.final.per_seed)
 
     exported = _runner(
         tmp_path, "export", run_id, "--format", "record", "--out", "rec", "--db", "a.db"
