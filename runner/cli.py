@@ -807,8 +807,8 @@ def _sweep_rich_table(table: SweepTable) -> Table:
     sweep = table.sweep
     direction = "lower" if table.metric.direction == "lower" else "higher"
     out_table = Table(
-        title=f"{sweep.task_id} · sweep {sweep.label} · {table.metric.key} ({direction} is "
-        f"better) · profile {sweep.profile}",
+        title=f"{sweep.task_id} · {'sweep' if sweep.label == 'sweep' else f'sweep of {sweep.label}'}"
+        f" · {table.metric.key} ({direction} is better) · profile {sweep.profile}",
     )
     out_table.add_column("#", justify="right")
     for key in sweep.grid:
