@@ -255,7 +255,7 @@ class Session:
             if isinstance(args, ViewArgs):
                 text = self.workspace.view(args.filename, args.start_line, args.end_line)
             elif isinstance(args, EditArgs):
-                text = self._edit(args)
+                text = self.workspace.apply(args)
             elif isinstance(args, UndoArgs):
                 text = self.workspace.undo(args.n)
             else:
@@ -277,16 +277,6 @@ class Session:
             text, ok, cost_test = self._run_test(pending)
             return self._finish("test", text, ok=ok, cost_test=cost_test)
         return self._result("submit", self._run_final(pending), ok=True)
-
-    def _edit(self, args: EditArgs) -> str:
-        ws = self.workspace
-        if args.op == "replace":
-            assert args.start_line is not None and args.end_line is not None
-            return ws.replace(args.filename, args.start_line, args.end_line, args.content)
-        if args.op == "insert":
-            assert args.after_line is not None
-            return ws.insert(args.filename, args.after_line, args.content)
-        return ws.create_file(args.filename, args.content)
 
     # ── test ──────────────────────────────────────────────────────────────────────────────
 

@@ -24,6 +24,7 @@ from env._file import WorkspaceFile
 from env._listing import file_diff, numbered, render_file, snapshot
 from env._regions import RegionSyntaxError, content_lines
 from env._spec import TaskSpec
+from env._tools import EditArgs
 from env._workspace_state import FileState, UndoEntry, WorkspaceState
 from sandbox import write_atomic
 
@@ -233,6 +234,16 @@ class Workspace:
         return EditError(texts.error(message, self._snapshot(f)))
 
     # -- edits ----------------------------------------------------------------------------
+
+    def apply(self, args: EditArgs) -> str:
+        """One ``edit`` tool call's arguments, dispatched on their ``op``."""
+        if args.op == "replace":
+            assert args.start_line is not None and args.end_line is not None
+            return self.replace(args.filename, args.start_line, args.end_line, args.content)
+        if args.op == "insert":
+            assert args.after_line is not None
+            return self.insert(args.filename, args.after_line, args.content)
+        return self.create_file(args.filename, args.content)
 
     def replace(self, filename: str, start_line: int, end_line: int, content: str) -> str:
         """Replace lines ``start_line..end_line`` (inclusive), which must lie in one region."""

@@ -384,6 +384,7 @@ def rebuilt_sources(run: RunRecord) -> dict[str, str]:
     same ``edit`` path a baseline takes (file name → text); empty when this checkout lacks the
     run's codebase or an edit is refused."""
     from env import Baseline, EditError, baseline_edits
+    from env._tools import EditArgs
 
     with _original_workspace(run) as workspace:
         if workspace is None or not run.regions:
@@ -391,16 +392,7 @@ def rebuilt_sources(run: RunRecord) -> dict[str, str]:
         try:
             method = Baseline(name=run.method, doc="", regions=dict(run.regions))
             for edit in baseline_edits(method, workspace.task, workspace.edited_files()):
-                args = edit.arguments
-                name, content = str(args["filename"]), str(args["content"])
-                if args["op"] == "replace":
-                    start, end = args["start_line"], args["end_line"]
-                    assert isinstance(start, int) and isinstance(end, int)
-                    workspace.replace(name, start, end, content)
-                else:
-                    after = args["after_line"]
-                    assert isinstance(after, int)
-                    workspace.insert(name, after, content)
+                workspace.apply(EditArgs.model_validate(edit.arguments))
         except (EditError, ValueError, RuntimeError):
             return {}
         return {Path(p).name: text for p, text in sorted(workspace.edited_files().items())}
