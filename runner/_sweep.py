@@ -180,9 +180,10 @@ def _config_module(task: TaskSpec) -> ModuleType:
     return module
 
 
-def overridable_keys(task: TaskSpec) -> list[str]:
-    """The keys CONFIG_OVERRIDES accepts (the codebase's ``OVERRIDABLE``)."""
-    keys: object = getattr(_config_module(task), "OVERRIDABLE", None)
+def overridable_keys(task: TaskSpec, module: ModuleType | None = None) -> list[str]:
+    """The keys CONFIG_OVERRIDES accepts (the codebase's ``OVERRIDABLE``; ``module``: its
+    pb_config, when already loaded)."""
+    keys: object = getattr(module or _config_module(task), "OVERRIDABLE", None)
     if not isinstance(keys, dict):
         raise SweepError(f"task {task.id}: {CONFIG_MODULE} defines no OVERRIDABLE table")
     return [str(k) for k in keys]
@@ -202,7 +203,7 @@ def check_sweep(
             f"task {task.id} has no {OVERRIDES_REGION} data region: there is nothing to sweep"
         )
     module = _config_module(task)
-    known = overridable_keys(task)
+    known = overridable_keys(task, module)
     for key in [*grid, *base_overrides]:
         if key not in known:
             raise SweepError(
